@@ -1,0 +1,9 @@
+"""Local Serpstat API v4 emulator with a synthetic, evolving link graph (see ../shared/serpstat-api.md)."""
+
+from .api import ApiError, LogEntry, SerpstatApi
+from .faults import Fault, FaultPlan
+from .graph import EPOCH, Donor, LinkGraph, Profile, in_last_week
+from .server import SerpstatEmulator
+
+__all__ = ["ApiError", "Donor", "EPOCH", "Fault", "FaultPlan", "LinkGraph", "LogEntry", "Profile",
+           "SerpstatApi", "SerpstatEmulator", "in_last_week"]

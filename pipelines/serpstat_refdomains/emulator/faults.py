@@ -1,0 +1,97 @@
+"""Scriptable faults for the emulator: which request fails, how, and how often.
+
+A fault matches requests by method, target (`query`), page and whether the request carries the
+`last_week` filter; any of these left as None matches everything. Each fault fires `times` times
+(-1: for ever), so a test can script "page 3 of example.com answers 503 twice, then works".
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+# Faults in the transport: nothing reaches the API, nothing is charged.
+TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429"}
+# Faults that change what the API answers (the request is processed and charged).
+DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty"}
+KINDS = TRANSPORT_KINDS | DATA_KINDS
+
+
+@dataclass
+class Fault:
+    """One scripted fault.
+
+    kind:
+        http_error      answer HTTP `status` (default 500) with a non-JSON body
+        drop            close the connection without an answer
+        malformed       HTTP 200 with a body that is not JSON
+        rate_limit      HTTP 200 + in-body error 429 "Query frequency exceeded"
+        http_429        HTTP 429 with `Retry-After: retry_after`
+        delay           sleep `seconds` before answering (past the client's timeout, say)
+        insert_rows     add `count` new donors to the target before answering (the total moves)
+        extra_fields    add unknown fields to every row of the answer
+        string_numbers  send ref_pages and domainRank as strings
+        empty           answer as if the target had no referring domains
+    """
+
+    kind: str
+    query: str | None = None
+    page: int | None = None
+    last_week: bool | None = None
+    method: str | None = "SerpstatBacklinksProcedure.getRefDomains"
+    times: int = 1
+    status: int = 500
+    seconds: float = 0.0
+    count: int = 1
+    retry_after: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {sorted(KINDS)}")
+
+    def matches(self, method: str, query: str | None, page: int | None, last_week: bool) -> bool:
+        return (
+            self.times != 0
+            and (self.method is None or self.method == method)
+            and (self.query is None or (query or "").lower() == self.query.lower())
+            and (self.page is None or self.page == page)
+            and (self.last_week is None or self.last_week == last_week)
+        )
+
+
+@dataclass
+class FaultPlan:
+    """The emulator's list of scripted faults, plus an optional random fault rate for chaos runs."""
+
+    faults: list[Fault] = field(default_factory=list)
+    random_rate: float = 0.0
+    random_kinds: tuple[str, ...] = ("http_error", "drop", "malformed", "rate_limit")
+    seed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _rng: random.Random | None = field(default=None, repr=False)
+
+    def add(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.faults.clear()
+            self.random_rate = 0.0
+
+    def take(self, method: str, query: str | None, page: int | None, last_week: bool) -> list[Fault]:
+        """Faults that fire for this request, each consuming one of its `times`."""
+        fired: list[Fault] = []
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, query, page, last_week):
+                    if fault.times > 0:
+                        fault.times -= 1
+                    fired.append(fault)
+            if self.random_rate > 0:
+                if self._rng is None:
+                    self._rng = random.Random(self.seed)
+                if self._rng.random() < self.random_rate:
+                    fired.append(Fault(kind=self._rng.choice(self.random_kinds), status=503, times=0))
+        return fired

@@ -1,0 +1,214 @@
+"""A deterministic synthetic link graph: referring domains of any target, day by day.
+
+Every target gets a donor universe generated from (seed, target) alone, so a test, the demo and
+the emulator agree on the true set of referring domains for any day without sharing state.
+Donors are born, some are lost, some of those return; the set therefore evolves the way a real
+backlink index does, and `active_on(day)` is the ground truth the pipeline is checked against.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+import threading
+from dataclasses import dataclass, field
+
+EPOCH = dt.date(2026, 1, 1)
+# Donors are generated from HISTORY_DAYS before EPOCH to HORIZON_DAYS after it; later days see
+# no new births (the graph only thins out), which is far beyond any test or demo timeline.
+HISTORY_DAYS = 1200
+HORIZON_DAYS = 1500
+MEAN_LIFETIME_DAYS = 400
+RETURN_PROBABILITY = 0.35
+MEAN_RETURN_GAP_DAYS = 12
+
+_WORDS = [
+    "alpha", "blog", "news", "shop", "travel", "tech", "daily", "review", "guide", "forum",
+    "media", "press", "market", "studio", "cloud", "data", "green", "smart", "local", "prime",
+]
+_UNICODE_WORDS = [("bücher", "de"), ("пример", "рф"), ("café", "fr"), ("münchen", "de"),
+                  ("例え", "jp"), ("straße", "at"), ("señal", "es")]
+_TLDS = ["com", "net", "org", "io", "co.uk", "de", "com.au", "info", "blogspot.com"]
+
+
+@dataclass(frozen=True, slots=True)
+class Donor:
+    """One referring domain of one target, with its whole life on the timeline."""
+
+    name: str  # exactly as the API returns it in `domain_from` (may be Unicode, mixed case, www.)
+    rank: int
+    ref_pages: int
+    born: dt.date
+    lost: dt.date | None = None
+    returned: dt.date | None = None
+    in_domain_only: bool = True  # also links to the bare host (searchType=domain)
+
+    def active_on(self, day: dt.date) -> bool:
+        if day < self.born:
+            return False
+        if self.lost is not None and self.lost <= day:
+            return self.returned is not None and self.returned <= day
+        return True
+
+    def first_detected(self, day: dt.date) -> dt.date:
+        """The `check` date: when the index last (re)discovered the donor."""
+        if self.returned is not None and self.returned <= day:
+            return self.returned
+        return self.born
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a target's donor universe is generated.
+
+    `size` fixes the number of referring domains: exactly that many donors, alive on every day
+    and never lost, so a test knows the total and therefore the pages it must see. Without a
+    size, the target churns: roughly `base_size` donors alive on any day, with daily gains,
+    losses and returns.
+    """
+
+    size: int | None = None
+    base_size: int | None = None
+
+
+@dataclass
+class _Overlay:
+    """Donors added at run time (rows inserted between two pages of one query)."""
+
+    donors: list[Donor] = field(default_factory=list)
+
+
+def _rng(*parts: object) -> random.Random:
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def _donor_name(rng: random.Random, index: int) -> str:
+    style = rng.random()
+    word = rng.choice(_WORDS)
+    tld = rng.choice(_TLDS)
+    if style < 0.08:
+        return f"www.{word}{index}.{tld}"
+    if style < 0.16:
+        mixed = "".join(c.upper() if rng.random() < 0.5 else c for c in f"{word}{index}")
+        return f"{mixed}.{tld.upper() if rng.random() < 0.5 else tld}"
+    if style < 0.23:
+        uword, utld = rng.choice(_UNICODE_WORDS)
+        return f"{uword}{index}.{utld}"
+    if style < 0.30:
+        return f"{rng.choice(['blog', 'news', 'shop', 'm'])}.{word}{index}.{tld}"
+    return f"{word}-{index}.{tld}"
+
+
+def _donor_rank(rng: random.Random) -> int:
+    return int(100 * rng.random() ** 2)
+
+
+def _ref_pages(rng: random.Random) -> int:
+    return 1 + int(rng.expovariate(1 / 5))
+
+
+class LinkGraph:
+    """Referring-domain universes of every target, generated on first use and cached."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._profiles: dict[str, Profile] = {}
+        self._universes: dict[str, list[Donor]] = {}
+        self._overlays: dict[str, _Overlay] = {}
+        self._lock = threading.Lock()
+        self.version = 0  # bumped on every change, so caches of served result sets expire
+
+    # --- configuration -------------------------------------------------------------------
+    def set_profile(self, target: str, profile: Profile | int) -> None:
+        if isinstance(profile, int):
+            profile = Profile(size=profile)
+        key = target.lower()
+        with self._lock:
+            self._profiles[key] = profile
+            self._universes.pop(key, None)
+            self.version += 1
+
+    def insert_donors(self, target: str, count: int, day: dt.date) -> list[Donor]:
+        """Add `count` fresh donors to a target, first detected on `day` (a live index update)."""
+        key = target.lower()
+        with self._lock:
+            overlay = self._overlays.setdefault(key, _Overlay())
+            start = len(overlay.donors)
+            rng = _rng(self.seed, key, "inserted", start)
+            added = [
+                Donor(name=f"inserted-{start + i}-{rng.randrange(10**6)}.example.net",
+                      rank=_donor_rank(rng), ref_pages=_ref_pages(rng), born=day)
+                for i in range(count)
+            ]
+            overlay.donors.extend(added)
+            self.version += 1
+        return added
+
+    # --- ground truth --------------------------------------------------------------------
+    def donors(self, target: str) -> list[Donor]:
+        key = target.lower()
+        with self._lock:
+            universe = self._universes.get(key)
+            if universe is None:
+                universe = self._generate(key, self._profiles.get(key, Profile()))
+                self._universes[key] = universe
+            overlay = self._overlays.get(key)
+        return universe + overlay.donors if overlay else universe
+
+    def active(self, target: str, day: dt.date, search_type: str = "domain_with_subdomains") -> list[Donor]:
+        only_domain = search_type == "domain"
+        return [
+            d for d in self.donors(target)
+            if d.active_on(day) and (d.in_domain_only or not only_domain)
+        ]
+
+    def truth(self, target: str, day: dt.date, search_type: str = "domain_with_subdomains",
+              last_week: bool = False) -> set[str]:
+        """Raw `domain_from` names the API would list for that day (the test oracle)."""
+        donors = self.active(target, day, search_type)
+        if last_week:
+            donors = [d for d in donors if in_last_week(d, day)]
+        return {d.name for d in donors}
+
+    # --- generation ----------------------------------------------------------------------
+    def _generate(self, key: str, profile: Profile) -> list[Donor]:
+        rng = _rng(self.seed, key, "profile")
+        if profile.size is not None:
+            return [self._static_donor(key, i) for i in range(profile.size)]
+        base = profile.base_size if profile.base_size is not None else 100 + rng.randrange(1900)
+        births_per_day = base / MEAN_LIFETIME_DAYS
+        donors: list[Donor] = []
+        index = 0
+        born_so_far = 0.0
+        for offset in range(-HISTORY_DAYS, HORIZON_DAYS):
+            born_so_far += births_per_day
+            while index < int(born_so_far):
+                donors.append(self._churning_donor(key, index, EPOCH + dt.timedelta(days=offset)))
+                index += 1
+        return donors
+
+    def _static_donor(self, key: str, index: int) -> Donor:
+        rng = _rng(self.seed, key, index)
+        born = EPOCH - dt.timedelta(days=400 + rng.randrange(3000))
+        return Donor(name=_donor_name(rng, index), rank=_donor_rank(rng), ref_pages=_ref_pages(rng),
+                     born=born, in_domain_only=rng.random() < 0.8)
+
+    def _churning_donor(self, key: str, index: int, born: dt.date) -> Donor:
+        rng = _rng(self.seed, key, index)
+        name = _donor_name(rng, index)
+        lost = born + dt.timedelta(days=1 + int(rng.expovariate(1 / MEAN_LIFETIME_DAYS)))
+        returned = None
+        if rng.random() < RETURN_PROBABILITY:
+            returned = lost + dt.timedelta(days=1 + int(rng.expovariate(1 / MEAN_RETURN_GAP_DAYS)))
+        return Donor(name=name, rank=_donor_rank(rng), ref_pages=_ref_pages(rng), born=born,
+                     lost=lost, returned=returned, in_domain_only=rng.random() < 0.8)
+
+
+def in_last_week(donor: Donor, day: dt.date) -> bool:
+    """ASSUMPTION (serpstat-api.md §3.1, [emulator choice]): Serpstat documents `last_week` only
+    as "data for the last week"; we read it as "first detected within the 7 days up to the
+    index date", the one per-row date the method has."""
+    detected = donor.first_detected(day)
+    return day - dt.timedelta(days=7) <= detected <= day
