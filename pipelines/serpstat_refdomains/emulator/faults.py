@@ -86,6 +86,9 @@ class FaultPlan:
         with self._lock:
             for fault in self.faults:
                 if fault.matches(method, query, page, last_week):
+                    # One request can fail in one way only: later transport faults wait their turn.
+                    if fault.kind in TRANSPORT_KINDS and any(f.kind in TRANSPORT_KINDS for f in fired):
+                        continue
                     if fault.times > 0:
                         fault.times -= 1
                     fired.append(fault)

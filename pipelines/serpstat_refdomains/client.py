@@ -1,0 +1,401 @@
+"""The one way this project calls Serpstat: JSON-RPC over HTTPS, throttled, retried, redacted.
+
+The client knows nothing of dlt. It owns the HTTP session, the rate limiter shared by every
+thread of a run, retries with backoff, the error taxonomy and credit accounting. Callers see
+methods (`get_ref_domains`, `get_stats`), never URLs, and never the token: Serpstat takes it as
+a query parameter, which requests and urllib3 like to print, so every path out of this module
+(log records, exception messages, reprs) is redacted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import quote
+
+import orjson
+import requests
+from tenacity import Retrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_exponential_jitter
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.serpstat.com/v4"
+REF_DOMAINS = "SerpstatBacklinksProcedure.getRefDomains"
+GET_STATS = "SerpstatLimitsProcedure.getStats"
+TOKEN_FIX = "set a valid token in .dlt/secrets.toml [sources.serpstat] api_token or SOURCES__SERPSTAT__API_TOKEN"
+
+# Error codes (serpstat-api.md §5.3): the group number or the 32xxx code arrives in error.code.
+EMPTY_CODES = {404, 32015, 32017}
+RETRY_CODES = {429, 500, 502, 503, 504}
+CREDIT_CODES = {32012}
+INVALID_CODES = {400, 32016, 32018, 32116, 32117}
+
+
+# --- errors ------------------------------------------------------------------------------
+class SerpstatError(Exception):
+    """Any error from the Serpstat API or the way to it. `code`/`api_message` as the API sent them."""
+
+    def __init__(self, message: str, code: int | None = None, api_message: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.api_message = api_message
+
+
+class AuthenticationError(SerpstatError):
+    """The token is missing, wrong, or the plan does not allow this method. Retrying cannot help."""
+
+
+class CreditsExhaustedError(SerpstatError):
+    """The account has no API credits left for this request."""
+
+
+class DepthCapError(SerpstatError):
+    """The page asked for lies beyond the sortable depth (page x size > 60,000)."""
+
+
+class InvalidRequestError(SerpstatError):
+    """The API refused the parameters (query, searchType, complexFilter, ...)."""
+
+
+class TransientError(SerpstatError):
+    """A failure that may pass (5xx, timeout, dropped connection, bad JSON, rate limit).
+
+    Retried inside the client; raised to callers only once retries are exhausted.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimitError(TransientError):
+    """Serpstat answered 429 (in the body or as HTTP status)."""
+
+
+# --- results -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RefDomainsPage:
+    """One page of getRefDomains. `charge` is what the API billed for it."""
+
+    rows: list[dict[str, Any]]
+    page: int
+    total: int
+    left_lines: int | None
+    charge: int
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStats:
+    max_lines: int | None
+    used_lines: int | None
+    left_lines: int | None
+
+
+# --- redaction ---------------------------------------------------------------------------
+class _RedactingFilter(logging.Filter):
+    """Rewrites log records so no registered secret survives (urllib3 logs full request URLs)."""
+
+    def __init__(self) -> None:
+        super().__init__("serpstat-redact")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            redacted = redact(message, self.secrets)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+_REDACTOR = _RedactingFilter()
+# Loggers that may print a request URL or our own messages. Filters on a logger are not inherited
+# by its children, so each one that emits is named.
+_REDACTED_LOGGERS = ("urllib3", "urllib3.connectionpool", "urllib3.util.retry", "requests",
+                     "serpstat_refdomains", __name__, "dlt")
+
+
+def register_secret(secret: str) -> None:
+    """Make every log record of the HTTP stack and this package drop `secret`."""
+    if not secret:
+        return
+    _REDACTOR.secrets.update({secret, quote(secret, safe="")})
+    for name in _REDACTED_LOGGERS:
+        log = logging.getLogger(name)
+        if _REDACTOR not in log.filters:
+            log.addFilter(_REDACTOR)
+
+
+def redact(text: str, secrets: set[str] | None = None) -> str:
+    for secret in sorted(secrets if secrets is not None else _REDACTOR.secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+# --- rate limit --------------------------------------------------------------------------
+class RateLimiter:
+    """Spaces calls evenly at `rate` per second across every thread that shares it.
+
+    Slots are handed out under a lock and slept on outside it, so N threads together never
+    exceed the rate and a slow response does not hold up the next request's slot.
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate and rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+# --- client ------------------------------------------------------------------------------
+class SerpstatClient:
+    """JSON-RPC client for Serpstat API v4.
+
+    Args:
+        api_token: the Serpstat API token (sent as the `token` query parameter).
+        api_url: endpoint, e.g. the local emulator's.
+        requests_per_second: shared by every thread using this client (1 on most plans).
+        timeout: seconds to wait for one answer.
+        max_attempts: tries per call, retries included.
+        max_retry_wait: seconds a call may spend retrying before it gives up.
+    """
+
+    def __init__(
+        self,
+        api_token: str,
+        api_url: str = DEFAULT_API_URL,
+        requests_per_second: float | None = 1.0,
+        timeout: float = 60.0,
+        max_attempts: int = 6,
+        max_retry_wait: float = 300.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        pool_size: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_token:
+            raise AuthenticationError(f"Serpstat API token is missing: {TOKEN_FIX}")
+        register_secret(api_token)
+        self._token = api_token
+        self.api_url = api_url
+        self.limiter = RateLimiter(requests_per_second)
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.max_retry_wait = max_retry_wait
+        self._backoff = wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max)
+        self._sleep = sleep
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.credits_spent = 0
+        self.requests_made = 0
+        self.retries = 0
+        self.last_left_lines: int | None = None
+
+    def __repr__(self) -> str:
+        return f"SerpstatClient(api_url={self.api_url!r}, token=***)"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> "SerpstatClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- methods -------------------------------------------------------------------------
+    def get_ref_domains(
+        self,
+        query: str,
+        search_type: str = "domain_with_subdomains",
+        page: int = 1,
+        size: int = 1000,
+        sort: str = "domain_from",
+        order: str = "asc",
+        complex_filter: list | None = None,
+    ) -> RefDomainsPage:
+        """One page of referring domains. An empty result (404/32015/32017) is an empty page
+        billed 1 credit; any other error raises."""
+        params: dict[str, Any] = {"query": query, "searchType": search_type, "page": page,
+                                  "size": size, "sort": sort, "order": order}
+        if complex_filter:
+            params["complexFilter"] = complex_filter
+        try:
+            result = self.call(REF_DOMAINS, params)
+        except SerpstatError as error:
+            if error.code in EMPTY_CODES:
+                self._account(charge=1, left_lines=None)
+                return RefDomainsPage(rows=[], page=page, total=0, left_lines=None, charge=1)
+            raise
+        data = result.get("data")
+        summary = result.get("summary_info") or {}
+        if not isinstance(data, list):
+            raise TransientError(f"Serpstat answered {REF_DOMAINS} without a data list")
+        left = _int_or_none(summary.get("left_lines"))
+        charge = max(len(data), 1)
+        self._account(charge=charge, left_lines=left)
+        total = _int_or_none(summary.get("total"))
+        return RefDomainsPage(rows=data, page=page, total=total if total is not None else len(data),
+                              left_lines=left, charge=charge)
+
+    def get_stats(self) -> AccountStats:
+        """Account credits (free: getStats spends none)."""
+        result = self.call(GET_STATS)
+        data = result.get("data") or {}
+        left = _int_or_none(data.get("left_lines"))
+        with self._lock:
+            self.last_left_lines = left
+        return AccountStats(_int_or_none(data.get("max_lines")), _int_or_none(data.get("used_lines")), left)
+
+    def call(self, method: str, params: dict | None = None) -> dict:
+        """Send one JSON-RPC request, retrying transient failures; returns `result`."""
+        request: dict[str, Any] = {"id": next(self._ids), "method": method}
+        if params is not None:
+            request["params"] = params
+        body = orjson.dumps(request)
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_retry_wait),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, method, request["id"], body)
+        except TransientError as error:
+            attempts = retrying.statistics.get("attempt_number", self.max_attempts)
+            failure = type(error)(f"Serpstat API still failing after {attempts} attempts ({error}); "
+                                  "the API or the network is down: run again later")
+        raise failure
+
+    # --- internals -----------------------------------------------------------------------
+    def _attempt(self, method: str, request_id: int, body: bytes) -> dict:
+        self.limiter.acquire()
+        with self._lock:
+            self.requests_made += 1
+        failure: Exception | None = None
+        try:
+            response = self._session.post(
+                self.api_url, params={"token": self._token}, data=body,
+                headers={"Content-Type": "application/json"}, timeout=self.timeout)
+        except requests.Timeout:
+            failure = TransientError(f"no answer within {self.timeout:g}s")
+        except requests.RequestException as error:
+            # requests puts the full URL, token included, into its messages: keep the class only.
+            failure = TransientError(f"connection failed ({type(error).__name__})")
+        if failure is not None:
+            raise failure  # outside the except block: no chained exception carries the URL
+        return self._parse(method, request_id, response)
+
+    def _parse(self, method: str, request_id: int, response: requests.Response) -> dict:
+        status = response.status_code
+        if status == 429:
+            raise RateLimitError("HTTP 429 rate limited", retry_after=_retry_after(response))
+        if status >= 500:
+            raise TransientError(f"HTTP {status}", retry_after=_retry_after(response))
+        if status != 200:
+            raise SerpstatError(f"Serpstat answered HTTP {status} to {method}: check api_url", code=status)
+        try:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise TransientError("malformed JSON in the answer")
+        error = payload.get("error")
+        if error:
+            raise self._api_error(method, error)
+        if "result" not in payload:
+            raise TransientError("answer has neither result nor error")
+        if payload.get("id") is not None and str(payload["id"]) != str(request_id):
+            raise TransientError("answer id does not match the request id")
+        result = payload["result"]
+        if not isinstance(result, dict):
+            raise TransientError("result is not an object")
+        return result
+
+    def _api_error(self, method: str, error: Any) -> SerpstatError:
+        code = _int_or_none(error.get("code")) if isinstance(error, dict) else None
+        message = redact(str(error.get("message", "")) if isinstance(error, dict) else str(error))
+        said = f"({code} {message})"
+        lowered = message.lower()
+        if code in EMPTY_CODES:
+            return SerpstatError(f"no data {said}", code=code, api_message=message)
+        if code in RETRY_CODES or "frequency" in lowered or "too many" in lowered:
+            cls = RateLimitError if code == 429 else TransientError
+            return cls(f"Serpstat {said}")
+        if code == 402 and "results use export" in lowered:
+            return DepthCapError(f"Serpstat refuses pages beyond its depth cap {said}: "
+                                 "split the query with complexFilter", code=code, api_message=message)
+        if code in CREDIT_CODES or code == 402 or "credit" in lowered:
+            return CreditsExhaustedError(
+                f"Serpstat API credits are exhausted {said}: wait for the next billing period, "
+                "buy credits, or lower max_credits_per_run", code=code, api_message=message)
+        if code == 403 or "token" in lowered:
+            return AuthenticationError(f"Serpstat rejected the request {said}: {TOKEN_FIX}, "
+                                       "on a plan with API access", code=code, api_message=message)
+        if code in INVALID_CODES:
+            return InvalidRequestError(f"Serpstat refused the parameters of {method} {said}: "
+                                       "check domains, search_type and complex_filter",
+                                       code=code, api_message=message)
+        return SerpstatError(f"Serpstat error {said} on {method}", code=code, api_message=message)
+
+    def _account(self, charge: int, left_lines: int | None) -> None:
+        with self._lock:
+            self.credits_spent += charge
+            if left_lines is not None:
+                self.last_left_lines = left_lines
+            elif self.last_left_lines is not None:
+                self.last_left_lines -= charge
+
+    def _wait(self, state: RetryCallState) -> float:
+        wait = self._backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        return max(wait, retry_after) if retry_after else wait
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        with self._lock:
+            self.retries += 1
+        error = state.outcome.exception() if state.outcome else None
+        logger.info("Serpstat call failed (%s); retry %d in %.1fs", error, state.attempt_number,
+                    state.next_action.sleep if state.next_action else 0.0)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

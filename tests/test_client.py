@@ -1,0 +1,213 @@
+"""SerpstatClient over real HTTP against the emulator: retries, typed errors, credits, secrecy."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+
+import pytest
+
+from serpstat_refdomains.client import (
+    AuthenticationError,
+    CreditsExhaustedError,
+    DepthCapError,
+    InvalidRequestError,
+    RateLimitError,
+    SerpstatClient,
+    TransientError,
+)
+from serpstat_refdomains.emulator import Fault
+from tests.conftest import TOKEN
+
+
+def fast_client(emulator, **options):
+    options = {"requests_per_second": None, "timeout": 5, "backoff_initial": 0.01, "backoff_max": 0.05,
+               "max_retry_wait": 20, **options}
+    return SerpstatClient(TOKEN, api_url=emulator.url, **options)
+
+
+def test_page_rows_total_credits_and_left_lines(emulator, client):
+    emulator.set_profile("example.com", 26)
+    page = client.get_ref_domains("example.com", size=10, page=3)
+    assert page.count == 6 and page.total == 26 and page.charge == 6
+    assert page.left_lines == 10_000_000 - 6
+    assert client.credits_spent == 6 and client.last_left_lines == 10_000_000 - 6
+    entry = emulator.log[-1]
+    assert (entry.query, entry.page, entry.size, entry.sort, entry.order) == (
+        "example.com", 3, 10, "domain_from", "asc")
+
+
+def test_get_stats_is_free(emulator, client):
+    stats = client.get_stats()
+    assert stats.left_lines == 10_000_000 and stats.max_lines == 10_000_000 and stats.used_lines == 0
+    assert emulator.api.credits_charged == 0
+
+
+@pytest.mark.parametrize("empty_as_error", [True, False])
+def test_empty_result_is_an_empty_page_costing_one_credit(emulator, client, empty_as_error):
+    emulator.api.empty_as_error = empty_as_error
+    emulator.set_profile("nothing.com", 0)
+    page = client.get_ref_domains("nothing.com")
+    assert page.rows == [] and page.total == 0 and page.charge == 1
+    assert client.credits_spent == 1 and emulator.api.credits_charged == 1
+    assert len(emulator.log) == 1
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("http_error", {"status": 500, "times": 2}),
+    ("http_error", {"status": 503, "times": 2}),
+    ("drop", {"times": 2}),
+    ("malformed", {"times": 2}),
+    ("rate_limit", {"times": 2}),
+    ("http_429", {"times": 1, "retry_after": 0}),
+    ("delay", {"seconds": 1.0, "times": 1}),
+])
+def test_transient_faults_are_retried_and_charged_once(emulator, kind, options):
+    emulator.set_profile("example.com", 50)
+    emulator.faults.add(Fault(kind, **options))
+    with fast_client(emulator, timeout=0.5) as client:
+        page = client.get_ref_domains("example.com", size=50)
+    assert page.count == 50 and page.total == 50
+    assert client.retries == options["times"]
+    ok = [e for e in emulator.log if e.outcome == "ok"]
+    assert client.credits_spent == 50
+    # a delayed answer is still processed (and billed) server side, as a real API would
+    assert emulator.api.credits_charged == 50 * len(ok)
+
+
+def test_retry_after_header_is_honoured(emulator):
+    emulator.faults.add(Fault("http_429", retry_after=1))
+    slept = []
+    with fast_client(emulator, sleep=slept.append) as client:
+        client.get_ref_domains("example.com", size=1)
+    assert slept and slept[0] >= 1.0
+
+
+def test_retries_are_bounded(emulator):
+    emulator.faults.add(Fault("http_error", status=502, times=-1))
+    with fast_client(emulator, max_attempts=4) as client:
+        with pytest.raises(TransientError, match="still failing after 4 attempts"):
+            client.get_ref_domains("example.com")
+    assert len(emulator.log) == 4 and emulator.api.credits_charged == 0
+
+
+def test_rate_limit_exhaustion_is_a_rate_limit_error(emulator):
+    emulator.faults.add(Fault("rate_limit", times=-1))
+    with fast_client(emulator, max_attempts=3) as client:
+        with pytest.raises(RateLimitError):
+            client.get_ref_domains("example.com")
+
+
+def test_auth_error_stops_at_once():
+    from serpstat_refdomains.emulator import SerpstatEmulator
+    with SerpstatEmulator(token="another") as emu, fast_client(emu) as client:
+        with pytest.raises(AuthenticationError) as caught:
+            client.get_ref_domains("example.com")
+        assert len(emu.log) == 1
+    message = str(caught.value)
+    assert "Invalid token!" in message and "SOURCES__SERPSTAT__API_TOKEN" in message
+    assert "\n" not in message and caught.value.code == 403
+
+
+def test_missing_token_is_refused_before_any_request():
+    with pytest.raises(AuthenticationError, match="token is missing"):
+        SerpstatClient("", api_url="http://127.0.0.1:9/v4")
+
+
+def test_credits_exhausted_stops_at_once(emulator, client):
+    emulator.api.set_balance(5)
+    with pytest.raises(CreditsExhaustedError, match="credits are exhausted.*32012"):
+        client.get_ref_domains("example.com", size=100)
+    assert len(emulator.log) == 1
+
+
+def test_depth_cap_error(emulator, client):
+    emulator.api.depth_cap = 100
+    emulator.set_profile("big.com", 300)
+    with pytest.raises(DepthCapError, match="depth cap"):
+        client.get_ref_domains("big.com", size=100, page=2)
+    assert len(emulator.log) == 1
+
+
+def test_invalid_filter_is_an_invalid_request(emulator, client):
+    bad = [[{"field": "check", "compareType": "gt", "value": [1]}]]
+    with pytest.raises(InvalidRequestError, match="Not allowed field: check"):
+        client.get_ref_domains("example.com", complex_filter=bad)
+    assert len(emulator.log) == 1
+
+
+def test_error_body_is_never_read_as_an_empty_page(emulator, client):
+    emulator.api.set_balance(0)
+    with pytest.raises(CreditsExhaustedError):
+        client.get_ref_domains("example.com")
+    assert client.credits_spent == 0
+
+
+def test_string_numbers_pass_through_for_the_source_to_coerce(emulator, client):
+    emulator.api.numbers_as_strings = True
+    page = client.get_ref_domains("example.com", size=3)
+    assert all(isinstance(r["domainRank"], str) for r in page.rows)
+
+
+def test_rate_limiter_is_shared_across_threads(emulator):
+    emulator.set_profile("example.com", 10)
+    with fast_client(emulator, requests_per_second=20) as client:
+        threads = [threading.Thread(target=lambda: [client.get_ref_domains("example.com", size=1)
+                                                    for _ in range(3)]) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    stamps = sorted(e.at for e in emulator.log)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert len(stamps) == 12
+    # 12 calls at 20/s from 4 threads: spread over at least 11 intervals of 50 ms
+    assert stamps[-1] - stamps[0] >= 11 * 0.05 * 0.9
+    assert min(gaps) >= 0.02
+
+
+def test_emulator_rate_limit_is_respected_by_the_client(emulator):
+    emulator.api.set_rate_limit(10)
+    with fast_client(emulator, requests_per_second=10) as client:
+        for page in range(1, 8):
+            client.get_ref_domains("example.com", size=1, page=page)
+    assert [e.outcome for e in emulator.log].count("error:429") == 0
+
+
+def test_token_never_leaks_into_logs_exceptions_or_reprs(emulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    emulator.faults.add(Fault("drop", times=2), Fault("http_error", status=502, times=1),
+                        Fault("malformed", times=1), Fault("delay", seconds=1.0, times=1))
+    texts = []
+    with fast_client(emulator, timeout=0.3, max_attempts=3) as client:
+        texts.append(repr(client))
+        for _ in range(3):
+            try:
+                client.get_ref_domains("example.com", size=5)
+            except TransientError as error:
+                texts.append(str(error))
+                texts.append("".join(traceback.format_exception(error)))
+        emulator.faults.add(Fault("http_error", status=500, times=-1))
+        with pytest.raises(TransientError) as caught:
+            client.get_ref_domains("example.com")
+        texts.append("".join(traceback.format_exception(caught.value)))
+    with SerpstatClient(TOKEN, api_url="http://127.0.0.1:9/v4", requests_per_second=None,
+                        max_attempts=2, backoff_initial=0.01, backoff_max=0.01) as dead:
+        with pytest.raises(TransientError) as unreachable:
+            dead.get_ref_domains("example.com")
+        texts.append("".join(traceback.format_exception(unreachable.value)))
+    records = [r.getMessage() for r in caplog.records]
+    assert any("token=***" in m for m in records), "urllib3 DEBUG lines were not captured"
+    assert len(texts) >= 4
+    for text in texts + records + [caplog.text]:
+        assert TOKEN not in text
+
+
+def test_requests_per_second_spacing_holds_for_sequential_calls(emulator):
+    with fast_client(emulator, requests_per_second=10) as client:
+        start = time.monotonic()
+        for _ in range(5):
+            client.get_stats()
+    assert time.monotonic() - start >= 0.4 * 0.95
