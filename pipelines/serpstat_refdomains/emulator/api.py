@@ -352,6 +352,8 @@ class SerpstatApi:
         if fault.kind == "malformed":
             self._record(entry)
             return Response(200, b'{"id": "1", "result": {"data": [{"domain_from": "trunc')
+        if fault.kind == "api_error":
+            return self._error_response(req_id, ApiError(fault.code, fault.message), entry)
         if fault.kind == "http_429":
             entry.http_status = 429
             self._record(entry)

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 
 # Faults in the transport: nothing reaches the API, nothing is charged.
-TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429"}
+TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429", "api_error"}
 # Faults that change what the API answers (the request is processed and charged).
 DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty"}
 KINDS = TRANSPORT_KINDS | DATA_KINDS
@@ -28,6 +28,7 @@ class Fault:
         malformed       HTTP 200 with a body that is not JSON
         rate_limit      HTTP 200 + in-body error 429 "Query frequency exceeded"
         http_429        HTTP 429 with `Retry-After: retry_after`
+        api_error       HTTP 200 + in-body error `code`/`message` (e.g. 32016), not charged
         delay           sleep `seconds` before answering (past the client's timeout, say)
         insert_rows     add `count` new donors to the target before answering (the total moves)
         extra_fields    add unknown fields to every row of the answer
@@ -45,6 +46,8 @@ class Fault:
     seconds: float = 0.0
     count: int = 1
     retry_after: int = 1
+    code: int = 32016
+    message: str = "Large query domains not supported"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -1,0 +1,149 @@
+"""`refdomains`: the command line (DESIGN.md §3).
+
+Exit codes: 0 every requested snapshot is complete, already done or suspect_empty (warned);
+1 at least one ended failed, incomplete or skipped_budget; 2 a usage or configuration error, in
+which case nothing was fetched and nothing written, and stderr holds one line: cause, then fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+from typing import Sequence
+
+from . import settings as S
+from .config import ConfigError, parse_date, resolve_settings
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {message}: see '{self.prog} --help'\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="refdomains", description="Dated snapshots of Serpstat referring domains, "
+                     "loaded with dlt, with NEW and LOST referring-domain models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="fetch the snapshots due today (or --snapshot-date) and load them",
+                         description="Fetch due snapshots of every configured domain, one load each; "
+                         "snapshots already complete for the date are skipped at no cost.")
+    run.add_argument("--snapshot-date", metavar="YYYY-MM-DD", help="date to file the snapshot under "
+                     "(default: today, UTC)")
+    run.add_argument("--kind", default="auto", help="auto (default): full when the last complete one is "
+                     "full_snapshot_every_days old, plus last_week; or full, or last_week")
+    run.add_argument("--domain", action="append", metavar="D", help="only this domain (repeatable); "
+                     "overrides the configured list")
+    run.add_argument("--force", action="store_true", help="refetch snapshots already complete for the date "
+                     "and replace them whole")
+    run.add_argument("--destination", help="dlt destination (default: duckdb)")
+    run.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+    run.add_argument("--no-models", action="store_true", help="do not rebuild the SQL models")
+
+    emu = sub.add_parser("emulator", help="serve a local Serpstat API emulator (no account needed)",
+                         description="A local Serpstat API v4 with a synthetic, evolving link graph.")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8765)
+    emu.add_argument("--token", default="demo-token")
+    emu.add_argument("--seed", type=int, default=0)
+    emu.add_argument("--day", metavar="YYYY-MM-DD", help="the index date the emulator serves (default: today)")
+    emu.add_argument("--profile", action="append", default=[], metavar="DOMAIN=COUNT",
+                     help="fix a domain's number of referring domains (repeatable)")
+    emu.add_argument("--rps", type=float, default=None, help="rate limit in requests/second (default: none)")
+    emu.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    emu.add_argument("--depth-cap", type=int, default=60_000)
+    emu.add_argument("--balance", type=int, default=10_000_000, help="API credits of the account")
+    emu.add_argument("--string-numbers", action="store_true", help="send ref_pages/domainRank as strings")
+    emu.add_argument("--empty-data", action="store_true", help="answer empty results with data: [] "
+                     "instead of the 404 'Empty result!' error")
+    emu.add_argument("--http-429", action="store_true", help="rate-limit with HTTP 429 + Retry-After")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging()
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "emulator":
+            return _cmd_emulator(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: completed snapshots are kept; run again to finish", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return EXIT_USAGE
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("RUNTIME__LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import pipeline
+
+    day = parse_date(args.snapshot_date)
+    if args.kind not in S.RUN_KINDS:
+        raise ConfigError(f"--kind {args.kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
+    settings, token = resolve_settings(domains_override=args.domain)
+    assert token is not None
+    report = pipeline.run(settings, token, snapshot_date=day, kind=args.kind, force=args.force,
+                          destination=args.destination, dataset_name=args.dataset_name,
+                          build_models=not args.no_models)
+    _print_report(report)
+    return report.exit_code
+
+
+def _print_report(report) -> None:
+    header = ("target", "kind", "date", "status", "rows", "credits")
+    lines = [header] + [
+        (str(r.target), r.kind, r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
+        for r in report.results
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    for r in report.results:
+        if r.error and r.status != "complete":
+            print(f"  {r.target} {r.kind}: {r.error}")
+    left = "unknown" if report.credits_left is None else str(report.credits_left)
+    print(f"credits spent: {report.credits_spent}, left: {left}")
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from .emulator import SerpstatEmulator
+
+    day = parse_date(args.day, "--day") if args.day else dt.date.today()
+    emulator = SerpstatEmulator(
+        host=args.host, port=args.port, token=args.token, seed=args.seed, today=day,
+        rate_limit_rps=args.rps, latency=args.latency, depth_cap=args.depth_cap, balance=args.balance,
+        numbers_as_strings=args.string_numbers, empty_as_error=not args.empty_data,
+        http_429_mode=args.http_429)
+    for item in args.profile:
+        domain, _, count = item.partition("=")
+        if not domain or not count.isdigit():
+            raise ConfigError(f"--profile {item!r} is not DOMAIN=COUNT: write e.g. example.com=2500")
+        emulator.set_profile(domain.strip(), int(count))
+    token_note = "token demo-token" if args.token == "demo-token" else "token as given by --token"
+    print(f"Serpstat emulator on {emulator.url} ({token_note}, day {day}); Ctrl-C stops it",
+          flush=True)
+    try:
+        emulator.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

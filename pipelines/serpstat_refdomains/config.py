@@ -1,0 +1,267 @@
+"""Configuration: resolved the dlt way ([sources.serpstat] in .dlt/*.toml or SOURCES__SERPSTAT__*),
+validated here so that every mistake is one line naming the cause and the fix, before anything
+is fetched or written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from dlt.common.configuration import with_config
+from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.typing import TSecretStrValue
+
+from . import settings as S
+from .client import DEFAULT_API_URL
+from .normalize import InvalidDomain, normalize_target
+
+
+class ConfigError(ValueError):
+    """A user mistake in configuration or flags. The message is one line: cause, then fix."""
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    domain: str
+    search_type: str
+
+    def __str__(self) -> str:
+        return self.domain if self.search_type == S.DEFAULT_SEARCH_TYPE else f"{self.domain} ({self.search_type})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, validated. The token is kept apart (see `resolve_settings`)."""
+
+    targets: tuple[Target, ...]
+    api_url: str = DEFAULT_API_URL
+    complex_filter: list | None = None
+    page_size: int = S.DEFAULT_PAGE_SIZE
+    requests_per_second: float | None = S.DEFAULT_REQUESTS_PER_SECOND
+    max_credits_per_run: int | None = None
+    full_snapshot_every_days: int = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS
+    fetch_last_week: bool = True
+    lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS
+
+    @property
+    def filter_hash(self) -> str:
+        return filter_hash(self.complex_filter)
+
+
+def filter_hash(complex_filter: list | None) -> str:
+    """Fingerprint of the user's complexFilter: a changed filter starts a new series."""
+    canonical = json.dumps(complex_filter or None, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# --- parsing -----------------------------------------------------------------------------
+def parse_targets(domains: Any, default_search_type: str) -> tuple[Target, ...]:
+    default_search_type = parse_search_type(default_search_type, "search_type")
+    if isinstance(domains, str):
+        text = domains.strip()
+        if text.startswith("["):
+            try:
+                domains = json.loads(text)
+            except ValueError:
+                raise ConfigError("domains is not a valid JSON list: write it as "
+                                  "'[\"example.com\", \"example.org\"]' or 'example.com,example.org'") from None
+        else:
+            domains = [d for d in (part.strip() for part in text.split(",")) if d]
+    if domains is None or (isinstance(domains, (list, tuple)) and not domains):
+        raise ConfigError("no domains to track: set domains = [\"example.com\"] under [sources.serpstat] "
+                          "in .dlt/config.toml or SOURCES__SERPSTAT__DOMAINS, or pass --domain")
+    if not isinstance(domains, (list, tuple)):
+        raise ConfigError(f"domains must be a list, got {type(domains).__name__}: "
+                          "write domains = [\"example.com\"]")
+    targets: list[Target] = []
+    for item in domains:
+        if isinstance(item, dict):
+            unknown = set(item) - {"query", "search_type"}
+            if unknown or "query" not in item:
+                raise ConfigError(f"domain item {item!r} needs exactly 'query' and optionally 'search_type': "
+                                  "write {query = \"example.com\", search_type = \"domain\"}")
+            query = item["query"]
+            search_type = parse_search_type(item.get("search_type", default_search_type),
+                                            f"search_type of {query!r}")
+        else:
+            query, search_type = item, default_search_type
+        if not isinstance(query, str):
+            raise ConfigError(f"domain {query!r} is not text: write domains = [\"example.com\"]")
+        try:
+            target = Target(normalize_target(query), search_type)
+        except InvalidDomain as error:
+            raise ConfigError(f"bad domain in configuration: {error}") from None
+        if target not in targets:
+            targets.append(target)
+    return tuple(targets)
+
+
+def parse_search_type(value: Any, what: str = "search_type") -> str:
+    if value not in S.SEARCH_TYPES:
+        raise ConfigError(f"{what} {value!r} is unknown: use one of {', '.join(S.SEARCH_TYPES)}")
+    return value
+
+
+def parse_complex_filter(value: Any) -> list | None:
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError("complex_filter is not valid JSON: write an array of arrays, e.g. "
+                              "[[{\"field\": \"domain_rank\", \"compareType\": \"gte\", \"value\": [10]}]]") from None
+    if not isinstance(value, list) or not value or not all(isinstance(g, list) and g for g in value):
+        raise ConfigError("complex_filter must be a non-empty array of non-empty arrays (OR of AND groups): "
+                          "e.g. [[{\"field\": \"domain_rank\", \"compareType\": \"gte\", \"value\": [10]}]]")
+    for group in value:
+        for cond in group:
+            _check_condition(cond)
+    return value
+
+
+def _check_condition(cond: Any) -> None:
+    if not isinstance(cond, dict):
+        raise ConfigError(f"complex_filter condition {cond!r} is not an object: "
+                          "use {\"field\": ..., \"compareType\": ..., \"value\": [...]}")
+    if "additional_filters" in cond:
+        quick = cond["additional_filters"]
+        if quick == "last_week":
+            raise ConfigError("complex_filter must not contain last_week: the pipeline adds it itself "
+                              "for last_week pulls (fetch_last_week, --kind last_week)")
+        if quick not in S.ADDITIONAL_FILTERS or len(cond) != 1:
+            raise ConfigError(f"complex_filter additional_filters {quick!r} is unknown: use one of "
+                              "no_subdomains, only_subdomains, only_hosts")
+        return
+    field_name = cond.get("field")
+    if field_name not in S.FILTER_FIELDS:
+        raise ConfigError(f"complex_filter field {field_name!r} is unknown: use one of "
+                          f"{', '.join(S.FILTER_FIELDS)}")
+    compare = cond.get("compareType")
+    if compare not in S.COMPARE_TYPES:
+        raise ConfigError(f"complex_filter compareType {compare!r} is unknown: use one of "
+                          f"{', '.join(S.COMPARE_TYPES)}")
+    text_compare = compare in ("contains", "notContains", "startsWith", "endsWith")
+    if text_compare != (field_name == "domain_from") and compare not in ("eq", "neq"):
+        raise ConfigError(f"complex_filter compareType {compare!r} does not apply to {field_name}: "
+                          "text compares go with domain_from, numeric ones with domain_rank/domain_links")
+    values = cond.get("value")
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"complex_filter value for {field_name} must be a non-empty list, e.g. [10]")
+    if compare == "between" and (len(values) != 2 or not all(_is_number(v) for v in values)):
+        raise ConfigError("complex_filter between takes two numbers: \"value\": [from, to]")
+    if field_name != "domain_from" and not all(_is_number(v) for v in values):
+        raise ConfigError(f"complex_filter value for {field_name} must be numbers, e.g. [10]")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    try:
+        number = int(str(value).strip()) if not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        bounds = f"{low}-{high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} {value!r} is out of range: use a whole number {bounds}")
+    return number
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} {value!r} is not true or false: write true or false")
+
+
+def parse_date(value: str | None, name: str = "--snapshot-date") -> dt.date:
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc).date()
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} {value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-30") from None
+
+
+def build_settings(
+    *,
+    domains: Any,
+    api_url: Any = DEFAULT_API_URL,
+    search_type: Any = S.DEFAULT_SEARCH_TYPE,
+    complex_filter: Any = None,
+    page_size: Any = S.DEFAULT_PAGE_SIZE,
+    requests_per_second: Any = S.DEFAULT_REQUESTS_PER_SECOND,
+    max_credits_per_run: Any = None,
+    full_snapshot_every_days: Any = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS,
+    fetch_last_week: Any = True,
+    lost_confirmation_snapshots: Any = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
+) -> Settings:
+    if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"api_url {api_url!r} is not an http(s) URL: leave it unset for "
+                          f"{DEFAULT_API_URL}")
+    try:
+        rps = float(requests_per_second)
+    except (TypeError, ValueError):
+        rps = -1.0
+    if not rps > 0 or rps == float("inf"):
+        raise ConfigError(f"requests_per_second {requests_per_second!r} is out of range: use a number "
+                          "above 0 (1 on most Serpstat plans, 10 on top plans)")
+    return Settings(
+        targets=parse_targets(domains, search_type),
+        api_url=api_url.rstrip("/") if api_url.endswith("//") else api_url,
+        complex_filter=parse_complex_filter(complex_filter),
+        page_size=_int(page_size, "page_size", 1, S.MAX_PAGE_SIZE),
+        requests_per_second=rps,
+        max_credits_per_run=None if max_credits_per_run in (None, "", "none")
+        else _int(max_credits_per_run, "max_credits_per_run", 1),
+        full_snapshot_every_days=_int(full_snapshot_every_days, "full_snapshot_every_days", 1),
+        fetch_last_week=_bool(fetch_last_week, "fetch_last_week"),
+        lost_confirmation_snapshots=_int(lost_confirmation_snapshots, "lost_confirmation_snapshots", 1),
+    )
+
+
+@with_config(sections=S.SOURCE_SECTION)
+def _resolve(
+    domains: Any = None,
+    # Optional so that a missing token reaches us and gets our one-line message, not dlt's list.
+    api_token: Optional[TSecretStrValue] = None,
+    api_url: Any = DEFAULT_API_URL,
+    search_type: Any = S.DEFAULT_SEARCH_TYPE,
+    complex_filter: Any = None,
+    page_size: Any = S.DEFAULT_PAGE_SIZE,
+    requests_per_second: Any = S.DEFAULT_REQUESTS_PER_SECOND,
+    max_credits_per_run: Any = None,
+    full_snapshot_every_days: Any = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS,
+    fetch_last_week: Any = True,
+    lost_confirmation_snapshots: Any = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
+) -> tuple[dict, Any]:
+    options = dict(domains=domains, api_url=api_url, search_type=search_type, complex_filter=complex_filter,
+                   page_size=page_size, requests_per_second=requests_per_second,
+                   max_credits_per_run=max_credits_per_run, full_snapshot_every_days=full_snapshot_every_days,
+                   fetch_last_week=fetch_last_week, lost_confirmation_snapshots=lost_confirmation_snapshots)
+    return options, api_token
+
+
+def resolve_settings(domains_override: list[str] | None = None, need_token: bool = True) -> tuple[Settings, str | None]:
+    """Read [sources.serpstat] from dlt config/secrets/env and validate it (ConfigError on mistakes)."""
+    try:
+        options, token = _resolve()
+    except ConfigurationException as error:
+        raise ConfigError(f"configuration could not be read ({str(error).splitlines()[0]}): "
+                          "check .dlt/config.toml and SOURCES__SERPSTAT__* variables") from None
+    if domains_override:
+        options["domains"] = list(domains_override)
+    settings = build_settings(**options)
+    if need_token and (not isinstance(token, str) or not token.strip()):
+        raise ConfigError("Serpstat API token is missing: set api_token under [sources.serpstat] in "
+                          ".dlt/secrets.toml or SOURCES__SERPSTAT__API_TOKEN")
+    return settings, (token.strip() if isinstance(token, str) else None)

@@ -1,0 +1,419 @@
+"""Run orchestration: which snapshots are due, one load per snapshot, the ledger, the budget.
+
+Why one load per snapshot: dlt commits a load package whole, so a failure mid-extract would drop
+every target of the run and their credits would be spent again on rerun. Here a snapshot that
+fails is recorded and the others are kept; a crash costs at most the snapshot in flight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+import dlt
+from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import DestinationException
+from dlt.common.exceptions import DltException
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from . import settings as S
+from .client import (
+    AuthenticationError,
+    CreditsExhaustedError,
+    InvalidRequestError,
+    SerpstatClient,
+    SerpstatError,
+    redact,
+)
+from .config import ConfigError, Settings, Target
+from .paging import Budget, BudgetExhausted, FetchStats, SnapshotFetcher, SnapshotSpec, snapshot_key
+from .source import SnapshotNotCommitted, ledger_row, ref_domains_resource, snapshots_resource
+
+logger = logging.getLogger(__name__)
+
+ALREADY_COMPLETE = "already_complete"
+OK_STATUSES = {S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
+
+
+@dataclass
+class SnapshotResult:
+    """One line of a run's report."""
+
+    target: Target
+    kind: str
+    snapshot_date: dt.date
+    status: str
+    rows: int = 0
+    expected_total: int = 0
+    credits: int = 0
+    requests: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunReport:
+    results: list[SnapshotResult] = field(default_factory=list)
+    credits_spent: int = 0
+    credits_left: int | None = None
+    models_built: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(r.status in OK_STATUSES for r in self.results) else 1
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    key: str
+    target_domain: str
+    search_type: str
+    snapshot_kind: str
+    snapshot_date: dt.date
+    filter_hash: str
+    status: str
+    rows_loaded: int
+    expected_total: int
+
+
+# --- destination -------------------------------------------------------------------------
+def resolve_destination(destination: str | Destination | None) -> Destination:
+    """The dlt destination, checked without creating anything; ConfigError if dlt does not know it."""
+    if isinstance(destination, Destination):
+        return destination
+    try:
+        return Destination.from_reference(destination or S.DEFAULT_DESTINATION)
+    except (DestinationException, ImportError) as error:
+        raise ConfigError(f"destination {destination!r} is unknown or not installed "
+                          f"({type(error).__name__}): use duckdb, postgres, bigquery, snowflake, "
+                          "motherduck, ... and install its dlt extra") from None
+
+
+def make_pipeline(destination: str | Destination | None = None, dataset_name: str | None = None,
+                  pipelines_dir: str | None = None) -> dlt.Pipeline:
+    """The pipeline `serpstat_refdomains` (this creates its working folder)."""
+    return dlt.pipeline(
+        pipeline_name=S.PIPELINE_NAME,
+        destination=resolve_destination(destination),
+        dataset_name=dataset_name or S.DATASET_NAME,
+        pipelines_dir=pipelines_dir,
+    )
+
+
+def read_ledger(pipeline: dlt.Pipeline) -> dict[str, LedgerRow]:
+    """The `snapshots` ledger as it is in the destination (the truth, whatever the local state)."""
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
+            rows = client.execute_sql(
+                f"SELECT snapshot_key, target_domain, search_type, snapshot_kind, snapshot_date, "
+                f"filter_hash, status, rows_loaded, expected_total FROM {table}")
+    except DatabaseUndefinedRelation:
+        return {}
+    ledger = {}
+    for row in rows or []:
+        day = row[4] if isinstance(row[4], dt.date) else dt.date.fromisoformat(str(row[4]))
+        entry = LedgerRow(row[0], row[1], row[2], row[3], day, row[5], row[6], int(row[7] or 0),
+                          int(row[8] or 0))
+        ledger[entry.key] = entry
+    return ledger
+
+
+def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str) -> None:
+    """Remove rows left by an earlier, non-complete fetch of a snapshot (parameterized)."""
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
+            client.execute_sql(f"DELETE FROM {table} WHERE snapshot_key = %s", key)
+    except DatabaseUndefinedRelation:
+        pass
+
+
+# --- planning ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedSnapshot:
+    spec: SnapshotSpec
+    existing: LedgerRow | None
+
+
+def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.date, kind: str,
+                   force: bool) -> tuple[list[PlannedSnapshot], list[SnapshotResult]]:
+    """Snapshots to fetch, and those already complete (reported, never paid for again)."""
+    todo: list[PlannedSnapshot] = []
+    done: list[SnapshotResult] = []
+    for target in settings.targets:
+        series = [row for row in ledger.values()
+                  if (row.target_domain, row.search_type, row.filter_hash) ==
+                  (target.domain, target.search_type, settings.filter_hash)]
+        complete_full = sorted((r for r in series if r.snapshot_kind == "full" and r.status == S.STATUS_COMPLETE),
+                               key=lambda r: r.snapshot_date)
+        kinds: list[str] = []
+        if kind in ("full", "last_week"):
+            kinds = [kind]
+        else:
+            last = [r for r in complete_full if r.snapshot_date <= day]
+            if not last or (day - last[-1].snapshot_date).days >= settings.full_snapshot_every_days \
+                    or last[-1].snapshot_date == day:
+                kinds.append("full")
+            if settings.fetch_last_week:
+                kinds.append("last_week")
+        for snapshot_kind in kinds:
+            key = snapshot_key(target.domain, target.search_type, snapshot_kind, day)
+            existing = ledger.get(key)
+            if existing and existing.status == S.STATUS_COMPLETE and existing.filter_hash == settings.filter_hash \
+                    and not force:
+                done.append(SnapshotResult(target, snapshot_kind, day, ALREADY_COMPLETE, rows=existing.rows_loaded,
+                                           expected_total=existing.expected_total))
+                continue
+            previous = [r for r in complete_full if r.snapshot_date <= day]
+            spec = SnapshotSpec(
+                target=target, kind=snapshot_kind, snapshot_date=day, user_filter=settings.complex_filter,
+                filter_hash=settings.filter_hash, page_size=settings.page_size,
+                previous_rows=previous[-1].rows_loaded if previous and snapshot_kind == "full" else None,
+            )
+            todo.append(PlannedSnapshot(spec, existing))
+    return todo, done
+
+
+def estimated_cost(planned: PlannedSnapshot, ledger: dict[str, LedgerRow]) -> int | None:
+    """Credits the snapshot will likely cost: the size of its series' latest complete pull."""
+    spec = planned.spec
+    sizes = [r for r in ledger.values()
+             if (r.target_domain, r.search_type, r.snapshot_kind, r.filter_hash) ==
+             (spec.target.domain, spec.target.search_type, spec.kind, spec.filter_hash)
+             and r.status == S.STATUS_COMPLETE]
+    if not sizes:
+        return None
+    latest = max(sizes, key=lambda r: r.snapshot_date)
+    return max(latest.expected_total, 1)
+
+
+# --- progress ----------------------------------------------------------------------------
+class Progress:
+    """Per-snapshot progress: a live line on a terminal; otherwise (cron, CI) a plain line every
+    `every` seconds, so a scheduler's log shows a long run is alive without flooding it."""
+
+    def __init__(self, stream: TextIO | None = None, every: float = 15.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self, fetcher: SnapshotFetcher) -> None:
+        stats = fetcher.stats
+        line = (f"{fetcher.spec.target} {fetcher.spec.kind}: {stats.rows_loaded} rows, "
+                f"{stats.requests} requests, {stats.credits_spent} credits")
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+        elif now - self._last >= self.every:
+            self._last = now
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+# --- the run -----------------------------------------------------------------------------
+def run(
+    settings: Settings,
+    api_token: str,
+    *,
+    snapshot_date: dt.date,
+    kind: str = "auto",
+    force: bool = False,
+    destination: str | Any | None = None,
+    dataset_name: str | None = None,
+    pipelines_dir: str | None = None,
+    build_models: bool = True,
+    depth_cap: int = S.DEPTH_CAP,
+    max_workers: int = 4,
+    progress: Callable[[SnapshotFetcher], None] | None = None,
+    client: SerpstatClient | None = None,
+) -> RunReport:
+    """Fetch every due snapshot, each in its own load, and rebuild the models.
+
+    Raises ConfigError (nothing fetched, nothing written) when the API refuses the token or the
+    account has no credits, found by the free getStats preflight before the destination is touched.
+    """
+    if kind not in S.RUN_KINDS:
+        raise ConfigError(f"--kind {kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
+    resolved = resolve_destination(destination)
+    own_client = client is None
+    client = client or SerpstatClient(api_token, api_url=settings.api_url,
+                                      requests_per_second=settings.requests_per_second)
+    try:
+        left = _preflight(client)  # before the destination is touched: a bad token writes nothing
+        pipeline = make_pipeline(resolved, dataset_name, pipelines_dir)
+        return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models, depth_cap,
+                    max_workers, progress)
+    finally:
+        if own_client:
+            client.close()
+
+
+def _preflight(client: SerpstatClient) -> int | None:
+    """The account balance from the free getStats; ConfigError when a run cannot start at all."""
+    try:
+        stats = client.get_stats()
+    except AuthenticationError as error:
+        raise ConfigError(str(error)) from None
+    except SerpstatError as error:
+        raise ConfigError(f"could not reach Serpstat for the credit preflight: {error}") from None
+    if stats.left_lines is not None and stats.left_lines <= 0:
+        raise ConfigError("Serpstat API credits are exhausted (0 left): wait for the next billing period "
+                          "or buy credits")
+    return stats.left_lines
+
+
+def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, left: int | None, day: dt.date,
+         kind: str, force: bool, build_models: bool, depth_cap: int, max_workers: int,
+         progress: Callable[[SnapshotFetcher], None] | None) -> RunReport:
+    ledger = read_ledger(pipeline)
+    todo, done = plan_snapshots(settings, ledger, day, kind, force)
+    report = RunReport(results=list(done))
+    limits = [x for x in (settings.max_credits_per_run, left) if x is not None]
+    budget = Budget(min(limits) if limits else None)
+    known = [c for c in (estimated_cost(p, ledger) for p in todo) if c is not None]
+    if left is not None and sum(known) > left:
+        logger.warning("Serpstat balance %d is below the estimated need of %d credits: snapshots that do "
+                       "not fit are skipped_budget", left, sum(known))
+
+    reporter = progress or Progress()
+    aborted: str | None = None
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="serpstat-page") as pool:
+        for planned in todo:
+            if aborted:
+                report.results.append(_record_without_fetch(pipeline, planned, S.STATUS_FAILED, aborted))
+                continue
+            estimate = estimated_cost(planned, ledger)
+            if estimate is not None and not budget.fits(estimate):
+                report.results.append(_record_without_fetch(
+                    pipeline, planned, S.STATUS_SKIPPED_BUDGET,
+                    f"needs about {estimate} credits, {budget.left} left in this run's budget: "
+                    "raise max_credits_per_run or run again next period"))
+                continue
+            fetcher = SnapshotFetcher(client, planned.spec, budget, depth_cap=depth_cap, executor=pool,
+                                      progress=reporter)
+            result, fatal = _load_snapshot(pipeline, planned, fetcher)
+            report.results.append(result)
+            if fatal:
+                aborted = f"not attempted: {fatal}"
+        if isinstance(reporter, Progress):
+            reporter.done()
+
+    report.credits_spent = budget.spent
+    report.credits_left = client.last_left_lines
+    if build_models:
+        report.models_built = _build_models(pipeline, settings)
+    return report
+
+
+def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
+                   fetcher: SnapshotFetcher) -> tuple[SnapshotResult, str | None]:
+    """Fetch and load one snapshot; returns its result and, for errors that doom the rest of the
+    run (token, credits), the reason to stop."""
+    spec, existing = planned.spec, planned.existing
+    was_complete = existing is not None and existing.status == S.STATUS_COMPLETE
+    if existing is not None and not was_complete:
+        delete_snapshot_rows(pipeline, spec.key)
+
+    def keep(f: SnapshotFetcher) -> bool:
+        # A complete snapshot is only ever replaced by a complete one.
+        return not was_complete or f.stats.status == S.STATUS_COMPLETE
+
+    error: BaseException | None = None
+    try:
+        pipeline.run(ref_domains_resource([fetcher], keep=keep))
+    except Exception as raised:  # noqa: BLE001 - classified below; every path is recorded
+        error = _root_cause(raised)
+    stats = fetcher.stats
+    result = SnapshotResult(spec.target, spec.kind, spec.snapshot_date, stats.status, rows=stats.rows_loaded,
+                            expected_total=stats.expected_total, credits=stats.credits_spent,
+                            requests=stats.requests, error=stats.error)
+    if error is None:
+        return result, None
+    fatal = None
+    if isinstance(error, SnapshotNotCommitted):
+        result.error = f"ended {stats.status} ({stats.error}); the complete snapshot already loaded is kept"
+        return result, None
+    if isinstance(error, BudgetExhausted):
+        status, message = S.STATUS_SKIPPED_BUDGET, f"{error}: raise max_credits_per_run or run again later"
+    elif isinstance(error, CreditsExhaustedError):
+        status, message = S.STATUS_SKIPPED_BUDGET, str(error)
+        fatal = "Serpstat credits are exhausted"
+    elif isinstance(error, AuthenticationError):
+        status, message = S.STATUS_FAILED, str(error)
+        fatal = "Serpstat refused the token"
+    elif isinstance(error, (SerpstatError, InvalidRequestError)):
+        status, message = S.STATUS_FAILED, str(error)
+    elif isinstance(error, (DltException, OSError)):
+        status, message = S.STATUS_FAILED, f"loading failed: {redact(_first_line(error))}"
+    else:
+        status, message = S.STATUS_FAILED, f"{type(error).__name__}: {redact(_first_line(error))}"
+    result.status, result.error = status, message
+    result.rows = 0
+    if not was_complete:
+        # Nothing of an aborted fetch is loaded: the ledger says so, whatever was fetched.
+        unloaded = dataclasses.replace(stats, rows_loaded=0, finished_at=dt.datetime.now(dt.timezone.utc))
+        _write_ledger(pipeline, [ledger_row(spec, unloaded, status=status, error=message)])
+    else:
+        result.error = f"{message}; the complete snapshot already loaded is kept"
+    return result, fatal
+
+
+def _record_without_fetch(pipeline: dlt.Pipeline, planned: PlannedSnapshot, status: str,
+                          message: str) -> SnapshotResult:
+    spec = planned.spec
+    if planned.existing is None or planned.existing.status != S.STATUS_COMPLETE:
+        stats = FetchStats(status=status, error=message, finished_at=dt.datetime.now(dt.timezone.utc))
+        _write_ledger(pipeline, [ledger_row(spec, stats)])
+    return SnapshotResult(spec.target, spec.kind, spec.snapshot_date, status, error=message)
+
+
+def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]]) -> None:
+    try:
+        pipeline.run(snapshots_resource(rows))
+    except Exception as error:  # noqa: BLE001 - the ledger is best effort once the fetch failed
+        logger.error("could not record the snapshot outcome in the ledger: %s", redact(_first_line(error)))
+
+
+def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
+    try:
+        from . import models
+    except ImportError:
+        return False
+    models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots)
+    return True
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The first of our own exceptions inside dlt's wrappers (PipelineStepFailed, ResourceExtractionError)."""
+    seen: set[int] = set()
+    queue = [error]
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (SerpstatError, BudgetExhausted, SnapshotNotCommitted)):
+            return current
+        for nxt in (getattr(current, "exception", None), current.__cause__, current.__context__):
+            if isinstance(nxt, BaseException):
+                queue.append(nxt)
+    return error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+

@@ -1,0 +1,177 @@
+"""The dlt source `serpstat`: referring-domain snapshots and their ledger.
+
+Tables (DESIGN.md §4):
+- `ref_domains`: one row per referring domain per snapshot.
+- `snapshots`: the ledger, one row per (target_domain, search_type, snapshot_kind, snapshot_date).
+
+`refdomains run` (pipeline.py) loads one snapshot per load package through `ref_domains_resource`,
+so that a failure or a crash costs at most the snapshot in flight; `serpstat()` is the plain dlt
+source for users who compose their own pipeline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import dlt
+import pyarrow as pa
+from dlt.extract.resource import DltResource
+
+from . import settings as S
+from .client import DEFAULT_API_URL, SerpstatClient
+from .config import build_settings, parse_date
+from .paging import FetchStats, SnapshotFetcher, SnapshotSpec
+
+# delete-insert on ONE synthetic key column: a rerun of a snapshot replaces exactly its rows.
+# Compound merge keys are concatenated before comparison in some dlt code paths (dlt#4244), so
+# ("a.com", "bc") could match ("a.comb", "c"); `snapshot_key` joins its parts with "|", which no
+# domain, search type, kind or date contains.
+WRITE_DISPOSITION = {"disposition": "merge", "strategy": "delete-insert"}
+SNAPSHOT_KEY = "snapshot_key"
+
+SNAPSHOTS_SCHEMA = pa.schema([
+    pa.field("snapshot_key", pa.string(), nullable=False),  # the merge key: never null
+    ("target_domain", pa.string()),
+    ("search_type", pa.string()),
+    ("snapshot_kind", pa.string()),
+    ("snapshot_date", pa.date32()),
+    ("filter_hash", pa.string()),
+    ("complex_filter", pa.string()),
+    ("status", pa.string()),
+    ("expected_total", pa.int64()),
+    ("rows_loaded", pa.int64()),
+    ("requests", pa.int64()),
+    ("credits_spent", pa.int64()),
+    ("credits_left", pa.int64()),
+    ("rows_rejected", pa.int64()),
+    ("partitions", pa.int64()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("error", pa.string()),
+])
+
+SNAPSHOTS_HINTS = dlt.mark.make_hints(
+    table_name=S.SNAPSHOTS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
+)
+
+
+class SnapshotNotCommitted(Exception):
+    """Raised at the end of a fetch whose result must not replace what is loaded (see `keep`)."""
+
+    def __init__(self, stats: FetchStats) -> None:
+        super().__init__(f"snapshot ended {stats.status}; the loaded one is kept")
+        self.stats = stats
+
+
+def ledger_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None,
+               error: str | None = None) -> dict[str, Any]:
+    """The ledger row of one fetch. `error` never holds the token: client messages are redacted."""
+    reasons = "; ".join(f"{reason} ({n})" for reason, n in stats.reject_reasons.most_common(5))
+    message = error if error is not None else stats.error
+    if stats.rows_rejected:
+        rejected = f"{stats.rows_rejected} rows rejected: {reasons}"
+        message = f"{message}; {rejected}" if message else rejected
+    return {
+        "snapshot_key": spec.key,
+        "target_domain": spec.target.domain,
+        "search_type": spec.target.search_type,
+        "snapshot_kind": spec.kind,
+        "snapshot_date": spec.snapshot_date,
+        "filter_hash": spec.filter_hash,
+        "complex_filter": json.dumps(spec.user_filter) if spec.user_filter else None,
+        "status": status or stats.status,
+        "expected_total": stats.expected_total,
+        "rows_loaded": stats.rows_loaded,
+        "requests": stats.requests,
+        "credits_spent": stats.credits_spent,
+        "credits_left": stats.credits_left,
+        "rows_rejected": stats.rows_rejected,
+        "partitions": stats.partitions,
+        "started_at": stats.started_at,
+        "finished_at": stats.finished_at or dt.datetime.now(dt.timezone.utc),
+        "error": message,
+    }
+
+
+def ledger_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=SNAPSHOTS_SCHEMA)
+
+
+def ref_domains_resource(
+    fetchers: Iterable[SnapshotFetcher],
+    keep: Callable[[SnapshotFetcher], bool] = lambda fetcher: True,
+) -> DltResource:
+    """Rows of each snapshot, then its ledger row, as one stream into two tables.
+
+    A row is one referring domain in one snapshot. Write disposition: merge, delete-insert on
+    `snapshot_key`, because a snapshot is replaced whole by its rerun (`--force`, or the retry of
+    an incomplete one) and must never mix rows of two fetches. The ledger row travels in the same
+    load package and table-level merge, so the ledger never describes rows that were not loaded.
+    `keep` is asked once a fetch is done; False aborts the load (nothing of it is written).
+    """
+
+    def rows() -> Iterator[Any]:
+        for fetcher in fetchers:
+            yield from fetcher.tables()
+            if not keep(fetcher):
+                raise SnapshotNotCommitted(fetcher.stats)
+            yield dlt.mark.with_hints(ledger_table([ledger_row(fetcher.spec, fetcher.stats)]), SNAPSHOTS_HINTS)
+
+    return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
+                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY)
+
+
+def snapshots_resource(rows: Sequence[dict[str, Any]]) -> DltResource:
+    """Ledger rows alone: a snapshot that failed or was skipped has no rows to carry them.
+
+    Write disposition: merge, delete-insert on `snapshot_key`: one row per snapshot, the latest
+    attempt's outcome.
+    """
+    return dlt.resource([ledger_table(rows)], name=S.SNAPSHOTS_TABLE, table_name=S.SNAPSHOTS_TABLE,
+                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY)
+
+
+@dlt.source(name="serpstat", max_table_nesting=0)
+def serpstat(
+    domains: Any = dlt.config.value,
+    api_token: str = dlt.secrets.value,
+    api_url: str = DEFAULT_API_URL,
+    search_type: str = S.DEFAULT_SEARCH_TYPE,
+    complex_filter: Any = None,
+    page_size: int = S.DEFAULT_PAGE_SIZE,
+    requests_per_second: float = S.DEFAULT_REQUESTS_PER_SECOND,
+    snapshot_date: str | None = None,
+    kind: str = "full",
+) -> DltResource:
+    """Snapshots of the referring domains of every configured domain, as one load.
+
+    Args:
+        domains: tracked domains; an item is "example.com" or {query=..., search_type=...}.
+        api_token: Serpstat API token (secret).
+        api_url: Serpstat endpoint, or the local emulator.
+        search_type: default for items without their own.
+        complex_filter: a Serpstat complexFilter applied to every pull.
+        page_size: rows per request, 1-1000.
+        requests_per_second: the plan's rate limit.
+        snapshot_date: YYYY-MM-DD the snapshot is filed under (default: today, UTC).
+        kind: "full" (every referring domain) or "last_week" (Serpstat's last_week filter).
+
+    This source neither skips completed snapshots nor isolates targets: `refdomains run` does,
+    by loading each snapshot through `ref_domains_resource` on its own.
+    """
+    settings = build_settings(domains=domains, api_url=api_url, search_type=search_type,
+                              complex_filter=complex_filter, page_size=page_size,
+                              requests_per_second=requests_per_second)
+    if kind not in S.KINDS:
+        raise ValueError(f"kind {kind!r} is unknown: use one of {', '.join(S.KINDS)}")
+    day = parse_date(snapshot_date, "snapshot_date")
+    client = SerpstatClient(api_token, api_url=settings.api_url,
+                            requests_per_second=settings.requests_per_second)
+    fetchers = [
+        SnapshotFetcher(client, SnapshotSpec(target, kind, day, settings.complex_filter, settings.filter_hash,
+                                             settings.page_size))
+        for target in settings.targets
+    ]
+    return ref_domains_resource(fetchers)

@@ -1,0 +1,113 @@
+"""`refdomains run` as a process: a SIGKILL mid-run, then a rerun; exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from serpstat_refdomains.emulator import Fault
+from tests.conftest import DAY, TOKEN
+from tests.helpers import ref_requests, truth
+
+REFDOMAINS = [sys.executable, "-m", "serpstat_refdomains.cli"]
+
+
+def cli_env(workdir: Path, emulator, domains: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
+    env.update({
+        "DLT_DATA_DIR": str(workdir / "dlt"),
+        "SOURCES__SERPSTAT__API_TOKEN": TOKEN,
+        "SOURCES__SERPSTAT__API_URL": emulator.url,
+        "SOURCES__SERPSTAT__DOMAINS": domains,
+        "SOURCES__SERPSTAT__REQUESTS_PER_SECOND": "1000",
+        **extra,
+    })
+    return env
+
+
+def run_cli(workdir: Path, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(REFDOMAINS + list(args), cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_killed_mid_run_then_rerun_pays_nothing_twice(tmp_path, emulator):
+    for name, size in (("first.com", 2500), ("second.com", 3000), ("third.com", 500)):
+        emulator.set_profile(name, size)
+    # second.com pages crawl, so the kill lands while it is in flight
+    emulator.faults.add(Fault("delay", query="second.com", page=2, seconds=30, times=1))
+    env = cli_env(tmp_path, emulator, '["first.com", "second.com", "third.com"]')
+    day = DAY.isoformat()
+    proc = subprocess.Popen(REFDOMAINS + ["run", "--snapshot-date", day, "--kind", "full", "--no-models"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any(e.query == "second.com" and e.page == 2 for e in emulator.log):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    charged_before = {q: sum(e.charge for e in ref_requests(emulator, q)) for q in ("first.com", "second.com")}
+    assert charged_before["first.com"] == 2500
+
+    emulator.faults.clear()
+    emulator.api.clear_log()
+    rerun = run_cli(tmp_path, env, "run", "--snapshot-date", day, "--kind", "full", "--no-models")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert {e.query for e in ref_requests(emulator)} == {"second.com", "third.com"}
+    assert emulator.api.credits_charged == 3000 + 500
+    with duckdb.connect(str(tmp_path / "serpstat_refdomains.duckdb"), read_only=True) as con:
+        for target in ("first.com", "second.com", "third.com"):
+            rows = [r[0] for r in con.execute(
+                "SELECT ref_domain FROM serpstat.ref_domains WHERE target_domain = ?", [target]).fetchall()]
+            assert len(rows) == len(set(rows)) and set(rows) == truth(emulator, target), target
+        statuses = dict(con.execute("SELECT target_domain, status FROM serpstat.snapshots").fetchall())
+    assert statuses == {"first.com": "complete", "second.com": "complete", "third.com": "complete"}
+    assert "already_complete" in rerun.stdout and "credits spent: 3500" in rerun.stdout
+
+
+def test_run_prints_a_table_and_exit_code_1_on_failure(tmp_path, emulator):
+    emulator.set_profile("good.com", 10)
+    emulator.faults.add(Fault("api_error", query="down.com", times=-1))
+    env = cli_env(tmp_path, emulator, "good.com,down.com")
+    done = run_cli(tmp_path, env, "run", "--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat())
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["target", "kind", "date", "status", "rows", "credits"]
+    assert lines[1].split() == ["good.com", "full", DAY.isoformat(), "complete", "10", "10"]
+    assert lines[2].split()[:4] == ["down.com", "full", DAY.isoformat(), "failed"]
+    assert "32016 Large query domains not supported" in done.stdout
+    assert TOKEN not in done.stdout + done.stderr
+
+
+def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, emulator):
+    cases = [
+        ({"SOURCES__SERPSTAT__API_TOKEN": ""}, [], "token is missing"),
+        ({"SOURCES__SERPSTAT__API_TOKEN": "wrong-token"}, [], "Invalid token!"),
+        ({"SOURCES__SERPSTAT__DOMAINS": '["https://example.com/page"]'}, [], "is a URL"),
+        ({"SOURCES__SERPSTAT__DOMAINS": '["my site.com"]'}, [], "not a domain"),
+        ({"SOURCES__SERPSTAT__DOMAINS": "[]"}, [], "no domains to track"),
+        ({"SOURCES__SERPSTAT__SEARCH_TYPE": "url"}, [], "search_type 'url' is unknown"),
+        ({"SOURCES__SERPSTAT__PAGE_SIZE": "0"}, [], "page_size 0 is out of range"),
+        ({"SOURCES__SERPSTAT__PAGE_SIZE": "5000"}, [], "page_size 5000 is out of range"),
+        ({"SOURCES__SERPSTAT__COMPLEX_FILTER": "[[{"}, [], "complex_filter is not valid JSON"),
+        ({"SOURCES__SERPSTAT__COMPLEX_FILTER": '[[{"field": "check", "compareType": "gt", "value": [1]}]]'},
+         [], "complex_filter field 'check' is unknown"),
+        ({}, ["--snapshot-date", "2026-13-01"], "is not a date"),
+        ({}, ["--kind", "weekly"], "--kind 'weekly' is unknown"),
+        ({}, ["--destination", "nowhere"], "destination 'nowhere' is unknown"),
+    ]
+    for extra, flags, fragment in cases:
+        env = cli_env(tmp_path, emulator, '["example.com"]', **extra)
+        done = run_cli(tmp_path, env, "run", *flags)
+        assert done.returncode == 2, (fragment, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and fragment in lines[0], (fragment, done.stderr)
+        assert "Traceback" not in done.stderr and TOKEN not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a config error wrote files"
+    assert ref_requests(emulator) == []

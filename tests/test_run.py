@@ -1,0 +1,206 @@
+"""`refdomains run` end to end: emulator over HTTP, real dlt, real DuckDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+
+from serpstat_refdomains.emulator import Fault
+from serpstat_refdomains.normalize import normalize_domain, registrable_domain
+from tests.conftest import DAY
+from tests.helpers import ledger, loaded_domains, query, ref_requests, run_pipeline, truth
+
+
+@pytest.mark.parametrize("total", [0, 1, 999, 1000, 1001, 2500])
+def test_exact_pages_and_credits(tmp_path, emulator, total):
+    emulator.set_profile("target.com", total)
+    report = run_pipeline(tmp_path, emulator, ["target.com"], kind="full")
+    requests = ref_requests(emulator)
+    pages = math.ceil(total / 1000)
+    assert [e.page for e in requests] == list(range(1, max(pages, 1) + 1))
+    assert all(e.size == 1000 for e in requests)
+    assert emulator.api.credits_charged == max(total, 1)
+    assert report.credits_spent == max(total, 1)
+    [result] = report.results
+    assert (result.status, result.rows, result.credits) == ("complete", total, max(total, 1))
+    assert sorted(loaded_domains(tmp_path, "target.com")) == sorted(truth(emulator, "target.com"))
+    row = ledger(tmp_path, "target.com")
+    assert (row["status"], row["expected_total"], row["rows_loaded"], row["requests"], row["credits_spent"]) == (
+        "complete", total, total, max(pages, 1), max(total, 1))
+    assert row["credits_left"] == 10_000_000 - max(total, 1)
+    assert report.exit_code == 0
+
+
+def test_depth_cap_splits_into_partitions_whose_union_is_the_snapshot(tmp_path, emulator):
+    emulator.api.depth_cap = 300
+    emulator.set_profile("huge.com", 1000)
+    report = run_pipeline(tmp_path, emulator, ["huge.com"], kind="full",
+                          settings_options={"page_size": 100}, depth_cap=300)
+    [result] = report.results
+    assert result.status == "complete"
+    loaded = loaded_domains(tmp_path, "huge.com")
+    assert len(loaded) == len(set(loaded)) == 1000
+    assert set(loaded) == truth(emulator, "huge.com")
+    row = ledger(tmp_path, "huge.com")
+    assert row["partitions"] > 1 and row["expected_total"] == 1000
+    requests = ref_requests(emulator)
+    assert all((e.page - 1) * e.size + 1 <= 300 for e in requests), "a page beyond the depth cap"
+    charged = sum(e.charge for e in requests)
+    assert row["credits_spent"] == charged == report.credits_spent
+    # waste: one top-level page, 1-credit probes, and one count to check the union
+    probes = [e for e in requests if e.size == 1]
+    assert charged == 1000 + 100 + len(probes)
+
+
+def test_depth_cap_learned_from_the_api(tmp_path, emulator):
+    """A cap narrower than configured is discovered from the 402 error, then split around."""
+    emulator.api.depth_cap = 200
+    emulator.set_profile("huge.com", 450)
+    report = run_pipeline(tmp_path, emulator, ["huge.com"], kind="full", settings_options={"page_size": 100})
+    assert report.results[0].status == "complete"
+    assert set(loaded_domains(tmp_path, "huge.com")) == truth(emulator, "huge.com")
+
+
+def test_rerun_same_date_spends_nothing_and_force_replaces(tmp_path, emulator):
+    emulator.set_profile("a.com", 1500)
+    run_pipeline(tmp_path, emulator, ["a.com"], kind="full")
+    emulator.api.clear_log()
+    again = run_pipeline(tmp_path, emulator, ["a.com"], kind="full")
+    assert ref_requests(emulator) == [] and again.credits_spent == 0
+    assert again.results[0].status == "already_complete" and again.exit_code == 0
+    emulator.set_profile("a.com", 1200)  # the index changed since
+    forced = run_pipeline(tmp_path, emulator, ["a.com"], kind="full", force=True)
+    assert forced.results[0].status == "complete" and forced.credits_spent == 1200
+    loaded = loaded_domains(tmp_path, "a.com")
+    assert len(loaded) == len(set(loaded)) == 1200
+    assert set(loaded) == truth(emulator, "a.com")
+    assert ledger(tmp_path, "a.com")["rows_loaded"] == 1200
+
+
+def test_failure_of_one_target_keeps_the_others_and_rerun_fetches_only_it(tmp_path, emulator):
+    for name, size in (("ok1.com", 1500), ("bad.com", 2500), ("ok2.com", 300)):
+        emulator.set_profile(name, size)
+    emulator.faults.add(Fault("http_error", query="bad.com", page=2, status=503, times=-1))
+    report = run_pipeline(tmp_path, emulator, ["ok1.com", "bad.com", "ok2.com"], kind="full")
+    statuses = {str(r.target): r.status for r in report.results}
+    assert statuses == {"ok1.com": "complete", "bad.com": "failed", "ok2.com": "complete"}
+    assert report.exit_code == 1
+    bad = ledger(tmp_path, "bad.com")
+    assert bad["status"] == "failed" and "still failing" in bad["error"] and bad["rows_loaded"] == 0
+    assert loaded_domains(tmp_path, "bad.com") == []
+    assert len(loaded_domains(tmp_path, "ok1.com")) == 1500
+
+    emulator.faults.clear()
+    emulator.api.clear_log()
+    rerun = run_pipeline(tmp_path, emulator, ["ok1.com", "bad.com", "ok2.com"], kind="full")
+    assert {e.query for e in ref_requests(emulator)} == {"bad.com"}
+    assert rerun.credits_spent == 2500 and rerun.exit_code == 0
+    assert set(loaded_domains(tmp_path, "bad.com")) == truth(emulator, "bad.com")
+    assert ledger(tmp_path, "bad.com")["status"] == "complete"
+
+
+def test_total_moving_between_pages_is_fetched_again(tmp_path, emulator):
+    emulator.set_profile("moving.com", 2500)
+    emulator.faults.add(Fault("insert_rows", query="moving.com", page=2, count=5))
+    report = run_pipeline(tmp_path, emulator, ["moving.com"], kind="full")
+    assert report.results[0].status == "complete"
+    loaded = loaded_domains(tmp_path, "moving.com")
+    assert len(loaded) == len(set(loaded)) == 2505
+    assert set(loaded) == truth(emulator, "moving.com")
+    assert [e.page for e in ref_requests(emulator)] == [1, 2, 3, 1, 2, 3]
+
+
+def test_total_moving_twice_is_incomplete(tmp_path, emulator):
+    emulator.set_profile("moving.com", 2500)
+    emulator.faults.add(Fault("insert_rows", query="moving.com", page=2, count=5, times=2))
+    report = run_pipeline(tmp_path, emulator, ["moving.com"], kind="full")
+    assert report.results[0].status == "incomplete" and report.exit_code == 1
+    assert "changed while it was paged" in ledger(tmp_path, "moving.com")["error"]
+
+
+def test_idn_mixed_case_www_and_string_numbers(tmp_path, emulator):
+    emulator.api.numbers_as_strings = True
+    emulator.api.extra_fields = True
+    run_pipeline(tmp_path, emulator, ["mixed.com"], kind="full")
+    rows = query(tmp_path, "SELECT ref_domain, domain_from, registrable_domain, ref_pages, domain_rank, "
+                           "domain_links, \"check\" FROM serpstat.ref_domains")
+    donors = {d.name: d for d in emulator.graph.active("mixed.com", DAY)}
+    assert len(rows) == len(donors)
+    kinds = {"idn": 0, "upper": 0, "www": 0}
+    for ref_domain, raw, registrable, pages, rank, links, check in rows:
+        donor = donors[raw]
+        assert ref_domain == normalize_domain(raw) and registrable == registrable_domain(ref_domain)
+        assert (pages, rank, links) == (donor.ref_pages, donor.rank, donor.ref_pages)
+        assert isinstance(pages, int) and check == donor.first_detected(DAY).isoformat()
+        kinds["idn"] += not raw.isascii() and ref_domain.startswith("xn--") or ".xn--" in ref_domain
+        kinds["upper"] += raw != raw.lower()
+        kinds["www"] += raw.startswith("www.")
+    assert all(kinds.values()), kinds
+
+
+def test_empty_full_after_non_empty_is_suspect_empty(tmp_path, emulator):
+    emulator.set_profile("flaky.com", 40)
+    run_pipeline(tmp_path, emulator, ["flaky.com"], kind="full")
+    emulator.set_profile("flaky.com", 0)
+    emulator.api.clear_log()
+    later = DAY + dt.timedelta(days=7)
+    report = run_pipeline(tmp_path, emulator, ["flaky.com"], later, kind="full")
+    assert report.results[0].status == "suspect_empty" and report.exit_code == 0
+    assert [e.page for e in ref_requests(emulator)] == [1, 1]  # retried once
+    row = ledger(tmp_path, "flaky.com")
+    assert row["status"] == "suspect_empty" and "previous complete snapshot had 40 rows" in row["error"]
+
+
+def test_budget_too_small_for_one_target(tmp_path, emulator):
+    emulator.set_profile("small.com", 100)
+    emulator.set_profile("large.com", 3000)
+    report = run_pipeline(tmp_path, emulator, ["small.com", "large.com"], kind="full",
+                          settings_options={"max_credits_per_run": 1500})
+    statuses = {str(r.target): r.status for r in report.results}
+    assert statuses == {"small.com": "complete", "large.com": "skipped_budget"}
+    assert report.exit_code == 1
+    assert report.credits_spent <= 1500 + 1000  # never more than one page over
+    assert loaded_domains(tmp_path, "large.com") == []
+    assert ledger(tmp_path, "large.com")["status"] == "skipped_budget"
+    # known from the ledger now: the next run with the same budget skips it without a request
+    emulator.api.clear_log()
+    run_pipeline(tmp_path, emulator, ["large.com"], DAY + dt.timedelta(days=1), kind="full",
+                 settings_options={"max_credits_per_run": 1500})
+    assert len(ref_requests(emulator)) == 1  # page 1 only: no history of a complete pull yet
+
+
+def test_auto_kind_full_every_n_days_plus_last_week(tmp_path, emulator):
+    run_pipeline(tmp_path, emulator, ["auto.com"])
+    kinds = {(r.kind, r.status) for r in run_pipeline(tmp_path, emulator, ["auto.com"],
+                                                       DAY + dt.timedelta(days=3)).results}
+    assert kinds == {("last_week", "complete")}
+    kinds = {(r.kind, r.status) for r in run_pipeline(tmp_path, emulator, ["auto.com"],
+                                                       DAY + dt.timedelta(days=7)).results}
+    assert kinds == {("full", "complete"), ("last_week", "complete")}
+    lw = loaded_domains(tmp_path, "auto.com", "last_week", DAY)
+    assert set(lw) == truth(emulator, "auto.com", last_week=True)
+
+
+def test_bad_rows_are_rejected_with_a_counted_reason(tmp_path, emulator, monkeypatch):
+    from serpstat_refdomains.emulator import api as emulator_api
+    original = emulator_api.SerpstatApi._row
+
+    def hostile(self, donor, as_strings, extras):
+        row = original(self, donor, as_strings, extras)
+        if donor.rank == 0:
+            row["domain_from"] = ""
+        elif donor.rank == 1:
+            row["ref_pages"] = "lots"
+        return row
+
+    monkeypatch.setattr(emulator_api.SerpstatApi, "_row", hostile)
+    emulator.set_profile("hostile.com", 500)
+    report = run_pipeline(tmp_path, emulator, ["hostile.com"], kind="full")
+    donors = emulator.graph.active("hostile.com", DAY)
+    bad = sum(1 for d in donors if d.rank in (0, 1))
+    row = ledger(tmp_path, "hostile.com")
+    assert bad > 0 and row["rows_rejected"] == bad and row["rows_loaded"] == 500 - bad
+    assert "domain is empty" in row["error"] and "ref_pages is not a number" in row["error"]
+    assert report.results[0].status == "complete"
