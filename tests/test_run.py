@@ -19,7 +19,9 @@ def test_exact_pages_and_credits(tmp_path, emulator, total):
     report = run_pipeline(tmp_path, emulator, ["target.com"], kind="full")
     requests = ref_requests(emulator)
     pages = math.ceil(total / 1000)
-    assert [e.page for e in requests] == list(range(1, max(pages, 1) + 1))
+    # pages 2.. go out concurrently: their order in the log varies, their set does not
+    assert sorted(e.page for e in requests) == list(range(1, max(pages, 1) + 1))
+    assert requests[0].page == 1
     assert all(e.size == 1000 for e in requests)
     assert emulator.api.credits_charged == max(total, 1)
     assert report.credits_spent == max(total, 1)
@@ -109,7 +111,7 @@ def test_total_moving_between_pages_is_fetched_again(tmp_path, emulator):
     loaded = loaded_domains(tmp_path, "moving.com")
     assert len(loaded) == len(set(loaded)) == 2505
     assert set(loaded) == truth(emulator, "moving.com")
-    assert [e.page for e in ref_requests(emulator)] == [1, 2, 3, 1, 2, 3]
+    assert sorted(e.page for e in ref_requests(emulator)) == [1, 1, 2, 2, 3, 3]
 
 
 def test_total_moving_twice_is_incomplete(tmp_path, emulator):
