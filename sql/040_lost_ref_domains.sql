@@ -1,0 +1,111 @@
+-- materialized: table
+-- A referring domain that disappeared between two consecutive complete full snapshots.
+-- last_week pulls never make a "lost": they only list what is new.
+with full_snapshots as (
+    select target_domain, search_type, filter_hash, snapshot_date, full_seq
+    from stg_snapshots
+    where snapshot_kind = 'full'
+),
+
+full_rows as (
+    select * from stg_ref_domains where snapshot_kind = 'full'
+),
+
+series_end as (
+    select target_domain, search_type, filter_hash, max(full_seq) as last_seq
+    from full_snapshots
+    group by target_domain, search_type, filter_hash
+),
+
+-- in F(i), not in F(i+1)
+lost as (
+    select
+        prev.target_domain,
+        prev.search_type,
+        prev.filter_hash,
+        prev.ref_domain,
+        prev.registrable_domain,
+        prev.domain_rank,
+        prev.ref_pages,
+        prev.snapshot_date as last_seen_on,
+        next_snapshot.snapshot_date as lost_on,
+        next_snapshot.full_seq as lost_seq
+    from full_rows as prev
+    inner join full_snapshots as next_snapshot
+        on next_snapshot.target_domain = prev.target_domain
+        and next_snapshot.search_type = prev.search_type
+        and next_snapshot.filter_hash = prev.filter_hash
+        and next_snapshot.full_seq = prev.full_seq + 1
+    where not exists (
+        select 1
+        from full_rows as cur
+        where cur.target_domain = prev.target_domain
+            and cur.search_type = prev.search_type
+            and cur.filter_hash = prev.filter_hash
+            and cur.full_seq = prev.full_seq + 1
+            and cur.ref_domain = prev.ref_domain
+    )
+),
+
+-- the first later full snapshot that holds the domain again
+returns as (
+    select
+        lost.target_domain,
+        lost.search_type,
+        lost.filter_hash,
+        lost.ref_domain,
+        lost.lost_seq,
+        min(later.full_seq) as return_seq
+    from lost
+    inner join full_rows as later
+        on later.target_domain = lost.target_domain
+        and later.search_type = lost.search_type
+        and later.filter_hash = lost.filter_hash
+        and later.ref_domain = lost.ref_domain
+        and later.full_seq > lost.lost_seq
+    group by lost.target_domain, lost.search_type, lost.filter_hash, lost.ref_domain, lost.lost_seq
+),
+
+absences as (
+    select
+        lost.*,
+        returns.return_seq,
+        coalesce(returns.return_seq, series_end.last_seq + 1) - lost.lost_seq as consecutive_absences
+    from lost
+    inner join series_end
+        on series_end.target_domain = lost.target_domain
+        and series_end.search_type = lost.search_type
+        and series_end.filter_hash = lost.filter_hash
+    left join returns
+        on returns.target_domain = lost.target_domain
+        and returns.search_type = lost.search_type
+        and returns.filter_hash = lost.filter_hash
+        and returns.ref_domain = lost.ref_domain
+        and returns.lost_seq = lost.lost_seq
+),
+
+final as (
+    select
+        absences.target_domain,
+        absences.search_type,
+        absences.ref_domain,
+        absences.registrable_domain,
+        absences.lost_on,
+        absences.last_seen_on,
+        absences.domain_rank,
+        absences.ref_pages,
+        returned.snapshot_date as returned_on,
+        absences.consecutive_absences,
+        (
+            absences.return_seq is null
+            and absences.consecutive_absences >= {lost_confirmation_snapshots}
+        ) as confirmed
+    from absences
+    left join full_snapshots as returned
+        on returned.target_domain = absences.target_domain
+        and returned.search_type = absences.search_type
+        and returned.filter_hash = absences.filter_hash
+        and returned.full_seq = absences.return_seq
+)
+
+select * from final

@@ -1,0 +1,262 @@
+"""SQL models against golden scenarios replayed through the emulator.
+
+The expected rows come from the emulator's link graph (the truth of each day) through a small
+reference of DESIGN.md §5 written here in Python, never from the models themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pytest
+import sqlglot
+
+from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
+from serpstat_refdomains.models import load_models, render, transpile
+from serpstat_refdomains.normalize import normalize_domain, registrable_domain
+from tests.conftest import TOKEN
+from tests.helpers import fast_client, query, run_pipeline
+
+START = dt.date(2026, 2, 2)  # a Monday
+WEEKS = 8
+CONFIRM = 2
+
+
+@dataclass(frozen=True)
+class Row:
+    rank: int
+    pages: int
+
+
+def day_set(emulator, target: str, day: dt.date, last_week: bool = False) -> dict[str, Row]:
+    donors = emulator.graph.active(target, day)
+    names = emulator.graph.truth(target, day, last_week=last_week)
+    return {normalize_domain(d.name): Row(d.rank, d.ref_pages) for d in donors if d.name in names}
+
+
+def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict]], target: str):
+    """DESIGN.md §5 over the truth sets of the readable snapshots of one series."""
+    fulls = sorted(fulls, key=lambda f: f[0])
+    candidates: dict[tuple, list] = {}
+    for i in range(1, len(fulls)):
+        day, current = fulls[i]
+        for name in current.keys() - fulls[i - 1][1].keys():
+            candidates.setdefault((name, i - 1), []).append((day, 0, "snapshot_diff", current[name]))
+    for day, pull in pulls:
+        prior = [i for i, (d, _) in enumerate(fulls) if d < day]
+        prev = prior[-1] if prior else None
+        for name, row in pull.items():
+            if prev is None or name not in fulls[prev][1]:
+                candidates.setdefault((name, prev), []).append((day, 1, "last_week", row))
+    new = set()
+    for (name, prev), found in candidates.items():
+        found.sort(key=lambda c: (c[0], c[1]))
+        day, _, _, row = found[0]
+        detectors = {c[2] for c in found}
+        returning = prev is not None and any(name in fulls[j][1] for j in range(prev))
+        new.add((target, "domain_with_subdomains", name, registrable_domain(name), day,
+                 fulls[prev][0] if prev is not None else None,
+                 "both" if len(detectors) == 2 else detectors.pop(), returning, row.rank, row.pages))
+    lost = set()
+    for i in range(len(fulls) - 1):
+        for name in fulls[i][1].keys() - fulls[i + 1][1].keys():
+            later = [j for j in range(i + 2, len(fulls)) if name in fulls[j][1]]
+            returned = later[0] if later else None
+            absences = (returned if returned is not None else len(fulls)) - (i + 1)
+            row = fulls[i][1][name]
+            lost.add((target, "domain_with_subdomains", name, registrable_domain(name), fulls[i + 1][0],
+                      fulls[i][0], row.rank, row.pages, fulls[returned][0] if returned is not None else None,
+                      absences, returned is None and absences >= CONFIRM))
+    return new, lost
+
+
+NEW_COLUMNS = ("target_domain, search_type, ref_domain, registrable_domain, detected_on, previous_snapshot_date, "
+               "detected_by, is_returning, domain_rank, ref_pages")
+LOST_COLUMNS = ("target_domain, search_type, ref_domain, registrable_domain, lost_on, last_seen_on, domain_rank, "
+                "ref_pages, returned_on, consecutive_absences, confirmed")
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    """Eight weekly `auto` runs of one churning target, with an incomplete and a suspect_empty
+    full snapshot and a failed last_week pull along the way; returns the workdir, the readable
+    truth and every snapshot's status."""
+    workdir = tmp_path_factory.mktemp("golden")
+    with SerpstatEmulator(token=TOKEN, seed=11, today=START) as emulator:
+        emulator.graph.set_profile("golden.com", Profile(base_size=300))
+        client = fast_client(emulator)
+        fulls, pulls, statuses = [], [], {}
+        for week in range(WEEKS):
+            day = START + dt.timedelta(weeks=week)
+            emulator.today = day
+            if week == 3:  # the total moves on both tries: incomplete, must be ignored
+                emulator.faults.add(Fault("insert_rows", query="golden.com", page=2, last_week=False,
+                                          count=2, times=2))
+            if week == 5:  # an empty answer twice after a non-empty history: suspect_empty
+                emulator.faults.add(Fault("empty", query="golden.com", last_week=False, times=2))
+            if week == 6:  # the last_week pull fails: that week's newcomers are seen by the diff only
+                emulator.faults.add(Fault("api_error", query="golden.com", last_week=True, times=-1))
+            report = run_pipeline(workdir, emulator, ["golden.com"], day, client=client, build_models=True,
+                                  settings_options={"page_size": 100})
+            emulator.faults.clear()
+            for result in report.results:
+                statuses[(result.kind, day)] = result.status
+                if result.status != "complete":
+                    continue
+                if result.kind == "full":
+                    fulls.append((day, day_set(emulator, "golden.com", day)))
+                else:
+                    pulls.append((day, day_set(emulator, "golden.com", day, last_week=True)))
+        client.close()
+    return workdir, fulls, pulls, statuses
+
+
+def test_scenario_has_the_cases_it_claims(golden):
+    workdir, fulls, pulls, statuses = golden
+    week = dt.timedelta(weeks=1)
+    assert statuses[("full", START + 3 * week)] == "incomplete"
+    assert statuses[("full", START + 5 * week)] == "suspect_empty"
+    assert statuses[("last_week", START + 6 * week)] == "failed"
+    assert len(fulls) == WEEKS - 2 and len(pulls) == WEEKS - 1
+    new, lost = reference(fulls, pulls, "golden.com")
+    assert any(r[8] is not None for r in lost), "no domain lost and later returning"
+    assert any(r[9] == 1 and r[8] is not None for r in lost), "no domain absent for one snapshot only"
+    assert any(r[7] for r in new), "no returning new domain"
+    assert any(r[5] is None and r[6] == "last_week" for r in new), "no last_week detection on the baseline date"
+    assert any(r[6] == "both" for r in new) and any(r[6] == "snapshot_diff" for r in new)
+    known = [name for day, pull in pulls[1:] for name in pull
+             if any(name in f for d, f in fulls if d < day)]
+    assert known, "no last_week row that was already known"
+
+
+def test_new_ref_domains_match_the_truth(golden):
+    workdir, fulls, pulls, _ = golden
+    expected_new, _ = reference(fulls, pulls, "golden.com")
+    got = set(query(workdir, f"SELECT {NEW_COLUMNS} FROM serpstat.new_ref_domains"))
+    assert got == expected_new
+
+
+def test_lost_ref_domains_match_the_truth(golden):
+    workdir, fulls, pulls, _ = golden
+    _, expected_lost = reference(fulls, pulls, "golden.com")
+    got = set(query(workdir, f"SELECT {LOST_COLUMNS} FROM serpstat.lost_ref_domains"))
+    assert got == expected_lost and expected_lost
+
+
+def test_weekly_and_current_match_the_truth(golden):
+    workdir, fulls, pulls, _ = golden
+    new, lost = reference(fulls, pulls, "golden.com")
+    monday = lambda d: d - dt.timedelta(days=d.weekday())  # noqa: E731
+    weeks = {monday(d) for d, _ in fulls + pulls}
+    expected = set()
+    for week in weeks:
+        in_week = [f for d, f in fulls if monday(d) == week]
+        n_new = sum(1 for r in new if monday(r[4]) == week)
+        n_lost = sum(1 for r in lost if monday(r[4]) == week)
+        expected.add(("golden.com", "domain_with_subdomains", week, len(in_week[-1]) if in_week else None,
+                      n_new, n_lost, n_new - n_lost))
+    got = set(query(workdir, "SELECT target_domain, search_type, week_start, ref_domains, new_ref_domains, "
+                             "lost_ref_domains, net_change FROM serpstat.ref_domains_weekly"))
+    assert got == expected
+    assert any(r[3] is None for r in got), "the weeks of ignored full snapshots have no size"
+
+    last_day, last = fulls[-1]
+    first_seen = {}
+    for d, snapshot in sorted(fulls + pulls, key=lambda x: x[0]):
+        for name in snapshot:
+            first_seen.setdefault(name, d)
+    expected_current = {("golden.com", "domain_with_subdomains", last_day, name, registrable_domain(name),
+                         row.rank, row.pages, first_seen[name]) for name, row in last.items()}
+    got_current = set(query(workdir, "SELECT target_domain, search_type, snapshot_date, ref_domain, "
+                                     "registrable_domain, domain_rank, ref_pages, first_seen_on "
+                                     "FROM serpstat.ref_domains_current"))
+    assert got_current == expected_current
+
+
+# Each assertion returns the rows that break it: none may come back (dbt-style data tests).
+MODEL_ASSERTIONS = {
+    "new key unique": "SELECT target_domain, search_type, ref_domain, detected_on FROM serpstat.new_ref_domains "
+                      "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1",
+    "new detected after previous": "SELECT * FROM serpstat.new_ref_domains WHERE detected_on <= previous_snapshot_date",
+    "new detected_by accepted": "SELECT * FROM serpstat.new_ref_domains WHERE detected_by NOT IN "
+                                "('snapshot_diff', 'last_week', 'both') OR detected_by IS NULL",
+    "new not null": "SELECT * FROM serpstat.new_ref_domains WHERE ref_domain IS NULL OR detected_on IS NULL "
+                    "OR is_returning IS NULL",
+    "lost key unique": "SELECT target_domain, search_type, ref_domain, lost_on FROM serpstat.lost_ref_domains "
+                       "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1",
+    "lost last_seen before lost": "SELECT * FROM serpstat.lost_ref_domains WHERE NOT last_seen_on < lost_on",
+    "lost returned after lost": "SELECT * FROM serpstat.lost_ref_domains WHERE returned_on <= lost_on",
+    "lost confirmed rule": "SELECT * FROM serpstat.lost_ref_domains WHERE confirmed <> "
+                           f"(returned_on IS NULL AND consecutive_absences >= {CONFIRM})",
+    "weekly key unique": "SELECT target_domain, search_type, week_start FROM serpstat.ref_domains_weekly "
+                         "GROUP BY 1, 2, 3 HAVING count(*) > 1",
+    "weekly net": "SELECT * FROM serpstat.ref_domains_weekly WHERE net_change <> new_ref_domains - lost_ref_domains",
+    "weekly monday": "SELECT * FROM serpstat.ref_domains_weekly WHERE isodow(week_start) <> 1",
+    "current key unique": "SELECT target_domain, search_type, ref_domain FROM serpstat.ref_domains_current "
+                          "GROUP BY 1, 2, 3 HAVING count(*) > 1",
+    "current first seen": "SELECT * FROM serpstat.ref_domains_current WHERE first_seen_on > snapshot_date",
+    "no row from a non-complete snapshot": (
+        "SELECT detected_on FROM serpstat.new_ref_domains WHERE detected_on IN "
+        "(SELECT snapshot_date FROM serpstat.snapshots WHERE status <> 'complete' AND snapshot_kind = 'full') "
+        "AND detected_by = 'snapshot_diff' UNION ALL "
+        "SELECT lost_on FROM serpstat.lost_ref_domains WHERE lost_on IN "
+        "(SELECT snapshot_date FROM serpstat.snapshots WHERE status <> 'complete' AND snapshot_kind = 'full') "
+        "OR last_seen_on IN "
+        "(SELECT snapshot_date FROM serpstat.snapshots WHERE status <> 'complete' AND snapshot_kind = 'full') "
+        "UNION ALL "
+        "SELECT detected_on FROM serpstat.new_ref_domains WHERE detected_by = 'last_week' AND detected_on IN "
+        "(SELECT snapshot_date FROM serpstat.snapshots WHERE status <> 'complete' AND snapshot_kind = 'last_week') "
+        "UNION ALL "
+        "SELECT snapshot_date FROM serpstat.ref_domains_current WHERE snapshot_date IN "
+        "(SELECT snapshot_date FROM serpstat.snapshots WHERE status <> 'complete' AND snapshot_kind = 'full')"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_ASSERTIONS))
+def test_model_assertions(golden, name):
+    workdir = golden[0]
+    assert query(workdir, MODEL_ASSERTIONS[name]) == []
+
+
+def test_filter_change_starts_a_new_series_without_mass_new_or_lost(tmp_path):
+    with SerpstatEmulator(token=TOKEN, seed=5, today=START) as emulator:
+        emulator.graph.set_profile("series.com", Profile(base_size=200))
+        rank_filter = [[{"field": "domain_rank", "compareType": "gte", "value": [10]}]]
+        with fast_client(emulator) as client:
+            for week in range(6):
+                day = START + dt.timedelta(weeks=week)
+                emulator.today = day
+                options = {"complex_filter": rank_filter} if week >= 3 else {}
+                run_pipeline(tmp_path, emulator, ["series.com"], day, client=client, build_models=True,
+                             kind="full", settings_options=options)
+        switch = START + dt.timedelta(weeks=3)
+        sizes = dict(query(tmp_path, "SELECT snapshot_date, rows_loaded FROM serpstat.snapshots"))
+        assert sizes[switch] < sizes[switch - dt.timedelta(weeks=1)]  # the filter really narrowed it
+        # the switch date is a new baseline: nothing new or lost on it
+        assert query(tmp_path, "SELECT * FROM serpstat.new_ref_domains WHERE detected_on = ?", [switch]) == []
+        assert query(tmp_path, "SELECT * FROM serpstat.lost_ref_domains WHERE lost_on = ?", [switch]) == []
+        # after it, diffs happen within the new series only
+        later = START + dt.timedelta(weeks=4)
+        before = {normalize_domain(n) for n in emulator.graph.truth("series.com", switch)
+                  if any(d.name == n and d.rank >= 10 for d in emulator.graph.active("series.com", switch))}
+        now = {normalize_domain(d.name) for d in emulator.graph.active("series.com", later) if d.rank >= 10}
+        got_new = {r[0] for r in query(tmp_path, "SELECT ref_domain FROM serpstat.new_ref_domains "
+                                                 "WHERE detected_on = ?", [later])}
+        assert got_new == now - before
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "bigquery", "snowflake", "duckdb"])
+def test_every_model_transpiles(dialect):
+    tables = {"ref_domains", "snapshots"} | {m.name for m in load_models()}
+    for model in load_models():
+        sql = transpile(render(model, {"lost_confirmation_snapshots": 2}), dialect, "serpstat", tables)
+        assert "serpstat" in sql and sql.lstrip().upper().startswith(("WITH", "SELECT"))
+        # what we emit must read back in the target dialect
+        sqlglot.parse_one(sql, read=dialect)
+
+
+def test_render_refuses_non_integer_parameters():
+    model = next(m for m in load_models() if m.name == "lost_ref_domains")
+    with pytest.raises(ValueError, match="integer parameter"):
+        render(model, {"lost_confirmation_snapshots": "2; DROP TABLE snapshots"})
