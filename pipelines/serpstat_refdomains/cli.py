@@ -47,6 +47,34 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
     run.add_argument("--no-models", action="store_true", help="do not rebuild the SQL models")
 
+    models = sub.add_parser("models", help="rebuild the SQL models from what is loaded",
+                            description="Rebuild new_ref_domains, lost_ref_domains, ref_domains_weekly and "
+                            "ref_domains_current in the pipeline's dataset.")
+    models.add_argument("--destination", help="dlt destination (default: duckdb)")
+    models.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+
+    rep = sub.add_parser("report", help="new and lost referring domains and the weekly summary",
+                         description="New and lost referring domains (highest domain rank first) and the "
+                         "weekly summary, as text, CSV, JSON or a self-contained HTML page.")
+    rep.add_argument("--domain", help="one tracked domain (default: all)")
+    rep.add_argument("--since", metavar="YYYY-MM-DD", help="only events on or after this date")
+    rep.add_argument("--format", default="text", help="text (default), csv, json or html")
+    rep.add_argument("--output", metavar="PATH", help="write to a file instead of standard output")
+    rep.add_argument("--destination", help="dlt destination (default: duckdb)")
+    rep.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+
+    status = sub.add_parser("status", help="latest snapshots, credits this month, Serpstat balance",
+                            description="Per target the latest snapshot of each kind with its status, rows "
+                            "and credits; credits spent this month; the balance from the free getStats.")
+    status.add_argument("--destination", help="dlt destination (default: duckdb)")
+    status.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+
+    demo = sub.add_parser("demo", help="offline demo: emulator, six weekly runs, models, report",
+                          description="No token, no network: replays weekly runs against a local emulator "
+                          "into its own folder and writes report.html there.")
+    demo.add_argument("--weeks", type=int, default=6, help="weekly runs to replay (default 6)")
+    demo.add_argument("--dir", default="demo", help="folder for the demo database and report (default ./demo)")
+
     emu = sub.add_parser("emulator", help="serve a local Serpstat API emulator (no account needed)",
                          description="A local Serpstat API v4 with a synthetic, evolving link graph.")
     emu.add_argument("--host", default="127.0.0.1")
@@ -75,6 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "emulator":
             return _cmd_emulator(args)
+        if args.command == "models":
+            return _cmd_models(args)
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "status":
+            return _cmd_status(args)
+        if args.command == "demo":
+            return _cmd_demo(args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -119,6 +155,77 @@ def _print_report(report) -> None:
             print(f"  {r.target} {r.kind}: {r.error}")
     left = "unknown" if report.credits_left is None else str(report.credits_left)
     print(f"credits spent: {report.credits_spent}, left: {left}")
+
+
+def _existing_pipeline(args: argparse.Namespace):
+    """The pipeline for read-side commands; a clear error when nothing was ever loaded."""
+    from . import pipeline
+
+    destination = pipeline.resolve_destination(args.destination)
+    if destination.destination_name == "duckdb" and args.destination in (None, "duckdb") \
+            and not os.path.exists(f"{S.PIPELINE_NAME}.duckdb"):
+        raise ConfigError(f"no {S.PIPELINE_NAME}.duckdb in this folder: run `refdomains run` first, "
+                          "or cd to where it ran")
+    return pipeline.make_pipeline(destination, args.dataset_name)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    settings, _ = resolve_settings(need_token=False, need_domains=False)
+    built = models.build(_existing_pipeline(args), settings.lost_confirmation_snapshots)
+    print(f"built {len(built)} models: {', '.join(built)}" if built else "nothing loaded yet: no models built")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+    from .normalize import InvalidDomain, normalize_target
+
+    if args.format not in report.FORMATS:
+        raise ConfigError(f"--format {args.format!r} is unknown: use one of {', '.join(report.FORMATS)}")
+    since = parse_date(args.since, "--since") if args.since else None
+    try:
+        domain = normalize_target(args.domain) if args.domain else None
+    except InvalidDomain as error:
+        raise ConfigError(f"--domain: {error}") from None
+    data = report.collect(_existing_pipeline(args), domain, since)
+    text = report.render(data, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from . import report
+    from .client import SerpstatClient, SerpstatError
+
+    settings, token = resolve_settings(need_token=False, need_domains=False)
+    rows, spent = report.latest_snapshots(_existing_pipeline(args))
+    if not token:
+        balance = "unknown (no api_token configured)"
+    else:
+        try:
+            with SerpstatClient(token, api_url=settings.api_url, max_attempts=2) as client:
+                left = client.get_stats().left_lines
+            balance = f"{left} credits left" if left is not None else "unknown"
+        except SerpstatError as error:
+            balance = f"unavailable ({error})"
+    sys.stdout.write(report.render_status(rows, spent, balance))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    if args.weeks < 2:
+        raise ConfigError(f"--weeks {args.weeks} is too few: new and lost need at least 2 weekly runs")
+    run_demo(weeks=args.weeks, directory=args.dir)
+    return EXIT_OK
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

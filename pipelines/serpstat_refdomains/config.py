@@ -251,8 +251,12 @@ def _resolve(
     return options, api_token
 
 
-def resolve_settings(domains_override: list[str] | None = None, need_token: bool = True) -> tuple[Settings, str | None]:
-    """Read [sources.serpstat] from dlt config/secrets/env and validate it (ConfigError on mistakes)."""
+def resolve_settings(domains_override: list[str] | None = None, need_token: bool = True,
+                     need_domains: bool = True) -> tuple[Settings, str | None]:
+    """Read [sources.serpstat] from dlt config/secrets/env and validate it (ConfigError on mistakes).
+
+    Read-side commands (models, report, status) pass need_domains=False: they work on what is
+    loaded, whatever the list says today."""
     try:
         options, token = _resolve()
     except ConfigurationException as error:
@@ -260,6 +264,8 @@ def resolve_settings(domains_override: list[str] | None = None, need_token: bool
                           "check .dlt/config.toml and SOURCES__SERPSTAT__* variables") from None
     if domains_override:
         options["domains"] = list(domains_override)
+    if not need_domains and not options.get("domains"):
+        options["domains"] = ["example.com"]  # a placeholder: these commands never fetch
     settings = build_settings(**options)
     if need_token and (not isinstance(token, str) or not token.strip()):
         raise ConfigError("Serpstat API token is missing: set api_token under [sources.serpstat] in "
