@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
+
+# No telemetry calls from test runs (there is no network here anyway).
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.emulator import SerpstatEmulator
