@@ -368,7 +368,9 @@ class SerpstatClient:
         with self._lock:
             self.credits_spent += charge
             if left_lines is not None:
-                self.last_left_lines = left_lines
+                # concurrent answers arrive out of order; the balance only falls during a run
+                self.last_left_lines = left_lines if self.last_left_lines is None \
+                    else min(self.last_left_lines, left_lines)
             elif self.last_left_lines is not None:
                 self.last_left_lines -= charge
 

@@ -307,9 +307,12 @@ class SnapshotFetcher:
         with self._lock:
             self.stats.credits_spent += page.charge
             # left_lines is the account balance; an empty result carries none, so the client's
-            # running figure (getStats preflight minus charges since) stands in.
-            self.stats.credits_left = page.left_lines if page.left_lines is not None \
-                else self.client.last_left_lines
+            # running figure (getStats preflight minus charges since) stands in. Pages answer out
+            # of order under concurrency: the balance after the last call is the lowest seen.
+            left = page.left_lines if page.left_lines is not None else self.client.last_left_lines
+            if left is not None:
+                current = self.stats.credits_left
+                self.stats.credits_left = left if current is None else min(current, left)
         if self.progress is not None:
             self.progress(self)
         return page
