@@ -25,7 +25,7 @@ def fast_client(emulator, **options: Any) -> SerpstatClient:
 
 
 def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = None, *, client=None,
-                 settings_options: dict | None = None, build_models: bool = False,
+                 settings_options: dict | None = None, build_models: bool = False, destination: Any = None,
                  **options: Any) -> pipeline.RunReport:
     settings = build_settings(domains=domains, api_url=emulator.url, requests_per_second=1000,
                               **(settings_options or {}))
@@ -34,7 +34,7 @@ def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = N
     try:
         return pipeline.run(
             settings, TOKEN, snapshot_date=day or emulator.today,
-            destination=dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")),
+            destination=destination or dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")),
             pipelines_dir=str(workdir / "pipelines"), build_models=build_models,
             progress=lambda fetcher: None, client=client, **options)
     finally:

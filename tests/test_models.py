@@ -7,32 +7,25 @@ reference of DESIGN.md §5 written here in Python, never from the models themsel
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import pytest
 import sqlglot
 
-from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
+from serpstat_refdomains.emulator import Profile, SerpstatEmulator
 from serpstat_refdomains.models import load_models, render, transpile
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
 from tests.conftest import TOKEN
 from tests.helpers import fast_client, query, run_pipeline
+from tests.scenarios import START, WEEKS, replay_golden
 
-START = dt.date(2026, 2, 2)  # a Monday
-WEEKS = 8
 CONFIRM = 2
 
 
-@dataclass(frozen=True)
-class Row:
-    rank: int
-    pages: int
-
-
-def day_set(emulator, target: str, day: dt.date, last_week: bool = False) -> dict[str, Row]:
-    donors = emulator.graph.active(target, day)
-    names = emulator.graph.truth(target, day, last_week=last_week)
-    return {normalize_domain(d.name): Row(d.rank, d.ref_pages) for d in donors if d.name in names}
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("golden")
+    fulls, pulls, statuses = replay_golden(workdir)
+    return workdir, fulls, pulls, statuses
 
 
 def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict]], target: str):
@@ -75,41 +68,6 @@ NEW_COLUMNS = ("target_domain, search_type, ref_domain, registrable_domain, dete
                "detected_by, is_returning, domain_rank, ref_pages")
 LOST_COLUMNS = ("target_domain, search_type, ref_domain, registrable_domain, lost_on, last_seen_on, domain_rank, "
                 "ref_pages, returned_on, consecutive_absences, confirmed")
-
-
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory):
-    """Eight weekly `auto` runs of one churning target, with an incomplete and a suspect_empty
-    full snapshot and a failed last_week pull along the way; returns the workdir, the readable
-    truth and every snapshot's status."""
-    workdir = tmp_path_factory.mktemp("golden")
-    with SerpstatEmulator(token=TOKEN, seed=11, today=START) as emulator:
-        emulator.graph.set_profile("golden.com", Profile(base_size=300))
-        client = fast_client(emulator)
-        fulls, pulls, statuses = [], [], {}
-        for week in range(WEEKS):
-            day = START + dt.timedelta(weeks=week)
-            emulator.today = day
-            if week == 3:  # the total moves on both tries: incomplete, must be ignored
-                emulator.faults.add(Fault("insert_rows", query="golden.com", page=2, last_week=False,
-                                          count=2, times=2))
-            if week == 5:  # an empty answer twice after a non-empty history: suspect_empty
-                emulator.faults.add(Fault("empty", query="golden.com", last_week=False, times=2))
-            if week == 6:  # the last_week pull fails: that week's newcomers are seen by the diff only
-                emulator.faults.add(Fault("api_error", query="golden.com", last_week=True, times=-1))
-            report = run_pipeline(workdir, emulator, ["golden.com"], day, client=client, build_models=True,
-                                  settings_options={"page_size": 100})
-            emulator.faults.clear()
-            for result in report.results:
-                statuses[(result.kind, day)] = result.status
-                if result.status != "complete":
-                    continue
-                if result.kind == "full":
-                    fulls.append((day, day_set(emulator, "golden.com", day)))
-                else:
-                    pulls.append((day, day_set(emulator, "golden.com", day, last_week=True)))
-        client.close()
-    return workdir, fulls, pulls, statuses
 
 
 def test_scenario_has_the_cases_it_claims(golden):

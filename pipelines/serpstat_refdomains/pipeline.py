@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import logging
 import sys
+from contextlib import contextmanager
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import dlt
 from dlt.common.destination import Destination
+from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.destination.exceptions import DestinationException
 from dlt.common.exceptions import DltException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
@@ -103,6 +106,54 @@ def make_pipeline(destination: str | Destination | None = None, dataset_name: st
         dataset_name=dataset_name or S.DATASET_NAME,
         pipelines_dir=pipelines_dir,
     )
+
+
+class ConcurrentRunError(ConfigError):
+    """Another run is writing to the same destination dataset; this one fetched nothing."""
+
+
+def _is(pipeline: dlt.Pipeline, destination_type: str) -> bool:
+    return pipeline.destination.destination_type.rsplit(".", 1)[-1] == destination_type
+
+
+@contextmanager
+def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """Hold the destination for one run, so two runs never fetch and pay for the same snapshots.
+
+    DuckDB: an exclusive lock on `<database>.lock` (DuckDB's own file lock is held only while a
+    connection is open, so two runs could interleave between their loads). PostgreSQL: a session
+    advisory lock named after the dataset. Other destinations: none (schedule one run at a time).
+    """
+    busy = (f"another refdomains run is loading into dataset {pipeline.dataset_name!r}: nothing was "
+            "fetched; run again once it has finished")
+    if _is(pipeline, "duckdb"):
+        path = pipeline.sql_client().credentials.database
+        with open(f"{path}.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConcurrentRunError(f"{busy} (lock {path}.lock)") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif _is(pipeline, "postgres"):
+        key = f"serpstat_refdomains:{pipeline.dataset_name}"
+        with pipeline.sql_client() as client:
+            got = client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)
+            if not got or not got[0][0]:
+                raise ConcurrentRunError(busy)
+            try:
+                yield
+            finally:
+                client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", key)
+    else:
+        yield
+
+
+def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
+    """Arrow pages load fastest into PostgreSQL as CSV (COPY); elsewhere dlt's default (parquet)."""
+    return "csv" if _is(pipeline, "postgres") else None
 
 
 def read_ledger(pipeline: dlt.Pipeline) -> dict[str, LedgerRow]:
@@ -254,8 +305,14 @@ def run(
     try:
         left = _preflight(client)  # before the destination is touched: a bad token writes nothing
         pipeline = make_pipeline(resolved, dataset_name, pipelines_dir)
-        return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models, depth_cap,
-                    max_workers, progress)
+        try:
+            with run_lock(pipeline):
+                return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models,
+                            depth_cap, max_workers, progress)
+        except ConfigurationException as error:
+            raise ConfigError(f"destination {resolved.destination_name!r} is not configured "
+                              f"({_first_line(error)}): set its credentials in .dlt/secrets.toml or "
+                              "DESTINATION__<NAME>__CREDENTIALS") from None
     finally:
         if own_client:
             client.close()
@@ -333,7 +390,7 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
 
     error: BaseException | None = None
     try:
-        pipeline.run(ref_domains_resource([fetcher], keep=keep))
+        pipeline.run(ref_domains_resource([fetcher], keep=keep), loader_file_format=loader_file_format(pipeline))
     except Exception as raised:  # noqa: BLE001 - classified below; every path is recorded
         error = _root_cause(raised)
     stats = fetcher.stats
@@ -382,7 +439,7 @@ def _record_without_fetch(pipeline: dlt.Pipeline, planned: PlannedSnapshot, stat
 
 def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]]) -> None:
     try:
-        pipeline.run(snapshots_resource(rows))
+        pipeline.run(snapshots_resource(rows), loader_file_format=loader_file_format(pipeline))
     except Exception as error:  # noqa: BLE001 - the ledger is best effort once the fetch failed
         logger.error("could not record the snapshot outcome in the ledger: %s", redact(_first_line(error)))
 

@@ -1,0 +1,63 @@
+"""The golden timeline, replayed into any destination: tests compare its models with the truth
+(DuckDB) and with each other (DuckDB vs PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
+from serpstat_refdomains.normalize import normalize_domain
+from tests.conftest import TOKEN
+from tests.helpers import fast_client, run_pipeline
+
+START = dt.date(2026, 2, 2)  # a Monday
+WEEKS = 8
+TARGET = "golden.com"
+
+
+@dataclass(frozen=True)
+class Row:
+    rank: int
+    pages: int
+
+
+def day_set(emulator, target: str, day: dt.date, last_week: bool = False) -> dict[str, Row]:
+    donors = emulator.graph.active(target, day)
+    names = emulator.graph.truth(target, day, last_week=last_week)
+    return {normalize_domain(d.name): Row(d.rank, d.ref_pages) for d in donors if d.name in names}
+
+
+def replay_golden(workdir: Path, destination: Any = None, dataset_name: str | None = None):
+    """Eight weekly `auto` runs of one churning target, with an incomplete and a suspect_empty
+    full snapshot and a failed last_week pull along the way. Returns the readable truth (full
+    snapshots and last_week pulls as {domain: Row}) and every snapshot's status."""
+    with SerpstatEmulator(token=TOKEN, seed=11, today=START) as emulator:
+        emulator.graph.set_profile(TARGET, Profile(base_size=300))
+        client = fast_client(emulator)
+        fulls, pulls, statuses = [], [], {}
+        for week in range(WEEKS):
+            day = START + dt.timedelta(weeks=week)
+            emulator.today = day
+            if week == 3:  # the total moves on both tries: incomplete, must be ignored
+                emulator.faults.add(Fault("insert_rows", query=TARGET, page=2, last_week=False, count=2, times=2))
+            if week == 5:  # an empty answer twice after a non-empty history: suspect_empty
+                emulator.faults.add(Fault("empty", query=TARGET, last_week=False, times=2))
+            if week == 6:  # the last_week pull fails: that week's newcomers are seen by the diff only
+                emulator.faults.add(Fault("api_error", query=TARGET, last_week=True, times=-1))
+            report = run_pipeline(workdir, emulator, [TARGET], day, client=client, build_models=True,
+                                  settings_options={"page_size": 100}, destination=destination,
+                                  dataset_name=dataset_name)
+            emulator.faults.clear()
+            for result in report.results:
+                statuses[(result.kind, day)] = result.status
+                if result.status != "complete":
+                    continue
+                if result.kind == "full":
+                    fulls.append((day, day_set(emulator, TARGET, day)))
+                else:
+                    pulls.append((day, day_set(emulator, TARGET, day, last_week=True)))
+        client.close()
+    return fulls, pulls, statuses

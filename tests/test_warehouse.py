@@ -1,0 +1,209 @@
+"""PostgreSQL end to end, portable models, concurrent runs, fresh runners.
+
+PostgreSQL tests skip (with the reason) when no server is reachable, except under
+REFDOMAINS_REQUIRE_POSTGRES=1 (set by .ci/run), where an unreachable server is a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import threading
+import uuid
+
+import dlt
+import psycopg2
+import pytest
+
+from serpstat_refdomains import pipeline
+from serpstat_refdomains.models import model_names
+from tests.conftest import DAY
+from tests.helpers import fast_client, query, ref_requests, run_pipeline, truth
+from tests.scenarios import replay_golden
+
+# trust auth ignores the password, but dlt's postgres credentials require one
+PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
+
+
+def _postgres_error() -> str | None:
+    try:
+        psycopg2.connect(PG_URL, connect_timeout=3).close()
+        return None
+    except psycopg2.Error as error:
+        return str(error).strip().splitlines()[0]
+
+
+_PG_ERROR = _postgres_error()
+if _PG_ERROR and os.environ.get("REFDOMAINS_REQUIRE_POSTGRES") == "1":
+    raise RuntimeError(f"PostgreSQL is required here (REFDOMAINS_REQUIRE_POSTGRES=1) but unreachable: {_PG_ERROR}")
+needs_postgres = pytest.mark.skipif(_PG_ERROR is not None,
+                                    reason=f"no PostgreSQL at {PG_URL.split('@')[-1]}: {_PG_ERROR}")
+
+
+@pytest.fixture
+def pg_dataset():
+    name = f"rd_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+        for schema in (name, f"{name}_staging"):
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def pg_rows(dataset: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+        cur.execute(sql.replace("{ds}", f'"{dataset}"'), params)
+        return cur.fetchall()
+
+
+def postgres():
+    return dlt.destinations.postgres(PG_URL)
+
+
+@pytest.fixture(scope="module")
+def duckdb_golden(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("golden_duckdb")
+    replay_golden(workdir)
+    return workdir
+
+
+@needs_postgres
+def test_models_are_identical_on_postgres(duckdb_golden, tmp_path, pg_dataset):
+    fulls, pulls, statuses = replay_golden(tmp_path, destination=postgres(), dataset_name=pg_dataset)
+    assert "incomplete" in statuses.values() and "suspect_empty" in statuses.values()
+    for model in model_names():
+        columns = [r[0] for r in query(duckdb_golden, "SELECT column_name FROM information_schema.columns "
+                                                      "WHERE table_schema = 'serpstat' AND table_name = ? "
+                                                      "ORDER BY ordinal_position", [model])]
+        select = ", ".join(columns)
+        expected = sorted(query(duckdb_golden, f"SELECT {select} FROM serpstat.{model}"), key=repr)
+        got = sorted(pg_rows(pg_dataset, f"SELECT {select} FROM {{ds}}.{model}"), key=repr)
+        assert got == expected, model
+        assert expected or model.startswith("stg_"), f"{model} is empty: the comparison proves nothing"
+    # raw tables too: the same rows landed
+    assert pg_rows(pg_dataset, "SELECT count(*) FROM {ds}.ref_domains") == \
+        query(duckdb_golden, "SELECT count(*) FROM serpstat.ref_domains")
+
+
+@needs_postgres
+def test_datasets_are_separate_schemas(tmp_path, emulator, pg_dataset):
+    other = f"{pg_dataset}_b"
+    emulator.set_profile("one.com", 30)
+    emulator.set_profile("two.com", 40)
+    try:
+        run_pipeline(tmp_path / "a", emulator, ["one.com"], kind="full", destination=postgres(),
+                     dataset_name=pg_dataset)
+        run_pipeline(tmp_path / "b", emulator, ["two.com"], kind="full", destination=postgres(),
+                     dataset_name=other)
+        assert pg_rows(pg_dataset, "SELECT DISTINCT target_domain FROM {ds}.ref_domains") == [("one.com",)]
+        assert pg_rows(other, "SELECT DISTINCT target_domain FROM {ds}.ref_domains") == [("two.com",)]
+        assert pg_rows(pg_dataset, "SELECT count(*) FROM {ds}.ref_domains") == [(30,)]
+    finally:
+        with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+            cur.execute(f'DROP SCHEMA IF EXISTS "{other}_staging" CASCADE')
+
+
+def _two_runs_at_once(tmp_path, emulator, **destination_options):
+    """Start a run that stalls on a slow page, start a second one meanwhile; return both outcomes."""
+    from serpstat_refdomains.emulator import Fault
+    emulator.set_profile("slow.com", 2500)
+    emulator.faults.add(Fault("delay", query="slow.com", page=2, seconds=3))
+    outcome: dict = {}
+
+    def first():
+        outcome["first"] = run_pipeline(tmp_path / "one", emulator, ["slow.com"], kind="full",
+                                        **destination_options)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+    while not any(e.page == 2 for e in ref_requests(emulator)) and dt.datetime.now() < deadline:
+        threading.Event().wait(0.05)
+    with pytest.raises(pipeline.ConcurrentRunError, match="another refdomains run is loading") as second:
+        run_pipeline(tmp_path / "two", emulator, ["slow.com"], kind="full", **destination_options)
+    thread.join(timeout=60)
+    return outcome["first"], second.value
+
+
+def test_two_runs_at_once_on_duckdb(tmp_path, emulator):
+    database = tmp_path / "shared.duckdb"
+    first, _ = _two_runs_at_once(tmp_path, emulator, destination=dlt.destinations.duckdb(str(database)))
+    assert first.results[0].status == "complete"
+    assert sum(e.charge for e in ref_requests(emulator)) == 2500  # the second fetched nothing
+    import duckdb
+    with duckdb.connect(str(database), read_only=True) as con:
+        rows = [r[0] for r in con.execute("SELECT ref_domain FROM serpstat.ref_domains").fetchall()]
+    assert len(rows) == len(set(rows)) == 2500
+
+
+@needs_postgres
+def test_two_runs_at_once_on_postgres(tmp_path, emulator, pg_dataset):
+    first, _ = _two_runs_at_once(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
+    assert first.results[0].status == "complete"
+    assert sum(e.charge for e in ref_requests(emulator)) == 2500
+    assert pg_rows(pg_dataset, "SELECT count(*), count(DISTINCT ref_domain) FROM {ds}.ref_domains") == [(2500, 2500)]
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_fresh_runner_without_local_state_pays_nothing_again(tmp_path, emulator, warehouse, request):
+    if warehouse == "postgres":
+        if _PG_ERROR:
+            pytest.skip(f"no PostgreSQL: {_PG_ERROR}")
+        dataset = request.getfixturevalue("pg_dataset")
+        options = {"destination": postgres(), "dataset_name": dataset}
+    else:
+        options = {"destination": dlt.destinations.duckdb(str(tmp_path / "kept.duckdb"))}
+    emulator.set_profile("fresh.com", 1200)
+    run_pipeline(tmp_path, emulator, ["fresh.com"], kind="full", **options)
+    shutil.rmtree(tmp_path / "pipelines")  # a new CI runner: no local pipeline folder
+    emulator.api.clear_log()
+    again = run_pipeline(tmp_path, emulator, ["fresh.com"], kind="full", **options)
+    assert ref_requests(emulator) == [] and again.credits_spent == 0
+    assert again.results[0].status == "already_complete"
+    emulator.today = DAY + dt.timedelta(days=7)
+    later = run_pipeline(tmp_path, emulator, ["fresh.com"], DAY + dt.timedelta(days=7), kind="full", **options)
+    assert later.results[0].status == "complete"
+    if warehouse == "postgres":
+        counts = pg_rows(options["dataset_name"], "SELECT snapshot_date, count(*), count(DISTINCT ref_domain) "
+                                                  "FROM {ds}.ref_domains GROUP BY 1 ORDER BY 1")
+    else:
+        import duckdb
+        with duckdb.connect(str(tmp_path / "kept.duckdb"), read_only=True) as con:
+            counts = con.execute("SELECT snapshot_date, count(*), count(DISTINCT ref_domain) FROM "
+                                 "serpstat.ref_domains GROUP BY 1 ORDER BY 1").fetchall()
+    assert counts == [(DAY, 1200, 1200), (DAY + dt.timedelta(days=7), 1200, 1200)]
+
+
+@needs_postgres
+def test_postgres_loads_through_csv_copy(tmp_path, emulator, pg_dataset):
+    emulator.set_profile("copy.com", 50)
+    with fast_client(emulator) as client:
+        run_pipeline(tmp_path, emulator, ["copy.com"], kind="full", destination=postgres(), dataset_name=pg_dataset,
+                     client=client)
+    destination_pipeline = pipeline.make_pipeline(postgres(), pg_dataset, str(tmp_path / "pipelines"))
+    assert pipeline.loader_file_format(destination_pipeline) == "csv"
+    trace = destination_pipeline.last_trace
+    formats = {job.job_file_info.table_name: job.job_file_info.file_format
+               for package in trace.last_normalize_info.load_packages for job in package.jobs["new_jobs"]
+               if not job.job_file_info.table_name.startswith("_dlt")}
+    # dlt's own state rows are dicts (insert_values); our arrow pages go through COPY
+    assert formats == {"ref_domains": "csv", "snapshots": "csv"}
+    assert set(r[0] for r in pg_rows(pg_dataset, "SELECT ref_domain FROM {ds}.ref_domains")) == \
+        truth(emulator, "copy.com")
+
+
+def test_scheduling_examples_are_valid():
+    import py_compile
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    workflow = yaml.safe_load((root / "github-actions.yml").read_text())
+    steps = workflow["jobs"]["load"]["steps"]
+    run = next(s["run"] for s in steps if s.get("name") == "Load referring domains")
+    env = next(s["env"] for s in steps if s.get("name") == "Load referring domains")
+    assert "refdomains run" in run and env["SOURCES__SERPSTAT__API_TOKEN"] == "${{ secrets.SERPSTAT_API_TOKEN }}"
+    assert {c["cron"] for c in workflow[True]["schedule"]} == {"15 5 * * *", "30 5 * * 1"}  # YAML 1.1: on -> True
+    py_compile.compile(str(root / "airflow_dag.py"), doraise=True)
