@@ -1,0 +1,188 @@
+"""`refdomains report | status | models | demo | emulator` as processes, and the HTML in a browser."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import duckdb
+import pytest
+import requests
+
+from serpstat_refdomains.emulator import Profile
+from tests.conftest import DAY, TOKEN
+from tests.test_crash_and_cli import REFDOMAINS, cli_env, run_cli
+
+WEEKS = [DAY + dt.timedelta(weeks=w) for w in range(3)]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """Three weekly `refdomains run`s of two targets, in a folder of their own."""
+    from serpstat_refdomains.emulator import SerpstatEmulator
+    workdir = tmp_path_factory.mktemp("cli")
+    with SerpstatEmulator(token=TOKEN, today=DAY, seed=3) as emulator:
+        emulator.graph.set_profile("alpha.com", Profile(base_size=300))
+        emulator.graph.set_profile("beta.org", Profile(base_size=150))
+        env = cli_env(workdir, emulator, "alpha.com,beta.org")
+        for day in WEEKS:
+            emulator.today = day
+            done = run_cli(workdir, env, "run", "--snapshot-date", day.isoformat())
+            assert done.returncode == 0, done.stdout + done.stderr
+        yield workdir, env  # the emulator stays up: `status` asks it for the balance
+
+
+def db(workdir, sql, params=()):
+    with duckdb.connect(str(workdir / "serpstat_refdomains.duckdb"), read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def test_report_json_matches_the_models(loaded):
+    workdir, env = loaded
+    done = run_cli(workdir, env, "report", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    new = db(workdir, "SELECT ref_domain, detected_on FROM serpstat.new_ref_domains")
+    lost = db(workdir, "SELECT ref_domain, lost_on FROM serpstat.lost_ref_domains")
+    assert {(r["ref_domain"], r["detected_on"]) for r in payload["new_ref_domains"]} == \
+        {(d, day.isoformat()) for d, day in new}
+    assert {(r["ref_domain"], r["lost_on"]) for r in payload["lost_ref_domains"]} == \
+        {(d, day.isoformat()) for d, day in lost}
+    ranks = [r["domain_rank"] for r in payload["new_ref_domains"]]
+    assert ranks == sorted(ranks, reverse=True) and lost and new  # highest rank first
+    assert len(payload["snapshots"]) == 2 * 2 * len(WEEKS)  # weekly runs: full (7 days old) + last_week
+
+
+def test_report_filters_by_domain_and_since_as_csv(loaded):
+    workdir, env = loaded
+    since = WEEKS[2]
+    done = run_cli(workdir, env, "report", "--domain", "Alpha.COM", "--since", since.isoformat(), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert rows and {r["target_domain"] for r in rows} == {"alpha.com"}
+    sections = {r["section"] for r in rows}
+    assert sections <= {"new", "lost", "weekly"} and "new" in sections
+    assert all(r["detected_on"] >= since.isoformat() for r in rows if r["section"] == "new")
+    expected_new = db(workdir, "SELECT count(*) FROM serpstat.new_ref_domains WHERE target_domain = 'alpha.com' "
+                               "AND detected_on >= ?", [since])[0][0]
+    assert sum(r["section"] == "new" for r in rows) == expected_new
+
+
+def test_report_text_and_html_file(loaded, tmp_path):
+    workdir, env = loaded
+    text = run_cli(workdir, env, "report")
+    assert text.returncode == 0 and "NEW referring domains" in text.stdout and "LOST referring domains" in text.stdout
+    out = tmp_path / "r.html"
+    html = run_cli(workdir, env, "report", "--format", "html", "--output", str(out))
+    assert html.returncode == 0 and out.exists()
+    page = out.read_text()
+    assert "<svg" in page and "http://" not in page and "https://" not in page and "<script" not in page
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--format", "pdf"], "--format 'pdf' is unknown"),
+    (["--since", "yesterday"], "is not a date"),
+    (["--domain", "http://x.com/"], "is a URL"),
+])
+def test_report_usage_errors(loaded, flags, fragment):
+    workdir, env = loaded
+    done = run_cli(workdir, env, "report", *flags)
+    assert done.returncode == 2 and fragment in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_status_shows_latest_snapshots_credits_and_balance(loaded):
+    workdir, env = loaded
+    done = run_cli(workdir, env, "status")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status",
+                                "rows_loaded", "credits_spent"]
+    body = [line.split() for line in lines[1:5]]
+    assert {(r[0], r[2], r[3], r[4]) for r in body} == {
+        (t, k, WEEKS[-1].isoformat(), "complete") for t in ("alpha.com", "beta.org") for k in ("full", "last_week")}
+    spent = db(workdir, "SELECT sum(credits_spent) FROM serpstat.snapshots")[0][0]
+    assert f"Credits spent this month: {spent}" in done.stdout
+    assert re.search(r"Serpstat balance: \d+ credits left", done.stdout)
+    assert TOKEN not in done.stdout + done.stderr
+
+
+def test_models_command_rebuilds(loaded):
+    workdir, env = loaded
+    done = run_cli(workdir, env, "models")
+    assert done.returncode == 0 and "built 6 models" in done.stdout, done.stderr
+
+
+def test_read_commands_in_an_empty_folder_say_what_to_do(tmp_path, emulator):
+    env = cli_env(tmp_path, emulator, "example.com")
+    for command in ("report", "status", "models"):
+        done = run_cli(tmp_path, env, command)
+        assert done.returncode == 2 and "run `refdomains run` first" in done.stderr, command
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_replays_six_weeks_offline(tmp_path):
+    env = {k: v for k, v in cli_env(tmp_path, type("E", (), {"url": "http://127.0.0.1:9/v4"})(), "x.com").items()
+           if not k.startswith("SOURCES__")}
+    done = subprocess.run(REFDOMAINS + ["demo", "--dir", str(tmp_path / "demo")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("week ") >= 6 and "NEW referring domains" in done.stdout
+    report = tmp_path / "demo" / "report.html"
+    assert report.exists() and "<svg" in report.read_text()
+    with duckdb.connect(str(tmp_path / "demo" / "refdomains_demo.duckdb"), read_only=True) as con:
+        fulls = con.execute("SELECT count(DISTINCT snapshot_date) FROM serpstat.snapshots WHERE status = "
+                            "'complete' AND snapshot_kind = 'full'").fetchall()[0][0]
+        new, lost = con.execute("SELECT (SELECT count(*) FROM serpstat.new_ref_domains), "
+                                "(SELECT count(*) FROM serpstat.lost_ref_domains)").fetchall()[0]
+    assert fulls == 6 and new > 0 and lost > 0
+    assert not (tmp_path / "serpstat_refdomains.duckdb").exists()  # never the user's pipeline
+
+
+def test_emulator_command_serves_until_interrupted(tmp_path):
+    proc = subprocess.Popen(REFDOMAINS + ["emulator", "--port", "0", "--token", "t0k", "--day", "2026-03-02",
+                                          "--profile", "fixed.com=1234"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"on (http://\S+/v4)", line).group(1)
+        answer = requests.post(f"{url}?token=t0k", json={"id": 7, "method": "SerpstatBacklinksProcedure.getRefDomains",
+                                                          "params": {"query": "fixed.com", "size": 1}}, timeout=5).json()
+        assert answer["result"]["summary_info"]["total"] == 1234 and answer["id"] == "7"
+        assert "t0k" not in line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_html_report_charts_draw_in_headless_chromium(loaded, tmp_path):
+    workdir, env = loaded
+    page = tmp_path / "report.html"
+    assert run_cli(workdir, env, "report", "--format", "html", "--output", str(page)).returncode == 0
+    probe = tmp_path / "probe.html"
+    # measure what the browser laid out: the report itself carries no script
+    probe.write_text(page.read_text().replace("</body>", """<script>
+      const lines = [...document.querySelectorAll('svg.chart polyline.series')].map(p => p.getBBox().width);
+      const bars = [...document.querySelectorAll('svg.chart rect.bar')].filter(r => r.getBBox().height > 0).length;
+      document.body.setAttribute('data-check', JSON.stringify({lines, bars}));
+    </script></body>"""))
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    match = re.search(r"data-check=\"([^\"]+)\"", done.stdout)
+    assert match, done.stderr[-2000:]
+    check = json.loads(match.group(1).replace("&quot;", '"'))
+    assert len(check["lines"]) == 2 and all(width > 100 for width in check["lines"])
+    assert check["bars"] >= 3
