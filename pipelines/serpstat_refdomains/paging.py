@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 import math
+import queue
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,27 +59,32 @@ class BudgetExhausted(Exception):
 class Budget:
     """Credits a run may still spend, shared by all its snapshots and threads.
 
-    A request is refused once the limit is reached, so the limit is exceeded by at most the one
-    page already in flight; `fits` refuses a whole snapshot up front when its size is known.
+    Each request reserves the most it can cost (its page size) and settles to what it was billed.
+    A request is admitted while spent + reserved is below the limit, so however many pages are in
+    flight at once, the limit is exceeded by less than one page. `fits` refuses a whole
+    partition up front once its size is known.
     """
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.spent = 0
+        self.reserved = 0
         self._lock = threading.Lock()
 
-    def before_request(self) -> None:
+    def reserve(self, most: int) -> None:
         with self._lock:
-            if self.limit is not None and self.spent >= self.limit:
+            if self.limit is not None and self.spent + self.reserved >= self.limit:
                 raise BudgetExhausted(f"credit budget of {self.limit} reached")
+            self.reserved += most
+
+    def settle(self, reserved: int, charged: int) -> None:
+        with self._lock:
+            self.reserved -= reserved
+            self.spent += charged
 
     def fits(self, credits: int) -> bool:
         with self._lock:
-            return self.limit is None or self.spent + credits <= self.limit
-
-    def charge(self, credits: int) -> None:
-        with self._lock:
-            self.spent += credits
+            return self.limit is None or self.spent + self.reserved + credits <= self.limit
 
     @property
     def left(self) -> int | None:
@@ -295,15 +301,17 @@ class SnapshotFetcher:
                         pass
 
     def _page(self, part: Partition, number: int, size: int) -> RefDomainsPage:
-        self.budget.before_request()
+        self.budget.reserve(size)
+        charged = 0
         try:
             page = self.client.get_ref_domains(
                 self.spec.target.domain, self.spec.target.search_type, page=number, size=size,
                 sort=SORT, order=ORDER, complex_filter=self._filter(part))
+            charged = page.charge
         finally:
+            self.budget.settle(size, charged)
             with self._lock:
                 self.stats.requests += 1
-        self.budget.charge(page.charge)
         with self._lock:
             self.stats.credits_spent += page.charge
             # left_lines is the account balance; an empty result carries none, so the client's
@@ -386,6 +394,66 @@ class SnapshotFetcher:
         with self._lock:
             self.stats.rows_rejected += 1
             self.stats.reject_reasons[reason.split(":")[0][:80]] += 1
+
+
+class Prefetcher:
+    """Runs a fetcher in a background thread, up to `max_pages` pages ahead of its consumer.
+
+    The run loads snapshots one after another; while dlt loads one, the next one's requests are
+    already on their way, so a rate-limited plan keeps using its whole rate. The queue bounds
+    memory; `cancel` stops a fetch whose results will not be wanted.
+    """
+
+    _DONE = object()
+
+    def __init__(self, fetcher: SnapshotFetcher, max_pages: int = 16) -> None:
+        self.fetcher = fetcher
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pages)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name=f"prefetch {fetcher.spec.key}", daemon=True)
+        self._thread.start()
+
+    @property
+    def spec(self) -> SnapshotSpec:
+        return self.fetcher.spec
+
+    @property
+    def stats(self) -> FetchStats:
+        return self.fetcher.stats
+
+    def _produce(self) -> None:
+        tables = self.fetcher.tables()
+        try:
+            for table in tables:
+                if not self._put(table):
+                    return
+            self._put(self._DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+            self._put(error)
+        finally:
+            tables.close()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def tables(self) -> Iterator[pa.Table]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
 
 
 def _count(value: Any, name: str) -> int | None:

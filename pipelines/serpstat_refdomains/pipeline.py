@@ -35,7 +35,7 @@ from .client import (
     redact,
 )
 from .config import ConfigError, Settings, Target
-from .paging import Budget, BudgetExhausted, FetchStats, SnapshotFetcher, SnapshotSpec, snapshot_key
+from .paging import Budget, BudgetExhausted, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
 from .source import SnapshotNotCommitted, ledger_row, ref_domains_resource, snapshots_resource
 
 logger = logging.getLogger(__name__)
@@ -348,23 +348,42 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
     reporter = progress or Progress()
     aborted: str | None = None
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="serpstat-page") as pool:
-        for planned in todo:
-            if aborted:
-                report.results.append(_record_without_fetch(pipeline, planned, S.STATUS_FAILED, aborted))
-                continue
-            estimate = estimated_cost(planned, ledger)
-            if estimate is not None and not budget.fits(estimate):
-                report.results.append(_record_without_fetch(
-                    pipeline, planned, S.STATUS_SKIPPED_BUDGET,
-                    f"needs about {estimate} credits, {budget.left} left in this run's budget: "
-                    "raise max_credits_per_run or run again next period"))
-                continue
+        def start(planned: PlannedSnapshot) -> Prefetcher:
             fetcher = SnapshotFetcher(client, planned.spec, budget, depth_cap=depth_cap, executor=pool,
                                       progress=reporter)
-            result, fatal = _load_snapshot(pipeline, planned, fetcher)
-            report.results.append(result)
-            if fatal:
-                aborted = f"not attempted: {fatal}"
+            return Prefetcher(fetcher)
+
+        started: dict[int, Prefetcher] = {}
+        try:
+            for index, planned in enumerate(todo):
+                current = started.pop(index, None)
+                if aborted:
+                    if current is not None:
+                        current.cancel()
+                    report.results.append(_record_without_fetch(pipeline, planned, S.STATUS_FAILED, aborted))
+                    continue
+                estimate = estimated_cost(planned, ledger)
+                if current is None and estimate is not None and not budget.fits(estimate):
+                    report.results.append(_record_without_fetch(
+                        pipeline, planned, S.STATUS_SKIPPED_BUDGET,
+                        f"needs about {estimate} credits, {budget.left} left in this run's budget: "
+                        "raise max_credits_per_run or run again next period"))
+                    continue
+                current = current or start(planned)
+                # While dlt loads this snapshot, the next one's requests go out: a rate-limited
+                # plan keeps using its whole rate. Under a budget only when both surely fit.
+                if index + 1 < len(todo) and _may_overlap(budget, estimate, estimated_cost(todo[index + 1], ledger)):
+                    started[index + 1] = start(todo[index + 1])
+                try:
+                    result, fatal = _load_snapshot(pipeline, planned, current)
+                finally:
+                    current.cancel()  # a load that failed early must not leave its fetch running
+                report.results.append(result)
+                if fatal:
+                    aborted = f"not attempted: {fatal}"
+        finally:
+            for prefetcher in started.values():
+                prefetcher.cancel()
         if isinstance(reporter, Progress):
             reporter.done()
 
@@ -375,8 +394,14 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
     return report
 
 
+def _may_overlap(budget: Budget, current: int | None, following: int | None) -> bool:
+    if budget.limit is None:
+        return True
+    return current is not None and following is not None and budget.fits(current + following)
+
+
 def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
-                   fetcher: SnapshotFetcher) -> tuple[SnapshotResult, str | None]:
+                   fetcher: Prefetcher) -> tuple[SnapshotResult, str | None]:
     """Fetch and load one snapshot; returns its result and, for errors that doom the rest of the
     run (token, credits), the reason to stop."""
     spec, existing = planned.spec, planned.existing
@@ -384,7 +409,7 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
     if existing is not None and not was_complete:
         delete_snapshot_rows(pipeline, spec.key)
 
-    def keep(f: SnapshotFetcher) -> bool:
+    def keep(f: Prefetcher) -> bool:
         # A complete snapshot is only ever replaced by a complete one.
         return not was_complete or f.stats.status == S.STATUS_COMPLETE
 

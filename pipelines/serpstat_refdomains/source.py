@@ -22,7 +22,7 @@ from dlt.extract.resource import DltResource
 from . import settings as S
 from .client import DEFAULT_API_URL, SerpstatClient
 from .config import build_settings, parse_date
-from .paging import FetchStats, SnapshotFetcher, SnapshotSpec
+from .paging import FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec
 
 # delete-insert on ONE synthetic key column: a rerun of a snapshot replaces exactly its rows.
 # Compound merge keys are concatenated before comparison in some dlt code paths (dlt#4244), so
@@ -100,8 +100,8 @@ def ledger_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 
 def ref_domains_resource(
-    fetchers: Iterable[SnapshotFetcher],
-    keep: Callable[[SnapshotFetcher], bool] = lambda fetcher: True,
+    fetchers: Iterable[SnapshotFetcher | Prefetcher],
+    keep: Callable[[Any], bool] = lambda fetcher: True,
 ) -> DltResource:
     """Rows of each snapshot, then its ledger row, as one stream into two tables.
 
