@@ -45,11 +45,13 @@ def test_killed_mid_run_then_rerun_pays_nothing_twice(tmp_path, emulator):
     day = DAY.isoformat()
     proc = subprocess.Popen(REFDOMAINS + ["run", "--snapshot-date", day, "--kind", "full", "--no-models"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # kill once first.com's load package is committed, while second.com still waits on its page
+    loaded = tmp_path / "dlt" / "pipelines" / "serpstat_refdomains" / "load" / "loaded"
     deadline = time.monotonic() + 60
-    while not any(e.query == "second.com" and e.page == 2 for e in emulator.log):
+    while not (loaded.is_dir() and any(loaded.iterdir())):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
         time.sleep(0.05)
-    time.sleep(0.2)
+    assert any(e.query == "second.com" for e in emulator.log) and proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     charged_before = {q: sum(e.charge for e in ref_requests(emulator, q)) for q in ("first.com", "second.com")}

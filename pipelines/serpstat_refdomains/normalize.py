@@ -17,6 +17,8 @@ from publicsuffixlist import PublicSuffixList
 # (`my_site.blogspot.com`), which IDNA2008 disallows; ASCII labels are therefore checked here
 # and only non-ASCII labels go through the IDNA codec.
 _ASCII_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+# The same rule for a whole lowercase ASCII name at once: the common case, checked in one regex.
+_ASCII_DOMAIN = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 MAX_DOMAIN_LENGTH = 253
 
 
@@ -35,9 +37,18 @@ def normalize_domain(raw: object) -> str:
     return _normalize(raw)
 
 
-@lru_cache(maxsize=1 << 16)
 def _normalize(raw: str) -> str:
     name = raw.strip().rstrip(".")
+    if name.isascii():
+        lowered = name.lower()
+        if "xn--" not in lowered and len(lowered) <= MAX_DOMAIN_LENGTH and _ASCII_DOMAIN.fullmatch(lowered):
+            return lowered
+    return _normalize_slow(name)
+
+
+@lru_cache(maxsize=1 << 14)
+def _normalize_slow(name: str) -> str:
+    """Unicode, punycode and anything the fast path did not accept: label by label, with reasons."""
     if not name:
         raise InvalidDomain("domain is empty")
     if any(c.isspace() for c in name) or "/" in name or ":" in name:

@@ -343,39 +343,41 @@ class SnapshotFetcher:
         spec = self.spec
         names, raws, registrables, pages, ranks = [], [], [], [], []
         extras: dict[str, list[Any]] = {}
+        rejected: list[str] = []
         kept = 0
-        for row in rows:
-            try:
-                if not isinstance(row, dict):
-                    raise InvalidDomain("row is not an object")
-                raw = row.get("domain_from")
-                name = normalize_domain(raw)
-                ref_pages = _count(row.get("ref_pages"), "ref_pages")
-                rank = _count(row.get("domainRank"), "domainRank")
-            except (InvalidDomain, ValueError) as error:
-                self._reject(str(error))
-                continue
-            with self._lock:
-                if name in self._seen:
+        with self._lock:  # one acquisition per page: this loop is the pipeline's hot path
+            seen = self._seen
+            for row in rows:
+                try:
+                    if not isinstance(row, dict):
+                        raise InvalidDomain("row is not an object")
+                    raw = row.get("domain_from")
+                    name = normalize_domain(raw)
+                    ref_pages = _count(row.get("ref_pages"), "ref_pages")
+                    rank = _count(row.get("domainRank"), "domainRank")
+                except (InvalidDomain, ValueError) as error:
+                    rejected.append(str(error))
+                    continue
+                if name in seen:
                     continue  # the same donor twice (case, trailing dot, IDN form): one row
-                self._seen.add(name)
-            names.append(name)
-            raws.append(raw)
-            registrables.append(registrable_domain(name))
-            pages.append(ref_pages)
-            ranks.append(rank)
-            for key in row.keys() - KNOWN_FIELDS:
-                column = extras.setdefault(key, [None] * kept)
-                column.append(row[key])
-            kept += 1
-            for column in extras.values():
-                if len(column) < kept:
-                    column.append(None)
-        with self._lock:
+                seen.add(name)
+                names.append(name)
+                raws.append(raw)
+                registrables.append(registrable_domain(name))
+                pages.append(ref_pages)
+                ranks.append(rank)
+                if len(row) > 3 or not row.keys() <= KNOWN_FIELDS:
+                    for key in row.keys() - KNOWN_FIELDS:
+                        extras.setdefault(key, [None] * kept).append(row[key])
+                kept += 1
+                for column in extras.values():
+                    if len(column) < kept:
+                        column.append(None)
             self.stats.rows_loaded += kept
-        constant = [spec.key] * kept
+        for reason in rejected:
+            self._reject(reason)
         table = pa.table([
-            pa.array(constant, pa.string()),
+            pa.array([spec.key] * kept, pa.string()),
             pa.array([spec.target.domain] * kept, pa.string()),
             pa.array([spec.target.search_type] * kept, pa.string()),
             pa.array([spec.snapshot_date] * kept, pa.date32()),
@@ -406,7 +408,7 @@ class Prefetcher:
 
     _DONE = object()
 
-    def __init__(self, fetcher: SnapshotFetcher, max_pages: int = 16) -> None:
+    def __init__(self, fetcher: SnapshotFetcher, max_pages: int = 64) -> None:
         self.fetcher = fetcher
         self._queue: queue.Queue = queue.Queue(maxsize=max_pages)
         self._stop = threading.Event()
@@ -458,6 +460,8 @@ class Prefetcher:
 
 def _count(value: Any, name: str) -> int | None:
     """Serpstat sends numbers as ints or strings ("47"); anything else is a rejected row."""
+    if type(value) is int and 0 <= value <= INT64_MAX:
+        return value
     if value is None:
         return None
     if isinstance(value, bool):

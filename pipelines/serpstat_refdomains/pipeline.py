@@ -41,6 +41,8 @@ from .source import SnapshotNotCommitted, ledger_row, ref_domains_resource, snap
 logger = logging.getLogger(__name__)
 
 ALREADY_COMPLETE = "already_complete"
+# Snapshots fetched ahead of the one being loaded, each at most Prefetcher.max_pages pages ahead.
+PREFETCH_SNAPSHOTS = 2
 OK_STATUSES = {S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
 
 
@@ -149,6 +151,32 @@ def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
                 client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", key)
     else:
         yield
+
+
+@contextmanager
+def _duckdb_held_open(pipeline: dlt.Pipeline, dataset_name: str | None,
+                      pipelines_dir: str | None) -> Iterator[dlt.Pipeline]:
+    """On DuckDB, one connection for the whole run.
+
+    dlt opens and closes the database around every load; closing it checkpoints the file, which
+    cost more than the load itself with one load per snapshot. Loads borrow this connection
+    instead, and the file is checkpointed once, at the end.
+    """
+    if not _is(pipeline, "duckdb"):
+        yield pipeline
+        return
+    credentials = pipeline.sql_client().credentials
+    if getattr(credentials, "external_conn", None) is not None:  # already a live connection
+        yield pipeline
+        return
+    import duckdb
+
+    connection = duckdb.connect(credentials.database)
+    try:
+        yield make_pipeline(dlt.destinations.duckdb(connection), dataset_name or pipeline.dataset_name,
+                            pipelines_dir)
+    finally:
+        connection.close()
 
 
 def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
@@ -306,7 +334,7 @@ def run(
         left = _preflight(client)  # before the destination is touched: a bad token writes nothing
         pipeline = make_pipeline(resolved, dataset_name, pipelines_dir)
         try:
-            with run_lock(pipeline):
+            with run_lock(pipeline), _duckdb_held_open(pipeline, dataset_name, pipelines_dir) as pipeline:
                 return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models,
                             depth_cap, max_workers, progress)
         except ConfigurationException as error:
@@ -370,10 +398,11 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
                         "raise max_credits_per_run or run again next period"))
                     continue
                 current = current or start(planned)
-                # While dlt loads this snapshot, the next one's requests go out: a rate-limited
-                # plan keeps using its whole rate. Under a budget only when both surely fit.
-                if index + 1 < len(todo) and _may_overlap(budget, estimate, estimated_cost(todo[index + 1], ledger)):
-                    started[index + 1] = start(todo[index + 1])
+                # While dlt loads this snapshot, the next ones' requests go out: a rate-limited
+                # plan keeps using its whole rate. Under a budget only when they surely fit.
+                for ahead in range(index + 1, min(index + 1 + PREFETCH_SNAPSHOTS, len(todo))):
+                    if ahead not in started and _may_overlap(budget, estimate, estimated_cost(todo[ahead], ledger)):
+                        started[ahead] = start(todo[ahead])
                 try:
                     result, fatal = _load_snapshot(pipeline, planned, current)
                 finally:
@@ -395,9 +424,12 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
 
 
 def _may_overlap(budget: Budget, current: int | None, following: int | None) -> bool:
+    """Fetch ahead only when the budget surely holds both: a snapshot started and then skipped for
+    budget would waste what it had fetched. Unknown sizes count as a full 60,000-row window."""
     if budget.limit is None:
         return True
-    return current is not None and following is not None and budget.fits(current + following)
+    need = (current if current is not None else S.DEPTH_CAP) + (following if following is not None else S.DEPTH_CAP)
+    return budget.fits(need)
 
 
 def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
@@ -414,11 +446,14 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
         return not was_complete or f.stats.status == S.STATUS_COMPLETE
 
     error: BaseException | None = None
+    started = time.monotonic()
     try:
         pipeline.run(ref_domains_resource([fetcher], keep=keep), loader_file_format=loader_file_format(pipeline))
     except Exception as raised:  # noqa: BLE001 - classified below; every path is recorded
         error = _root_cause(raised)
     stats = fetcher.stats
+    logger.info("%s: %s, %d rows, %d credits, %.2fs", spec.key, stats.status, stats.rows_loaded,
+                stats.credits_spent, time.monotonic() - started)
     result = SnapshotResult(spec.target, spec.kind, spec.snapshot_date, stats.status, rows=stats.rows_loaded,
                             expected_total=stats.expected_total, credits=stats.credits_spent,
                             requests=stats.requests, error=stats.error)

@@ -72,6 +72,11 @@ class Response:
     delay: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Rendered:
+    json: bytes
+
+
 class _TokenBucket:
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -125,6 +130,7 @@ class SerpstatApi:
         self._bucket = _TokenBucket(rate_limit_rps) if rate_limit_rps else None
         self._lock = threading.Lock()
         self._results: OrderedDict[tuple, list[Donor]] = OrderedDict()
+        self._pages: OrderedDict[tuple, _Rendered] = OrderedDict()
 
     # --- account -------------------------------------------------------------------------
     def set_rate_limit(self, rps: float | None) -> None:
@@ -191,6 +197,11 @@ class SerpstatApi:
             response.delay = delay
             return response
         self._record(entry)
+        if isinstance(result.get("data"), _Rendered):
+            # the page's rows are pre-rendered JSON; only the envelope is encoded per request
+            body = b"".join([b'{"id":', _dumps(_echo_id(req_id)), b',"result":{"data":', result["data"].json,
+                             b',"summary_info":', _dumps(result["summary_info"]), b"}}"])
+            return Response(200, body, delay=delay)
         return Response(200, _dumps({"id": _echo_id(req_id), "result": result}), delay=delay)
 
     # --- methods -------------------------------------------------------------------------
@@ -226,9 +237,9 @@ class SerpstatApi:
             raise ApiError(402, f"To get more than {self.depth_cap} results use export report methods")
 
         if any(f.kind == "empty" for f in fired):
-            rows: list[Donor] = []
+            result_key, rows = None, []
         else:
-            rows = self._result_set(query, search_type, sort, order, groups)
+            result_key, rows = self._result_set(query, search_type, sort, order, groups)
         total = len(rows)
         window = rows[(page - 1) * size: page * size]
         entry.total = total
@@ -244,14 +255,32 @@ class SerpstatApi:
 
         as_strings = self.numbers_as_strings or any(f.kind == "string_numbers" for f in fired)
         extras = self.extra_fields or any(f.kind == "extra_fields" for f in fired)
-        data = [self._row(d, as_strings, extras) for d in window]
+        page_key = None if result_key is None else (result_key, page, size, as_strings, extras)
+        data = self._render(window, page_key, as_strings, extras)
         with self._lock:
             left = self.balance
         return {
             "data": data,
-            "summary_info": {"left_lines": left, "page": page, "count": len(data), "total": total,
+            "summary_info": {"left_lines": left, "page": page, "count": len(window), "total": total,
                              "sort": sort, "order": order.upper()},
         }
+
+    def _render(self, window: list[Donor], key: tuple | None, as_strings: bool, extras: bool) -> "_Rendered":
+        """Rows of one page as JSON, cached by everything that decides them (the result set's
+        key, page, size, value modes): the emulator must not be the benchmarks' bottleneck."""
+        if key is not None:
+            with self._lock:
+                cached = self._pages.get(key)
+            if cached is not None:
+                return cached
+        rendered = _Rendered(_dumps([self._row(d, as_strings, extras) for d in window]))
+        if key is None:
+            return rendered
+        with self._lock:
+            self._pages[key] = rendered
+            while len(self._pages) > 4096:
+                self._pages.popitem(last=False)
+        return rendered
 
     def _row(self, donor: Donor, as_strings: bool, extras: bool) -> dict:
         row: dict[str, Any] = {
@@ -264,14 +293,15 @@ class SerpstatApi:
             row["check"] = donor.first_detected(self.today).isoformat()
         return row
 
-    def _result_set(self, query: str, search_type: str, sort: str, order: str, groups: list) -> list[Donor]:
+    def _result_set(self, query: str, search_type: str, sort: str, order: str,
+                    groups: list) -> tuple[tuple, list[Donor]]:
         key = (query.lower(), search_type, self.today, json.dumps(groups, sort_keys=True), sort, order,
                self.graph.version)
         with self._lock:
             cached = self._results.get(key)
             if cached is not None:
                 self._results.move_to_end(key)
-                return cached
+                return key, cached
         donors = self.graph.active(query, self.today, search_type)
         if groups:
             donors = [d for d in donors if any(self._group_matches(d, g, query) for g in groups)]
@@ -287,7 +317,7 @@ class SerpstatApi:
             self._results[key] = donors
             while len(self._results) > 256:
                 self._results.popitem(last=False)
-        return donors
+        return key, donors
 
     def _group_matches(self, donor: Donor, group: list, query: str) -> bool:
         for cond in group:

