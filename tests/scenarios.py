@@ -31,7 +31,7 @@ def day_set(emulator, target: str, day: dt.date, last_week: bool = False) -> dic
 
 
 def replay_golden(workdir: Path, destination: Any = None, dataset_name: str | None = None):
-    """Eight weekly `auto` runs of one churning target, with an incomplete and a suspect_empty
+    """Eight weekly runs (full, then last_week) of one churning target, with an incomplete and a suspect_empty
     full snapshot and a failed last_week pull along the way. Returns the readable truth (full
     snapshots and last_week pulls as {domain: Row}) and every snapshot's status."""
     with SerpstatEmulator(token=TOKEN, seed=11, today=START) as emulator:
@@ -47,11 +47,17 @@ def replay_golden(workdir: Path, destination: Any = None, dataset_name: str | No
                 emulator.faults.add(Fault("empty", query=TARGET, last_week=False, times=2))
             if week == 6:  # the last_week pull fails: that week's newcomers are seen by the diff only
                 emulator.faults.add(Fault("api_error", query=TARGET, last_week=True, times=-1))
-            report = run_pipeline(workdir, emulator, [TARGET], day, client=client, build_models=True,
-                                  settings_options={"page_size": 100}, destination=destination,
-                                  dataset_name=dataset_name)
+            # full, then last_week, as two runs: the rows inserted under the full pull (week 3)
+            # are then surely in that day's last_week pull, so the truth read after the runs is
+            # what each pull saw (one `auto` run would fetch both at once)
+            results = []
+            for kind in ("full", "last_week"):
+                report = run_pipeline(workdir, emulator, [TARGET], day, client=client, build_models=True,
+                                      settings_options={"page_size": 100}, destination=destination,
+                                      dataset_name=dataset_name, kind=kind)
+                results += report.results
             emulator.faults.clear()
-            for result in report.results:
+            for result in results:
                 statuses[(result.kind, day)] = result.status
                 if result.status != "complete":
                     continue
