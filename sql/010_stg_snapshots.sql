@@ -1,4 +1,4 @@
--- materialized: view
+-- materialized: table
 -- One row per snapshot that models may read: `complete` in the ledger AND with exactly the rows
 -- the ledger promises. The second test keeps out a snapshot whose load was cut between its two
 -- tables (a crash mid-load): such a snapshot would otherwise read as "everything lost".

@@ -108,12 +108,22 @@ def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_L
             logger.info("no snapshots loaded yet: models not built")
             return []
         statements = []
+        if dialect == "postgres":
+            # PostgreSQL multiplies the selectivities of the models' multi-column joins (series
+            # columns + snapshot number + domain) into an estimate of one row and picks nested
+            # loops that take tens of minutes on a million rows; these are whole-table analytical
+            # joins, where hash joins are right. Fresh statistics help the rest of the plan.
+            statements.append("SET LOCAL enable_nestloop = off")
+            statements += [f"ANALYZE {client.make_qualified_table_name(t)}"
+                           for t in (S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE)]
         for model in models:
             target = client.make_qualified_table_name(model.name)
             select = transpile(render(model, params), dialect, client.dataset_name, tables)
             kind = "VIEW" if model.materialized == "view" else "TABLE"
             statements.append(_drop(client, model.name, target))
             statements.append(f"CREATE {kind} {target} AS {select}")
+            if dialect == "postgres" and kind == "TABLE":
+                statements.append(f"ANALYZE {target}")
         with client.begin_transaction():
             for statement in statements:
                 client.execute_sql(statement)

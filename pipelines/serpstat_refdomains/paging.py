@@ -214,6 +214,7 @@ class SnapshotFetcher:
         if stats.rows_loaded == 0:
             # An empty snapshot still declares the table, so queries and models find it.
             yield self._to_arrow([])
+        self._seen = set()  # done deduplicating: dlt may keep this object in its trace
         stats.partitions = len(leaves)
         stats.expected_total = sum(total for _, total in leaves)
         if moved:
@@ -408,7 +409,7 @@ class Prefetcher:
 
     _DONE = object()
 
-    def __init__(self, fetcher: SnapshotFetcher, max_pages: int = 64) -> None:
+    def __init__(self, fetcher: SnapshotFetcher, max_pages: int = 16) -> None:
         self.fetcher = fetcher
         self._queue: queue.Queue = queue.Queue(maxsize=max_pages)
         self._stop = threading.Event()

@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 ALREADY_COMPLETE = "already_complete"
 # Snapshots fetched ahead of the one being loaded, each at most Prefetcher.max_pages pages ahead.
-PREFETCH_SNAPSHOTS = 2
+PREFETCH_SNAPSHOTS = 1
+DUCKDB_MEMORY_LIMIT = "128MB"
 OK_STATUSES = {S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
 
 
@@ -172,6 +173,9 @@ def _duckdb_held_open(pipeline: dlt.Pipeline, dataset_name: str | None,
     import duckdb
 
     connection = duckdb.connect(credentials.database)
+    # DuckDB's buffer pool would otherwise keep every page the run touched (up to 80% of RAM):
+    # a run's memory must not grow with the rows it loads.
+    connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     try:
         yield make_pipeline(dlt.destinations.duckdb(connection), dataset_name or pipeline.dataset_name,
                             pipelines_dir)

@@ -1,0 +1,50 @@
+"""`make bench`: every benchmark of bench/, one results table (numbers, machine, date)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import credits  # noqa: E402
+import memory  # noqa: E402
+import models_build  # noqa: E402
+import postgres_load  # noqa: E402
+import rate_limit  # noqa: E402
+import throughput  # noqa: E402
+from common import machine, table  # noqa: E402
+
+
+def main() -> None:
+    rows = []
+    t = throughput.run()
+    rows += [
+        ("throughput: refdomains run (whole process)", f"{t['ours_rows_s']:,.0f} rows/s", f"{t['rows']:,} rows in {t['ours_s']:.1f} s"),
+        ("throughput: peer (a) dlt rest_api", f"{t['peer_rows_s']:,.0f} rows/s", f"ours = {t['vs_peer']:.1f}x (target >= 20x)"),
+        ("throughput: floor (b) fetch + JSON decode", f"{t['floor_rows_s']:,.0f} rows/s", f"ours = {t['vs_floor']:.0%} (target >= 50%)"),
+        ("emulator serving", f"{t['emulator_rows_s']:,.0f} rows/s", "pre-rendered pages"),
+    ]
+    r = rate_limit.run()
+    rows.append(("rate limit 10/s, 200 ms latency, 5x20 pages", f"{r['achieved_rps']:.2f} req/s",
+                 f"{r['use']:.1%} of the limit (target >= 95%), {r['throttled']} throttled"))
+    m = memory.run()
+    rows.append(("peak RSS 100k vs 1M rows", f"{m['peak_mb_small']:.0f} / {m['peak_mb_large']:.0f} MB",
+                 f"ratio {m['ratio']:.2f} (target <= 1.3)"))
+    c = credits.run()
+    rows.append(("credits, 20 assorted targets", f"ours {c['ours_credits']:,} / peer {c['peer_credits']:,}",
+                 f"minimum {c['minimum']:,} (rows + empty): ours +{c['ours_waste']}, peer +{c['peer_waste']}"))
+    b = models_build.run()
+    pg = b.get("postgres", {})
+    rows.append(("models over 1,000,000 ref_domains rows", f"DuckDB {b['duckdb']['seconds']:.1f} s",
+                 f"PostgreSQL {pg['seconds']:.1f} s" if "seconds" in pg else f"PostgreSQL: {pg.get('error')}"))
+    p = postgres_load.run()
+    rows.append(("load into PostgreSQL (CSV COPY)", f"{p['postgres_rows_s']:,.0f} rows/s",
+                 f"DuckDB {p['duckdb_rows_s']:,.0f} rows/s, {p['rows']:,} rows"))
+    print(f"serpstat-refdomains benchmarks, {dt.date.today()}, {machine()}")
+    print(table(rows, ("benchmark", "result", "detail")))
+
+
+if __name__ == "__main__":
+    main()
