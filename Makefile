@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench chaos clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+chaos: $(STAMP)
+	CHAOS_EXAMPLES=200 $(BIN)/python -m pytest -q -s tests/test_chaos.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

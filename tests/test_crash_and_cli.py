@@ -113,3 +113,33 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, emulator):
         assert "Traceback" not in done.stderr and TOKEN not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "a config error wrote files"
     assert ref_requests(emulator) == []
+
+
+def test_a_package_left_by_a_killed_run_is_loaded_not_fetched_again(tmp_path, emulator):
+    """Killed after dlt packaged a snapshot but before it loaded: the next run loads that package
+    (no second payment) and still fetches the other snapshots (dlt would otherwise load the
+    pending package instead of the new data and silently drop the latter)."""
+    import dlt
+
+    from serpstat_refdomains import pipeline as orchestration
+    from serpstat_refdomains.config import Target, filter_hash
+    from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
+    from serpstat_refdomains.source import ref_domains_resource
+    from tests.helpers import fast_client, loaded_domains, run_pipeline
+
+    emulator.set_profile("packed.com", 1500)
+    emulator.set_profile("other.com", 700)
+    destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    interrupted = orchestration.make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    spec = SnapshotSpec(Target("packed.com", "domain_with_subdomains"), "full", DAY, None,
+                        filter_hash(None))
+    with fast_client(emulator) as client:
+        interrupted.extract(ref_domains_resource([SnapshotFetcher(client, spec)]))
+        interrupted.normalize()  # ... and the process dies before load
+    assert interrupted.has_pending_data
+    emulator.api.clear_log()
+    report = run_pipeline(tmp_path, emulator, ["packed.com", "other.com"], kind="full", destination=destination)
+    statuses = {str(r.target): r.status for r in report.results}
+    assert statuses == {"packed.com": "already_complete", "other.com": "complete"}
+    assert {e.query for e in ref_requests(emulator)} == {"other.com"}
+    assert len(loaded_domains(tmp_path, "packed.com")) == 1500 and len(loaded_domains(tmp_path, "other.com")) == 700

@@ -188,6 +188,18 @@ def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
     return "csv" if _is(pipeline, "postgres") else None
 
 
+def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
+    """Load what a killed run had already fetched and packaged, before planning.
+
+    Otherwise dlt would load that package in place of the next snapshot's data (and drop the
+    latter), and the snapshot it holds would be fetched and paid for again.
+    """
+    if pipeline.has_pending_data:
+        logger.warning("finishing the load that an interrupted run left behind")
+        pipeline.normalize()
+        pipeline.load()
+
+
 def read_ledger(pipeline: dlt.Pipeline) -> dict[str, LedgerRow]:
     """The `snapshots` ledger as it is in the destination (the truth, whatever the local state)."""
     try:
@@ -367,6 +379,7 @@ def _preflight(client: SerpstatClient) -> int | None:
 def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, left: int | None, day: dt.date,
          kind: str, force: bool, build_models: bool, depth_cap: int, max_workers: int,
          progress: Callable[[SnapshotFetcher], None] | None) -> RunReport:
+    finish_interrupted_load(pipeline)
     ledger = read_ledger(pipeline)
     todo, done = plan_snapshots(settings, ledger, day, kind, force)
     report = RunReport(results=list(done))
