@@ -23,7 +23,12 @@ MAX_DOMAIN_LENGTH = 253
 
 
 class InvalidDomain(ValueError):
-    """A name that cannot be a domain; the message says why."""
+    """A name that cannot be a domain. The message says why with the offending value; `reason`
+    says it without, so rejected rows can be counted by reason."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 # The bundled list ships with the package: no download at run time, results stable per release.
@@ -33,7 +38,8 @@ _PSL = PublicSuffixList()
 def normalize_domain(raw: object) -> str:
     """Lowercase IDNA ASCII form without trailing dot, or InvalidDomain."""
     if not isinstance(raw, str):
-        raise InvalidDomain("domain is missing" if raw is None else f"domain is a {type(raw).__name__}")
+        raise InvalidDomain("domain is missing" if raw is None else f"domain is a {type(raw).__name__}",
+                            "domain is missing" if raw is None else "domain is not text")
     return _normalize(raw)
 
 
@@ -62,15 +68,17 @@ def _normalize_slow(name: str) -> str:
                 try:
                     idna.decode(label)
                 except idna.IDNAError as error:
-                    raise InvalidDomain(f"invalid punycode label {label[:64]!r}: {error}") from None
+                    raise InvalidDomain(f"invalid punycode label {label[:64]!r}: {error}",
+                                        "invalid punycode label") from None
             elif not _ASCII_LABEL.match(label):
-                raise InvalidDomain(f"invalid label {label[:64]!r}")
+                raise InvalidDomain(f"invalid label {label[:64]!r}", "invalid label")
             ascii_labels.append(label)
         else:
             try:
                 ascii_labels.append(idna.encode(label, uts46=True, transitional=False).decode("ascii"))
             except (idna.IDNAError, UnicodeError) as error:
-                raise InvalidDomain(f"invalid internationalized label {label[:64]!r}: {error}") from None
+                raise InvalidDomain(f"invalid internationalized label {label[:64]!r}: {error}",
+                                    "invalid internationalized label") from None
     domain = ".".join(ascii_labels)
     if len(domain) > MAX_DOMAIN_LENGTH:
         raise InvalidDomain(f"domain is longer than {MAX_DOMAIN_LENGTH} characters")

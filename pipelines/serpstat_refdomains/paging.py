@@ -357,7 +357,7 @@ class SnapshotFetcher:
                     ref_pages = _count(row.get("ref_pages"), "ref_pages")
                     rank = _count(row.get("domainRank"), "domainRank")
                 except (InvalidDomain, ValueError) as error:
-                    rejected.append(str(error))
+                    rejected.append(getattr(error, "reason", None) or str(error))
                     continue
                 if name in seen:
                     continue  # the same donor twice (case, trailing dot, IDN form): one row
@@ -396,7 +396,7 @@ class SnapshotFetcher:
     def _reject(self, reason: str) -> None:
         with self._lock:
             self.stats.rows_rejected += 1
-            self.stats.reject_reasons[reason.split(":")[0][:80]] += 1
+            self.stats.reject_reasons[reason[:80]] += 1
 
 
 class Prefetcher:
