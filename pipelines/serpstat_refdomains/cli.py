@@ -27,6 +27,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message}: see '{self.prog} --help'\n")
 
 
+def _destination_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--destination", help="dlt destination (default: duckdb)")
+    parser.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="refdomains", description="Dated snapshots of Serpstat referring domains, "
                      "loaded with dlt, with NEW and LOST referring-domain models.")
@@ -43,15 +48,13 @@ def _parser() -> argparse.ArgumentParser:
                      "overrides the configured list")
     run.add_argument("--force", action="store_true", help="refetch snapshots already complete for the date "
                      "and replace them whole")
-    run.add_argument("--destination", help="dlt destination (default: duckdb)")
-    run.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+    _destination_arguments(run)
     run.add_argument("--no-models", action="store_true", help="do not rebuild the SQL models")
 
     models = sub.add_parser("models", help="rebuild the SQL models from what is loaded",
                             description="Rebuild new_ref_domains, lost_ref_domains, ref_domains_weekly and "
                             "ref_domains_current in the pipeline's dataset.")
-    models.add_argument("--destination", help="dlt destination (default: duckdb)")
-    models.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+    _destination_arguments(models)
 
     rep = sub.add_parser("report", help="new and lost referring domains and the weekly summary",
                          description="New and lost referring domains (highest domain rank first) and the "
@@ -60,14 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--since", metavar="YYYY-MM-DD", help="only events on or after this date")
     rep.add_argument("--format", default="text", help="text (default), csv, json or html")
     rep.add_argument("--output", metavar="PATH", help="write to a file instead of standard output")
-    rep.add_argument("--destination", help="dlt destination (default: duckdb)")
-    rep.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+    _destination_arguments(rep)
 
     status = sub.add_parser("status", help="latest snapshots, credits this month, Serpstat balance",
                             description="Per target the latest snapshot of each kind with its status, rows "
                             "and credits; credits spent this month; the balance from the free getStats.")
-    status.add_argument("--destination", help="dlt destination (default: duckdb)")
-    status.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+    _destination_arguments(status)
 
     demo = sub.add_parser("demo", help="offline demo: emulator, six weekly runs, models, report",
                           description="No token, no network: replays weekly runs against a local emulator "
