@@ -206,3 +206,22 @@ def test_bad_rows_are_rejected_with_a_counted_reason(tmp_path, emulator, monkeyp
     assert bad > 0 and row["rows_rejected"] == bad and row["rows_loaded"] == 500 - bad
     assert "domain is empty" in row["error"] and "ref_pages is not a number" in row["error"]
     assert report.results[0].status == "complete"
+
+
+def test_plain_dlt_source_loads_a_snapshot_with_its_ledger(tmp_path, emulator):
+    """`serpstat()` for dlt users composing their own pipeline: config as arguments, one load."""
+    import dlt
+
+    from serpstat_refdomains.source import serpstat
+    from tests.conftest import TOKEN
+
+    emulator.set_profile("plain.com", 1200)
+    emulator.set_profile("plain.org", 0)
+    pipeline = dlt.pipeline("plain_source", destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")),
+                            dataset_name="serpstat", pipelines_dir=str(tmp_path / "pipelines"))
+    pipeline.run(serpstat(domains=["plain.com", "plain.org"], api_token=TOKEN, api_url=emulator.url,
+                          requests_per_second=1000, snapshot_date=DAY.isoformat()))
+    assert set(loaded_domains(tmp_path, "plain.com")) == truth(emulator, "plain.com")
+    assert (ledger(tmp_path, "plain.com")["status"], ledger(tmp_path, "plain.com")["rows_loaded"]) == ("complete", 1200)
+    assert (ledger(tmp_path, "plain.org")["status"], ledger(tmp_path, "plain.org")["credits_spent"]) == ("complete", 1)
+    assert emulator.api.credits_charged == 1201
