@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-from pathlib import Path
 
-import pytest
 
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.emulator import api as emulator_api
 from tests.conftest import DAY, TOKEN
 from tests.helpers import ledger, query, run_pipeline
-from tests.test_crash_and_cli import REFDOMAINS, cli_env, run_cli
+from tests.test_crash_and_cli import cli_env, run_cli
 
 HOSTILE = {
     0: ("domain_from", "evil'); DROP TABLE serpstat.ref_domains; --.com", "domain contains spaces"),

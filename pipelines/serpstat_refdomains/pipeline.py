@@ -12,19 +12,20 @@ import datetime as dt
 import fcntl
 import logging
 import sys
-from contextlib import contextmanager
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, TextIO
 
 import dlt
-from dlt.common.destination import Destination
 from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 from dlt.common.exceptions import DltException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from . import models
 from . import settings as S
 from .client import (
     AuthenticationError,
@@ -522,12 +523,7 @@ def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]]) -> None:
 
 
 def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
-    try:
-        from . import models
-    except ImportError:
-        return False
-    models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots)
-    return True
+    return bool(models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots))
 
 
 def _root_cause(error: BaseException) -> BaseException:
