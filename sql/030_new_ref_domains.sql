@@ -3,13 +3,11 @@
 -- Candidates come from two detectors that share one reference point, the full snapshot that
 -- precedes the detection; candidates of a domain with the same preceding snapshot are one row.
 with full_snapshots as (
-    select target_domain, search_type, filter_hash, snapshot_date, full_seq
-    from stg_snapshots
-    where snapshot_kind = 'full'
+    select * from stg_full_snapshots
 ),
 
 full_rows as (
-    select * from stg_ref_domains where snapshot_kind = 'full'
+    select * from stg_full_ref_domains
 ),
 
 -- in F(i+1) and not in F(i); F0 is the baseline and yields nothing

@@ -2,13 +2,11 @@
 -- A referring domain that disappeared between two consecutive complete full snapshots.
 -- last_week pulls never make a "lost": they only list what is new.
 with full_snapshots as (
-    select target_domain, search_type, filter_hash, snapshot_date, full_seq
-    from stg_snapshots
-    where snapshot_kind = 'full'
+    select * from stg_full_snapshots
 ),
 
 full_rows as (
-    select * from stg_ref_domains where snapshot_kind = 'full'
+    select * from stg_full_ref_domains
 ),
 
 series_end as (

@@ -115,7 +115,7 @@ def test_status_shows_latest_snapshots_credits_and_balance(loaded):
 def test_models_command_rebuilds(loaded):
     workdir, env = loaded
     done = run_cli(workdir, env, "models")
-    assert done.returncode == 0 and "built 6 models" in done.stdout, done.stderr
+    assert done.returncode == 0 and "built 8 models" in done.stdout, done.stderr
 
 
 def test_read_commands_in_an_empty_folder_say_what_to_do(tmp_path, emulator):
