@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dlt
 import duckdb
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,6 +93,7 @@ def killed_run(workdir: Path, emulator, day: dt.date, kind: str, after: float) -
     proc.wait(timeout=30)
 
 
+@pytest.mark.timeout(max(300, EXAMPLES * 120))  # one test, EXAMPLES sequences of up to 5 days
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(steps=st.lists(step, min_size=2, max_size=5), kill_after=st.floats(min_value=0.8, max_value=2.5))
