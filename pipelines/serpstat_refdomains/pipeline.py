@@ -235,26 +235,28 @@ def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str) -> None:
 class PlannedSnapshot:
     spec: SnapshotSpec
     existing: LedgerRow | None
+    # credits it will likely cost: the size of its series' latest complete pull of the same kind
+    estimate: int | None
 
 
 def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.date, kind: str,
                    force: bool) -> tuple[list[PlannedSnapshot], list[SnapshotResult]]:
     """Snapshots to fetch, and those already complete (reported, never paid for again)."""
+    series_rows: dict[tuple, list[LedgerRow]] = {}
+    for row in ledger.values():
+        series_rows.setdefault((row.target_domain, row.search_type, row.filter_hash), []).append(row)
     todo: list[PlannedSnapshot] = []
     done: list[SnapshotResult] = []
     for target in settings.targets:
-        series = [row for row in ledger.values()
-                  if (row.target_domain, row.search_type, row.filter_hash) ==
-                  (target.domain, target.search_type, settings.filter_hash)]
-        complete_full = sorted((r for r in series if r.snapshot_kind == "full" and r.status == S.STATUS_COMPLETE),
-                               key=lambda r: r.snapshot_date)
+        complete = sorted((r for r in series_rows.get((target.domain, target.search_type, settings.filter_hash), [])
+                           if r.status == S.STATUS_COMPLETE), key=lambda r: r.snapshot_date)
+        previous_full = [r for r in complete if r.snapshot_kind == "full" and r.snapshot_date <= day]
         kinds: list[str] = []
         if kind in ("full", "last_week"):
             kinds = [kind]
         else:
-            last = [r for r in complete_full if r.snapshot_date <= day]
-            if not last or (day - last[-1].snapshot_date).days >= settings.full_snapshot_every_days \
-                    or last[-1].snapshot_date == day:
+            if not previous_full or (day - previous_full[-1].snapshot_date).days >= settings.full_snapshot_every_days \
+                    or previous_full[-1].snapshot_date == day:
                 kinds.append("full")
             if settings.fetch_last_week:
                 kinds.append("last_week")
@@ -266,27 +268,15 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
                 done.append(SnapshotResult(target, snapshot_kind, day, ALREADY_COMPLETE, rows=existing.rows_loaded,
                                            expected_total=existing.expected_total))
                 continue
-            previous = [r for r in complete_full if r.snapshot_date <= day]
             spec = SnapshotSpec(
                 target=target, kind=snapshot_kind, snapshot_date=day, user_filter=settings.complex_filter,
                 filter_hash=settings.filter_hash, page_size=settings.page_size,
-                previous_rows=previous[-1].rows_loaded if previous and snapshot_kind == "full" else None,
+                previous_rows=previous_full[-1].rows_loaded if previous_full and snapshot_kind == "full" else None,
             )
-            todo.append(PlannedSnapshot(spec, existing))
+            same_kind = [r for r in complete if r.snapshot_kind == snapshot_kind]
+            estimate = max(same_kind[-1].expected_total, 1) if same_kind else None
+            todo.append(PlannedSnapshot(spec, existing, estimate))
     return todo, done
-
-
-def estimated_cost(planned: PlannedSnapshot, ledger: dict[str, LedgerRow]) -> int | None:
-    """Credits the snapshot will likely cost: the size of its series' latest complete pull."""
-    spec = planned.spec
-    sizes = [r for r in ledger.values()
-             if (r.target_domain, r.search_type, r.snapshot_kind, r.filter_hash) ==
-             (spec.target.domain, spec.target.search_type, spec.kind, spec.filter_hash)
-             and r.status == S.STATUS_COMPLETE]
-    if not sizes:
-        return None
-    latest = max(sizes, key=lambda r: r.snapshot_date)
-    return max(latest.expected_total, 1)
 
 
 # --- progress ----------------------------------------------------------------------------
@@ -386,7 +376,7 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
     report = RunReport(results=list(done))
     limits = [x for x in (settings.max_credits_per_run, left) if x is not None]
     budget = Budget(min(limits) if limits else None)
-    known = [c for c in (estimated_cost(p, ledger) for p in todo) if c is not None]
+    known = [p.estimate for p in todo if p.estimate is not None]
     if left is not None and sum(known) > left:
         logger.warning("Serpstat balance %d is below the estimated need of %d credits: snapshots that do "
                        "not fit are skipped_budget", left, sum(known))
@@ -408,7 +398,7 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
                         current.cancel()
                     report.results.append(_record_without_fetch(pipeline, planned, S.STATUS_FAILED, aborted))
                     continue
-                estimate = estimated_cost(planned, ledger)
+                estimate = planned.estimate
                 if current is None and estimate is not None and not budget.fits(estimate):
                     report.results.append(_record_without_fetch(
                         pipeline, planned, S.STATUS_SKIPPED_BUDGET,
@@ -419,7 +409,7 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
                 # While dlt loads this snapshot, the next ones' requests go out: a rate-limited
                 # plan keeps using its whole rate. Under a budget only when they surely fit.
                 for ahead in range(index + 1, min(index + 1 + PREFETCH_SNAPSHOTS, len(todo))):
-                    if ahead not in started and _may_overlap(budget, estimate, estimated_cost(todo[ahead], ledger)):
+                    if ahead not in started and _may_overlap(budget, estimate, todo[ahead].estimate):
                         started[ahead] = start(todo[ahead])
                 try:
                     result, fatal = _load_snapshot(pipeline, planned, current)
