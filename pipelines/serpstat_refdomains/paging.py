@@ -254,8 +254,6 @@ class SnapshotFetcher:
         if not self.budget.fits(total - first.count):
             raise _budget_error(total - first.count, self.budget)
         counted = first.count
-        if first.total != total:
-            return "moved"
         yield self._to_arrow(first.rows)
         try:
             for page in self._pages(part, range(2, pages + 1), size):
@@ -315,13 +313,9 @@ class SnapshotFetcher:
                 self.stats.requests += 1
         with self._lock:
             self.stats.credits_spent += page.charge
-            # left_lines is the account balance; an empty result carries none, so the client's
-            # running figure (getStats preflight minus charges since) stands in. Pages answer out
-            # of order under concurrency: the balance after the last call is the lowest seen.
-            left = page.left_lines if page.left_lines is not None else self.client.last_left_lines
-            if left is not None:
-                current = self.stats.credits_left
-                self.stats.credits_left = left if current is None else min(current, left)
+            # the account balance, as the client keeps it (lowest left_lines seen; minus the
+            # charge of an empty result, which carries none)
+            self.stats.credits_left = self.client.last_left_lines
         if self.progress is not None:
             self.progress(self)
         return page
