@@ -143,3 +143,36 @@ def test_a_package_left_by_a_killed_run_is_loaded_not_fetched_again(tmp_path, em
     assert statuses == {"packed.com": "already_complete", "other.com": "complete"}
     assert {e.query for e in ref_requests(emulator)} == {"other.com"}
     assert len(loaded_domains(tmp_path, "packed.com")) == 1500 and len(loaded_domains(tmp_path, "other.com")) == 700
+
+
+def test_a_load_job_applied_twice_leaves_no_duplicates(tmp_path, emulator):
+    """dlt runs a job again when a crash hits after it ran but before it was marked done. Model
+    that by a package whose rows job file appears twice: staging then holds every row twice and
+    the merge must still write each row once (found by the chaos test: a whole snapshot doubled)."""
+    import shutil
+
+    import dlt
+
+    from serpstat_refdomains import pipeline as orchestration
+    from serpstat_refdomains.config import Target, filter_hash
+    from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
+    from serpstat_refdomains.source import ref_domains_resource
+    from tests.helpers import fast_client, ledger, query
+
+    emulator.set_profile("twice.com", 1500)
+    destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    crashed = orchestration.make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    spec = SnapshotSpec(Target("twice.com", "domain_with_subdomains"), "full", DAY, None, filter_hash(None))
+    with fast_client(emulator) as client:
+        crashed.extract(ref_domains_resource([SnapshotFetcher(client, spec)]))
+    crashed.normalize()
+    [load_id] = crashed.list_normalized_load_packages()
+    jobs = tmp_path / "pipelines" / "serpstat_refdomains" / "load" / "normalized" / load_id / "new_jobs"
+    for job in list(jobs.iterdir()):
+        if job.name.startswith(("ref_domains.", "snapshots.")):
+            name, file_id, retry, ext = job.name.split(".")
+            shutil.copy(job, jobs / f"{name}.{file_id}x.{retry}.{ext}")
+    crashed.load()
+    assert query(tmp_path, "SELECT count(*), count(DISTINCT ref_domain) FROM serpstat.ref_domains") == [(1500, 1500)]
+    assert query(tmp_path, "SELECT count(*) FROM serpstat.snapshots") == [(1,)]
+    assert ledger(tmp_path, "twice.com")["rows_loaded"] == 1500

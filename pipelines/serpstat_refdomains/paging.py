@@ -43,7 +43,7 @@ REF_DOMAINS_SCHEMA = pa.schema([
     ("search_type", pa.string()),
     ("snapshot_date", pa.date32()),
     ("snapshot_kind", pa.string()),
-    ("ref_domain", pa.string()),
+    pa.field("ref_domain", pa.string(), nullable=False),  # part of the primary key
     ("domain_from", pa.string()),
     ("registrable_domain", pa.string()),
     ("ref_pages", pa.int64()),

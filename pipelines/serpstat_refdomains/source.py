@@ -52,8 +52,16 @@ SNAPSHOTS_SCHEMA = pa.schema([
     ("error", pa.string()),
 ])
 
+# dlt runs a load job again when a crash hits after the job ran but before it was marked done;
+# the staging table then holds the rows twice. A primary key makes delete-insert deduplicate
+# staging, so a replayed job cannot double a snapshot. (snapshot_key, ref_domain) is safe from
+# the concatenation issue above: every snapshot_key ends in a full YYYY-MM-DD date, so no key is
+# a proper prefix of another.
+REF_DOMAINS_PRIMARY_KEY = (SNAPSHOT_KEY, "ref_domain")
+
 SNAPSHOTS_HINTS = dlt.mark.make_hints(
     table_name=S.SNAPSHOTS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
+    primary_key=SNAPSHOT_KEY,
 )
 
 
@@ -120,7 +128,8 @@ def ref_domains_resource(
             yield dlt.mark.with_hints(ledger_table([ledger_row(fetcher.spec, fetcher.stats)]), SNAPSHOTS_HINTS)
 
     return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
-                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY)
+                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
+                        primary_key=REF_DOMAINS_PRIMARY_KEY)
 
 
 def snapshots_resource(rows: Sequence[dict[str, Any]]) -> DltResource:
@@ -130,7 +139,7 @@ def snapshots_resource(rows: Sequence[dict[str, Any]]) -> DltResource:
     attempt's outcome.
     """
     return dlt.resource([ledger_table(rows)], name=S.SNAPSHOTS_TABLE, table_name=S.SNAPSHOTS_TABLE,
-                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY)
+                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY, primary_key=SNAPSHOT_KEY)
 
 
 @dlt.source(name="serpstat", max_table_nesting=0)
