@@ -59,6 +59,12 @@ SNAPSHOTS_SCHEMA = pa.schema([
 # a proper prefix of another.
 REF_DOMAINS_PRIMARY_KEY = (SNAPSHOT_KEY, "ref_domain")
 
+# Table hints travel with the items: one resource writes both tables, and hints set on the
+# resource itself would give the ledger the rows' primary key columns too.
+REF_DOMAINS_HINTS = dlt.mark.make_hints(
+    table_name=S.REF_DOMAINS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
+    primary_key=REF_DOMAINS_PRIMARY_KEY,
+)
 SNAPSHOTS_HINTS = dlt.mark.make_hints(
     table_name=S.SNAPSHOTS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
     primary_key=SNAPSHOT_KEY,
@@ -122,14 +128,14 @@ def ref_domains_resource(
 
     def rows() -> Iterator[Any]:
         for fetcher in fetchers:
-            yield from fetcher.tables()
+            for table in fetcher.tables():
+                yield dlt.mark.with_hints(table, REF_DOMAINS_HINTS)
             if not keep(fetcher):
                 raise SnapshotNotCommitted(fetcher.stats)
             yield dlt.mark.with_hints(ledger_table([ledger_row(fetcher.spec, fetcher.stats)]), SNAPSHOTS_HINTS)
 
     return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
-                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
-                        primary_key=REF_DOMAINS_PRIMARY_KEY)
+                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY)
 
 
 def snapshots_resource(rows: Sequence[dict[str, Any]]) -> DltResource:
