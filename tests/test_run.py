@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import dlt
 import pytest
 
 from serpstat_refdomains.emulator import Fault
@@ -225,3 +226,20 @@ def test_plain_dlt_source_loads_a_snapshot_with_its_ledger(tmp_path, emulator):
     assert (ledger(tmp_path, "plain.com")["status"], ledger(tmp_path, "plain.com")["rows_loaded"]) == ("complete", 1200)
     assert (ledger(tmp_path, "plain.org")["status"], ledger(tmp_path, "plain.org")["credits_spent"]) == ("complete", 1)
     assert emulator.api.credits_charged == 1201
+
+
+def test_duckdb_stays_open_between_loads_of_a_run(tmp_path):
+    """dlt closes DuckDB after every load, and closing the last connection checkpoints the file:
+    with one load per snapshot that cost more than the loads. During a run the database must
+    stay open (its write-ahead log is not folded in after each load) and be whole afterwards."""
+    from serpstat_refdomains.pipeline import _duckdb_held_open, make_pipeline
+
+    database = tmp_path / "refdomains.duckdb"
+    wal = tmp_path / "refdomains.duckdb.wal"
+    run = make_pipeline(dlt.destinations.duckdb(str(database)), "serpstat", str(tmp_path / "pipelines"))
+    with _duckdb_held_open(run) as held:
+        held.run([{"n": 1}], table_name="probe")
+        held.run([{"n": 2}], table_name="probe")
+        assert wal.exists() and wal.stat().st_size > 0, "the database was checkpointed (closed) after a load"
+    assert not wal.exists() or wal.stat().st_size == 0  # checkpointed once, at the end
+    assert query(tmp_path, "SELECT n FROM serpstat.probe ORDER BY n") == [(1,), (2,)]

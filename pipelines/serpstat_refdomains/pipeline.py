@@ -156,32 +156,33 @@ def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
 
 
 @contextmanager
-def _duckdb_held_open(pipeline: dlt.Pipeline, dataset_name: str | None,
-                      pipelines_dir: str | None) -> Iterator[dlt.Pipeline]:
-    """On DuckDB, one connection for the whole run.
+def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[dlt.Pipeline]:
+    """On DuckDB, keep the database open for the whole run.
 
-    dlt opens and closes the database around every load; closing it checkpoints the file, which
-    cost more than the load itself with one load per snapshot. Loads borrow this connection
-    instead, and the file is checkpointed once, at the end.
+    dlt opens and closes the database around every load; closing the last connection
+    checkpoints the file, which cost more than the load itself with one load per snapshot. A
+    second connection held here keeps DuckDB's instance (shared by every connection to the same
+    file in this process) alive, so the file is checkpointed once, at the end. dlt keeps its own
+    path-based credentials: handing it this connection instead makes every configuration lookup
+    query the database (about 170 lookups a run).
     """
     if not _is(pipeline, "duckdb"):
         yield pipeline
         return
     credentials = pipeline.sql_client().credentials
-    if getattr(credentials, "external_conn", None) is not None:  # already a live connection
+    if credentials.external_conn() is not None:  # the user already passed a live connection
         yield pipeline
         return
     import duckdb
 
-    connection = duckdb.connect(credentials.database)
+    keeper = duckdb.connect(credentials.database)
     # DuckDB's buffer pool would otherwise keep every page the run touched (up to 80% of RAM):
     # a run's memory must not grow with the rows it loads.
-    connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    keeper.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     try:
-        yield make_pipeline(dlt.destinations.duckdb(connection), dataset_name or pipeline.dataset_name,
-                            pipelines_dir)
+        yield pipeline
     finally:
-        connection.close()
+        keeper.close()
 
 
 def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
@@ -341,7 +342,7 @@ def run(
         left = _preflight(client)  # before the destination is touched: a bad token writes nothing
         pipeline = make_pipeline(resolved, dataset_name, pipelines_dir)
         try:
-            with run_lock(pipeline), _duckdb_held_open(pipeline, dataset_name, pipelines_dir) as pipeline:
+            with run_lock(pipeline), _duckdb_held_open(pipeline) as pipeline:
                 return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models,
                             depth_cap, max_workers, progress)
         except ConfigurationException as error:
