@@ -1,6 +1,8 @@
 """Domain normalization: one spelling per donor, registrable domains from the bundled PSL."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serpstat_refdomains.normalize import InvalidDomain, normalize_domain, normalize_target, registrable_domain
 
@@ -48,3 +50,38 @@ def test_registrable_domain(domain, expected):
 def test_targets_must_be_bare_domains(raw, fragment):
     with pytest.raises(InvalidDomain, match=fragment):
         normalize_target(raw)
+
+
+def _names_from_every_rule() -> list[str]:
+    """Each rule of the bundled list (wildcards filled in) as a name, and one to three labels under it."""
+    from serpstat_refdomains.normalize import _PSL
+
+    names = ["localhost", "com", "a.b.unknowntld", "x.www.ck", "a.foo.ck", "y.city.kawasaki.jp", "a.b.kawasaki.jp",
+             "a.b.c.compute.amazonaws.com", "my_site.blogspot.com"]
+    for rule in sorted(_PSL._publicsuffix):
+        name = rule.lstrip("!").replace("*", "wild")
+        if name.isascii():
+            names += [name, f"a.{name}", f"b.a.{name}", f"c.b.a.{name}"]
+    return names
+
+
+def test_registrable_domains_agree_with_the_library_under_every_rule():
+    """The batch form shares the library's answers by tail; under every rule it must give the
+    library's answer name by name (exceptions, wildcards, rules up to five labels deep)."""
+    from serpstat_refdomains.normalize import registrable_domains
+
+    names = _names_from_every_rule()
+    assert len(names) > 30_000
+    expected = [registrable_domain(name) for name in names]
+    assert registrable_domains(names) == expected
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from(["a", "b", "co", "uk", "com", "jp", "kawasaki", "city", "ck", "www", "blogspot",
+                                 "github", "io", "amazonaws", "compute", "xn--p1ai", "s3", "us-east-1"]),
+                min_size=1, max_size=6))
+def test_registrable_domains_agree_with_the_library_on_generated_names(labels):
+    from serpstat_refdomains.normalize import registrable_domains
+
+    name = ".".join(labels)
+    assert registrable_domains([name]) == [registrable_domain(name)]

@@ -92,6 +92,85 @@ def registrable_domain(domain: str) -> str:
     return _PSL.privatesuffix(domain) or domain
 
 
+class _SuffixRules:
+    """Which trailing labels of a name the Public Suffix List can look at.
+
+    `right_parts` holds every rule and each of its trailing parts (`blogspot.co.uk`: also
+    `co.uk`, `uk`); `wild_parents` the X of every `*.X` rule. Walking a name from its last label
+    while the walked part is in that set (or sits under a wildcard) gives the shortest tail that
+    every rule matching the name lies within: the library's answer for that tail is its answer
+    for every name ending in it. Those tails are few (`com`, `co.uk`, `b.kawasaki.jp`), so the
+    library is asked once per tail instead of once per name.
+    """
+
+    def __init__(self, psl: PublicSuffixList) -> None:
+        rules = getattr(psl, "_publicsuffix", None)
+        self.readable = isinstance(rules, frozenset | set)
+        parts: set[str] = set()
+        wild_parents: set[str] = set()
+        for rule in rules if self.readable else ():
+            labels = rule.lstrip("!").split(".")
+            parts.update(".".join(labels[i:]) for i in range(len(labels)))
+            if labels[0] == "*":
+                wild_parents.add(".".join(labels[1:]))
+        self.right_parts = frozenset(parts)
+        self.wild_parents = frozenset(wild_parents)
+
+
+_RULES = _SuffixRules(_PSL)
+
+
+@lru_cache(maxsize=1 << 12)
+def _suffix_labels(tail: str) -> int:
+    """Labels in the public suffix of every name that `_SuffixRules` leads to `tail`."""
+    suffix = _PSL.publicsuffix(tail)
+    return 1 if suffix is None else suffix.count(".") + 1
+
+
+def _last_labels(name: str, count: int) -> str:
+    cut = len(name)
+    for _ in range(count):
+        cut = name.rfind(".", 0, cut)
+        if cut < 0:
+            return name
+    return name[cut + 1:]
+
+
+def _registrable_by_rules(name: str, parts: frozenset[str], wild_parents: frozenset[str]) -> str:
+    start = name.rfind(".")
+    # walk left while the walked part can still be (part of) a rule
+    tail_start = start if name[start + 1:] in parts else -2
+    while tail_start == start and start >= 0:
+        previous, start = start, name.rfind(".", 0, start)
+        if name[start + 1:] in parts or name[previous + 1:] in wild_parents:
+            tail_start = start
+    tail = name[tail_start + 1:] if tail_start >= -1 else name[name.rfind(".") + 1:]
+    depth = _suffix_labels(tail)
+    return name if name.count(".") + 1 <= depth else _last_labels(name, depth + 1)
+
+
+def registrable_domains(names: list[str]) -> list[str]:
+    """`registrable_domain` of every normalized name of a page, several times faster.
+
+    The library's lookup costs about 5 µs a name, the largest cost of a row; here it is asked
+    once per distinct rule-relevant tail (see `_SuffixRules`) and a name costs a few string
+    searches. Results are identical; a test holds every rule of the list to that.
+    """
+    if not _RULES.readable:
+        return [registrable_domain(name) for name in names]
+    parts, wild_parents, result = _RULES.right_parts, _RULES.wild_parents, []
+    append = result.append
+    for name in names:
+        last = name.rfind(".")
+        if last >= 0:
+            two = name[name.rfind(".", 0, last) + 1:]
+            if two not in parts and name[last + 1:] not in wild_parents:
+                append(two)  # no rule reaches past the last label: most names, at a glance
+                continue
+        append(_registrable_by_rules(name, parts, wild_parents))
+    return result
+
+
 def normalize_target(raw: str) -> str:
     """A tracked domain as configured by a user: same rules, plus a clear refusal of URLs."""
     text = raw.strip() if isinstance(raw, str) else raw

@@ -12,7 +12,6 @@ This is where the pipeline earns or wastes the user's money. The rules (DESIGN.m
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import queue
@@ -27,29 +26,17 @@ import pyarrow as pa
 from . import settings as S
 from .client import DepthCapError, RefDomainsPage, SerpstatClient
 from .config import Target
-from .normalize import InvalidDomain, normalize_domain, registrable_domain
+from .rows import SnapshotRows
 
 logger = logging.getLogger(__name__)
 
 # A stable sort, so the partition of the list into pages does not depend on ties.
 SORT, ORDER = "domain_from", "asc"
+# Pages are converted to Arrow ten at a time: per call, the columnar conversion and dlt's
+# extract have fixed costs, and each hands the GIL to the page threads (a convoy that cost
+# more than the conversion itself at one page per call).
+CONVERT_BATCH_ROWS = 10_000
 PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_."
-INT64_MAX = 2**63 - 1
-KNOWN_FIELDS = {"domain_from", "ref_pages", "domainRank"}
-
-REF_DOMAINS_SCHEMA = pa.schema([
-    pa.field("snapshot_key", pa.string(), nullable=False),  # the merge key: never null
-    ("target_domain", pa.string()),
-    ("search_type", pa.string()),
-    ("snapshot_date", pa.date32()),
-    ("snapshot_kind", pa.string()),
-    pa.field("ref_domain", pa.string(), nullable=False),  # part of the primary key
-    ("domain_from", pa.string()),
-    ("registrable_domain", pa.string()),
-    ("ref_pages", pa.int64()),
-    ("domain_rank", pa.int64()),
-])
-_RESERVED = set(REF_DOMAINS_SCHEMA.names) | {"_dlt_id", "_dlt_load_id"}
 
 
 class BudgetExhausted(Exception):
@@ -188,8 +175,10 @@ class SnapshotFetcher:
         self.window = window
         self.progress = progress
         self.stats = FetchStats()
-        self._seen: set[str] = set()
         self._lock = threading.Lock()
+        self._rows = SnapshotRows({"snapshot_key": spec.key, "target_domain": spec.target.domain,
+                                   "search_type": spec.target.search_type, "snapshot_date": spec.snapshot_date,
+                                   "snapshot_kind": spec.kind}, self._reject)
 
     # --- public --------------------------------------------------------------------------
     def tables(self) -> Iterator[pa.Table]:
@@ -214,7 +203,7 @@ class SnapshotFetcher:
         if stats.rows_loaded == 0:
             # An empty snapshot still declares the table, so queries and models find it.
             yield self._to_arrow([])
-        self._seen = set()  # done deduplicating: dlt may keep this object in its trace
+        self._rows.finish()
         stats.partitions = len(leaves)
         stats.expected_total = sum(total for _, total in leaves)
         if moved:
@@ -254,18 +243,27 @@ class SnapshotFetcher:
         if not self.budget.fits(total - first.count):
             raise _budget_error(total - first.count, self.budget)
         counted = first.count
-        yield self._to_arrow(first.rows)
+        batch = list(first.rows)
+        outcome: str | None = None
         try:
             for page in self._pages(part, range(2, pages + 1), size):
                 if page.total != total:
-                    return "moved"
+                    outcome = "moved"
+                    break
                 counted += page.count
-                yield self._to_arrow(page.rows)
+                batch.extend(page.rows)
+                if len(batch) >= CONVERT_BATCH_ROWS:
+                    yield self._to_arrow(batch)
+                    batch = []
         except DepthCapError:
             # Serpstat's window is narrower than we assumed: learn it, split this partition.
             self.depth_cap = min(self.depth_cap, (pages - 1) * size)
             logger.info("%s: depth cap is below %d rows; splitting", self.spec.key, self.depth_cap)
-            return "split"
+            outcome = "split"
+        if batch:
+            yield self._to_arrow(batch)
+        if outcome is not None:
+            return outcome
         if counted != total:
             return "moved"
         return total
@@ -334,57 +332,10 @@ class SnapshotFetcher:
         return whole == sum(total for _, total in leaves)
 
     # --- rows ----------------------------------------------------------------------------
-    def _to_arrow(self, rows: list[dict[str, Any]]) -> pa.Table:
-        spec = self.spec
-        names, raws, registrables, pages, ranks = [], [], [], [], []
-        extras: dict[str, list[Any]] = {}
-        rejected: list[str] = []
-        kept = 0
-        with self._lock:  # one acquisition per page: this loop is the pipeline's hot path
-            seen = self._seen
-            for row in rows:
-                try:
-                    if not isinstance(row, dict):
-                        raise InvalidDomain("row is not an object")
-                    raw = row.get("domain_from")
-                    name = normalize_domain(raw)
-                    ref_pages = _count(row.get("ref_pages"), "ref_pages")
-                    rank = _count(row.get("domainRank"), "domainRank")
-                except (InvalidDomain, ValueError) as error:
-                    rejected.append(getattr(error, "reason", None) or str(error))
-                    continue
-                if name in seen:
-                    continue  # the same donor twice (case, trailing dot, IDN form): one row
-                seen.add(name)
-                names.append(name)
-                raws.append(raw)
-                registrables.append(registrable_domain(name))
-                pages.append(ref_pages)
-                ranks.append(rank)
-                if len(row) > 3 or not row.keys() <= KNOWN_FIELDS:
-                    for key in row.keys() - KNOWN_FIELDS:
-                        extras.setdefault(key, [None] * kept).append(row[key])
-                kept += 1
-                for column in extras.values():
-                    if len(column) < kept:
-                        column.append(None)
-            self.stats.rows_loaded += kept
-        for reason in rejected:
-            self._reject(reason)
-        table = pa.table([
-            pa.array([spec.key] * kept, pa.string()),
-            pa.array([spec.target.domain] * kept, pa.string()),
-            pa.array([spec.target.search_type] * kept, pa.string()),
-            pa.array([spec.snapshot_date] * kept, pa.date32()),
-            pa.array([spec.kind] * kept, pa.string()),
-            pa.array(names, pa.string()),
-            pa.array(raws, pa.string()),
-            pa.array(registrables, pa.string()),
-            pa.array(pages, pa.int64()),
-            pa.array(ranks, pa.int64()),
-        ], schema=REF_DOMAINS_SCHEMA)
-        for key, values in extras.items():
-            table = table.append_column(_extra_name(key), _extra_array(values))
+    def _to_arrow(self, rows: list[Any]) -> pa.Table:
+        table = self._rows.table(rows)
+        with self._lock:
+            self.stats.rows_loaded += table.num_rows
         return table
 
     def _reject(self, reason: str) -> None:
@@ -453,44 +404,10 @@ class Prefetcher:
         self._thread.join(timeout=60)
 
 
-def _count(value: Any, name: str) -> int | None:
-    """Serpstat sends numbers as ints or strings ("47"); anything else is a rejected row."""
-    if type(value) is int and 0 <= value <= INT64_MAX:
-        return value
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{name} is not a number")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{name} is not a whole number")
-        value = int(value)
-    elif isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise ValueError(f"{name} is not a number") from None
-    elif not isinstance(value, int):
-        raise ValueError(f"{name} is not a number")
-    if value < 0 or value > INT64_MAX:
-        raise ValueError(f"{name} is out of range")
-    return value
 
 
-def _extra_name(key: str) -> str:
-    name = str(key)
-    return f"api_{name}" if name.lower() in _RESERVED or not name else name
 
 
-def _extra_array(values: list[Any]) -> pa.Array:
-    """Unknown fields still load (dlt evolves the schema); odd shapes are kept as JSON text."""
-    if all(v is None or (isinstance(v, (int, float, str, bool))) for v in values):
-        try:
-            return pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            pass
-    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in values],
-                    pa.string())
 
 
 def _budget_error(needed: int, budget: Budget) -> BudgetExhausted:
