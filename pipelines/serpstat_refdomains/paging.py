@@ -345,7 +345,8 @@ class SnapshotFetcher:
 
 
 class Prefetcher:
-    """Runs a fetcher in a background thread, up to `max_pages` pages ahead of its consumer.
+    """Runs a fetcher in a background thread, up to `max_tables` converted batches (of up to
+    CONVERT_BATCH_ROWS rows) ahead of its consumer.
 
     The run loads snapshots one after another; while dlt loads one, the next one's requests are
     already on their way, so a rate-limited plan keeps using its whole rate. The queue bounds
@@ -354,9 +355,9 @@ class Prefetcher:
 
     _DONE = object()
 
-    def __init__(self, fetcher: SnapshotFetcher, max_pages: int = 16) -> None:
+    def __init__(self, fetcher: SnapshotFetcher, max_tables: int = 4) -> None:
         self.fetcher = fetcher
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pages)
+        self._queue: queue.Queue = queue.Queue(maxsize=max_tables)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name=f"prefetch {fetcher.spec.key}", daemon=True)
         self._thread.start()

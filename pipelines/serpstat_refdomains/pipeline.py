@@ -42,7 +42,7 @@ from .source import SnapshotNotCommitted, ledger_row, ref_domains_resource, snap
 logger = logging.getLogger(__name__)
 
 ALREADY_COMPLETE = "already_complete"
-# Snapshots fetched ahead of the one being loaded, each at most Prefetcher.max_pages pages ahead.
+# Snapshots fetched ahead of the one being loaded, each at most Prefetcher.max_tables batches ahead.
 PREFETCH_SNAPSHOTS = 1
 DUCKDB_MEMORY_LIMIT = "128MB"
 OK_STATUSES = {S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
