@@ -176,3 +176,46 @@ def test_a_load_job_applied_twice_leaves_no_duplicates(tmp_path, emulator):
     assert query(tmp_path, "SELECT count(*), count(DISTINCT ref_domain) FROM serpstat.ref_domains") == [(1500, 1500)]
     assert query(tmp_path, "SELECT count(*) FROM serpstat.snapshots") == [(1,)]
     assert ledger(tmp_path, "twice.com")["rows_loaded"] == 1500
+
+
+def test_a_replayed_job_is_repaired_when_the_run_finishes_the_interrupted_load(tmp_path, emulator):
+    """`refdomains run` merges on the snapshot key alone (no per-row deduplication: the cost of a
+    load would grow with the history), so a replayed job doubles the rows in the destination;
+    the run that finishes the interrupted load must collapse them before planning, and pay
+    nothing. Without repair_replayed_snapshots this leaves 3000 rows for 1500 donors."""
+    import shutil
+
+    import dlt
+
+    from serpstat_refdomains import pipeline as orchestration
+    from serpstat_refdomains.config import Target, filter_hash
+    from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
+    from serpstat_refdomains.source import ref_domains_resource
+    from tests.helpers import fast_client, ledger, query, run_pipeline
+
+    emulator.set_profile("twice.com", 1500)
+    emulator.set_profile("other.com", 300)
+    destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    run_pipeline(tmp_path, emulator, ["other.com"], kind="full", destination=destination)  # tables exist
+    crashed = orchestration.make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    spec = SnapshotSpec(Target("twice.com", "domain_with_subdomains"), "full", DAY, None, filter_hash(None))
+    with fast_client(emulator) as client:
+        crashed.extract(ref_domains_resource([SnapshotFetcher(client, spec)], deduplicate_in_merge=False))
+    crashed.normalize()
+    [load_id] = crashed.list_normalized_load_packages()
+    jobs = tmp_path / "pipelines" / "serpstat_refdomains" / "load" / "normalized" / load_id / "new_jobs"
+    for job in list(jobs.iterdir()):
+        if job.name.startswith("ref_domains."):
+            name, file_id, retry, ext = job.name.split(".")
+            shutil.copy(job, jobs / f"{name}.{file_id}x.{retry}.{ext}")
+    emulator.api.clear_log()
+    report = run_pipeline(tmp_path, emulator, ["twice.com", "other.com"], kind="full", destination=destination)
+    assert {str(r.target): r.status for r in report.results} == {"twice.com": "already_complete",
+                                                                  "other.com": "already_complete"}
+    assert emulator.api.credits_charged == 0
+    assert query(tmp_path, "SELECT count(*), count(DISTINCT ref_domain) FROM serpstat.ref_domains "
+                           "WHERE target_domain = 'twice.com'") == [(1500, 1500)]
+    assert query(tmp_path, "SELECT count(*) FROM serpstat.ref_domains WHERE target_domain = 'other.com'") == [(300,)]
+    assert ledger(tmp_path, "twice.com")["rows_loaded"] == 1500
+    assert query(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = '_ref_domains_repair'") \
+        == [(0,)]

@@ -207,3 +207,22 @@ def test_scheduling_examples_are_valid():
     assert "refdomains run" in run and env["SOURCES__SERPSTAT__API_TOKEN"] == "${{ secrets.SERPSTAT_API_TOKEN }}"
     assert {c["cron"] for c in workflow[True]["schedule"]} == {"15 5 * * *", "30 5 * * 1"}  # YAML 1.1: on -> True
     py_compile.compile(str(root / "airflow_dag.py"), doraise=True)
+
+
+@needs_postgres
+def test_rows_doubled_by_a_replayed_job_are_repaired_on_postgres(tmp_path, emulator, pg_dataset):
+    """repair_replayed_snapshots runs portable SQL (scratch table, DISTINCT, one transaction a
+    key): on PostgreSQL too it restores a doubled snapshot exactly and leaves the others alone."""
+    emulator.set_profile("twice.com", 400)
+    emulator.set_profile("once.com", 120)
+    with fast_client(emulator) as client:
+        run_pipeline(tmp_path, emulator, ["twice.com", "once.com"], kind="full", destination=postgres(),
+                     dataset_name=pg_dataset, client=client)
+    before = pg_rows(pg_dataset, "SELECT * FROM {ds}.ref_domains ORDER BY snapshot_key, ref_domain")
+    pg_rows(pg_dataset, "INSERT INTO {ds}.ref_domains SELECT * FROM {ds}.ref_domains "
+                        "WHERE target_domain = 'twice.com' RETURNING 1")
+    destination_pipeline = pipeline.make_pipeline(postgres(), pg_dataset, str(tmp_path / "pipelines"))
+    repaired = pipeline.repair_replayed_snapshots(destination_pipeline)
+    assert [key.split("|")[0] for key in repaired] == ["twice.com"]
+    assert pg_rows(pg_dataset, "SELECT * FROM {ds}.ref_domains ORDER BY snapshot_key, ref_domain") == before
+    assert pipeline.repair_replayed_snapshots(destination_pipeline) == []

@@ -200,6 +200,36 @@ def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
         logger.warning("finishing the load that an interrupted run left behind")
         pipeline.normalize()
         pipeline.load()
+        repair_replayed_snapshots(pipeline)
+
+
+def repair_replayed_snapshots(pipeline: dlt.Pipeline) -> list[str]:
+    """Collapse the rows a replayed load job wrote twice; returns the snapshot keys repaired.
+
+    A job that ran before a crash but was not yet marked done runs again when its package is
+    loaded; for ref_domains that copies the rows into staging a second time, and the merge (on
+    the snapshot key alone, see source.REF_DOMAINS_HINTS) writes them twice. The copies are
+    identical, so DISTINCT restores the snapshot exactly, one key per transaction.
+    """
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
+            doubled = [row[0] for row in client.execute_sql(
+                f"SELECT snapshot_key FROM {table} GROUP BY snapshot_key "
+                "HAVING count(*) > count(DISTINCT ref_domain)") or []]
+            scratch = client.make_qualified_table_name("_ref_domains_repair")
+            for key in doubled:
+                logger.warning("%s: rows written twice by a replayed load job; collapsing them", key)
+                with client.begin_transaction():
+                    client.execute_sql(f"DROP TABLE IF EXISTS {scratch}")
+                    client.execute_sql(f"CREATE TABLE {scratch} AS SELECT DISTINCT * FROM {table} "
+                                       "WHERE snapshot_key = %s", key)
+                    client.execute_sql(f"DELETE FROM {table} WHERE snapshot_key = %s", key)
+                    client.execute_sql(f"INSERT INTO {table} SELECT * FROM {scratch}")
+                    client.execute_sql(f"DROP TABLE {scratch}")
+            return doubled
+    except DatabaseUndefinedRelation:
+        return []
 
 
 def read_ledger(pipeline: dlt.Pipeline) -> dict[str, LedgerRow]:
@@ -457,7 +487,8 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
     error: BaseException | None = None
     started = time.monotonic()
     try:
-        pipeline.run(ref_domains_resource([fetcher], keep=keep), loader_file_format=loader_file_format(pipeline))
+        pipeline.run(ref_domains_resource([fetcher], keep=keep, deduplicate_in_merge=False),
+                     loader_file_format=loader_file_format(pipeline))
     except Exception as raised:  # noqa: BLE001 - classified below; every path is recorded
         error = _root_cause(raised)
     stats = fetcher.stats
