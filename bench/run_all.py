@@ -19,13 +19,18 @@ from common import machine, table  # noqa: E402
 
 def main() -> None:
     rows = []
-    t = throughput.run()
-    rows += [
-        ("throughput: refdomains run (whole process)", f"{t['ours_rows_s']:,.0f} rows/s", f"{t['rows']:,} rows in {t['ours_s']:.1f} s"),
-        ("throughput: peer (a) dlt rest_api", f"{t['peer_rows_s']:,.0f} rows/s", f"ours = {t['vs_peer']:.1f}x (target >= 20x)"),
-        ("throughput: floor (b) fetch + JSON decode", f"{t['floor_rows_s']:,.0f} rows/s", f"ours = {t['vs_floor']:.0%} (target >= 50%)"),
-        ("emulator serving", f"{t['emulator_rows_s']:,.0f} rows/s", "pre-rendered pages"),
-    ]
+    for targets in throughput.SCALES:
+        t = throughput.run(targets)
+        size = f"{t['rows'] // 1000:,}k rows"
+        rows += [
+            (f"throughput {size}: refdomains run (whole process)", f"{t['ours_rows_s']:,.0f} rows/s",
+             f"{t['rows']:,} rows in {t['ours_s']:.1f} s"),
+            (f"throughput {size}: peer (a) dlt rest_api", f"{t['peer_rows_s']:,.0f} rows/s",
+             f"ours = {t['vs_peer']:.1f}x (target >= 20x)"),
+            (f"throughput {size}: floor (b) fetch + JSON decode", f"{t['floor_rows_s']:,.0f} rows/s",
+             f"ours = {t['vs_floor']:.0%} (target >= 50%)"),
+            (f"emulator serving ({size})", f"{t['emulator_rows_s']:,.0f} rows/s", "pre-rendered pages"),
+        ]
     r = rate_limit.run()
     rows.append(("rate limit 10/s, 200 ms latency, 5x20 pages", f"{r['achieved_rps']:.2f} req/s",
                  f"{r['use']:.1%} of the limit (target >= 95%), {r['throttled']} throttled"))

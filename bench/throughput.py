@@ -16,7 +16,8 @@ from common import PYTHON, ROOT, TOKEN, measure, pipeline_env, refdomains, workd
 from serpstat_refdomains.emulator import SerpstatEmulator
 
 DAY = dt.date(2026, 3, 2)
-TARGETS = {f"target{i}.com": 55_000 for i in range(6)}  # 330,000 rows, each target under the 60k cap
+PER_TARGET = 55_000  # each target under the 60k depth cap: no partitions, every row one request's share
+SCALES = (6, 20)  # 330,000 rows (the size) and 1,100,000 rows (where fixed costs no longer count)
 
 
 def emulator_pages_per_second(url: str, domain: str, pages: int = 55) -> float:
@@ -33,30 +34,31 @@ def emulator_pages_per_second(url: str, domain: str, pages: int = 55) -> float:
     return pages / (time.perf_counter() - start)
 
 
-def run(repeat: int = 1) -> dict:
-    rows = sum(TARGETS.values())
+def run(targets: int = SCALES[0], repeat: int = 1) -> dict:
+    sizes = {f"target{i}.com": PER_TARGET for i in range(targets)}
+    rows = sum(sizes.values())
     with SerpstatEmulator(token=TOKEN, today=DAY, balance=10**9) as emu:
-        for domain, size in TARGETS.items():
+        for domain, size in sizes.items():
             emu.set_profile(domain, size)
-        serve = emulator_pages_per_second(emu.url, next(iter(TARGETS)))
-        for domain in TARGETS:  # pre-render every page once so no contender pays for generation
+        serve = emulator_pages_per_second(emu.url, next(iter(sizes)))
+        for domain in sizes:  # pre-render every page once so no contender pays for generation
             emulator_pages_per_second(emu.url, domain, pages=1)
 
         ours = []
         for _ in range(repeat):
             folder = workdir("ours")
-            env = pipeline_env(folder, emu.url, list(TARGETS))
+            env = pipeline_env(folder, emu.url, list(sizes))
             ours.append(measure(refdomains("run", "--kind", "full", "--no-models", "--snapshot-date",
                                            DAY.isoformat()), env=env, cwd=folder).seconds)
         emu.api.clear_log()
         peer_dir = workdir("peer")
         peer = measure([PYTHON, str(ROOT / "bench" / "peer_rest_api.py"), emu.url, TOKEN,
-                        str(peer_dir / "rest_api_peer.duckdb"), *TARGETS], cwd=peer_dir,
+                        str(peer_dir / "rest_api_peer.duckdb"), *sizes], cwd=peer_dir,
                        env=pipeline_env(peer_dir, emu.url, []))
         peer_credits = emu.api.credits_charged
         peer_rows = int(peer.stdout.strip().splitlines()[-1])
         floor = measure([PYTHON, str(ROOT / "bench" / "floor_loop.py"), emu.url, TOKEN,
-                         *[f"{d}={n}" for d, n in TARGETS.items()]])
+                         *[f"{d}={n}" for d, n in sizes.items()]])
     best = min(ours)
     return {
         "rows": rows,
@@ -71,5 +73,6 @@ def run(repeat: int = 1) -> dict:
 
 
 if __name__ == "__main__":
-    result = run(repeat=int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    result = run(targets=int(sys.argv[1]) if len(sys.argv) > 1 else SCALES[0],
+                 repeat=int(sys.argv[2]) if len(sys.argv) > 2 else 1)
     print(json.dumps(result, indent=2))

@@ -85,3 +85,63 @@ def test_registrable_domains_agree_with_the_library_on_generated_names(labels):
 
     name = ".".join(labels)
     assert registrable_domains([name]) == [registrable_domain(name)]
+
+
+def _library_alabel(label: str) -> str | None:
+    import idna
+
+    try:
+        return idna.encode(label, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return None
+
+
+def test_plain_unicode_labels_encode_exactly_as_the_idna_library_does():
+    """The shortcut for Unicode labels must never answer differently from `idna`: every BMP
+    character, inside a label and doubled after an uppercase ASCII letter, either takes the
+    library's path (None) or gives the library's A-label."""
+    from serpstat_refdomains.normalize import _plain_alabel
+
+    shortcut = 0
+    for codepoint in range(0x80, 0x10000):
+        if 0xD800 <= codepoint < 0xE000:
+            continue
+        char = chr(codepoint)
+        for label in (f"a{char}b", f"X{char}{char}-9"):
+            plain = _plain_alabel(label)
+            if plain is not None:
+                shortcut += 1
+                assert plain == _library_alabel(label), (hex(codepoint), label)
+    assert shortcut > 50_000  # the shortcut is taken for most letters of most scripts
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(st.text(alphabet=st.sampled_from(list("aZ9-_.ßςöÖéеЁяΣσ中日ー한ا\u05d0\u0301\u200d\u00b7\u30fb\u0660ﬁＡ")),
+               min_size=1, max_size=12))
+def test_generated_unicode_names_normalize_as_the_library_says(text):
+    """Whole names with mixed scripts, combining marks, joiners, bidi and context characters:
+    normalize_domain (shortcut included) agrees with the library label by label."""
+    from serpstat_refdomains.normalize import _normalize_slow
+
+    _normalize_slow.cache_clear()
+    try:
+        got = normalize_domain(text)
+    except InvalidDomain:
+        # refused: then the library refuses a Unicode label too, or the name breaks an ASCII rule
+        assert any(not label.isascii() and _library_alabel(label) is None for label in text.strip().split(".")) \
+            or any(label.isascii() for label in text.strip().rstrip(".").split("."))
+        return
+    for label, encoded in zip(text.strip().rstrip(".").split("."), got.split(".")):
+        if not label.isascii():
+            assert encoded == _library_alabel(label)
+
+
+@pytest.mark.parametrize("label", ["ab--ö", "-ö", "ö-", "Öl", "ﬁx", "e\u0301x", "\u0301ex", "a\u200db", "a\u00b7b",
+                                   "שלום", "日本", "ß", "ς", "ö" * 70, "Bücher"])
+def test_hyphen_case_nfc_context_and_length_rules_match_the_library(label):
+    from serpstat_refdomains.normalize import _plain_alabel
+
+    plain = _plain_alabel(label)
+    assert plain is None or plain == _library_alabel(label)
+    if _library_alabel(label) is None:
+        assert plain is None
