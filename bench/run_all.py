@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import credits  # noqa: E402
+import duckdb_share  # noqa: E402
 import memory  # noqa: E402
 import models_build  # noqa: E402
 import postgres_load  # noqa: E402
@@ -31,6 +32,10 @@ def main() -> None:
              f"ours = {t['vs_floor']:.0%} (target >= 50%)"),
             (f"emulator serving ({size})", f"{t['emulator_rows_s']:,.0f} rows/s", "pre-rendered pages"),
         ]
+    d = duckdb_share.run()
+    rows.append(("DuckDB alone: parquet -> staging -> merge", f"{d['us_per_row']:.1f} us/row",
+                 f"{d['rows']:,} rows (copy alone {d['copy_us_per_row']:.1f} us/row); "
+                 "the targets leave 3.7-5.3 us/row for all the work"))
     r = rate_limit.run()
     rows.append(("rate limit 10/s, 200 ms latency, 5x20 pages", f"{r['achieved_rps']:.2f} req/s",
                  f"{r['use']:.1%} of the limit (target >= 95%), {r['throttled']} throttled"))
