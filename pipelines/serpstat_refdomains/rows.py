@@ -1,8 +1,9 @@
 """API rows to Arrow tables of the `ref_domains` contract (DESIGN.md §4): the pipeline's hot path.
 
-A page of 1,000 rows is converted column by column in Arrow (lowercase, trailing dot, validity,
-registrable domain), which costs about a tenth of doing it row by row in Python. Only what the
-columnar path cannot vouch for takes the row path: a name that is not plain lowercase-able
+A batch of pages (paging.CONVERT_BATCH_ROWS) is converted column by column: Arrow kernels
+lowercase, trim and validate the names, and the registrable domains come from answers shared by
+tail (normalize.registrable_domains); about a seventh of the cost of doing it row by row in
+Python. Only what the columnar path cannot vouch for takes the row path: a name that is not plain lowercase-able
 ASCII (Unicode, punycode, or invalid: `normalize_domain` decides and gives the reason), and a
 whole page whose shape is unusual (numbers as strings or floats, unknown fields, rows that are
 not objects). Both paths give identical rows; tests hold them to that.
@@ -50,21 +51,16 @@ class SnapshotRows:
         self.constants = constants
         self.reject = reject
         self.seen: set[str] = set()
-        self.kept = 0
 
     def table(self, rows: list[Any]) -> pa.Table:
         columns = _columns(rows)
-        table = self._columnar(*columns) if columns is not None else None
-        if table is None:
-            table = self._row_by_row(rows)
-        self.kept += table.num_rows
-        return table
+        return self._columnar(*columns) if columns is not None else self._row_by_row(rows)
 
     def finish(self) -> None:
         self.seen = set()  # done deduplicating: dlt may keep this object in its trace
 
     # --- the columnar path -----------------------------------------------------------------
-    def _columnar(self, raw: pa.Array, ref_pages: pa.Array, ranks: pa.Array) -> pa.Table | None:
+    def _columnar(self, raw: pa.Array, ref_pages: pa.Array, ranks: pa.Array) -> pa.Table:
         trimmed = pc.utf8_rtrim(pc.utf8_trim_whitespace(raw), characters=".")
         lowered = pc.ascii_lower(trimmed)
         plain = pc.and_(
