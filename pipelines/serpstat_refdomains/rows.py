@@ -3,10 +3,10 @@
 A batch of pages (paging.CONVERT_BATCH_ROWS) is converted column by column: Arrow kernels
 lowercase, trim and validate the names, and the registrable domains come from answers shared by
 tail (normalize.registrable_domains); about a seventh of the cost of doing it row by row in
-Python. Only what the columnar path cannot vouch for takes the row path: a name that is not plain lowercase-able
-ASCII (Unicode, punycode, or invalid: `normalize_domain` decides and gives the reason), and a
-whole page whose shape is unusual (numbers as strings or floats, unknown fields, rows that are
-not objects). Both paths give identical rows; tests hold them to that.
+Python. Only what the columnar path cannot vouch for takes the row path: a name that is not
+plain lowercase-able ASCII (Unicode, punycode, or invalid: `normalize_domain` decides and gives
+the reason), and a whole page whose shape is unusual (numbers as strings or floats, unknown
+fields, rows that are not objects). Both paths give identical rows; tests hold them to that.
 """
 
 from __future__ import annotations
