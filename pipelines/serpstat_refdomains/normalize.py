@@ -198,7 +198,7 @@ def _registrable_by_rules(name: str, parts: frozenset[str], wild_parents: frozen
 
 
 def registrable_domains(names: list[str]) -> list[str]:
-    """`registrable_domain` of every normalized name of a page, several times faster.
+    """`registrable_domain` of every normalized name of a batch, several times faster.
 
     The library's lookup costs about 5 µs a name, the largest cost of a row; here it is asked
     once per distinct rule-relevant tail (see `_SuffixRules`) and a name costs a few string

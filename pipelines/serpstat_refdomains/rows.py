@@ -5,7 +5,7 @@ lowercase, trim and validate the names, and the registrable domains come from an
 tail (normalize.registrable_domains); about a seventh of the cost of doing it row by row in
 Python. Only what the columnar path cannot vouch for takes the row path: a name that is not
 plain lowercase-able ASCII (Unicode, punycode, or invalid: `normalize_domain` decides and gives
-the reason), and a whole page whose shape is unusual (numbers as strings or floats, unknown
+the reason), and a whole batch whose shape is unusual (numbers as strings or floats, unknown
 fields, rows that are not objects). Both paths give identical rows; tests hold them to that.
 """
 
