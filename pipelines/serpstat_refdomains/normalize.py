@@ -165,7 +165,9 @@ class _SuffixRules:
         self.wild_parents = frozenset(wild_parents)
 
 
-_RULES = _SuffixRules(_PSL)
+@lru_cache(maxsize=1)
+def _suffix_rules() -> _SuffixRules:
+    return _SuffixRules(_PSL)  # built on first use: 25 ms that commands without rows need not pay
 
 
 @lru_cache(maxsize=1 << 12)
@@ -204,9 +206,10 @@ def registrable_domains(names: list[str]) -> list[str]:
     once per distinct rule-relevant tail (see `_SuffixRules`) and a name costs a few string
     searches. Results are identical; a test holds every rule of the list to that.
     """
-    if not _RULES.readable:
+    rules = _suffix_rules()
+    if not rules.readable:
         return [registrable_domain(name) for name in names]
-    parts, wild_parents, result = _RULES.right_parts, _RULES.wild_parents, []
+    parts, wild_parents, result = rules.right_parts, rules.wild_parents, []
     append = result.append
     for name in names:
         last = name.rfind(".")
