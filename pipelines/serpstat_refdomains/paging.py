@@ -405,11 +405,5 @@ class Prefetcher:
         self._thread.join(timeout=60)
 
 
-
-
-
-
-
-
 def _budget_error(needed: int, budget: Budget) -> BudgetExhausted:
     return BudgetExhausted(f"needs {needed} more credits, {budget.left} left in this run's budget")
