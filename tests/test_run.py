@@ -237,9 +237,9 @@ def test_duckdb_stays_open_between_loads_of_a_run(tmp_path):
     database = tmp_path / "refdomains.duckdb"
     wal = tmp_path / "refdomains.duckdb.wal"
     run = make_pipeline(dlt.destinations.duckdb(str(database)), "serpstat", str(tmp_path / "pipelines"))
-    with _duckdb_held_open(run) as held:
-        held.run([{"n": 1}], table_name="probe")
-        held.run([{"n": 2}], table_name="probe")
+    with _duckdb_held_open(run):
+        run.run([{"n": 1}], table_name="probe")
+        run.run([{"n": 2}], table_name="probe")
         assert wal.exists() and wal.stat().st_size > 0, "the database was checkpointed (closed) after a load"
     assert not wal.exists() or wal.stat().st_size == 0  # checkpointed once, at the end
     assert query(tmp_path, "SELECT n FROM serpstat.probe ORDER BY n") == [(1,), (2,)]

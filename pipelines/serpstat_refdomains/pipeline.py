@@ -158,7 +158,7 @@ def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
 
 
 @contextmanager
-def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[dlt.Pipeline]:
+def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[None]:
     """On DuckDB, keep the database open for the whole run.
 
     dlt opens and closes the database around every load; closing the last connection
@@ -169,11 +169,11 @@ def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[dlt.Pipeline]:
     query the database (about 170 lookups a run).
     """
     if not _is(pipeline, "duckdb"):
-        yield pipeline
+        yield
         return
     credentials = pipeline.sql_client().credentials
     if credentials.external_conn() is not None:  # the user already passed a live connection
-        yield pipeline
+        yield
         return
     import duckdb
 
@@ -185,7 +185,7 @@ def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[dlt.Pipeline]:
     # and the other core stays with the Python threads fetching the next snapshot.
     keeper.execute("SET threads = 1")
     try:
-        yield pipeline
+        yield
     finally:
         keeper.close()
 
@@ -377,7 +377,7 @@ def run(
         left = _preflight(client)  # before the destination is touched: a bad token writes nothing
         pipeline = make_pipeline(resolved, dataset_name, pipelines_dir)
         try:
-            with run_lock(pipeline), _duckdb_held_open(pipeline) as pipeline:
+            with run_lock(pipeline), _duckdb_held_open(pipeline):
                 return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models,
                             depth_cap, max_workers, progress)
         except ConfigurationException as error:
