@@ -149,3 +149,81 @@ def test_hyphen_case_nfc_context_and_length_rules_match_the_library(label):
     assert plain is None or plain == _library_alabel(label)
     if _library_alabel(label) is None:
         assert plain is None
+
+
+# --- Unicode full stops (U+3002, U+FF0E, U+FF61): label separators, never part of a name --------
+FULL_STOPS = ["\u3002", "\uff0e", "\uff61"]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("example.com\u3002", "example.com"),
+    ("example.com\uff0e", "example.com"),
+    ("example.com\uff61", "example.com"),
+    ("EXAMPLE\u3002COM", "example.com"),
+    ("shop\uff0eexample\uff61co.uk\u3002 ", "shop.example.co.uk"),
+    ("B\u00fccher\u3002de\uff0e", "xn--bcher-kva.de"),
+    ("XN--BCHER-KVA\uff61DE", "xn--bcher-kva.de"),
+])
+def test_unicode_full_stops_separate_labels_and_a_trailing_one_is_stripped(raw, expected):
+    from serpstat_refdomains.normalize import registrable_domains
+
+    got = normalize_domain(raw)
+    assert got == expected
+    assert registrable_domains([got]) == [registrable_domain(got)] == [registrable_domain(expected)]
+
+
+def test_full_stop_list_is_every_character_uts46_maps_to_a_dot():
+    """normalize.py names the full stops instead of scanning Unicode at import: the list must be
+    exactly the characters the bundled idna's UTS46 table maps to something holding a '.'."""
+    import idna
+    from idna.uts46data import uts46_replacements, uts46_starts
+
+    from serpstat_refdomains.normalize import _FULL_STOPS
+
+    found = set()
+    for index, replacement in enumerate(uts46_replacements):
+        if replacement and "." in replacement:
+            end = uts46_starts[index + 1] if index + 1 < len(uts46_starts) else 0x110000
+            for codepoint in range(uts46_starts[index], end):
+                if "." in idna.uts46_remap(chr(codepoint), std3_rules=False):
+                    found.add(chr(codepoint))
+    assert found == {chr(c) for c in _FULL_STOPS} == set(FULL_STOPS)
+
+
+_NAME_PARTS = st.sampled_from(["example", "Example", "EXAMPLE", "xn--bcher-kva", "XN--P1AI", "xn--zz", "b\u00fccher",
+                               "B\u00dcCHER", "\u043f\u0440\u0438\u043c\u0435\u0440", "\u65e5\u672c", "stra\u00dfe",
+                               "my_site", "a-b", "-x", "co", "uk", "com", "de", "blogspot", "\uff45\uff58", ""])
+_SEPARATORS = st.sampled_from([".", ".", *FULL_STOPS])
+_EDGES = st.sampled_from(["", "", " ", "\t", "\u3000", "\u00a0", ".", *FULL_STOPS, ". ", "\u3002 ", " \u3002"])
+UNICODE_NAMES = st.one_of(
+    st.builds(lambda pre, parts, seps, post: pre + "".join(p + s for p, s in zip(parts, seps))[:-1] + post,
+              _EDGES, st.lists(_NAME_PARTS, min_size=1, max_size=4), st.lists(_SEPARATORS, min_size=4, max_size=4),
+              _EDGES),
+    st.text(alphabet=st.sampled_from(list("aZx-n_. \t\u00fc\u00dc\u00df\u043f\u65e5") + FULL_STOPS + ["\u3000"]),
+            min_size=1, max_size=16),
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(st.lists(UNICODE_NAMES, min_size=1, max_size=12))
+def test_columnar_and_row_normalization_agree_on_unicode_names(names):
+    """The column-wise path (rows.SnapshotRows.table) and the row path normalize a page of random
+    Unicode names alike: same donors, same registrable domains, same rejections; and no accepted
+    name keeps a full stop of any kind at its end or a Unicode one anywhere."""
+    import datetime as dt
+
+    from serpstat_refdomains.normalize import registrable_domains
+    from serpstat_refdomains.rows import SnapshotRows
+
+    constants = {"snapshot_key": "t.com|domain|full|2026-03-02", "target_domain": "t.com", "search_type": "domain",
+                 "snapshot_date": dt.date(2026, 3, 2), "snapshot_kind": "full"}
+    page = [{"domain_from": name, "ref_pages": 1, "domainRank": 2} for name in names]
+    fast_reasons, slow_reasons = [], []
+    fast = SnapshotRows(constants, fast_reasons.append).table(page).to_pylist()
+    slow = SnapshotRows(constants, slow_reasons.append)._row_by_row(page).to_pylist()
+    assert fast == slow and fast_reasons == slow_reasons
+    for row in fast:
+        name = row["ref_domain"]
+        assert not name.endswith(".") and not any(stop in name for stop in FULL_STOPS)
+        assert normalize_domain(name) == name
+        assert row["registrable_domain"] == registrable_domain(name) == registrable_domains([name])[0]

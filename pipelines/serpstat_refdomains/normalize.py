@@ -23,6 +23,11 @@ _ASCII_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 # The same rule for a whole lowercase ASCII name at once: the common case, checked in one regex.
 _ASCII_DOMAIN = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 MAX_DOMAIN_LENGTH = 253
+# The characters UTS46 maps to a full stop: the ideographic (U+3002), fullwidth (U+FF0E) and
+# halfwidth ideographic (U+FF61) full stops. They separate labels exactly as '.' does, so they
+# become '.' before anything else looks at the name: `example.com。` is `example.com`, not a
+# different donor `example.com.` (a test checks this list against every code point).
+_FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
 class InvalidDomain(ValueError):
@@ -47,6 +52,8 @@ def normalize_domain(raw: object) -> str:
 
 
 def _normalize(raw: str) -> str:
+    if not raw.isascii():
+        raw = raw.translate(_FULL_STOPS)
     name = raw.strip().rstrip(".")
     if name.isascii():
         lowered = name.lower()
