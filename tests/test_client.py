@@ -211,3 +211,108 @@ def test_requests_per_second_spacing_holds_for_sequential_calls(emulator):
         for _ in range(5):
             client.get_stats()
     assert time.monotonic() - start >= 0.4 * 0.95
+
+
+# --- answers the client must read right (issue: codes, messages, shapes) -------------------------
+from serpstat_refdomains.client import EndpointError, SerpstatError  # noqa: E402
+
+PER_SECOND = "You have sent more requests per second than available"
+
+
+@pytest.mark.parametrize("code", [32000, "32000", -32000])
+def test_code_32000_per_second_limit_is_retried_as_a_rate_limit(emulator, code):
+    emulator.set_profile("example.com", 5)
+    emulator.faults.add(Fault("api_error", code=code, message=PER_SECOND, times=2))
+    with fast_client(emulator) as client:
+        page = client.get_ref_domains("example.com", size=5)
+    assert page.count == 5 and client.retries == 2 and client.credits_spent == 5
+
+
+def test_code_32000_that_never_clears_fails_as_a_rate_limit(emulator):
+    emulator.faults.add(Fault("api_error", code=32000, message="", times=-1))
+    with fast_client(emulator, max_attempts=3) as client:
+        with pytest.raises(RateLimitError, match="still failing after 3 attempts"):
+            client.get_ref_domains("example.com")
+    assert len(emulator.log) == 3
+
+
+@pytest.mark.parametrize("error", [
+    {"code": 32018, "message": "To get more than 60000 results use export report methods"},
+    {"code": "402", "message": "To get more than 60000 results use export report methods"},
+    {"code": 500, "message": "To get more than 60000 results use export report methods"},
+    {"message": "To get more than 1000 results use export report methods"},
+])
+def test_depth_cap_message_under_any_code_is_a_depth_cap(emulator, client, error):
+    emulator.faults.add(Fault("api_error", error_body=error))
+    with pytest.raises(DepthCapError, match="depth cap"):
+        client.get_ref_domains("example.com", page=61)
+    assert len(emulator.log) == 1  # not retried, not read as an invalid request
+
+
+def test_wrong_api_query_404_is_an_error_naming_api_url_not_an_empty_result(emulator, client):
+    emulator.faults.add(Fault("wrong_api_query"))
+    with pytest.raises(EndpointError) as caught:
+        client.get_ref_domains("example.com")
+    message = str(caught.value)
+    assert "Wrong API query" in message and f"api_url {emulator.url}" in message
+    assert "https://api.serpstat.com/v4" in message and "\n" not in message
+    assert client.credits_spent == 0 and len(emulator.log) == 1
+
+
+@pytest.mark.parametrize("error", [{"code": 404, "message": ""}, {"code": 404}, {"code": "404", "message": None}])
+def test_404_that_does_not_say_empty_is_not_an_empty_result(emulator, client, error):
+    emulator.faults.add(Fault("api_error", error_body=error))
+    with pytest.raises(EndpointError, match="api_url"):
+        client.get_ref_domains("example.com")
+    assert client.credits_spent == 0
+
+
+@pytest.mark.parametrize("error", [
+    {"code": 404, "message": "Empty result!"},
+    {"code": 32015, "message": "No data found for requested domain"},
+    {"code": "32017", "message": "Data not found"},
+    {"code": -32017, "message": "Data not found"},
+    {"code": 32015},
+    "Empty result!",
+])
+def test_documented_empty_answers_are_empty_pages(emulator, client, error):
+    emulator.faults.add(Fault("api_error", error_body=error))
+    page = client.get_ref_domains("example.com")
+    assert page.rows == [] and page.total == 0 and page.charge == 1 and client.credits_spent == 1
+
+
+@pytest.mark.parametrize("path", ["", "/v3", "/v4/getRefDomains"])
+def test_http_404_from_a_wrong_path_is_a_clear_error_naming_api_url(emulator, path):
+    base = emulator.url.rsplit("/v4", 1)[0]
+    url = base.replace("://", "://loader:proxy-pass@") + path + "?token=pasted"
+    with SerpstatClient(TOKEN, api_url=url, requests_per_second=None, backoff_initial=0.01) as client:
+        with pytest.raises(EndpointError) as caught:
+            client.get_ref_domains("example.com")
+    message = str(caught.value)
+    assert message.startswith("HTTP 404 from api_url") and "https://api.serpstat.com/v4" in message
+    assert f"{base}{path}" in message and "proxy-pass" not in message and "pasted" not in message
+    assert client.requests_made == 1  # not retried: a wrong address stays wrong
+
+
+@pytest.mark.parametrize("error, expected", [
+    ("Invalid token!", AuthenticationError),                          # a bare message
+    ({"code": "32012", "message": "Credits exceeded"}, CreditsExhaustedError),  # a code as text
+    ({"code": -32012, "message": "Credits exceeded"}, CreditsExhaustedError),   # JSON-RPC style
+    ({"code": "32117", "message": "Not allowed field: check"}, InvalidRequestError),
+    ({"code": True, "message": "odd"}, SerpstatError),                # a bool is no code
+    ({}, SerpstatError),                                              # an empty error object
+    ({"code": 32999, "message": {"detail": ["nested"]}}, SerpstatError),
+])
+def test_error_shapes_are_classified_and_never_read_as_data(emulator, client, error, expected):
+    emulator.faults.add(Fault("api_error", error_body=error))
+    with pytest.raises(expected) as caught:
+        client.get_ref_domains("example.com")
+    assert type(caught.value) is expected
+    assert client.credits_spent == 0 and len(emulator.log) == 1
+
+
+def test_bare_429_code_as_the_error_is_a_rate_limit(emulator, client):
+    emulator.set_profile("example.com", 3)
+    emulator.faults.add(Fault("api_error", error_body=429))
+    page = client.get_ref_domains("example.com", size=3)
+    assert page.count == 3 and client.retries == 1

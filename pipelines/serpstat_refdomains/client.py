@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -29,11 +29,28 @@ REF_DOMAINS = "SerpstatBacklinksProcedure.getRefDomains"
 GET_STATS = "SerpstatLimitsProcedure.getStats"
 TOKEN_FIX = "set a valid token in .dlt/secrets.toml [sources.serpstat] api_token or SOURCES__SERPSTAT__API_TOKEN"
 
-# Error codes (serpstat-api.md §5.3): the group number or the 32xxx code arrives in error.code.
-EMPTY_CODES = {404, 32015, 32017}
-RETRY_CODES = {429, 500, 502, 503, 504}
+# Error codes, from Serpstat's "Server response codes" page and clients written against the live
+# API. The group number (404, 429, ...) or a 32xxx code arrives in error.code; clients must key on
+# both code and message, because the same answer is reported under more than one code.
+#
+# Empty results: only these mean "no referring domains". The same group code 404 also answers
+# "Wrong API query! Use API domain subdomain" (a wrong api_url or path); a 404 that does not say
+# its result is empty (no message at all included) is not read as empty either: a false empty
+# snapshot becomes false LOST donors, while an error only costs a rerun.
+EMPTY_CODES = {32015, 32017}  # "No data found for requested domain", "Data not found"
+EMPTY_MESSAGES = ("empty result", "no data found", "data not found")
+# Rate limits: 429 "Query frequency exceeded" / "Too many queries", and 32000 "more requests per
+# second than available", which Airbyte's Serpstat connector also retries.
+RATE_LIMIT_CODES = {429, 32000}
+RATE_LIMIT_MESSAGES = ("frequency", "too many", "requests per second")
+RETRY_CODES = {500, 502, 503, 504}
 CREDIT_CODES = {32012}
 INVALID_CODES = {400, 32016, 32018, 32116, 32117}
+# The depth-cap answer, "To get more than 60000 results use export report methods": documented
+# under 402, reported by one client under 32018, so it is recognised by its words too.
+DEPTH_CAP_MESSAGES = ("results use export", "use export report")
+WRONG_ENDPOINT_MESSAGES = ("wrong api query",)
+API_URL_FIX = f"set api_url to Serpstat's endpoint {DEFAULT_API_URL} (or remove it to use that default)"
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -62,6 +79,15 @@ class InvalidRequestError(SerpstatError):
     """The API refused the parameters (query, searchType, complexFilter, ...)."""
 
 
+class EmptyResult(SerpstatError):
+    """Serpstat's way of saying "no data" (an empty page to get_ref_domains, billed 1 credit)."""
+
+
+class EndpointError(SerpstatError):
+    """api_url does not lead to Serpstat's API (HTTP 404, or "Wrong API query!"): a configuration
+    error, never an empty result."""
+
+
 class TransientError(SerpstatError):
     """A failure that may pass (5xx, timeout, dropped connection, bad JSON, rate limit).
 
@@ -74,7 +100,7 @@ class TransientError(SerpstatError):
 
 
 class RateLimitError(TransientError):
-    """Serpstat answered 429 (in the body or as HTTP status)."""
+    """Serpstat answered a rate limit (429 or 32000, in the body; or HTTP 429)."""
 
 
 # --- results -----------------------------------------------------------------------------
@@ -238,19 +264,17 @@ class SerpstatClient:
         order: str = "asc",
         complex_filter: list | None = None,
     ) -> RefDomainsPage:
-        """One page of referring domains. An empty result (404/32015/32017) is an empty page
-        billed 1 credit; any other error raises."""
+        """One page of referring domains. An empty result (404 "Empty result!", 32015, 32017) is
+        an empty page billed 1 credit; any other error raises."""
         params: dict[str, Any] = {"query": query, "searchType": search_type, "page": page,
                                   "size": size, "sort": sort, "order": order}
         if complex_filter:
             params["complexFilter"] = complex_filter
         try:
             result = self.call(REF_DOMAINS, params)
-        except SerpstatError as error:
-            if error.code in EMPTY_CODES:
-                self._account(charge=1, left_lines=None)
-                return RefDomainsPage(rows=[], page=page, total=0, left_lines=None, charge=1)
-            raise
+        except EmptyResult:
+            self._account(charge=1, left_lines=None)
+            return RefDomainsPage(rows=[], page=page, total=0, left_lines=None, charge=1)
         data = result.get("data")
         summary = result.get("summary_info") or {}
         if not isinstance(data, list):
@@ -319,7 +343,8 @@ class SerpstatClient:
         if status >= 500:
             raise TransientError(f"HTTP {status}", retry_after=_retry_after(response))
         if status != 200:
-            raise SerpstatError(f"Serpstat answered HTTP {status} to {method}: check api_url", code=status)
+            raise EndpointError(f"HTTP {status} from api_url {_shown_url(self.api_url)} for {method}: "
+                                f"not Serpstat's API; {API_URL_FIX}", code=status)
         try:
             payload = orjson.loads(response.content)
         except orjson.JSONDecodeError:
@@ -327,7 +352,8 @@ class SerpstatClient:
         if not isinstance(payload, dict):
             raise TransientError("malformed JSON in the answer")
         error = payload.get("error")
-        if error:
+        if error is not None and error is not False:
+            # any error member, even alongside a result or empty, is an error: never data
             raise self._api_error(method, error)
         if "result" not in payload:
             raise TransientError("answer has neither result nor error")
@@ -339,26 +365,35 @@ class SerpstatClient:
         return result
 
     def _api_error(self, method: str, error: Any) -> SerpstatError:
-        code = _int_or_none(error.get("code")) if isinstance(error, dict) else None
-        message = redact(str(error.get("message", "")) if isinstance(error, dict) else str(error))
-        said = f"({code} {message})"
+        """The typed error for an in-body `error`, by code and by message (either may be missing,
+        a string, or a code Serpstat documents under another number)."""
+        code, message = _error_code_and_message(error)
+        said = f"({code} {message})" if message else f"({code})"
         lowered = message.lower()
-        if code in EMPTY_CODES:
-            return SerpstatError(f"no data {said}", code=code, api_message=message)
-        if code in RETRY_CODES or "frequency" in lowered or "too many" in lowered:
-            cls = RateLimitError if code == 429 else TransientError
-            return cls(f"Serpstat {said}")
-        if code == 402 and "results use export" in lowered:
+        # Negative codes (JSON-RPC style, e.g. -32000) are read as Serpstat's positive ones: no
+        # source shows Serpstat sending them, clients that mock them mean the same errors, and
+        # -32000..-32099 is JSON-RPC's own "server error" range, where a retry is right too.
+        number = abs(code) if code is not None else None
+        if any(words in lowered for words in DEPTH_CAP_MESSAGES):
             return DepthCapError(f"Serpstat refuses pages beyond its depth cap {said}: "
                                  "split the query with complexFilter", code=code, api_message=message)
-        if code in CREDIT_CODES or code == 402 or "credit" in lowered:
+        if number in EMPTY_CODES or (number in (404, None) and any(w in lowered for w in EMPTY_MESSAGES)):
+            return EmptyResult(f"no data {said}", code=code, api_message=message)
+        if number in RATE_LIMIT_CODES or any(words in lowered for words in RATE_LIMIT_MESSAGES):
+            return RateLimitError(f"Serpstat rate limit {said}")
+        if number in RETRY_CODES:
+            return TransientError(f"Serpstat {said}")
+        if number == 404 or any(words in lowered for words in WRONG_ENDPOINT_MESSAGES):
+            return EndpointError(f"Serpstat answered {said} to {method} at api_url {_shown_url(self.api_url)}: "
+                                 f"not a Serpstat API query; {API_URL_FIX}", code=code, api_message=message)
+        if number in CREDIT_CODES or number == 402 or "credit" in lowered:
             return CreditsExhaustedError(
                 f"Serpstat API credits are exhausted {said}: wait for the next billing period, "
                 "buy credits, or lower max_credits_per_run", code=code, api_message=message)
-        if code == 403 or "token" in lowered:
+        if number == 403 or "token" in lowered:
             return AuthenticationError(f"Serpstat rejected the request {said}: {TOKEN_FIX}, "
                                        "on a plan with API access", code=code, api_message=message)
-        if code in INVALID_CODES:
+        if number in INVALID_CODES:
             return InvalidRequestError(f"Serpstat refused the parameters of {method} {said}: "
                                        "check domains, search_type and complex_filter",
                                        code=code, api_message=message)
@@ -396,8 +431,39 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
+def _error_code_and_message(error: Any) -> tuple[int | None, str]:
+    """`error` as sent: an object {code, message}, a bare message, or a bare code."""
+    if isinstance(error, dict):
+        code, message = _int_or_none(error.get("code")), error.get("message")
+    elif isinstance(error, (int, float)) and not isinstance(error, bool):
+        code, message = _int_or_none(error), None
+    else:
+        code, message = None, error
+    if message is None:
+        text = ""
+    elif isinstance(message, str):
+        text = message
+    else:
+        text = orjson.dumps(message, default=str).decode()
+    return code, redact(text.strip()[:300])
+
+
+def _shown_url(url: str) -> str:
+    """api_url as safe to print: without user info, query or fragment (a proxy's password or a
+    token pasted into the URL)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return redact(urlunsplit((parts.scheme, host, parts.path, "", "")) or "''")
+
+
 def _int_or_none(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
     try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
+        if isinstance(value, float):
+            return int(value) if value.is_integer() else None
+        return int(value)  # ints, and codes or counts sent as strings ("32000", " 7 ")
+    except (TypeError, ValueError, OverflowError):
         return None

@@ -256,7 +256,12 @@ class SerpstatApi:
         as_strings = self.numbers_as_strings or any(f.kind == "string_numbers" for f in fired)
         extras = self.extra_fields or any(f.kind == "extra_fields" for f in fired)
         page_key = None if result_key is None else (result_key, page, size, as_strings, extras)
-        data = self._render(window, page_key, as_strings, extras)
+        bad_metrics = [f for f in fired if f.kind == "bad_metrics"]
+        if bad_metrics:
+            data = _Rendered(_dumps(_with_bad_metrics([self._row(d, as_strings, extras) for d in window],
+                                                      bad_metrics)))
+        else:
+            data = self._render(window, page_key, as_strings, extras)
         with self._lock:
             left = self.balance
         return {
@@ -382,13 +387,26 @@ class SerpstatApi:
         if fault.kind == "malformed":
             self._record(entry)
             return Response(200, b'{"id": "1", "result": {"data": [{"domain_from": "trunc')
+        if fault.kind == "api_error" and fault.error_body is not None:
+            entry.outcome = f"error:{fault.error_body!r}"[:80]
+            self._record(entry)
+            return Response(200, _dumps({"id": _echo_id(req_id), "error": fault.error_body}))
         if fault.kind == "api_error":
             return self._error_response(req_id, ApiError(fault.code, fault.message), entry)
+        if fault.kind == "wrong_api_query":
+            return self._error_response(req_id, ApiError(404, "Wrong API query! Use API domain subdomain"), entry)
         if fault.kind == "http_429":
             entry.http_status = 429
             self._record(entry)
             return Response(429, b"Too Many Requests", headers={"Retry-After": str(fault.retry_after)})
         return self._error_response(req_id, ApiError(429, "Query frequency exceeded"), entry)
+
+
+def _with_bad_metrics(rows: list[dict], faults: list[Fault]) -> list[dict]:
+    for fault in faults:
+        for row, value in zip(rows, fault.values):
+            row[fault.metric] = value
+    return rows
 
 
 def _validate(params: dict) -> tuple[str, str, int, int, str, str, list]:

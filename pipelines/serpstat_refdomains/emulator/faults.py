@@ -10,11 +10,12 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 # Faults in the transport: nothing reaches the API, nothing is charged.
-TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429", "api_error"}
+TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429", "api_error", "wrong_api_query"}
 # Faults that change what the API answers (the request is processed and charged).
-DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty"}
+DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty", "bad_metrics"}
 KINDS = TRANSPORT_KINDS | DATA_KINDS
 
 
@@ -28,12 +29,18 @@ class Fault:
         malformed       HTTP 200 with a body that is not JSON
         rate_limit      HTTP 200 + in-body error 429 "Query frequency exceeded"
         http_429        HTTP 429 with `Retry-After: retry_after`
-        api_error       HTTP 200 + in-body error `code`/`message` (e.g. 32016), not charged
+        api_error       HTTP 200 + in-body error `code`/`message` (e.g. 32016), not charged; or,
+                        when `error_body` is set, that value verbatim as the error member (a bare
+                        message, a code as a string, an empty object: shapes clients report)
+        wrong_api_query HTTP 200 + in-body error 404 "Wrong API query! Use API domain subdomain"
+                        (what Serpstat documents for a wrong endpoint), not charged
         delay           sleep `seconds` before answering (past the client's timeout, say)
         insert_rows     add `count` new donors to the target before answering (the total moves)
         extra_fields    add unknown fields to every row of the answer
         string_numbers  send ref_pages and domainRank as strings
         empty           answer as if the target had no referring domains
+        bad_metrics     in the answer's rows, set `metric` (ref_pages or domainRank) to each of
+                        `values` in turn, from the first row on (values: e.g. "", -1, "n/a", 1.5)
     """
 
     kind: str
@@ -48,6 +55,9 @@ class Fault:
     retry_after: int = 1
     code: int = 32016
     message: str = "Large query domains not supported"
+    metric: str = "domainRank"
+    values: tuple = ()
+    error_body: Any = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
