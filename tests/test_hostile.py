@@ -18,15 +18,18 @@ HOSTILE = {
     3: ("domain_from", None, "domain is missing"),
     4: ("domain_from", ..., "domain is missing"),  # the key is absent
     5: ("domain_from", "xn--zz.com", "invalid punycode label"),
-    6: ("ref_pages", -5, "ref_pages is out of range"),
-    7: ("domainRank", 10**20, "domainRank is out of range"),
-    8: ("domainRank", [1, 2], "domainRank is not a number"),
     9: ("domain_from", 12345, "domain is not text"),
     10: ("domain_from", "", "domain is empty"),
 }
 LOADED_ODDITIES = {
     11: ("ref_pages", ...),     # missing: loaded as NULL
     12: ("domainRank", " 47 "),  # a padded string number: loaded as 47
+}
+# A bad metric never costs the donor: it loads with that metric NULL, counted in metrics_nulled.
+NULLED_METRICS = {
+    6: ("ref_pages", -5, "ref_pages -5"),
+    7: ("domainRank", 10**20, "domainRank 100000000000000000000"),
+    8: ("domainRank", [1, 2], "domainRank [1, 2]"),
 }
 CYCLE = 16
 
@@ -43,7 +46,7 @@ def test_hostile_rows_are_loaded_safely_or_rejected_with_reasons(tmp_path, emula
         k = variant(donor.name)
         if k == 13:
             return "not an object"
-        field, value = (HOSTILE.get(k) or LOADED_ODDITIES.get(k) or (None, None))[:2]
+        field, value = (HOSTILE.get(k) or LOADED_ODDITIES.get(k) or NULLED_METRICS.get(k) or (None, None))[:2]
         if field is not None:
             if value is ...:
                 row.pop(field)
@@ -66,7 +69,7 @@ def test_hostile_rows_are_loaded_safely_or_rejected_with_reasons(tmp_path, emula
     listed = [reason for reason in present if reason in row["error"]]
     assert f"{len(rejected)} rows rejected" in row["error"]
     assert len(listed) == min(5, len(present))  # the five most frequent reasons are named
-    missing_pages = [d for d in donors if variant(d.name) == 11]
+    missing_pages = [d for d in donors if variant(d.name) == 11 or variant(d.name) == 6]  # absent or -5
     padded = [d for d in donors if variant(d.name) == 12]
     if missing_pages:
         names = [r[0] for r in query(tmp_path, "SELECT domain_from FROM serpstat.ref_domains WHERE ref_pages IS NULL")]
@@ -74,6 +77,13 @@ def test_hostile_rows_are_loaded_safely_or_rejected_with_reasons(tmp_path, emula
     if padded:
         ranks = dict(query(tmp_path, "SELECT domain_from, domain_rank FROM serpstat.ref_domains"))
         assert all(ranks[d.name] == 47 for d in padded)
+    nulled = [d for d in donors if variant(d.name) in NULLED_METRICS]
+    assert row["metrics_nulled"] == len(nulled) > 0
+    metrics = {r[0]: r[1:] for r in query(tmp_path, "SELECT domain_from, ref_pages, domain_rank FROM serpstat.ref_domains")}
+    for donor in nulled:
+        field = NULLED_METRICS[variant(donor.name)][0]
+        assert metrics[donor.name][0 if field == "ref_pages" else 1] is None
+    assert f"{len(nulled)} unusable metric values loaded as NULL" in row["error"]
     # the injection attempt stayed a string that was refused: the table is there and whole
     assert query(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'serpstat' "
                            "AND table_name = 'ref_domains'") == [(1,)]

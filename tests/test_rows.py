@@ -27,7 +27,9 @@ NAMES = st.one_of(
     st.sampled_from([None, "", ".", 42, ["x.com"], "a/b.com", "a:b.com", ("a." * 130) + "com"]),
 )
 NUMBERS = st.one_of(st.none(), st.integers(0, 10**6), st.integers(-5, -1), st.just(2**63 - 1), st.just(2**64),
-                    st.sampled_from(["47", " 8 ", "x", "1.5", True, False, 3.0, 3.5, [1]]))
+                    st.sampled_from(["47", " 8 ", "x", "1.5", True, False, 3.0, 3.5, [1], "", "n/a", "-1", "+5", "1_0",
+                                     "\u0663", "1e3", 47.0, -0.0, float("nan"), float("inf"), 2.0**63, 10**30,
+                                     {"value": 1}, [], "9223372036854775808"]))
 
 
 def _row(name, pages, rank, shape):
@@ -46,20 +48,25 @@ CLEAN_ROWS = st.builds(_row, NAMES, st.one_of(st.none(), st.integers(0, 10**6)),
 
 
 def _convert(pages, row_by_row):
-    reasons = []
-    rows = SnapshotRows(CONSTANTS, reasons.append)
+    reasons, nulled = [], []
+    rows = SnapshotRows(CONSTANTS, reasons.append, lambda metric, value: nulled.append((metric, value)))
     tables = [rows._row_by_row(page) if row_by_row else rows.table(page) for page in pages]
-    return pa.concat_tables(tables, promote_options="default") if tables else None, reasons
+    return pa.concat_tables(tables, promote_options="default") if tables else None, reasons, nulled
 
 
 @settings(max_examples=400, deadline=None, derandomize=True, database=None)
 @given(st.lists(st.one_of(st.lists(CLEAN_ROWS, max_size=40), st.lists(ROWS, max_size=40)), min_size=1, max_size=4))
 def test_columnar_pages_equal_row_by_row(pages):
-    fast, fast_reasons = _convert(pages, row_by_row=False)
-    slow, slow_reasons = _convert(pages, row_by_row=True)
+    fast, fast_reasons, fast_nulled = _convert(pages, row_by_row=False)
+    slow, slow_reasons, slow_nulled = _convert(pages, row_by_row=True)
     assert fast.schema.names[:len(REF_DOMAINS_SCHEMA)] == REF_DOMAINS_SCHEMA.names
     assert fast.to_pylist() == slow.to_pylist()
     assert fast_reasons == slow_reasons
+    assert fast_nulled == slow_nulled
+    # a donor is rejected for its name (or for not being an object), never for a metric
+    assert all(reason.startswith(("domain", "invalid", "row is not")) for reason in fast_reasons)
+    # each report is a NULL in a loaded row (the others are nulls or absent fields as sent)
+    assert len(fast_nulled) <= sum((row["ref_pages"] is None) + (row["domain_rank"] is None) for row in fast.to_pylist())
 
 
 def test_clean_pages_take_the_columnar_path_and_duplicates_collapse():
@@ -76,3 +83,34 @@ def test_clean_pages_take_the_columnar_path_and_duplicates_collapse():
     assert again.num_rows == 0
     assert reasons == ["invalid label"]
     assert table.column("snapshot_key").to_pylist() == [CONSTANTS["snapshot_key"]] * 2
+
+
+BAD_METRICS = [("", None), (-1, None), ("n/a", None), (1.5, None), (True, None), (False, None), (10**30, None),
+               ({"v": 1}, None), ([3], None), ("-1", None), ("1.5", None), ("1e3", None), (float("nan"), None),
+               ("47", 47), (" 47 ", 47), (47.0, 47), (0, 0), (2**63 - 1, 2**63 - 1), (None, None)]
+
+
+def test_a_bad_metric_nulls_the_metric_and_keeps_the_donor():
+    """The rule for usable metrics, path by path: every donor loads; an unusable value is NULL and
+    named (metric, value as sent); a usable one is coerced; null is NULL without a report."""
+    page = [{"domain_from": f"d{i}.com", "ref_pages": value, "domainRank": value} for i, (value, _) in enumerate(BAD_METRICS)]
+    for row_by_row in (False, True):
+        table, reasons, nulled = _convert([page], row_by_row)
+        rows = table.to_pylist()
+        assert [r["ref_domain"] for r in rows] == [f"d{i}.com" for i in range(len(BAD_METRICS))]
+        assert [(r["ref_pages"], r["domain_rank"]) for r in rows] == [(want, want) for _, want in BAD_METRICS]
+        assert reasons == []
+        unusable = [value for value, want in BAD_METRICS if want is None and value is not None]
+        assert len(nulled) == 2 * len(unusable)
+    assert ("domainRank", "'n/a'") in nulled and ("ref_pages", "''") in nulled and ("ref_pages", "-1") in nulled
+    assert ("domainRank", "1.5") in nulled and ("domainRank", "true") in nulled
+
+
+def test_nulled_metrics_are_described_most_frequent_first():
+    from serpstat_refdomains.rows import describe_nulled
+
+    assert describe_nulled(0, {}) is None
+    text = describe_nulled(3, {"ref_pages ''": 1, "domainRank 'n/a'": 2})
+    assert text == "3 unusable metric values loaded as NULL: domainRank 'n/a' (2), ref_pages '' (1)"
+    many = describe_nulled(7, {f"domainRank {i}.5": 1 for i in range(7)})
+    assert many.endswith(", 2 more") and many.count("(1)") == 5

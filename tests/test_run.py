@@ -202,10 +202,12 @@ def test_bad_rows_are_rejected_with_a_counted_reason(tmp_path, emulator, monkeyp
     emulator.set_profile("hostile.com", 500)
     report = run_pipeline(tmp_path, emulator, ["hostile.com"], kind="full")
     donors = emulator.graph.active("hostile.com", DAY)
-    bad = sum(1 for d in donors if d.rank in (0, 1))
+    bad = sum(1 for d in donors if d.rank == 0)
+    lots = sum(1 for d in donors if d.rank == 1)  # a bad metric: the donor loads, ref_pages NULL
     row = ledger(tmp_path, "hostile.com")
     assert bad > 0 and row["rows_rejected"] == bad and row["rows_loaded"] == 500 - bad
-    assert "domain is empty" in row["error"] and "ref_pages is not a number" in row["error"]
+    assert lots > 0 and row["metrics_nulled"] == lots
+    assert "domain is empty" in row["error"] and "ref_pages 'lots'" in row["error"]
     assert report.results[0].status == "complete"
 
 

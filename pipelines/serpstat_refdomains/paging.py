@@ -110,6 +110,8 @@ class FetchStats:
     rows_loaded: int = 0
     rows_rejected: int = 0
     reject_reasons: Counter = field(default_factory=Counter)
+    metrics_nulled: int = 0  # unusable metric values of loaded rows, loaded as NULL (rows.py)
+    nulled_values: Counter = field(default_factory=Counter)  # "domainRank 'n/a'" -> count
     requests: int = 0
     credits_spent: int = 0
     credits_left: int | None = None
@@ -178,7 +180,7 @@ class SnapshotFetcher:
         self._lock = threading.Lock()
         self._rows = SnapshotRows({"snapshot_key": spec.key, "target_domain": spec.target.domain,
                                    "search_type": spec.target.search_type, "snapshot_date": spec.snapshot_date,
-                                   "snapshot_kind": spec.kind}, self._reject)
+                                   "snapshot_kind": spec.kind}, self._reject, self._null)
 
     # --- public --------------------------------------------------------------------------
     def tables(self) -> Iterator[pa.Table]:
@@ -342,6 +344,11 @@ class SnapshotFetcher:
         with self._lock:
             self.stats.rows_rejected += 1
             self.stats.reject_reasons[reason[:80]] += 1
+
+    def _null(self, metric: str, value: str) -> None:
+        with self._lock:
+            self.stats.metrics_nulled += 1
+            self.stats.nulled_values[f"{metric} {value}"] += 1
 
 
 class Prefetcher:

@@ -37,6 +37,7 @@ from .client import (
 )
 from .config import ConfigError, Settings, Target
 from .paging import Budget, BudgetExhausted, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
+from .rows import describe_nulled
 from .source import SnapshotNotCommitted, ledger_row, ref_domains_resource, snapshots_resource
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class SnapshotResult:
     credits: int = 0
     requests: int = 0
     error: str | None = None
+    note: str | None = None  # about rows that loaded, e.g. unusable metric values loaded as NULL
 
 
 @dataclass
@@ -501,7 +503,8 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
                 stats.credits_spent, time.monotonic() - started)
     result = SnapshotResult(spec.target, spec.kind, spec.snapshot_date, stats.status, rows=stats.rows_loaded,
                             expected_total=stats.expected_total, credits=stats.credits_spent,
-                            requests=stats.requests, error=stats.error)
+                            requests=stats.requests, error=stats.error,
+                            note=describe_nulled(stats.metrics_nulled, stats.nulled_values))
     if error is None:
         return result, None
     fatal = None

@@ -7,11 +7,20 @@ Python. Only what the columnar path cannot vouch for takes the row path: a name 
 plain lowercase-able ASCII (Unicode, punycode, or invalid: `normalize_domain` decides and gives
 the reason), and a whole batch whose shape is unusual (numbers as strings or floats, unknown
 fields, rows that are not objects). Both paths give identical rows; tests hold them to that.
+
+A donor with a usable name is always kept: a name is the donor, its metrics only describe it,
+and a donor dropped for a bad metric would show up as LOST. A metric (`ref_pages`, `domainRank`)
+is usable when it is a whole number from 0 to 2**63-1, sent as a JSON integer, a float with no
+fraction (47.0) or a string of ASCII digits, blanks around it allowed (" 47 "). Anything else
+(-1, 1.5, "n/a", "", "1e3", true, 10**30, a list or object) loads as NULL and is reported to
+`nulled(metric, value)`; null or an absent field is NULL without a report. Only a row without
+a usable name (or that is not an object) is rejected.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -37,19 +46,23 @@ REF_DOMAINS_SCHEMA = pa.schema([
 _RESERVED = set(REF_DOMAINS_SCHEMA.names) | {"_dlt_id", "_dlt_load_id"}
 # normalize.py's fast-path rule for a whole name, anchored for Arrow's RE2.
 _ASCII_DOMAIN_RE2 = f"^{_ASCII_DOMAIN.pattern}$"
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class SnapshotRows:
     """Converts the pages of one snapshot, keeping one row per normalized donor across pages.
 
     `constants` are the snapshot's own columns (key, target, search type, date, kind);
-    `reject(reason)` is told about every row that cannot be loaded. Not thread-safe: one
-    snapshot's pages are converted by one thread.
+    `reject(reason)` is told about every row that cannot be loaded, `nulled(metric, value)`
+    about every unusable metric of a loaded row (value as shown to users, e.g. "'n/a'"). Not
+    thread-safe: one snapshot's pages are converted by one thread.
     """
 
-    def __init__(self, constants: dict[str, Any], reject: Callable[[str], None]) -> None:
+    def __init__(self, constants: dict[str, Any], reject: Callable[[str], None],
+                 nulled: Callable[[str, str], None] | None = None) -> None:
         self.constants = constants
         self.reject = reject
+        self.nulled = nulled or (lambda metric, value: None)
         self.seen: set[str] = set()
 
     def table(self, rows: list[Any]) -> pa.Table:
@@ -125,14 +138,14 @@ class SnapshotRows:
                     raise InvalidDomain("row is not an object")
                 raw = row.get("domain_from")
                 name = normalize_domain(raw)
-                ref_pages = _count(row.get("ref_pages"), "ref_pages")
-                rank = _count(row.get("domainRank"), "domainRank")
-            except (InvalidDomain, ValueError) as error:
-                self.reject(getattr(error, "reason", None) or str(error))
+            except InvalidDomain as error:
+                self.reject(error.reason)
                 continue
             if name in seen:
                 continue
             seen.add(name)
+            ref_pages = self._metric(row.get("ref_pages"), "ref_pages")
+            rank = self._metric(row.get("domainRank"), "domainRank")
             names.append(name)
             raws.append(raw)
             pages.append(ref_pages)
@@ -150,6 +163,12 @@ class SnapshotRows:
         for key, values in extras.items():
             table = table.append_column(_extra_name(key), _extra_array(values))
         return table
+
+    def _metric(self, value: Any, metric: str) -> int | None:
+        number = _count(value)
+        if number is None and value is not None:
+            self.nulled(metric, shown_value(value))
+        return number
 
 
 def _columns(rows: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array] | None:
@@ -178,28 +197,41 @@ def _columns(rows: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array] | None:
     return raw, columns[0], columns[1]
 
 
-def _count(value: Any, name: str) -> int | None:
-    """Serpstat sends numbers as ints or strings ("47"); anything else is a rejected row."""
-    if type(value) is int and 0 <= value <= INT64_MAX:
-        return value
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{name} is not a number")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{name} is not a whole number")
-        value = int(value)
-    elif isinstance(value, str):
+def _count(value: Any) -> int | None:
+    """A usable metric as an int (see the module's docstring), else None."""
+    if type(value) is int:
+        return value if 0 <= value <= INT64_MAX else None
+    if type(value) is float:
+        number = int(value) if value.is_integer() else -1  # NaN and infinities are not integers
+    elif isinstance(value, str) and _DIGITS.fullmatch(text := value.strip()):
+        number = int(text)
+    else:
+        return None  # None, bools, other strings, lists, objects
+    return number if 0 <= number <= INT64_MAX else None
+
+
+def shown_value(value: Any) -> str:
+    """A metric value as a user would recognise it in the run's output: 'n/a', '', -1, 1.5, true."""
+    if isinstance(value, str):
+        text = repr(value)
+    else:
         try:
-            value = int(value.strip())
-        except ValueError:
-            raise ValueError(f"{name} is not a number") from None
-    elif not isinstance(value, int):
-        raise ValueError(f"{name} is not a number")
-    if value < 0 or value > INT64_MAX:
-        raise ValueError(f"{name} is out of range")
-    return value
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except ValueError:  # a circular structure cannot come from JSON, but stay total
+            text = type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe_nulled(count: int, values: dict[str, int], top: int = 5) -> str | None:
+    """'3 unusable metric values loaded as NULL: domainRank 'n/a' (2), ref_pages '' (1)'."""
+    if not count:
+        return None
+    ranked = sorted(values.items(), key=lambda item: (-item[1], item[0]))
+    named = ", ".join(f"{value} ({n})" for value, n in ranked[:top])
+    rest = sum(n for _, n in ranked[top:])
+    more = f", {rest} more" if rest else ""
+    noun = "value" if count == 1 else "values"
+    return f"{count} unusable metric {noun} loaded as NULL: {named}{more}"
 
 
 def _extra_name(key: str) -> str:

@@ -23,6 +23,7 @@ from . import settings as S
 from .client import DEFAULT_API_URL, SerpstatClient
 from .config import build_settings, parse_date
 from .paging import FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec
+from .rows import describe_nulled
 
 # delete-insert on ONE synthetic key column: a rerun of a snapshot replaces exactly its rows.
 # Compound merge keys are concatenated before comparison in some dlt code paths (dlt#4244), so
@@ -46,6 +47,7 @@ SNAPSHOTS_SCHEMA = pa.schema([
     ("credits_spent", pa.int64()),
     ("credits_left", pa.int64()),
     ("rows_rejected", pa.int64()),
+    ("metrics_nulled", pa.int64()),
     ("partitions", pa.int64()),
     ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")),
@@ -95,6 +97,9 @@ def ledger_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None,
     if stats.rows_rejected:
         rejected = f"{stats.rows_rejected} rows rejected: {reasons}"
         message = f"{message}; {rejected}" if message else rejected
+    nulled = describe_nulled(stats.metrics_nulled, stats.nulled_values)
+    if nulled:
+        message = f"{message}; {nulled}" if message else nulled
     return {
         "snapshot_key": spec.key,
         "target_domain": spec.target.domain,
@@ -110,6 +115,7 @@ def ledger_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None,
         "credits_spent": stats.credits_spent,
         "credits_left": stats.credits_left,
         "rows_rejected": stats.rows_rejected,
+        "metrics_nulled": stats.metrics_nulled,
         "partitions": stats.partitions,
         "started_at": stats.started_at,
         "finished_at": stats.finished_at or dt.datetime.now(dt.timezone.utc),
