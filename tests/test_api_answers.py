@@ -1,0 +1,45 @@
+"""API answers read right through a whole run: a wrong endpoint is never an empty snapshot, a
+32000 per-second limit is waited out, not a failed snapshot."""
+
+from __future__ import annotations
+
+from serpstat_refdomains.emulator import Fault
+from tests.conftest import DAY, TOKEN
+from tests.helpers import ledger, loaded_domains, query, run_pipeline, truth
+
+
+def test_wrong_api_query_404_fails_the_snapshot_instead_of_loading_it_empty(tmp_path, emulator):
+    emulator.set_profile("first.com", 40)
+    emulator.faults.add(Fault("wrong_api_query", times=-1))
+    report = run_pipeline(tmp_path, emulator, ["first.com"], kind="full")
+    result = report.results[0]
+    assert result.status == "failed" and report.exit_code == 1
+    assert "Wrong API query" in result.error and f"api_url {emulator.url}" in result.error
+    row = ledger(tmp_path, "first.com")
+    assert (row["status"], row["rows_loaded"]) == ("failed", 0)
+    assert query(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ref_domains'") == [(0,)]
+
+
+def test_wrong_api_path_stops_the_run_with_one_line_naming_api_url(tmp_path, emulator, monkeypatch, capsys):
+    from serpstat_refdomains.cli import main
+
+    wrong = emulator.url.rsplit("/v4", 1)[0] + "/api"
+    for key, value in {"DLT_DATA_DIR": str(tmp_path / "dlt"), "SOURCES__SERPSTAT__API_TOKEN": TOKEN,
+                       "SOURCES__SERPSTAT__API_URL": wrong, "SOURCES__SERPSTAT__DOMAINS": "first.com"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--kind", "full", "--snapshot-date", DAY.isoformat()]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"HTTP 404 from api_url {wrong}" in err
+    assert "https://api.serpstat.com/v4" in err and TOKEN not in err
+    assert not (tmp_path / "serpstat_refdomains.duckdb").exists()
+
+
+def test_per_second_limit_32000_mid_snapshot_is_waited_out(tmp_path, emulator):
+    emulator.set_profile("busy.com", 50)
+    emulator.faults.add(Fault("api_error", query="busy.com", page=3, code=32000,
+                              message="You have sent more requests per second than available", times=2))
+    report = run_pipeline(tmp_path, emulator, ["busy.com"], kind="full", settings_options={"page_size": 10})
+    assert [(r.status, r.rows) for r in report.results] == [("complete", 50)]
+    assert set(loaded_domains(tmp_path, "busy.com")) == truth(emulator, "busy.com")
+    assert emulator.api.credits_charged == 50  # the refused requests cost nothing, nothing was paid twice
