@@ -43,3 +43,13 @@ def test_per_second_limit_32000_mid_snapshot_is_waited_out(tmp_path, emulator):
     assert [(r.status, r.rows) for r in report.results] == [("complete", 50)]
     assert set(loaded_domains(tmp_path, "busy.com")) == truth(emulator, "busy.com")
     assert emulator.api.credits_charged == 50  # the refused requests cost nothing, nothing was paid twice
+
+
+def test_depth_cap_answer_under_code_32018_splits_instead_of_failing(tmp_path, emulator):
+    emulator.set_profile("deep.com", 50)
+    emulator.faults.add(Fault("api_error", query="deep.com", page=3, code=32018,
+                              message="To get more than 20 results use export report methods"))
+    report = run_pipeline(tmp_path, emulator, ["deep.com"], kind="full", settings_options={"page_size": 10})
+    assert [(r.status, r.rows) for r in report.results] == [("complete", 50)]
+    assert set(loaded_domains(tmp_path, "deep.com")) == truth(emulator, "deep.com")
+    assert ledger(tmp_path, "deep.com")["partitions"] > 1  # split below the cap it was told about
