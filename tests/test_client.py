@@ -316,3 +316,15 @@ def test_bare_429_code_as_the_error_is_a_rate_limit(emulator, client):
     emulator.faults.add(Fault("api_error", error_body=429))
     page = client.get_ref_domains("example.com", size=3)
     assert page.count == 3 and client.retries == 1
+
+
+def test_error_beside_a_result_is_an_error_not_data(emulator):
+    emulator.set_profile("example.com", 4)
+    emulator.faults.add(Fault("error_with_result", code=500, message="Server error"),
+                        Fault("error_with_result", code=32012, message="Credits exceeded", page=2))
+    with fast_client(emulator) as client:
+        page = client.get_ref_domains("example.com", size=4)  # the first answer is retried, not read
+        assert page.count == 4 and client.retries == 1
+        with pytest.raises(CreditsExhaustedError):
+            client.get_ref_domains("example.com", size=2, page=2)
+

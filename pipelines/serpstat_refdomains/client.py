@@ -352,8 +352,9 @@ class SerpstatClient:
         if not isinstance(payload, dict):
             raise TransientError("malformed JSON in the answer")
         error = payload.get("error")
-        if error is not None and error is not False:
-            # any error member, even alongside a result or empty, is an error: never data
+        if error or isinstance(error, dict):
+            # an error object (even an empty one, even beside a result) is an error, never data;
+            # null, false, 0, "" are how some servers say "no error"
             raise self._api_error(method, error)
         if "result" not in payload:
             raise TransientError("answer has neither result nor error")

@@ -197,6 +197,12 @@ class SerpstatApi:
             response.delay = delay
             return response
         self._record(entry)
+        beside = next((f for f in fired if f.kind == "error_with_result"), None)
+        if beside is not None:
+            if isinstance(result.get("data"), _Rendered):
+                result = {**result, "data": json.loads(result["data"].json)}
+            return Response(200, _dumps({"id": _echo_id(req_id), "result": result,
+                                         "error": {"code": beside.code, "message": beside.message}}), delay=delay)
         if isinstance(result.get("data"), _Rendered):
             # the page's rows are pre-rendered JSON; only the envelope is encoded per request
             body = b"".join([b'{"id":', _dumps(_echo_id(req_id)), b',"result":{"data":', result["data"].json,

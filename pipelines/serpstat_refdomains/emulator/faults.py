@@ -15,7 +15,8 @@ from typing import Any
 # Faults in the transport: nothing reaches the API, nothing is charged.
 TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429", "api_error", "wrong_api_query"}
 # Faults that change what the API answers (the request is processed and charged).
-DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty", "bad_metrics"}
+DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty", "bad_metrics",
+              "error_with_result"}
 KINDS = TRANSPORT_KINDS | DATA_KINDS
 
 
@@ -39,6 +40,8 @@ class Fault:
         extra_fields    add unknown fields to every row of the answer
         string_numbers  send ref_pages and domainRank as strings
         empty           answer as if the target had no referring domains
+        error_with_result  the normal answer (processed, charged) plus an error member
+                        `code`/`message` beside its result
         bad_metrics     in the answer's rows, set `metric` (ref_pages or domainRank) to each of
                         `values` in turn, from the first row on (values: e.g. "", -1, "n/a", 1.5)
     """
