@@ -34,8 +34,8 @@ TOKEN_FIX = "set a valid token in .dlt/secrets.toml [sources.serpstat] api_token
 # both code and message, because the same answer is reported under more than one code.
 #
 # Empty results: only these mean "no referring domains". The same group code 404 also answers
-# "Wrong API query! Use API domain subdomain" (a wrong api_url or path); a 404 that does not say
-# its result is empty (no message at all included) is not read as empty either: a false empty
+# "Wrong API query! Use API domain subdomain" (a wrong api_url or path). A 404 that does not say
+# its result is empty, even one with no message at all, is therefore an error too: a false empty
 # snapshot becomes false LOST donors, while an error only costs a rerun.
 EMPTY_CODES = {32015, 32017}  # "No data found for requested domain", "Data not found"
 EMPTY_MESSAGES = ("empty result", "no data found", "data not found")
