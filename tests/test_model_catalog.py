@@ -141,5 +141,7 @@ def test_week_start_is_monday_on_postgres():
 def test_unicode_name_decodes_idna_and_keeps_what_does_not_decode():
     assert models.unicode_name("xn--bcher-welt-9db.de") == "bücher-welt.de"
     assert models.unicode_name("example.com") == "example.com"
-    assert models.unicode_name("xn--ls8h.la") == "💩.la"  # IDNA 2008 refuses emoji; IDNA 2003 reads it
-    assert models.unicode_name("xn--zz-.com") == "xn--zz-.com"  # not valid punycode: shown as it is
+    assert models.unicode_name("sub.xn--mnchen-3ya.de") == "sub.münchen.de"  # label by label
+    assert models.unicode_name("xn--ls8h.la") == "💩.la"  # display only: no IDNA 2008 verdict needed
+    assert models.unicode_name("xn--zz-.com") == "xn--zz-.com"  # decodes to ASCII: no IDN label, shown as it is
+    assert models.unicode_name("xn--a-ecp.xn--9-.com") == "xn--a-ecp.xn--9-.com"
