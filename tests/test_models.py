@@ -285,3 +285,16 @@ def test_week_start_is_monday_when_executed(dialect):
         rows = con.execute(sql).fetchall()
     assert len(rows) == 15
     assert all(week == day - dt.timedelta(days=day.weekday()) for week, day in rows)
+
+
+def test_readme_dashboard_queries_run_and_return_rows(golden):
+    """The README's BI recipe is SQL users paste into a tool: each query runs on the models."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Dashboards"):readme.index("## Warehouses")]
+    queries = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert len(queries) == 4
+    for sql in queries:
+        assert query(golden[0], sql), sql.splitlines()[0]
+    assert query(golden[0], "SELECT event_date AS time, change, count(*) FROM serpstat.ref_domain_changes GROUP BY 1, 2")
