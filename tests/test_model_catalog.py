@@ -8,6 +8,11 @@ build) before reading: a later load must neither break nor hide the models.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import dlt
 import psycopg2
@@ -66,6 +71,15 @@ def test_every_model_is_read_through_dlt_dataset_after_another_load(tmp_path, em
     _read_every_model(dlt.dataset(dlt.destinations.duckdb(database), "serpstat"), counts)
     # dlt itself finds nothing to create or alter: every model already has its declared columns
     assert attached.sync_schema() == {}
+    # and dlt's command line lists them with the loaded tables
+    info = subprocess.run([str(Path(sys.executable).parent / "dlt"), "pipeline", "--pipelines-dir",
+                           str(tmp_path / "pipelines"), refdomains_pipeline.S.PIPELINE_NAME, "info", "-v"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"})
+    assert info.returncode == 0, info.stderr
+    listed = re.findall(r"^\t(\w+) table (\d+) column", info.stdout, re.M)
+    assert {name: int(n) for name, n in listed if name in MODELS} == \
+        {name: len(catalog()[name].columns) for name in MODELS}
 
 
 @needs_postgres
@@ -145,3 +159,18 @@ def test_unicode_name_decodes_idna_and_keeps_what_does_not_decode():
     assert models.unicode_name("xn--ls8h.la") == "💩.la"  # display only: no IDNA 2008 verdict needed
     assert models.unicode_name("xn--zz-.com") == "xn--zz-.com"  # decodes to ASCII: no IDN label, shown as it is
     assert models.unicode_name("xn--a-ecp.xn--9-.com") == "xn--a-ecp.xn--9-.com"
+
+
+def test_dlt_drop_of_every_resource_forgets_the_models_without_failing_on_views(tmp_path, emulator):
+    """dlt drops a table it loaded with DROP TABLE, which fails on a view: the models are declared
+    without seen data, so `dlt pipeline drop` only takes them out of the schema."""
+    from dlt.pipeline.helpers import pipeline_drop
+    database = str(tmp_path / "refdomains.duckdb")
+    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
+    attached = dlt.attach(refdomains_pipeline.S.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
+                          destination=dlt.destinations.duckdb(database))
+    pipeline_drop(attached, resources=["re:.*"])()
+    assert attached.default_schema.data_table_names() == []
+    left = {r[0] for r in query(tmp_path, "SELECT table_name FROM information_schema.tables "
+                                          "WHERE table_schema = 'serpstat'")}
+    assert set(MODELS) <= left and "ref_domains" not in left  # the loaded data went, the models stayed
