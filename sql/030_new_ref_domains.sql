@@ -129,6 +129,7 @@ final as (
         episodes.target_domain,
         episodes.search_type,
         episodes.ref_domain,
+        coalesce(names.ref_domain_unicode, episodes.ref_domain) as ref_domain_unicode,
         episodes.registrable_domain,
         episodes.detected_on,
         episodes.previous_snapshot_date,
@@ -145,6 +146,7 @@ final as (
         and first_full_appearance.search_type = episodes.search_type
         and first_full_appearance.filter_hash = episodes.filter_hash
         and first_full_appearance.ref_domain = episodes.ref_domain
+    left join stg_ref_domain_names as names on names.ref_domain = episodes.ref_domain
     where episodes.detection_order = 1
 )
 

@@ -87,6 +87,7 @@ final as (
         absences.target_domain,
         absences.search_type,
         absences.ref_domain,
+        coalesce(names.ref_domain_unicode, absences.ref_domain) as ref_domain_unicode,
         absences.registrable_domain,
         absences.lost_on,
         absences.last_seen_on,
@@ -104,6 +105,7 @@ final as (
         and returned.search_type = absences.search_type
         and returned.filter_hash = absences.filter_hash
         and returned.full_seq = absences.return_seq
+    left join stg_ref_domain_names as names on names.ref_domain = absences.ref_domain
 )
 
 select * from final

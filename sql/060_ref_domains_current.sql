@@ -39,6 +39,7 @@ final as (
         current_rows.search_type,
         current_rows.snapshot_date,
         current_rows.ref_domain,
+        coalesce(names.ref_domain_unicode, current_rows.ref_domain) as ref_domain_unicode,
         current_rows.registrable_domain,
         current_rows.domain_rank,
         current_rows.ref_pages,
@@ -49,6 +50,7 @@ final as (
         and first_seen.search_type = current_rows.search_type
         and first_seen.filter_hash = current_rows.filter_hash
         and first_seen.ref_domain = current_rows.ref_domain
+    left join stg_ref_domain_names as names on names.ref_domain = current_rows.ref_domain
 )
 
 select * from final

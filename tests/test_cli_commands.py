@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import html as html_module
 import io
 import json
 import re
@@ -82,7 +83,9 @@ def test_report_text_and_html_file(loaded, tmp_path):
     html = run_cli(workdir, env, "report", "--format", "html", "--output", str(out))
     assert html.returncode == 0 and out.exists()
     page = out.read_text()
-    assert "<svg" in page and "http://" not in page and "https://" not in page and "<script" not in page
+    # opens offline: nothing fetched from elsewhere (the only links are the donors', followed on click)
+    assert "<svg" in page and "<script src" not in page and "<link" not in page and "src=\"http" not in page
+    assert "@import" not in page and "url(" not in page
 
 
 @pytest.mark.parametrize("flags, fragment", [
@@ -115,7 +118,9 @@ def test_status_shows_latest_snapshots_credits_and_balance(loaded):
 def test_models_command_rebuilds(loaded):
     workdir, env = loaded
     done = run_cli(workdir, env, "models")
-    assert done.returncode == 0 and "built 8 models" in done.stdout, done.stderr
+    from serpstat_refdomains.models import model_names
+    assert done.returncode == 0 and f"built {len(model_names())} models" in done.stdout, done.stderr
+    assert "ref_domain_changes" in done.stdout
 
 
 def test_read_commands_in_an_empty_folder_say_what_to_do(tmp_path, emulator):
@@ -170,18 +175,46 @@ def test_html_report_charts_draw_in_headless_chromium(loaded, tmp_path):
     page = tmp_path / "report.html"
     assert run_cli(workdir, env, "report", "--format", "html", "--output", str(page)).returncode == 0
     probe = tmp_path / "probe.html"
-    # measure what the browser laid out: the report itself carries no script
+    # measure what the browser laid out, and sort a table the way a user clicks
     probe.write_text(page.read_text().replace("</body>", """<script>
       const lines = [...document.querySelectorAll('svg.chart polyline.series')].map(p => p.getBBox().width);
       const bars = [...document.querySelectorAll('svg.chart rect.bar')].filter(r => r.getBBox().height > 0).length;
-      document.body.setAttribute('data-check', JSON.stringify({lines, bars}));
+      const sections = [...document.querySelectorAll('section.target')].map(s => ({
+        target: s.dataset.target,
+        charts: [...s.querySelectorAll('svg.chart')].map(c => Math.round(c.getBoundingClientRect().width)),
+        rise: Math.round(s.querySelector('polyline.series').getBBox().height),
+      }));
+      // every label inside its chart's viewBox
+      const spills = [...document.querySelectorAll('svg.chart text')].filter(t => {
+        const b = t.getBBox(), v = t.ownerSVGElement.viewBox.baseVal;
+        return b.x < v.x - 1 || b.y < v.y - 1 || b.x + b.width > v.x + v.width + 1 || b.y + b.height > v.y + v.height + 1;
+      }).length;
+      const overflow = document.documentElement.scrollWidth - document.documentElement.clientWidth;
+      const table = document.querySelector('section.target table.sortable');
+      const rankColumn = [...table.tHead.rows[0].cells].findIndex(th => th.textContent.trim() === 'rank');
+      const ranks = () => [...table.tBodies[0].rows].map(r => Number(r.cells[rankColumn].dataset.v));
+      table.tHead.rows[0].cells[rankColumn].click();
+      const ascending = ranks();
+      table.tHead.rows[0].cells[rankColumn].click();
+      const descending = ranks();
+      const links = [...document.querySelectorAll('section.target td a')].map(a => [a.textContent, a.href]);
+      document.body.setAttribute('data-check', JSON.stringify({lines, bars, sections, spills, overflow,
+                                                               ascending, descending, links}));
     </script></body>"""))
     done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+                           "--window-size=1024,900", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                           probe.as_uri()], capture_output=True, text=True, timeout=120)
     match = re.search(r"data-check=\"([^\"]+)\"", done.stdout)
     assert match, done.stderr[-2000:]
-    check = json.loads(match.group(1).replace("&quot;", '"'))
+    check = json.loads(html_module.unescape(match.group(1)))
     assert len(check["lines"]) == 2 and all(width > 100 for width in check["lines"])
     assert check["bars"] >= 3
+    # one section a target, each with its own two charts, laid out side by side or stacked, never squeezed
+    assert [s["target"] for s in check["sections"]] == ["alpha.com", "beta.org"]
+    assert all(len(s["charts"]) == 2 and min(s["charts"]) >= 300 for s in check["sections"])
+    # the axis fits the target's values: a few domains of change is a visible rise, not a flat line
+    assert all(s["rise"] > 20 for s in check["sections"])
+    assert check["spills"] == 0 and check["overflow"] <= 0
+    assert check["ascending"] == sorted(check["ascending"]) and check["descending"] == sorted(check["ascending"])[::-1]
+    assert check["links"] and all(href.startswith("https://") for _, href in check["links"])

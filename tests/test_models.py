@@ -218,3 +218,83 @@ def test_render_refuses_non_integer_parameters():
     model = next(m for m in load_models() if m.name == "lost_ref_domains")
     with pytest.raises(ValueError, match="integer parameter"):
         render(model, {"lost_confirmation_snapshots": "2; DROP TABLE snapshots"})
+
+
+CHANGE_COLUMNS = ("event_date, target_domain, search_type, ref_domain, ref_domain_unicode, registrable_domain, change, "
+                  "detected_by, confirmed, domain_rank, ref_pages")
+
+
+def test_ref_domain_changes_equal_new_and_lost(golden):
+    workdir, fulls, pulls, _ = golden
+    new, lost = reference(fulls, pulls, "golden.com")
+    display = dict(query(workdir, "SELECT ref_domain, ref_domain_unicode FROM serpstat.ref_domain_changes"))
+    expected = {(r[4], r[0], r[1], r[2], display[r[2]], r[3], "returned" if r[7] else "new", r[6], None, r[8], r[9])
+                for r in new}
+    expected |= {(r[4], r[0], r[1], r[2], display[r[2]], r[3], "lost", "snapshot_diff", r[10], r[6], r[7])
+                 for r in lost}
+    got = query(workdir, f"SELECT {CHANGE_COLUMNS} FROM serpstat.ref_domain_changes")
+    assert len(got) == len(new) + len(lost)  # one row per event, none merged away
+    assert set(got) == expected
+    assert {r[6] for r in got} == {"new", "returned", "lost"}
+
+
+def test_ref_domain_unicode_is_the_display_form_of_the_key(golden):
+    """The emulator's donors are Unicode names (bücher5.de); the models keep the punycode key and show
+    the name the API gave, in new, lost and current alike."""
+    workdir = golden[0]
+    given = {normalize_domain(name): name.strip().rstrip(".").lower()
+             for (name,) in query(workdir, "SELECT DISTINCT domain_from FROM serpstat.ref_domains")}
+    for model in ("new_ref_domains", "lost_ref_domains", "ref_domains_current", "ref_domain_changes"):
+        rows = query(workdir, f"SELECT ref_domain, ref_domain_unicode FROM serpstat.{model}")
+        assert rows and all(unicode == given[key] for key, unicode in rows), model
+        assert any(key.startswith("xn--") and not unicode.isascii() for key, unicode in rows), \
+            f"{model} has no IDN donor: the test proves nothing"
+
+
+WEEK_SQL = {
+    "bigquery": "DATE_TRUNC(snapshot_date, ISOWEEK)",
+    "snowflake": "DATEADD(DAY, 1 - DAYOFWEEKISO(snapshot_date), snapshot_date)",
+    "postgres": "DATE_TRUNC('WEEK', snapshot_date)",
+    "duckdb": "DATE_TRUNC('WEEK', snapshot_date)",
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(WEEK_SQL))
+def test_weekly_model_starts_weeks_on_monday_in_every_dialect(dialect):
+    model = next(m for m in load_models() if m.name == "ref_domains_weekly")
+    sql = transpile(render(model, {}), dialect, "serpstat", {"stg_snapshots"})
+    assert WEEK_SQL[dialect] in sql
+    # neither BigQuery's Sunday WEEK nor Snowflake's WEEK_START-dependent truncation survives
+    assert "TIMESTAMP_TRUNC" not in sql and "TRUNC(snapshot_date, WEEK)" not in sql
+    if dialect == "snowflake":
+        assert "DATE_TRUNC('WEEK'" not in sql
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "bigquery", "snowflake"])
+def test_week_start_is_monday_when_executed(dialect):
+    """The generated week expression, run on DuckDB over two weeks of days (every weekday, the
+    year's turn): each day maps to the Monday on or before it. BigQuery's and Snowflake's SQL run
+    here as sqlglot reads them back (no such warehouse at hand); PostgreSQL's runs in test_warehouse."""
+    select = transpile("select cast(date_trunc('week', snapshot_date) as date) as week_start, snapshot_date "
+                       "from days", dialect, "main", set())
+    sql = sqlglot.transpile(select, read=dialect, write="duckdb")[0] if dialect != "duckdb" else select
+    import duckdb
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE days AS SELECT CAST(d AS DATE) AS snapshot_date FROM "
+                    "range(DATE '2026-12-25', DATE '2027-01-09', INTERVAL 1 DAY) t(d)")
+        rows = con.execute(sql).fetchall()
+    assert len(rows) == 15
+    assert all(week == day - dt.timedelta(days=day.weekday()) for week, day in rows)
+
+
+def test_readme_dashboard_queries_run_and_return_rows(golden):
+    """The README's BI recipe is SQL users paste into a tool: each query runs on the models."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Dashboards"):readme.index("## Warehouses")]
+    queries = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert len(queries) == 4
+    for sql in queries:
+        assert query(golden[0], sql), sql.splitlines()[0]
+    assert query(golden[0], "SELECT event_date AS time, change, count(*) FROM serpstat.ref_domain_changes GROUP BY 1, 2")

@@ -4,17 +4,26 @@ Models are written once, in DuckDB's dialect, as plain SELECTs. This runner qual
 names with the pipeline's dataset, transpiles them with sqlglot for the destination, and
 materializes them in file order, inside one transaction, so a dashboard reads either the old
 models or the new ones, never half of each.
+
+sql/models.toml declares each model's columns, types and meanings. After a build they are written
+to the warehouse as comments and to the pipeline's dlt schema, so `pipeline.dataset()` and dlt's
+tools read the models like loaded tables (see `register_in_schema` for why dlt never writes them).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 import dlt
+import pyarrow as pa
 import sqlglot
+from dlt.common.schema.utils import new_table
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
@@ -39,6 +48,13 @@ DIALECTS = {
 }
 _MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table)\s*$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# Warehouses whose `COMMENT ON TABLE/VIEW/COLUMN ... IS '...'` the runner writes.
+COMMENT_DIALECTS = {"duckdb", "postgres"}
+# Kept by the runner, not by a SQL file: IDNA names decoded in Python (no warehouse decodes punycode).
+NAMES_TABLE = "stg_ref_domain_names"
+# Marks a dlt schema table as one of ours, so a model dropped from sql/ leaves the schema too.
+MODEL_HINT = "x-refdomains-model"
+_INSERT_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,29 @@ class Model:
     name: str
     materialized: str  # "view" or "table"
     sql: str  # a SELECT in DuckDB's dialect, with {placeholders}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    data_type: str  # a dlt data type: text, bigint, date, bool, ...
+    description: str
+
+
+@dataclass(frozen=True)
+class ModelDoc:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+
+
+@lru_cache(maxsize=1)
+def catalog() -> dict[str, ModelDoc]:
+    """sql/models.toml: every model's meaning and columns, in order."""
+    text = resources.files("serpstat_refdomains.sql").joinpath("models.toml").read_text(encoding="utf-8")
+    return {name: ModelDoc(name, spec["description"],
+                           tuple(Column(c["name"], c["type"], c["description"]) for c in spec["columns"]))
+            for name, spec in tomllib.loads(text).items()}
 
 
 def load_models() -> list[Model]:
@@ -83,7 +122,24 @@ def transpile(sql: str, dialect: str, dataset: str, tables: set[str]) -> str:
     for table in tree.find_all(exp.Table):
         if table.name in tables and table.name not in ctes and not table.args.get("db"):
             table.set("db", exp.to_identifier(dataset))
+    tree = tree.transform(lambda node: _iso_week_start(node, dialect))
     return tree.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE, comments=False)
+
+
+def _iso_week_start(node: exp.Expression, dialect: str) -> exp.Expression:
+    """`date_trunc('week', d)` means the Monday of d's ISO week in DuckDB and PostgreSQL, but sqlglot
+    writes BigQuery's TIMESTAMP_TRUNC(d, WEEK) (a Sunday week, on a timestamp) and Snowflake's
+    DATE_TRUNC('WEEK', d) (whatever the session's WEEK_START says). Spell the Monday out there."""
+    if not isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)) or node.text("unit").upper() != "WEEK":
+        return node
+    day = node.this
+    if dialect == "bigquery":
+        return exp.Anonymous(this="DATE_TRUNC", expressions=[day.copy(), exp.var("ISOWEEK")])
+    if dialect == "snowflake":
+        # DAYOFWEEKISO is 1 on Monday whatever WEEK_START is
+        return exp.DateAdd(this=day.copy(), unit=exp.var("DAY"),
+                           expression=exp.Sub(this=exp.Literal.number(1), expression=exp.DayOfWeekIso(this=day.copy())))
+    return node
 
 
 def destination_dialect(pipeline: dlt.Pipeline) -> str:
@@ -102,7 +158,7 @@ def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_L
     dialect = destination_dialect(pipeline)
     models = load_models()
     params = {"lost_confirmation_snapshots": int(lost_confirmation_snapshots)}
-    tables = {S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE} | {m.name for m in models}
+    tables = {S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE, NAMES_TABLE} | {m.name for m in models}
     with pipeline.sql_client() as client:
         if not _tables_exist(client):
             logger.info("no snapshots loaded yet: models not built")
@@ -122,12 +178,133 @@ def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_L
             kind = "VIEW" if model.materialized == "view" else "TABLE"
             statements.append(_drop(client, model.name, target))
             statements.append(f"CREATE {kind} {target} AS {select}")
+            if dialect in COMMENT_DIALECTS:
+                statements += _comments(client, model.name, kind)
             if dialect == "postgres" and kind == "TABLE":
                 statements.append(f"ANALYZE {target}")
         with client.begin_transaction():
+            _update_names(client, dialect)
             for statement in statements:
                 client.execute_sql(statement)
+    register_in_schema(pipeline, {m.name: m.materialized for m in models})
     return [m.name for m in models]
+
+
+# --- IDN display names ---------------------------------------------------------------------
+def unicode_name(ref_domain: str) -> str:
+    """The Unicode display form of a normalized (punycode) domain. Names were validated as IDNA
+    when they were loaded, so display needs only the punycode decoding of each xn-- label (the
+    idna package's full UTS 46 check costs ~100 µs a name); a label that does not decode shows
+    the whole name as it is."""
+    labels = []
+    for label in ref_domain.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label[4:].encode("ascii").decode("punycode")
+            except (UnicodeError, ValueError):
+                return ref_domain
+            if label.isascii():  # punycode of plain ASCII is no IDN label
+                return ref_domain
+        labels.append(label)
+    return ".".join(labels)
+
+
+def _update_names(client, dialect: str) -> None:
+    """Add the display form of every xn-- domain loaded since the last build. Incremental, so a
+    build decodes only new names (a few hundred a week, not the whole history)."""
+    names = client.make_qualified_table_name(NAMES_TABLE)
+    text = exp.DataType.build("text").sql(dialect=dialect)
+    client.execute_sql(f"CREATE TABLE IF NOT EXISTS {names} (ref_domain {text}, ref_domain_unicode {text})")
+    missing = client.execute_sql(
+        f"SELECT DISTINCT loaded.ref_domain FROM {client.make_qualified_table_name(S.REF_DOMAINS_TABLE)} loaded "
+        f"WHERE loaded.ref_domain LIKE %s AND NOT EXISTS "
+        f"(SELECT 1 FROM {names} known WHERE known.ref_domain = loaded.ref_domain)", "%xn--%") or []
+    rows = [(name, unicode_name(name)) for (name,) in missing]
+    if rows and dialect == "duckdb":
+        # DuckDB parses a long VALUES list slowly (70k names: 3.3 s, bound parameters 37 s); it
+        # reads an Arrow table in place
+        arrow = pa.table({"ref_domain": [r[0] for r in rows], "ref_domain_unicode": [r[1] for r in rows]})
+        connection = client.native_connection
+        connection.register("refdomains_new_names", arrow)
+        try:
+            client.execute_sql(f"INSERT INTO {names} (ref_domain, ref_domain_unicode) "
+                               "SELECT ref_domain, ref_domain_unicode FROM refdomains_new_names")
+        finally:
+            connection.unregister("refdomains_new_names")
+        rows = []
+    # elsewhere literals in batches, not bound parameters (a thousand a statement bind slowly);
+    # quotes are doubled and the values are domain names
+    for start in range(0, len(rows), _INSERT_BATCH):
+        values = ", ".join(f"({_literal(name)}, {_literal(shown)})" for name, shown in rows[start:start + _INSERT_BATCH])
+        client.execute_sql(f"INSERT INTO {names} (ref_domain, ref_domain_unicode) VALUES {values}")
+    if dialect in COMMENT_DIALECTS:
+        for statement in _comments(client, NAMES_TABLE, "TABLE"):
+            client.execute_sql(statement)
+
+
+# --- documentation -------------------------------------------------------------------------
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _comments(client, name: str, kind: str) -> list[str]:
+    """COMMENT ON the model and each of its columns, from sql/models.toml."""
+    doc = catalog()[name]
+    target = client.make_qualified_table_name(name)
+    statements = [f"COMMENT ON {kind} {target} IS {_literal(doc.description)}"]
+    statements += [f"COMMENT ON COLUMN {target}.{client.escape_column_name(c.name)} IS {_literal(c.description)}"
+                   for c in doc.columns]
+    return statements
+
+
+def schema_table(name: str, materialized: str) -> dict[str, Any]:
+    """A model as a dlt schema table.
+
+    write_disposition "skip": dlt never loads into it; no `seen-data` mark: dlt's drop and refresh
+    (`dlt pipeline drop`, refresh="drop_sources") take it out of the schema but never DROP it in
+    the warehouse, where it may be a view that a DROP TABLE would fail on. A load only creates or
+    alters the tables it has data for, so it never touches a model; the next build puts it back.
+    """
+    doc = catalog()[name]
+    table = new_table(name, write_disposition="skip", resource=name,
+                      columns=[{"name": c.name, "data_type": c.data_type, "nullable": True,
+                                "description": c.description} for c in doc.columns])
+    table["description"] = doc.description
+    table[MODEL_HINT] = {"materialized": materialized}  # type: ignore[literal-required]
+    return table
+
+
+def register_in_schema(pipeline: dlt.Pipeline, materialized: dict[str, str]) -> None:
+    """Make the built models known to the pipeline's dlt schema, locally and in the warehouse's
+    `_dlt_version`, so `pipeline.dataset()` and a fresh `dlt.dataset(...)` list and read them."""
+    if pipeline.default_schema_name is None:
+        pipeline.sync_destination()  # a fresh runner: the schema is in the warehouse
+        if pipeline.default_schema_name is None:
+            logger.warning("the pipeline has no dlt schema yet: models are not registered with dlt")
+            return
+    schema = pipeline.default_schema
+    wanted = {NAMES_TABLE: "table", **materialized}
+    for name, kind in wanted.items():
+        table = schema_table(name, kind)
+        if _described(schema.tables.get(name)) != _described(table):
+            if name in schema.tables:
+                schema.drop_tables([name])
+            schema.update_table(table)
+    stale = [name for name, table in schema.tables.items() if MODEL_HINT in table and name not in wanted]
+    if stale:
+        schema.drop_tables(stale)
+    if schema.is_modified:
+        pipeline.schemas.save_schema(schema)
+    # stores the schema in the warehouse when its hash is new there; models already exist with
+    # these columns, so dlt finds nothing to create or alter
+    pipeline.sync_schema()
+
+
+def _described(table: dict[str, Any] | None) -> Any:
+    if table is None:
+        return None
+    return (table.get("description"), table.get("write_disposition"), table.get("resource"), table.get(MODEL_HINT),
+            [(c["name"], c.get("data_type"), c.get("description")) for c in table["columns"].values()])
 
 
 def _drop(client, name: str, target: str) -> str:

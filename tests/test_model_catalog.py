@@ -1,0 +1,176 @@
+"""The models as dlt and SQL clients see them: listed and read through dlt's own dataset API,
+documented in the warehouse, and with exactly the columns and types sql/models.toml declares.
+
+Each test builds the models, then runs another load (a `last_week` pull a week later, no model
+build) before reading: a later load must neither break nor hide the models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dlt
+import psycopg2
+
+from serpstat_refdomains import models
+from serpstat_refdomains.emulator import Profile
+from serpstat_refdomains import pipeline as refdomains_pipeline
+from serpstat_refdomains.models import NAMES_TABLE, catalog, model_names
+from tests.conftest import DAY
+from tests.helpers import fast_client, query, run_pipeline
+from tests.test_warehouse import PG_URL, needs_postgres, pg_dataset, pg_rows, postgres  # noqa: F401 (fixture)
+
+MODELS = [NAMES_TABLE] + model_names()
+DUCKDB_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "DATE": "date", "BOOLEAN": "bool"}
+POSTGRES_TYPES = {"character varying": "text", "text": "text", "bigint": "bigint", "date": "date", "boolean": "bool"}
+
+
+def _build_then_load_again(tmp_path, emulator, **destination):
+    """Two full snapshots (so new and lost have rows) with models built, then a load without."""
+    emulator.graph.set_profile("catalog.com", Profile(base_size=150))  # churns: new and lost rows
+    with fast_client(emulator) as client:
+        for week in range(2):
+            emulator.today = DAY + dt.timedelta(weeks=week)
+            run_pipeline(tmp_path, emulator, ["catalog.com"], emulator.today, client=client, kind="full",
+                         build_models=True, **destination)
+        emulator.today = DAY + dt.timedelta(weeks=2)
+        later = run_pipeline(tmp_path, emulator, ["catalog.com"], emulator.today, client=client, kind="last_week",
+                             build_models=False, **destination)
+    assert [r.status for r in later.results] == ["complete"]
+
+
+def _read_every_model(dataset: dlt.Dataset, counts: dict[str, int]) -> None:
+    assert set(MODELS) <= set(dataset.tables)
+    for name in MODELS:
+        table = dataset[name].arrow()
+        assert table.column_names == [c.name for c in catalog()[name].columns], name
+        assert table.num_rows == counts[name], name
+        # SQL through the dataset, in DuckDB's dialect, transpiled by dlt for the warehouse
+        assert dataset(f"SELECT count(*) AS n FROM {name}").fetchall() == [(counts[name],)], name
+        schema_table = dataset.schema.tables[name]
+        assert schema_table["description"] == catalog()[name].description
+        assert [c.get("description") for c in schema_table["columns"].values()] == \
+            [c.description for c in catalog()[name].columns]
+    assert counts["new_ref_domains"] and counts["lost_ref_domains"], "empty models prove nothing"
+
+
+def test_every_model_is_read_through_dlt_dataset_after_another_load(tmp_path, emulator):
+    database = str(tmp_path / "refdomains.duckdb")
+    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
+    counts = {name: query(tmp_path, f"SELECT count(*) FROM serpstat.{name}")[0][0] for name in MODELS}
+
+    attached = dlt.attach(refdomains_pipeline.S.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
+                          destination=dlt.destinations.duckdb(database))
+    _read_every_model(attached.dataset(), counts)
+    # a machine without the pipeline's folder reads the schema dlt stored in the warehouse
+    _read_every_model(dlt.dataset(dlt.destinations.duckdb(database), "serpstat"), counts)
+    # dlt itself finds nothing to create or alter: every model already has its declared columns
+    assert attached.sync_schema() == {}
+    # and dlt's command line lists them with the loaded tables
+    info = subprocess.run([str(Path(sys.executable).parent / "dlt"), "pipeline", "--pipelines-dir",
+                           str(tmp_path / "pipelines"), refdomains_pipeline.S.PIPELINE_NAME, "info", "-v"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"})
+    assert info.returncode == 0, info.stderr
+    listed = re.findall(r"^\t(\w+) table (\d+) column", info.stdout, re.M)
+    assert {name: int(n) for name, n in listed if name in MODELS} == \
+        {name: len(catalog()[name].columns) for name in MODELS}
+
+
+@needs_postgres
+def test_every_model_is_read_through_dlt_dataset_on_postgres(tmp_path, emulator, pg_dataset):
+    _build_then_load_again(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
+    counts = {name: pg_rows(pg_dataset, f"SELECT count(*) FROM {{ds}}.{name}")[0][0] for name in MODELS}
+    attached = dlt.attach(refdomains_pipeline.S.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
+                          destination=postgres())
+    _read_every_model(attached.dataset(), counts)
+    _read_every_model(dlt.dataset(postgres(), pg_dataset), counts)
+    assert attached.sync_schema() == {}
+
+
+def test_models_have_their_declared_columns_and_comments_in_duckdb(tmp_path, emulator):
+    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")))
+    for name in MODELS:
+        doc = catalog()[name]
+        columns = query(tmp_path, "SELECT column_name, data_type, comment FROM duckdb_columns() "
+                                  "WHERE schema_name = 'serpstat' AND table_name = ? ORDER BY column_index", [name])
+        assert [(c, DUCKDB_TYPES[t], comment) for c, t, comment in columns] == \
+            [(c.name, c.data_type, c.description) for c in doc.columns], name
+        comment = query(tmp_path, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'serpstat' AND "
+                                  "table_name = ? UNION ALL SELECT comment FROM duckdb_views() WHERE "
+                                  "schema_name = 'serpstat' AND view_name = ?", [name, name])
+        assert comment == [(doc.description,)], name
+
+
+@needs_postgres
+def test_models_have_their_declared_columns_and_comments_in_postgres(tmp_path, emulator, pg_dataset):
+    _build_then_load_again(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
+    for name in MODELS:
+        doc = catalog()[name]
+        columns = pg_rows(pg_dataset, "SELECT column_name, data_type, col_description("
+                                      "format('%%I.%%I', table_schema, table_name)::regclass, ordinal_position) "
+                                      "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                                      "ORDER BY ordinal_position", (pg_dataset, name))
+        assert [(c, POSTGRES_TYPES[t], comment) for c, t, comment in columns] == \
+            [(c.name, c.data_type, c.description) for c in doc.columns], name
+        comment = pg_rows(pg_dataset, "SELECT obj_description(format('%%I.%%I', %s, %s)::regclass, 'pg_class')",
+                          (pg_dataset, name))
+        assert comment == [(doc.description,)], name
+
+
+def test_every_sql_model_is_declared():
+    assert set(model_names()) | {NAMES_TABLE} == set(catalog())
+
+
+def test_unicode_names_are_kept_once_for_every_idn_domain(tmp_path, emulator):
+    """The display names are kept incrementally: a rebuild adds the names loaded since, one row a name."""
+    destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    _build_then_load_again(tmp_path, emulator, destination=destination)
+    models.build(refdomains_pipeline.make_pipeline(destination, None, str(tmp_path / "pipelines")))
+    rows = query(tmp_path, f"SELECT ref_domain, count(*) FROM serpstat.{NAMES_TABLE} GROUP BY 1 HAVING count(*) > 1")
+    assert rows == []
+    idn = query(tmp_path, "SELECT count(DISTINCT ref_domain) FROM serpstat.ref_domains WHERE ref_domain LIKE '%xn--%'")
+    assert query(tmp_path, f"SELECT count(*) FROM serpstat.{NAMES_TABLE}") == idn and idn[0][0] > 0
+
+
+
+@needs_postgres
+def test_week_start_is_monday_on_postgres():
+    select = models.transpile("select cast(date_trunc('week', snapshot_date) as date) as week_start, snapshot_date "
+                              "from days", "postgres", "unused", set())
+    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+        cur.execute("CREATE TEMPORARY TABLE days AS SELECT d::date AS snapshot_date FROM "
+                    "generate_series(DATE '2026-12-25', DATE '2027-01-08', INTERVAL '1 day') d")
+        cur.execute(select)
+        rows = cur.fetchall()
+    assert len(rows) == 15
+    assert all(week == day - dt.timedelta(days=day.weekday()) for week, day in rows)
+
+
+def test_unicode_name_decodes_idna_and_keeps_what_does_not_decode():
+    assert models.unicode_name("xn--bcher-welt-9db.de") == "bücher-welt.de"
+    assert models.unicode_name("example.com") == "example.com"
+    assert models.unicode_name("sub.xn--mnchen-3ya.de") == "sub.münchen.de"  # label by label
+    assert models.unicode_name("xn--ls8h.la") == "💩.la"  # display only: no IDNA 2008 verdict needed
+    assert models.unicode_name("xn--zz-.com") == "xn--zz-.com"  # decodes to ASCII: no IDN label, shown as it is
+    assert models.unicode_name("xn--a-ecp.xn--9-.com") == "xn--a-ecp.xn--9-.com"
+
+
+def test_dlt_drop_of_every_resource_forgets_the_models_without_failing_on_views(tmp_path, emulator):
+    """dlt drops a table it loaded with DROP TABLE, which fails on a view: the models are declared
+    without seen data, so `dlt pipeline drop` only takes them out of the schema."""
+    from dlt.pipeline.helpers import pipeline_drop
+    database = str(tmp_path / "refdomains.duckdb")
+    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
+    attached = dlt.attach(refdomains_pipeline.S.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
+                          destination=dlt.destinations.duckdb(database))
+    pipeline_drop(attached, resources=["re:.*"])()
+    assert attached.default_schema.data_table_names() == []
+    left = {r[0] for r in query(tmp_path, "SELECT table_name FROM information_schema.tables "
+                                          "WHERE table_schema = 'serpstat'")}
+    assert set(MODELS) <= left and "ref_domains" not in left  # the loaded data went, the models stayed
