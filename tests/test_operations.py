@@ -348,3 +348,25 @@ def test_a_passwordless_url_still_lets_libpq_read_pgpass(tmp_path, monkeypatch):
     assert credentials.password == ""
     with psycopg2.connect(credentials.to_native_representation()) as con:
         assert con.info.password == "from-pgpass"
+
+
+# --- found by the chaos test under load: a run killed while dlt was writing its package ---------
+def test_a_package_left_half_written_by_a_killed_extract_does_not_stop_the_next_run(tmp_path, emulator):
+    from serpstat_refdomains import pipeline as orchestration
+    from serpstat_refdomains.config import Target, filter_hash
+    from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
+    from serpstat_refdomains.source import ref_domains_resource
+
+    emulator.set_profile("cut.com", 300)
+    destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    killed = orchestration.make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    spec = SnapshotSpec(Target("cut.com", "domain_with_subdomains"), "full", DAY, None, filter_hash(None))
+    with fast_client(emulator) as client:
+        killed.extract(ref_domains_resource([SnapshotFetcher(client, spec)]))
+    [load_id] = killed.list_extracted_load_packages()
+    # the state a SIGKILL leaves when it lands before dlt wrote the package's job list
+    shutil.rmtree(tmp_path / "pipelines" / "serpstat_refdomains" / "normalize" / "extracted" / load_id / "new_jobs")
+    emulator.api.clear_log()
+    report = run_pipeline(tmp_path, emulator, ["cut.com"], kind="full", destination=destination)
+    assert report.results[0].status == "complete" and emulator.api.credits_charged == 300
+    assert set(loaded_domains(tmp_path, "cut.com")) == truth(emulator, "cut.com")

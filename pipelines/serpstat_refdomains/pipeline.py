@@ -25,6 +25,7 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 from dlt.common.exceptions import DltException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
 from . import settings as S
@@ -246,7 +247,17 @@ def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
     """
     if pipeline.has_pending_data:
         logger.warning("finishing the load that an interrupted run left behind")
-        pipeline.normalize()
+        if pipeline.list_normalized_load_packages():
+            pipeline.load()  # whole packages first: a broken one below must not cost them
+        if pipeline.list_extracted_load_packages():
+            try:
+                pipeline.normalize()
+            except PipelineStepFailed as error:
+                # killed while dlt was still writing the package: nothing of it can load, and a
+                # snapshot without its ledger row is fetched again anyway
+                logger.warning("dropping a package an interrupted run left half-written (%s)",
+                               redact(_first_line(_innermost(error))))
+                pipeline.abort_packages()
         pipeline.load()
         repair_replayed_snapshots(pipeline)
 
