@@ -310,6 +310,17 @@ def test_look_ahead_requests_after_credits_run_out_are_recorded(tmp_path, emulat
     assert report.credits_spent == emulator.api.credits_charged
 
 
+def test_a_look_ahead_fetched_whole_before_credits_ran_out_is_loaded_not_thrown_away(tmp_path, emulator):
+    emulator.set_profile("big.com", 2500)
+    emulator.set_profile("next.com", 300)
+    emulator.faults.add(Fault("delay", query="big.com", page=2, seconds=0.5),
+                        Fault("api_error", query="big.com", page=2, code=32012, message="Credits exceeded", times=-1))
+    report = run_pipeline(tmp_path, emulator, ["big.com", "next.com"], kind="full")
+    assert {str(r.target): r.status for r in report.results} == {"big.com": "skipped_budget", "next.com": "complete"}
+    assert set(loaded_domains(tmp_path, "next.com")) == truth(emulator, "next.com")
+    assert ledger(tmp_path, "next.com")["credits_spent"] == 300
+
+
 def test_preflight_with_exhausted_credits_says_so(tmp_path, emulator):
     emulator.faults.add(Fault("api_error", method=GET_STATS, code=32012, message="Credits exceeded", times=-1))
     env = cli_env(tmp_path, emulator, "example.com")

@@ -548,6 +548,14 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
         try:
             for index, planned in enumerate(todo):
                 current = started.pop(index, None)
+                if aborted and current is not None and current.stats.finished_at is not None:
+                    # its look-ahead had fetched it whole before the run stopped: paid for, so loaded
+                    try:
+                        result, _ = _load_snapshot(pipeline, planned, current, accept_empty=force)
+                    finally:
+                        current.cancel()
+                    report.results.append(result)
+                    continue
                 if aborted:
                     # a look-ahead may have sent requests before the run stopped: they are recorded
                     report.results.append(_record_without_fetch(pipeline, planned, S.STATUS_FAILED, aborted,
