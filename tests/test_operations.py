@@ -159,7 +159,8 @@ def test_a_snapshot_stopped_without_a_fetch_keeps_no_rows_of_an_earlier_incomple
     emulator.faults.clear()
     # the token stops working during first.com: half.com is not fetched (or its look-ahead is stopped)
     emulator.faults.add(Fault("api_error", query="first.com", page=2, code=403, message="Invalid token!",
-                              times=-1))
+                              times=-1),
+                        Fault("api_error", query="half.com", code=403, message="Invalid token!", times=-1))
     report = run_pipeline(tmp_path, emulator, ["first.com", "half.com"], kind="full",
                           settings_options={"page_size": 1000})
     assert {str(r.target): r.status for r in report.results} == {"first.com": "failed", "half.com": "failed"}
