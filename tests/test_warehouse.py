@@ -188,7 +188,7 @@ def test_postgres_loads_through_csv_copy(tmp_path, emulator, pg_dataset):
                for package in trace.last_normalize_info.load_packages for job in package.jobs["new_jobs"]
                if not job.job_file_info.table_name.startswith("_dlt")}
     # dlt's own state rows are dicts (insert_values); our arrow pages go through COPY
-    assert formats == {"ref_domains": "csv", "snapshots": "csv"}
+    assert formats == {"ref_domains": "csv", "snapshots": "csv", "snapshot_attempts": "csv"}
     assert set(r[0] for r in pg_rows(pg_dataset, "SELECT ref_domain FROM {ds}.ref_domains")) == \
         truth(emulator, "copy.com")
 

@@ -1,8 +1,10 @@
 """`refdomains`: the command line (DESIGN.md §3).
 
 Exit codes: 0 every requested snapshot is complete, already done or suspect_empty (warned);
-1 at least one ended failed, incomplete or skipped_budget; 2 a usage or configuration error, in
-which case nothing was fetched and nothing written, and stderr holds one line: cause, then fix.
+1 at least one ended failed, incomplete or skipped_budget, or an operational failure (Serpstat or
+the destination unreachable, the models not rebuilt): what loaded stays loaded; 2 a usage or
+configuration error, in which case nothing was fetched and nothing written. Every error ends in
+one line on stderr: cause, then what to do; the traceback only at RUNTIME__LOG_LEVEL=DEBUG.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import os
 import sys
 from typing import Sequence
 
+from dlt.common.configuration.exceptions import ConfigurationException
+
 from . import settings as S
 from .config import ConfigError, parse_date, resolve_settings
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+DETAILS = "details with RUNTIME__LOG_LEVEL=DEBUG"
+logger = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,12 +119,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _cmd_demo(args)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigurationException as error:
+        logger.debug("configuration error", exc_info=True)
+        print(f"error: configuration could not be resolved ({_one_line(error)}): check .dlt/config.toml, "
+              ".dlt/secrets.toml and the environment", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: completed snapshots are kept; run again to finish", file=sys.stderr)
         return EXIT_INCOMPLETE
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        logger.debug("%s failed", args.command, exc_info=True)
+        print(f"error: {_operational_message(error)} ({DETAILS})", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return EXIT_USAGE
+
+
+def _operational_message(error: BaseException) -> str:
+    from .client import redact
+    from .pipeline import OperationalError
+
+    if isinstance(error, OperationalError):  # already says what failed and what to do
+        return redact(_one_line(error))
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        return (f"{error.strerror or type(error).__name__}{where}: check the disk and permissions, then "
+                "run again (what was loaded stays loaded)")
+    return (f"{type(error).__name__}: {redact(_one_line(error))}: run again; if it persists, report it "
+            "(what was loaded stays loaded)")
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return " ".join(line.strip() for line in lines[:1])[:500] if lines else type(error).__name__
 
 
 def _configure_logging() -> None:
@@ -139,6 +173,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           destination=args.destination, dataset_name=args.dataset_name,
                           build_models=not args.no_models)
     _print_report(report)
+    if report.models_error:
+        print(f"error: {report.models_error} ({DETAILS})", file=sys.stderr)
     return report.exit_code
 
 
@@ -175,8 +211,17 @@ def _existing_pipeline(args: argparse.Namespace):
 def _cmd_models(args: argparse.Namespace) -> int:
     from . import models
 
+    from .client import redact
+    from .pipeline import OperationalError
+
     settings, _ = resolve_settings(need_token=False, need_domains=False)
-    built = models.build(_existing_pipeline(args), settings.lost_confirmation_snapshots)
+    loaded = _existing_pipeline(args)
+    try:
+        built = models.build(loaded, settings.lost_confirmation_snapshots)
+    except Exception as error:  # noqa: BLE001 - said in one line; the traceback at DEBUG
+        logger.debug("models build failed", exc_info=True)
+        raise OperationalError(f"the models could not be rebuilt ({redact(_one_line(error))}): the loaded "
+                               "snapshots are untouched; fix the cause, then run `refdomains models` again") from error
     print(f"built {len(built)} models: {', '.join(built)}" if built else "nothing loaded yet: no models built")
     return EXIT_OK
 

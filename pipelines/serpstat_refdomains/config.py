@@ -72,7 +72,7 @@ def parse_targets(domains: Any, default_search_type: str) -> tuple[Target, ...]:
             domains = [d for d in (part.strip() for part in text.split(",")) if d]
     if domains is None or (isinstance(domains, (list, tuple)) and not domains):
         raise ConfigError("no domains to track: set domains = [\"example.com\"] under [sources.serpstat] "
-                          "in .dlt/config.toml or SOURCES__SERPSTAT__DOMAINS, or pass --domain")
+                          "in .dlt/config.toml or SOURCES__SERPSTAT__DOMAINS")
     if not isinstance(domains, (list, tuple)):
         raise ConfigError(f"domains must be a list, got {type(domains).__name__}: "
                           "write domains = [\"example.com\"]")
@@ -251,6 +251,27 @@ def _resolve(
     return options, api_token
 
 
+def select_configured(domains: Any, default_search_type: Any, wanted: list[str]) -> list[dict]:
+    """The configured items for `--domain D...`, with everything configured for them.
+
+    `--domain` picks from the configuration rather than replacing it: D under another search
+    type would be another series (and a new, paid baseline), so D must be configured."""
+    configured = parse_targets(domains, default_search_type) if domains else ()
+    chosen: list[Target] = []
+    for item in wanted:
+        try:
+            domain = normalize_target(item)
+        except InvalidDomain as error:
+            raise ConfigError(f"--domain: {error}") from None
+        matches = [t for t in configured if t.domain == domain]
+        if not matches:
+            listed = ", ".join(dict.fromkeys(t.domain for t in configured)) or "none"
+            raise ConfigError(f"--domain {item} is not configured (configured domains: {listed}): "
+                              "add it to domains under [sources.serpstat] first")
+        chosen += [t for t in matches if t not in chosen]
+    return [{"query": t.domain, "search_type": t.search_type} for t in chosen]
+
+
 def resolve_settings(domains_override: list[str] | None = None, need_token: bool = True,
                      need_domains: bool = True) -> tuple[Settings, str | None]:
     """Read [sources.serpstat] from dlt config/secrets/env and validate it (ConfigError on mistakes).
@@ -263,7 +284,8 @@ def resolve_settings(domains_override: list[str] | None = None, need_token: bool
         raise ConfigError(f"configuration could not be read ({str(error).splitlines()[0]}): "
                           "check .dlt/config.toml and SOURCES__SERPSTAT__* variables") from None
     if domains_override:
-        options["domains"] = list(domains_override)
+        options["domains"] = select_configured(options.get("domains"), options.get("search_type"),
+                                               domains_override)
     if not need_domains and not options.get("domains"):
         options["domains"] = ["example.com"]  # a placeholder: these commands never fetch
     settings = build_settings(**options)

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator, TextIO
 
 import dlt
@@ -24,6 +25,7 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 from dlt.common.exceptions import DltException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
 from . import settings as S
@@ -33,12 +35,13 @@ from .client import (
     InvalidRequestError,
     SerpstatClient,
     SerpstatError,
+    TransientError,
     redact,
 )
 from .config import ConfigError, Settings, Target
 from .paging import Budget, BudgetExhausted, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
 from .rows import describe_nulled
-from .source import SnapshotNotCommitted, ledger_row, ref_domains_resource, snapshots_resource
+from .source import SnapshotNotCommitted, attempt_row, ledger_row, ref_domains_resource, snapshots_resource
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +76,13 @@ class RunReport:
     credits_spent: int = 0
     credits_left: int | None = None
     models_built: bool = False
+    # why the models could not be rebuilt (the snapshots stay loaded); None when they were, or
+    # were not asked for
+    models_error: str | None = None
 
     @property
     def exit_code(self) -> int:
-        return 0 if all(r.status in OK_STATUSES for r in self.results) else 1
+        return 0 if all(r.status in OK_STATUSES for r in self.results) and self.models_error is None else 1
 
 
 @dataclass(frozen=True)
@@ -92,17 +98,55 @@ class LedgerRow:
     expected_total: int
 
 
+class OperationalError(Exception):
+    """Something outside the user's configuration failed (network, destination, disk): exit 1.
+
+    The message is one line: what failed, then what to do; what was loaded stays loaded."""
+
+
 # --- destination -------------------------------------------------------------------------
 def resolve_destination(destination: str | Destination | None) -> Destination:
     """The dlt destination, checked without creating anything; ConfigError if dlt does not know it."""
     if isinstance(destination, Destination):
         return destination
     try:
-        return Destination.from_reference(destination or S.DEFAULT_DESTINATION)
+        resolved = Destination.from_reference(destination or S.DEFAULT_DESTINATION)
     except (DestinationException, ImportError) as error:
         raise ConfigError(f"destination {destination!r} is unknown or not installed "
                           f"({type(error).__name__}): use duckdb, postgres, bigquery, snowflake, "
                           "motherduck, ... and install its dlt extra") from None
+    if resolved.destination_type.rsplit(".", 1)[-1] == "postgres":
+        return _passwordless_postgres() or resolved
+    return resolved
+
+
+def _passwordless_postgres() -> Destination | None:
+    """PostgreSQL configured without a password (trust, peer or .pgpass authentication).
+
+    dlt's PostgresCredentials requires a password field, so `postgresql://loader@host:5432/db`
+    fails as "not configured". libpq reads an empty password as none given (it then asks
+    .pgpass, or the server does not ask at all), which is what such a URL means; so the empty
+    one is filled in, and only when no password is configured anywhere.
+    """
+    from dlt.destinations.impl.postgres.configuration import PostgresCredentials
+
+    try:
+        if dlt.secrets.get("destination.postgres.credentials.password") is not None:
+            return None
+        configured = dlt.secrets.get("destination.postgres.credentials")
+        credentials = PostgresCredentials()
+        if isinstance(configured, str) and configured.strip():
+            credentials.parse_native_representation(configured.strip())
+        elif isinstance(configured, Mapping) and configured:
+            credentials.update(dict(configured))
+        else:
+            return None
+    except (ConfigurationException, ValueError, TypeError):
+        return None  # dlt's own resolution reports what is wrong
+    if credentials.password is not None or not credentials.host:
+        return None
+    credentials.password = ""
+    return Destination.from_reference("postgres", credentials=credentials)
 
 
 def make_pipeline(destination: str | Destination | None = None, dataset_name: str | None = None,
@@ -205,7 +249,17 @@ def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
     """
     if pipeline.has_pending_data:
         logger.warning("finishing the load that an interrupted run left behind")
-        pipeline.normalize()
+        if pipeline.list_normalized_load_packages():
+            pipeline.load()  # whole packages first: a broken one below must not cost them
+        if pipeline.list_extracted_load_packages():
+            try:
+                pipeline.normalize()
+            except PipelineStepFailed as error:
+                # killed while dlt was still writing the package: nothing of it can load, and a
+                # snapshot without its ledger row is fetched again anyway
+                logger.warning("dropping a package an interrupted run left half-written (%s)",
+                               redact(_first_line(_innermost(error))))
+                pipeline.abort_packages()
         pipeline.load()
         repair_replayed_snapshots(pipeline)
 
@@ -258,14 +312,36 @@ def read_ledger(pipeline: dlt.Pipeline) -> dict[str, LedgerRow]:
     return ledger
 
 
-def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str) -> None:
-    """Remove rows left by an earlier, non-complete fetch of a snapshot (parameterized)."""
+def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str, snapshot_date: dt.date | None = None) -> None:
+    """Remove the rows of one snapshot (parameterized). The date, when given, lets the database
+    skip the blocks of other days (DuckDB's zone maps) instead of reading the whole history."""
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
-            client.execute_sql(f"DELETE FROM {table} WHERE snapshot_key = %s", key)
+            if snapshot_date is None:
+                client.execute_sql(f"DELETE FROM {table} WHERE snapshot_key = %s", key)
+            else:
+                client.execute_sql(f"DELETE FROM {table} WHERE snapshot_date = %s AND snapshot_key = %s",
+                                   snapshot_date, key)
     except DatabaseUndefinedRelation:
         pass
+
+
+def rows_present(pipeline: dlt.Pipeline, day: dt.date, keys: list[str]) -> dict[str, int]:
+    """Rows loaded per snapshot key of one day: one grouped count, restricted to that day (its
+    blocks only, however long the history) and to the keys a run may fetch."""
+    if not keys:
+        return {}
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
+            marks = ", ".join(["%s"] * len(keys))
+            rows = client.execute_sql(
+                f"SELECT snapshot_key, count(*) FROM {table} WHERE snapshot_date = %s "
+                f"AND snapshot_key IN ({marks}) GROUP BY snapshot_key", day, *keys)
+    except DatabaseUndefinedRelation:
+        return {}
+    return {row[0]: int(row[1]) for row in rows or []}
 
 
 # --- planning ----------------------------------------------------------------------------
@@ -275,11 +351,31 @@ class PlannedSnapshot:
     existing: LedgerRow | None
     # credits it will likely cost: the size of its series' latest complete pull of the same kind
     estimate: int | None
+    # rows of this snapshot in the destination now (they must go unless it stays complete)
+    present: int = 0
+
+    @property
+    def was_complete(self) -> bool:
+        """Complete in the ledger AND with the rows the ledger promises: only then is it kept
+        until a complete result replaces it."""
+        return (self.existing is not None and self.existing.status == S.STATUS_COMPLETE
+                and self.existing.rows_loaded == self.present)
+
+
+def planned_keys(settings: Settings, day: dt.date) -> list[str]:
+    """Every snapshot key a run for `day` may fetch."""
+    return [snapshot_key(t.domain, t.search_type, k, day) for t in settings.targets for k in S.KINDS]
 
 
 def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.date, kind: str,
-                   force: bool) -> tuple[list[PlannedSnapshot], list[SnapshotResult]]:
-    """Snapshots to fetch, and those already complete (reported, never paid for again)."""
+                   force: bool, present: dict[str, int] | None = None
+                   ) -> tuple[list[PlannedSnapshot], list[SnapshotResult]]:
+    """Snapshots to fetch, and those already complete (reported, never paid for again).
+
+    `present` (rows per key, see rows_present) is checked against the ledger: a snapshot recorded
+    complete whose rows do not match (a crash between the two tables' merges) is fetched again.
+    Without it the ledger is trusted.
+    """
     series_rows: dict[tuple, list[LedgerRow]] = {}
     for row in ledger.values():
         series_rows.setdefault((row.target_domain, row.search_type, row.filter_hash), []).append(row)
@@ -301,8 +397,13 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
         for snapshot_kind in kinds:
             key = snapshot_key(target.domain, target.search_type, snapshot_kind, day)
             existing = ledger.get(key)
+            rows_now = existing.rows_loaded if present is None and existing else (present or {}).get(key, 0)
+            agrees = existing is not None and existing.rows_loaded == rows_now
+            if existing and existing.status == S.STATUS_COMPLETE and not agrees:
+                logger.warning("%s: the ledger says complete with %d rows, %d are loaded: fetching it again",
+                               key, existing.rows_loaded, rows_now)
             if existing and existing.status == S.STATUS_COMPLETE and existing.filter_hash == settings.filter_hash \
-                    and not force:
+                    and agrees and not force:
                 done.append(SnapshotResult(target, snapshot_kind, day, ALREADY_COMPLETE, rows=existing.rows_loaded,
                                            expected_total=existing.expected_total))
                 continue
@@ -313,7 +414,7 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
             )
             same_kind = [r for r in complete if r.snapshot_kind == snapshot_kind]
             estimate = max(same_kind[-1].expected_total, 1) if same_kind else None
-            todo.append(PlannedSnapshot(spec, existing, estimate))
+            todo.append(PlannedSnapshot(spec, existing, estimate, rows_now))
     return todo, done
 
 
@@ -367,7 +468,8 @@ def run(
     """Fetch every due snapshot, each in its own load, and rebuild the models.
 
     Raises ConfigError (nothing fetched, nothing written) when the API refuses the token or the
-    account has no credits, found by the free getStats preflight before the destination is touched.
+    account has no credits, found by the free getStats preflight before the destination is touched;
+    OperationalError when Serpstat or the destination cannot be reached (run again later).
     """
     if kind not in S.RUN_KINDS:
         raise ConfigError(f"--kind {kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
@@ -383,9 +485,20 @@ def run(
                 return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models,
                             depth_cap, max_workers, progress)
         except ConfigurationException as error:
+            hint = (" (dlt needs a password field: for trust, peer or .pgpass authentication give an "
+                    "empty one, postgresql://user:@host:5432/db)" if _is(pipeline, "postgres") else "")
             raise ConfigError(f"destination {resolved.destination_name!r} is not configured "
                               f"({_first_line(error)}): set its credentials in .dlt/secrets.toml or "
-                              "DESTINATION__<NAME>__CREDENTIALS") from None
+                              f"DESTINATION__<NAME>__CREDENTIALS{hint}") from None
+        except Exception as error:
+            # the destination could not be reached or refused to work before or between the
+            # snapshots' loads (each snapshot's own failure is recorded, not raised)
+            if not _is_destination_error(error):
+                raise
+            raise OperationalError(
+                f"destination {resolved.destination_name!r} failed ({redact(_first_line(_innermost(error)))}): "
+                "check that it is reachable and writable, then run again (completed snapshots are kept)"
+            ) from error
     finally:
         if own_client:
             client.close()
@@ -397,8 +510,13 @@ def _preflight(client: SerpstatClient) -> int | None:
         stats = client.get_stats()
     except AuthenticationError as error:
         raise ConfigError(str(error)) from None
+    except CreditsExhaustedError as error:
+        raise ConfigError(f"nothing fetched: {error}") from None
+    except TransientError as error:
+        raise OperationalError(f"could not reach Serpstat for the credit preflight ({error}): nothing was "
+                               "fetched; run again later") from None
     except SerpstatError as error:
-        raise ConfigError(f"could not reach Serpstat for the credit preflight: {error}") from None
+        raise ConfigError(f"Serpstat refused the credit preflight ({error}): check api_url") from None
     if stats.left_lines is not None and stats.left_lines <= 0:
         raise ConfigError("Serpstat API credits are exhausted (0 left): wait for the next billing period "
                           "or buy credits")
@@ -410,7 +528,8 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
          progress: Callable[[SnapshotFetcher], None] | None) -> RunReport:
     finish_interrupted_load(pipeline)
     ledger = read_ledger(pipeline)
-    todo, done = plan_snapshots(settings, ledger, day, kind, force)
+    present = rows_present(pipeline, day, planned_keys(settings, day))
+    todo, done = plan_snapshots(settings, ledger, day, kind, force, present)
     report = RunReport(results=list(done))
     limits = [x for x in (settings.max_credits_per_run, left) if x is not None]
     budget = Budget(min(limits) if limits else None)
@@ -431,10 +550,18 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
         try:
             for index, planned in enumerate(todo):
                 current = started.pop(index, None)
-                if aborted:
-                    if current is not None:
+                if aborted and current is not None and current.stats.finished_at is not None:
+                    # its look-ahead had fetched it whole before the run stopped: paid for, so loaded
+                    try:
+                        result, _ = _load_snapshot(pipeline, planned, current, accept_empty=force)
+                    finally:
                         current.cancel()
-                    report.results.append(_record_without_fetch(pipeline, planned, S.STATUS_FAILED, aborted))
+                    report.results.append(result)
+                    continue
+                if aborted:
+                    # a look-ahead may have sent requests before the run stopped: they are recorded
+                    report.results.append(_record_without_fetch(pipeline, planned, S.STATUS_FAILED, aborted,
+                                                                current))
                     continue
                 estimate = planned.estimate
                 if current is None and estimate is not None and not budget.fits(estimate):
@@ -450,12 +577,14 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
                     if ahead not in started and _may_overlap(budget, estimate, todo[ahead].estimate):
                         started[ahead] = start(todo[ahead])
                 try:
-                    result, fatal = _load_snapshot(pipeline, planned, current)
+                    result, fatal = _load_snapshot(pipeline, planned, current, accept_empty=force)
                 finally:
                     current.cancel()  # a load that failed early must not leave its fetch running
                 report.results.append(result)
                 if fatal:
-                    aborted = f"not attempted: {fatal}"
+                    aborted = fatal
+                    for ahead in started.values():  # stop the look-ahead now: no more paid requests
+                        ahead.cancel()
         finally:
             for prefetcher in started.values():
                 prefetcher.cancel()
@@ -465,7 +594,12 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
     report.credits_spent = budget.spent
     report.credits_left = client.last_left_lines
     if build_models:
-        report.models_built = _build_models(pipeline, settings)
+        try:
+            report.models_built = _build_models(pipeline, settings)
+        except Exception as error:  # noqa: BLE001 - the snapshots are loaded; say why the models are not
+            logger.debug("models build failed", exc_info=True)
+            report.models_error = (f"the models could not be rebuilt ({redact(_first_line(_innermost(error)))}): "
+                                   "the snapshots are loaded; fix the cause, then run `refdomains models`")
     return report
 
 
@@ -478,16 +612,24 @@ def _may_overlap(budget: Budget, current: int | None, following: int | None) -> 
     return budget.fits(need)
 
 
-def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
-                   fetcher: Prefetcher) -> tuple[SnapshotResult, str | None]:
+def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetcher: Prefetcher,
+                   accept_empty: bool = False) -> tuple[SnapshotResult, str | None]:
     """Fetch and load one snapshot; returns its result and, for errors that doom the rest of the
-    run (token, credits), the reason to stop."""
-    spec, existing = planned.spec, planned.existing
-    was_complete = existing is not None and existing.status == S.STATUS_COMPLETE
-    if existing is not None and not was_complete:
-        delete_snapshot_rows(pipeline, spec.key)
+    run (token, credits), the reason to stop.
+
+    `accept_empty` (--force): a full snapshot that came back empty twice is recorded complete,
+    so that a target that really lost every donor shows them as lost.
+    """
+    spec = planned.spec
+    was_complete = planned.was_complete
+    if not was_complete and planned.present:
+        # rows of an earlier attempt the ledger does not vouch for: the ledger and the rows must agree
+        delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date)
 
     def keep(f: Prefetcher) -> bool:
+        if accept_empty and f.stats.status == S.STATUS_SUSPECT_EMPTY:
+            f.stats.status = S.STATUS_COMPLETE
+            f.stats.error = "empty on both tries; accepted as empty with --force"
         # A complete snapshot is only ever replaced by a complete one.
         return not was_complete or f.stats.status == S.STATUS_COMPLETE
 
@@ -506,10 +648,15 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
                             requests=stats.requests, error=stats.error,
                             note=describe_nulled(stats.metrics_nulled, stats.nulled_values))
     if error is None:
+        if stats.rows_loaded == 0:
+            # a delete-insert merge with no staged rows deletes nothing: a snapshot replaced by an
+            # empty result must lose its old rows here (a crash before this is caught by planning)
+            delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date)
         return result, None
     fatal = None
     if isinstance(error, SnapshotNotCommitted):
         result.error = f"ended {stats.status} ({stats.error}); the complete snapshot already loaded is kept"
+        _write_ledger(pipeline, [], [attempt_row(spec, stats, error=result.error, rows_loaded=0)])
         return result, None
     if isinstance(error, BudgetExhausted):
         status, message = S.STATUS_SKIPPED_BUDGET, f"{error}: raise max_credits_per_run or run again later"
@@ -527,27 +674,43 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot,
         status, message = S.STATUS_FAILED, f"{type(error).__name__}: {redact(_first_line(error))}"
     result.status, result.error = status, message
     result.rows = 0
+    # Nothing of an aborted fetch is loaded: the ledger and the attempt say so, whatever was fetched.
+    unloaded = dataclasses.replace(stats, rows_loaded=0, finished_at=dt.datetime.now(dt.timezone.utc))
+    attempts = [attempt_row(spec, unloaded, status=status, error=message)]
     if not was_complete:
-        # Nothing of an aborted fetch is loaded: the ledger says so, whatever was fetched.
-        unloaded = dataclasses.replace(stats, rows_loaded=0, finished_at=dt.datetime.now(dt.timezone.utc))
-        _write_ledger(pipeline, [ledger_row(spec, unloaded, status=status, error=message)])
+        _write_ledger(pipeline, [ledger_row(spec, unloaded, status=status, error=message)], attempts)
     else:
         result.error = f"{message}; the complete snapshot already loaded is kept"
+        _write_ledger(pipeline, [], attempts)
     return result, fatal
 
 
-def _record_without_fetch(pipeline: dlt.Pipeline, planned: PlannedSnapshot, status: str,
-                          message: str) -> SnapshotResult:
+def _record_without_fetch(pipeline: dlt.Pipeline, planned: PlannedSnapshot, status: str, reason: str,
+                          fetcher: Prefetcher | None = None) -> SnapshotResult:
+    """A snapshot the run does not load: skipped for budget, or stopped by an error that dooms the
+    run. A look-ahead fetch of it may already have sent requests; they are counted and recorded."""
     spec = planned.spec
-    if planned.existing is None or planned.existing.status != S.STATUS_COMPLETE:
-        stats = FetchStats(status=status, error=message, finished_at=dt.datetime.now(dt.timezone.utc))
-        _write_ledger(pipeline, [ledger_row(spec, stats)])
-    return SnapshotResult(spec.target, spec.kind, spec.snapshot_date, status, error=message)
+    stats = FetchStats(status=status)
+    if fetcher is not None:
+        fetcher.cancel()
+        stats = dataclasses.replace(fetcher.stats, status=status, rows_loaded=0)
+    message = (f"not fetched: {reason}" if not stats.requests
+               else f"stopped after {stats.requests} requests ({stats.credits_spent} credits): {reason}")
+    stats.error, stats.finished_at = message, dt.datetime.now(dt.timezone.utc)
+    attempts = [attempt_row(spec, stats)] if stats.requests else []
+    if not planned.was_complete:
+        if planned.present:
+            delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date)  # the ledger will say 0 rows
+        _write_ledger(pipeline, [ledger_row(spec, stats)], attempts)
+    elif attempts:
+        _write_ledger(pipeline, [], attempts)
+    return SnapshotResult(spec.target, spec.kind, spec.snapshot_date, status, credits=stats.credits_spent,
+                          requests=stats.requests, error=message)
 
 
-def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]]) -> None:
+def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]], attempts: list[dict[str, Any]] = ()) -> None:
     try:
-        pipeline.run(snapshots_resource(rows), loader_file_format=loader_file_format(pipeline))
+        pipeline.run(snapshots_resource(rows, attempts), loader_file_format=loader_file_format(pipeline))
     except Exception as error:  # noqa: BLE001 - the ledger is best effort once the fetch failed
         logger.error("could not record the snapshot outcome in the ledger: %s", redact(_first_line(error)))
 
@@ -575,6 +738,28 @@ def _root_cause(error: BaseException) -> BaseException:
         for nxt in (getattr(current, "exception", None), current.__cause__, current.__context__):
             if isinstance(nxt, BaseException):
                 queue.append(nxt)
+    return error
+
+
+def _is_destination_error(error: BaseException) -> bool:
+    """dlt's destination errors, and the database driver's own (DB-API), which dlt lets through
+    when a connection cannot even be opened."""
+    if isinstance(error, (DestinationException, DltException)):
+        return True
+    return any(cls.__name__ in ("OperationalError", "InterfaceError", "DatabaseError")
+               for cls in type(error).__mro__)
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The deepest cause inside dlt's wrappers (PipelineStepFailed, DatabaseTransientException):
+    the database's own words name the problem."""
+    seen: set[int] = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = getattr(error, "exception", None) or error.__cause__ or getattr(error, "dbapi_exception", None)
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
     return error
 
 

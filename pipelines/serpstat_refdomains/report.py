@@ -378,14 +378,24 @@ STATUS_COLUMNS = ["target_domain", "search_type", "snapshot_kind", "snapshot_dat
 
 
 def latest_snapshots(pipeline: dlt.Pipeline) -> tuple[list[dict[str, Any]], int]:
-    """The latest snapshot of each (target, search type, kind), and credits spent this month (UTC)."""
-    month_start = dt.datetime.now(dt.timezone.utc).date().replace(day=1)
+    """The latest snapshot of each (target, search type, kind), and credits spent this month (UTC).
+
+    Credits are summed over `snapshot_attempts`, every fetch attempt whatever became of it: the
+    ledger keeps only each snapshot's latest attempt. A dataset loaded before that table existed
+    falls back to the ledger."""
+    month_start = dt.datetime(*dt.datetime.now(dt.timezone.utc).date().replace(day=1).timetuple()[:3],
+                              tzinfo=dt.timezone.utc)
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
         rows = client.execute_sql(
             f"SELECT {', '.join(STATUS_COLUMNS)} FROM (SELECT *, row_number() OVER (PARTITION BY target_domain, "
             f"search_type, snapshot_kind ORDER BY snapshot_date DESC) AS recency FROM {table}) latest "
             f"WHERE recency = 1 ORDER BY target_domain, search_type, snapshot_kind")
+        found = client.execute_sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+            client.dataset_name, S.ATTEMPTS_TABLE)
+        if found and found[0][0]:
+            table = client.make_qualified_table_name(S.ATTEMPTS_TABLE)
         spent = client.execute_sql(f"SELECT coalesce(sum(credits_spent), 0) FROM {table} WHERE started_at >= %s",
                                    month_start)
     return [dict(zip(STATUS_COLUMNS, row)) for row in rows or []], int(spent[0][0] if spent else 0)

@@ -7,6 +7,8 @@ SOURCE_SECTION = ("sources", "serpstat")
 
 REF_DOMAINS_TABLE = "ref_domains"
 SNAPSHOTS_TABLE = "snapshots"
+# append-only: one row per fetch attempt, so credits spent add up to what Serpstat charged
+ATTEMPTS_TABLE = "snapshot_attempts"
 
 SEARCH_TYPES = ("domain", "domain_with_subdomains")
 DEFAULT_SEARCH_TYPE = "domain_with_subdomains"

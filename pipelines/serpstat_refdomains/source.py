@@ -2,7 +2,10 @@
 
 Tables (DESIGN.md §4):
 - `ref_domains`: one row per referring domain per snapshot.
-- `snapshots`: the ledger, one row per (target_domain, search_type, snapshot_kind, snapshot_date).
+- `snapshots`: the ledger, one row per (target_domain, search_type, snapshot_kind, snapshot_date):
+  the latest outcome, which always agrees with the snapshot's rows.
+- `snapshot_attempts`: append-only, one row per fetch attempt, whatever became of it: what each
+  attempt cost (a merged ledger row keeps only the latest attempt's credits).
 
 `refdomains run` (pipeline.py) loads one snapshot per load package through `ref_domains_resource`,
 so that a failure or a crash costs at most the snapshot in flight; `serpstat()` is the plain dlt
@@ -54,6 +57,22 @@ SNAPSHOTS_SCHEMA = pa.schema([
     ("error", pa.string()),
 ])
 
+ATTEMPTS_SCHEMA = pa.schema([
+    pa.field("snapshot_key", pa.string(), nullable=False),
+    ("target_domain", pa.string()),
+    ("search_type", pa.string()),
+    ("snapshot_kind", pa.string()),
+    ("snapshot_date", pa.date32()),
+    ("filter_hash", pa.string()),
+    ("status", pa.string()),
+    ("requests", pa.int64()),
+    ("credits_spent", pa.int64()),
+    ("rows_loaded", pa.int64()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("error", pa.string()),
+])
+
 # dlt runs a load job again when a crash hits after the job ran but before it was marked done;
 # the staging table then holds the rows twice. A primary key makes delete-insert deduplicate
 # staging, so a replayed job cannot double a snapshot. (snapshot_key, ref_domain) is safe from
@@ -79,6 +98,9 @@ SNAPSHOTS_HINTS = dlt.mark.make_hints(
     table_name=S.SNAPSHOTS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
     primary_key=SNAPSHOT_KEY,
 )
+# Append: every attempt is a fact of its own (a failed --force of a complete snapshot spends
+# credits while the ledger rightly keeps describing the complete one).
+ATTEMPTS_HINTS = dlt.mark.make_hints(table_name=S.ATTEMPTS_TABLE, write_disposition="append")
 
 
 class SnapshotNotCommitted(Exception):
@@ -127,12 +149,36 @@ def ledger_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=SNAPSHOTS_SCHEMA)
 
 
+def attempt_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None, error: str | None = None,
+                rows_loaded: int | None = None) -> dict[str, Any]:
+    """One fetch attempt: what it asked and what it cost, loaded or not."""
+    return {
+        "snapshot_key": spec.key,
+        "target_domain": spec.target.domain,
+        "search_type": spec.target.search_type,
+        "snapshot_kind": spec.kind,
+        "snapshot_date": spec.snapshot_date,
+        "filter_hash": spec.filter_hash,
+        "status": status or stats.status,
+        "requests": stats.requests,
+        "credits_spent": stats.credits_spent,
+        "rows_loaded": stats.rows_loaded if rows_loaded is None else rows_loaded,
+        "started_at": stats.started_at,
+        "finished_at": stats.finished_at or dt.datetime.now(dt.timezone.utc),
+        "error": error if error is not None else stats.error,
+    }
+
+
+def attempts_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=ATTEMPTS_SCHEMA)
+
+
 def ref_domains_resource(
     fetchers: Iterable[SnapshotFetcher | Prefetcher],
     keep: Callable[[Any], bool] = lambda fetcher: True,
     deduplicate_in_merge: bool = True,
 ) -> DltResource:
-    """Rows of each snapshot, then its ledger row, as one stream into two tables.
+    """Rows of each snapshot, then its ledger and attempt rows, as one stream into three tables.
 
     A row is one referring domain in one snapshot. Write disposition: merge, delete-insert on
     `snapshot_key`, because a snapshot is replaced whole by its rerun (`--force`, or the retry of
@@ -151,19 +197,26 @@ def ref_domains_resource(
             if not keep(fetcher):
                 raise SnapshotNotCommitted(fetcher.stats)
             yield dlt.mark.with_hints(ledger_table([ledger_row(fetcher.spec, fetcher.stats)]), SNAPSHOTS_HINTS)
+            yield dlt.mark.with_hints(attempts_table([attempt_row(fetcher.spec, fetcher.stats)]), ATTEMPTS_HINTS)
 
     return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
                         write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY)
 
 
-def snapshots_resource(rows: Sequence[dict[str, Any]]) -> DltResource:
-    """Ledger rows alone: a snapshot that failed or was skipped has no rows to carry them.
+def snapshots_resource(rows: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]] = ()) -> DltResource:
+    """Ledger and attempt rows alone: a snapshot that failed or was skipped has no rows to carry them.
 
-    Write disposition: merge, delete-insert on `snapshot_key`: one row per snapshot, the latest
-    attempt's outcome.
+    Write dispositions: the ledger merges (delete-insert on `snapshot_key`: one row per snapshot,
+    the latest outcome); attempts append. Both go in one load package.
     """
-    return dlt.resource([ledger_table(rows)], name=S.SNAPSHOTS_TABLE, table_name=S.SNAPSHOTS_TABLE,
-                        write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY, primary_key=SNAPSHOT_KEY)
+    def outcome() -> Iterator[Any]:
+        if rows:
+            yield dlt.mark.with_hints(ledger_table(rows), SNAPSHOTS_HINTS)
+        if attempts:
+            yield dlt.mark.with_hints(attempts_table(attempts), ATTEMPTS_HINTS)
+
+    # hints travel with the items (see REF_DOMAINS_HINTS): the attempts must not get the ledger's keys
+    return dlt.resource(outcome, name=S.SNAPSHOTS_TABLE)
 
 
 @dlt.source(name="serpstat", max_table_nesting=0)
