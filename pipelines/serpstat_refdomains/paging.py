@@ -37,6 +37,7 @@ SORT, ORDER = "domain_from", "asc"
 # more than the conversion itself at one page per call).
 CONVERT_BATCH_ROWS = 10_000
 PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_."
+MAX_PREFIX = 16  # deeper than any sane set of names that share a start
 
 
 class BudgetExhausted(Exception):
@@ -139,6 +140,9 @@ class Partition:
         if low < high:
             middle = (low + high) // 2
             return [Partition((low, middle), self.prefix), Partition((middle + 1, high), self.prefix)]
+        if len(self.prefix or "") >= MAX_PREFIX:
+            raise DepthCapError(f"Serpstat refuses even the first page of {self} as beyond its depth cap: "
+                                "this result cannot be split further; report it to Serpstat support")
         return [Partition((low, high), (self.prefix or "") + c) for c in PREFIX_ALPHABET]
 
     def __str__(self) -> str:
@@ -182,37 +186,45 @@ class SnapshotFetcher:
 
     # --- public --------------------------------------------------------------------------
     def tables(self) -> Iterator[pa.Table]:
-        """Arrow tables of the snapshot's rows; `stats.status` is final when this is exhausted."""
+        """Arrow tables of the snapshot's rows; `stats.status` is final when this is exhausted.
+
+        A partition is held (at most a depth cap of raw rows, a few MB) until it is verified
+        consistent, and only then converted: rows of an abandoned attempt never reach a table,
+        nor the set of names that makes a repeated donor one row.
+        """
         stats = self.stats
-        moved = False
+        unstable: str | None = None
         leaves: list[tuple[Partition, int]] = []
-        stack = [Partition()]
+        stack: list[tuple[Partition, int]] = [(Partition(), 1)]
         while stack:
-            part = stack.pop()
-            outcome = yield from self._fetch_partition(part, probe=part != Partition())
-            if outcome == "split":
-                stack.extend(reversed(part.split()))
+            part, attempt = stack.pop()
+            outcome = self._fetch_partition(part, probe=part != Partition())
+            if isinstance(outcome, _Split):
+                stack.extend((child, 1) for child in reversed(part.split()))
                 continue
-            if outcome == "moved":
-                logger.info("%s: total moved while paging (%s); fetching it once more", self.spec.key, part)
-                outcome = yield from self._fetch_partition(part, probe=False)
-                if outcome == "moved":
-                    moved = True
-                    continue
-            leaves.append((part, outcome))
+            if isinstance(outcome, _Unstable):
+                if attempt == 1:
+                    logger.info("%s: %s (%s); fetching it once more", self.spec.key, outcome.what, part)
+                    stack.append((part, 2))
+                else:
+                    unstable = outcome.what
+                continue
+            leaves.append((part, outcome.total))
+            for start in range(0, len(outcome.rows), CONVERT_BATCH_ROWS):
+                yield self._to_arrow(outcome.rows[start:start + CONVERT_BATCH_ROWS])
         if stats.rows_loaded == 0:
             # An empty snapshot still declares the table, so queries and models find it.
             yield self._to_arrow([])
         self._rows.finish()
         stats.partitions = len(leaves)
         stats.expected_total = sum(total for _, total in leaves)
-        if moved:
+        if unstable is not None:
             stats.status = S.STATUS_INCOMPLETE
-            stats.error = "the result changed while it was paged, twice: fetch again later"
+            stats.error = f"{unstable}, on both attempts: fetch again later"
         elif len(leaves) > 1 and not self._partitions_cover(leaves):
             stats.status = S.STATUS_INCOMPLETE
             stats.error = ("partitions of a result over the depth cap do not add up to its total "
-                           "(names outside a-z0-9 or ranks outside 0-100)")
+                           "(the index changed while it was paged, or names outside the prefixes tried)")
         elif (self.spec.kind == "full" and stats.expected_total == 0 and self.spec.previous_rows):
             stats.status = S.STATUS_SUSPECT_EMPTY
             stats.error = (f"empty, while the previous complete snapshot had {self.spec.previous_rows} rows "
@@ -222,51 +234,79 @@ class SnapshotFetcher:
         stats.finished_at = dt.datetime.now(dt.timezone.utc)
 
     # --- partitions ----------------------------------------------------------------------
-    def _fetch_partition(self, part: Partition, probe: bool) -> Iterator[pa.Table]:
-        """Yields the partition's pages; returns its total, or "split" / "moved"."""
+    def _fetch_partition(self, part: Partition, probe: bool) -> "_Verified | _Split | _Unstable":
+        """One attempt at a partition: its rows if every page agreed, else why not."""
         size = self.spec.page_size
-        first = self._page(part, 1, 1 if probe else size)
-        total = first.total
-        if self.spec.kind == "full" and total == 0 and part == Partition() and self.spec.previous_rows:
-            # An empty full snapshot after a non-empty one is more often a glitch than a fact.
-            first = self._page(part, 1, size)
-            total = first.total
-        if total > (self.depth_cap // size) * size:
-            return "split"
-        pages = math.ceil(total / size)
-        if probe and total > 0:
-            first = self._page(part, 1, size)
-            if first.total != total:
-                return "moved"
-        if pages == 0:
-            return 0
-        if not self.budget.fits(total - first.count):
-            raise _budget_error(total - first.count, self.budget)
-        counted = first.count
-        batch = list(first.rows)
-        outcome: str | None = None
         try:
-            for page in self._pages(part, range(2, pages + 1), size):
+            first = self._page(part, 1, 1 if probe else size)
+            total = first.total
+            if self.spec.kind == "full" and total == 0 and part == Partition() and self.spec.previous_rows:
+                # An empty full snapshot after a non-empty one is more often a glitch than a fact.
+                first = self._page(part, 1, size)
+                total = first.total
+            if not self._fits(total, size):
+                return _Split(f"{total} rows")
+            pages = math.ceil(total / size)
+            if probe and total > 0:
+                first = self._page(part, 1, size)
+                if first.total != total:
+                    return _moved(total, first.total)
+            if pages == 0:
+                return _Verified(0, [])
+            if not self.budget.fits(total - first.count):
+                raise _budget_error(total - first.count, self.budget)
+            return self._read_pages(part, first, total, pages, size)
+        except _DepthCapped as capped:
+            if capped.offset > 0:
+                # Serpstat's window is narrower than we assumed: the page that failed starts at it.
+                self.depth_cap = min(self.depth_cap, capped.offset)
+                logger.info("%s: depth cap is %d rows; splitting %s", self.spec.key, self.depth_cap, part)
+            return _Split("Serpstat's depth cap")
+
+    def _read_pages(self, part: Partition, first: RefDomainsPage, total: int, pages: int,
+                    size: int) -> "_Verified | _Unstable":
+        """Pages 2.. of an attempt, checked as they come, and the seams between them probed."""
+        short = _short_page(first, 1, total, size)
+        if short:
+            return _Unstable(short)
+        rows = list(first.rows)
+        edges = [(_name(first.rows[0]), _name(first.rows[-1]))]
+        probes: list[tuple[int, Any, Any]] = []  # (offset, expected name, future or page)
+        try:
+            for number, page in zip(range(2, pages + 1), self._pages(part, range(2, pages + 1), size)):
                 if page.total != total:
-                    outcome = "moved"
-                    break
-                counted += page.count
-                batch.extend(page.rows)
-                if len(batch) >= CONVERT_BATCH_ROWS:
-                    yield self._to_arrow(batch)
-                    batch = []
-        except DepthCapError:
-            # Serpstat's window is narrower than we assumed: learn it, split this partition.
-            self.depth_cap = min(self.depth_cap, (pages - 1) * size)
-            logger.info("%s: depth cap is below %d rows; splitting", self.spec.key, self.depth_cap)
-            outcome = "split"
-        if batch:
-            yield self._to_arrow(batch)
-        if outcome is not None:
-            return outcome
-        if counted != total:
-            return "moved"
-        return total
+                    return _moved(total, page.total)
+                short = _short_page(page, number, total, size)
+                if short:
+                    return _Unstable(short)
+                rows.extend(page.rows)
+                edges.append((_name(page.rows[0]), _name(page.rows[-1])))
+                # The seam before this page: the rows either side must still be where both pages
+                # saw them. Asked once both pages are in (whichever Serpstat served first), so a
+                # row that slid over the seam between the two requests is caught.
+                seam = (number - 1) * size
+                probes.append((seam - 1, edges[-2][1], self._probe(part, seam - 1)))
+                probes.append((seam, edges[-1][0], self._probe(part, seam)))
+            for offset, expected, pending in probes:
+                found = pending.result() if isinstance(pending, Future) else pending
+                if found.total != total:
+                    return _moved(total, found.total)
+                if not found.rows or _name(found.rows[0]) != expected:
+                    return _Unstable("the result changed while it was paged "
+                                         f"(rows shifted across the end of page {offset // size + 1})")
+        finally:
+            _settle([pending for _, _, pending in probes if isinstance(pending, Future)])
+        return _Verified(total, rows)
+
+    def _probe(self, part: Partition, offset: int) -> "Future | RefDomainsPage":
+        """The single row at `offset` (a 1-row page), in the background when pages are."""
+        if self.executor is None:
+            return self._page(part, offset + 1, 1)
+        return self.executor.submit(self._page, part, offset + 1, 1)
+
+    def _fits(self, total: int, size: int) -> bool:
+        """Every page of `total` rows starts inside the depth cap (page 1 always does)."""
+        return total <= size or (math.ceil(total / size) - 1) * size < self.depth_cap
 
     def _pages(self, part: Partition, numbers: range, size: int) -> Iterator[RefDomainsPage]:
         """Pages in order, fetched concurrently within a bounded window (the rate limiter paces them)."""
@@ -288,14 +328,7 @@ class SnapshotFetcher:
                     pending.append(self.executor.submit(self._page, part, next_number, size))
                 yield page
         finally:
-            for future in pending:
-                future.cancel()
-            for future in pending:
-                if not future.cancelled():
-                    try:
-                        future.result()
-                    except Exception:  # noqa: BLE001 - abandoned pages: their failure is moot
-                        pass
+            _settle(pending)
 
     def _page(self, part: Partition, number: int, size: int) -> RefDomainsPage:
         self.budget.reserve(size)
@@ -305,6 +338,8 @@ class SnapshotFetcher:
                 self.spec.target.domain, self.spec.target.search_type, page=number, size=size,
                 sort=SORT, order=ORDER, complex_filter=self._filter(part))
             charged = page.charge
+        except DepthCapError:
+            raise _DepthCapped((number - 1) * size) from None
         finally:
             self.budget.settle(size, charged)
             with self._lock:
@@ -403,6 +438,66 @@ class Prefetcher:
     def cancel(self) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A partition read consistently: its total and its raw rows, in order."""
+
+    total: int
+    rows: list[Any]
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Too deep for Serpstat's window: fetch the partition's halves instead."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class _Unstable:
+    """The partition changed (or came back short) while it was paged: `what` says how."""
+
+    what: str
+
+
+class _DepthCapped(Exception):
+    """Serpstat refused a page as beyond its depth cap; `offset` is where that page starts."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"depth cap at offset {offset}")
+        self.offset = offset
+
+
+def _moved(before: int, after: int) -> _Unstable:
+    return _Unstable(f"the result changed while it was paged (its total moved from {before} to {after})")
+
+
+def _settle(futures: list[Future]) -> None:
+    """Cancel what has not started; wait for the rest, whose failure no longer matters."""
+    for future in futures:
+        future.cancel()
+    for future in futures:
+        if not future.cancelled():
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - an abandoned request: its failure is moot
+                pass
+
+
+def _name(row: Any) -> Any:
+    return row.get("domain_from") if isinstance(row, dict) else row
+
+
+def _short_page(page: RefDomainsPage, number: int, total: int, size: int) -> str | None:
+    """Why a page holds fewer (or more) rows than its total says it must, if it does."""
+    expected = min(size, total - (number - 1) * size)
+    if page.count == expected:
+        return None
+    return (f"Serpstat returned a short page {number} ({page.count} of {expected} rows) while its "
+            f"total said {total}") if page.count < expected else (
+            f"Serpstat returned page {number} with {page.count} rows where its total of {total} allows {expected}")
 
 
 def _budget_error(needed: int, budget: Budget) -> BudgetExhausted:

@@ -572,7 +572,14 @@ def _root_cause(error: BaseException) -> BaseException:
         for nxt in (getattr(current, "exception", None), current.__cause__, current.__context__):
             if isinstance(nxt, BaseException):
                 queue.append(nxt)
-    return error
+    # None of ours: the innermost exception, since dlt's wrappers put the cause after a line break
+    innermost, chain = error, {id(error)}
+    while True:
+        nxt = getattr(innermost, "exception", None) or innermost.__cause__
+        if not isinstance(nxt, BaseException) or id(nxt) in chain:
+            return innermost
+        chain.add(id(nxt))
+        innermost = nxt
 
 
 def _first_line(error: BaseException) -> str:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 # Faults in the transport: nothing reaches the API, nothing is charged.
 TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429", "api_error"}
 # Faults that change what the API answers (the request is processed and charged).
-DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty"}
+DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty", "short_page"}
+# Faults that change the index itself just before the request is answered (a live index).
+CHURN_KINDS = {"insert_rows", "delete_rows", "swap_rows", "change_metrics"}
+DATA_KINDS |= CHURN_KINDS
 KINDS = TRANSPORT_KINDS | DATA_KINDS
 
 
@@ -30,10 +33,19 @@ class Fault:
         http_429        HTTP 429 with `Retry-After: retry_after`
         api_error       HTTP 200 + in-body error `code`/`message` (e.g. 32016), not charged
         delay           sleep `seconds` before answering (past the client's timeout, say)
-        insert_rows     add `count` new donors to the target before answering (the total moves)
+        insert_rows     add `count` new donors to the target before answering (the total moves);
+                        with `where` "before"/"after", each sorts just beside a row of this
+                        request's result before the page's first row / after its last row
+        delete_rows     remove `count` donors of this request's result, `where` "before" the
+                        page's first row or "after" its last row
+        swap_rows       remove `count` donors before the page and add `count` after it (or the
+                        other way round with `where="after"`): the total stays put, rows shift
+        change_metrics  give `count` donors of the target (any partition) a new domain_rank
+                        (+50 mod 101) and ref_pages (+1): a donor can move between rank filters
         extra_fields    add unknown fields to every row of the answer
         string_numbers  send ref_pages and domainRank as strings
         empty           answer as if the target had no referring domains
+        short_page      leave the last `count` rows out of the page while `total` still counts them
     """
 
     kind: str
@@ -48,10 +60,16 @@ class Fault:
     retry_after: int = 1
     code: int = 32016
     message: str = "Large query domains not supported"
+    where: str | None = None  # churn: "before" or "after" the requested page's rows
+    pick: float = 0.5  # churn: which rows of that stretch (0 = its first, towards 1 = its last)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {sorted(KINDS)}")
+        if self.where not in (None, "before", "after"):
+            raise ValueError(f"fault where must be 'before' or 'after', not {self.where!r}")
+        if not 0 <= self.pick < 1:
+            raise ValueError(f"fault pick must be in [0, 1), not {self.pick!r}")
 
     def matches(self, method: str, query: str | None, page: int | None, last_week: bool) -> bool:
         return (
