@@ -12,6 +12,7 @@ This is where the pipeline earns or wastes the user's money. The rules (DESIGN.m
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import queue
@@ -91,6 +92,10 @@ class SnapshotSpec:
     filter_hash: str
     page_size: int = S.DEFAULT_PAGE_SIZE
     previous_rows: int | None = None  # rows of the latest complete snapshot of the series, if any
+    # what the ledger knows of the latest complete snapshot of this kind: its total and, when it
+    # was partitioned, its leaf partitions (`partition_plan` JSON), so no root page is paid for
+    previous_total: int | None = None
+    partition_plan: str | None = None
 
     @property
     def key(self) -> str:
@@ -115,6 +120,7 @@ class FetchStats:
     credits_spent: int = 0
     credits_left: int | None = None
     partitions: int = 0
+    partition_plan: str | None = None  # the leaves as JSON, when the result was partitioned
     error: str | None = None
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     finished_at: dt.datetime | None = None
@@ -144,6 +150,14 @@ class Partition:
             raise DepthCapError(f"Serpstat refuses even the first page of {self} as beyond its depth cap: "
                                 "this result cannot be split further; report it to Serpstat support")
         return [Partition((low, high), (self.prefix or "") + c) for c in PREFIX_ALPHABET]
+
+    def as_json(self, total: int) -> dict:
+        return {"ranks": list(self.ranks) if self.ranks else None, "prefix": self.prefix, "total": total}
+
+    @classmethod
+    def from_json(cls, item: dict) -> tuple["Partition", int | None]:
+        ranks = item.get("ranks")
+        return cls(tuple(ranks) if ranks else None, item.get("prefix")), item.get("total")
 
     def __str__(self) -> str:
         parts = []
@@ -195,17 +209,18 @@ class SnapshotFetcher:
         stats = self.stats
         unstable: str | None = None
         leaves: list[tuple[Partition, int]] = []
-        stack: list[tuple[Partition, int]] = [(Partition(), 1)]
+        # (partition, attempt, rows it had last time if known)
+        stack: list[tuple[Partition, int, int | None]] = list(reversed(self._planned()))
         while stack:
-            part, attempt = stack.pop()
-            outcome = self._fetch_partition(part, probe=part != Partition())
+            part, attempt, expected = stack.pop()
+            outcome = self._fetch_partition(part, probe=self._needs_probe(part, expected))
             if isinstance(outcome, _Split):
-                stack.extend((child, 1) for child in reversed(part.split()))
+                stack.extend((child, 1, None) for child in reversed(part.split()))
                 continue
             if isinstance(outcome, _Unstable):
                 if attempt == 1:
                     logger.info("%s: %s (%s); fetching it once more", self.spec.key, outcome.what, part)
-                    stack.append((part, 2))
+                    stack.append((part, 2, None))
                 else:
                     unstable = outcome.what
                 continue
@@ -218,6 +233,8 @@ class SnapshotFetcher:
         self._rows.finish()
         stats.partitions = len(leaves)
         stats.expected_total = sum(total for _, total in leaves)
+        if len(leaves) > 1:
+            stats.partition_plan = json.dumps([part.as_json(total) for part, total in leaves])
         if unstable is not None:
             stats.status = S.STATUS_INCOMPLETE
             stats.error = f"{unstable}, on both attempts: fetch again later"
@@ -234,6 +251,26 @@ class SnapshotFetcher:
         stats.finished_at = dt.datetime.now(dt.timezone.utc)
 
     # --- partitions ----------------------------------------------------------------------
+    def _planned(self) -> list[tuple[Partition, int, int | None]]:
+        """Where to start: the previous snapshot's leaves when it was over the depth cap (its root
+        page would be paid for and thrown away), else the whole result."""
+        spec = self.spec
+        if spec.partition_plan and spec.previous_total and not self._fits(spec.previous_total, spec.page_size):
+            try:
+                leaves = [Partition.from_json(item) for item in json.loads(spec.partition_plan)]
+            except (ValueError, TypeError, AttributeError):
+                leaves = []  # unreadable: start from the whole result
+            if leaves:
+                return [(part, 1, total) for part, total in leaves]
+        return [(Partition(), 1, spec.previous_total)]
+
+    def _needs_probe(self, part: Partition, expected: int | None) -> bool:
+        """A 1-row count first, unless a full page 1 is surely not thrown away: the size is known
+        to be far below the depth cap, or (a first pull) the whole result, whose size is unknown."""
+        if expected is None:
+            return part != Partition()
+        return expected > self.depth_cap // 2
+
     def _fetch_partition(self, part: Partition, probe: bool) -> "_Verified | _Split | _Unstable":
         """One attempt at a partition: its rows if every page agreed, else why not."""
         size = self.spec.page_size
