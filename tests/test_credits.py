@@ -72,3 +72,33 @@ def test_learned_depth_cap_is_the_offset_of_the_refused_page(tmp_path, emulator)
     # pages 1-5 of the root, read before the refusal, then as a first pull over the cap
     expected = 5 * SIZE + len(in_flight) + (2 * len(leaves) - 2) + TOTAL + sum(seams(t) for t in leaves) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
+
+
+def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulator):
+    """120 donors all of domain_rank 7, a window of 50: ranks cannot split it, prefixes a-z0-9-_.
+    reach the ASCII names; the names starting with Cyrillic or CJK letters are the set's last rows
+    by name, read in descending order. Before, such a snapshot could never complete."""
+    from serpstat_refdomains.emulator import Profile
+
+    emulator.api.depth_cap = 50
+    emulator.graph.set_profile("onerank.com", Profile(size=120, rank=7))
+    run_pipeline(tmp_path, emulator, ["onerank.com"], kind="full", settings_options={"page_size": 10},
+                 depth_cap=50)
+    row = ledger(tmp_path, "onerank.com")
+    assert row["status"] == "complete", row["error"]
+    loaded = set(loaded_domains(tmp_path, "onerank.com"))
+    assert loaded == truth(emulator, "onerank.com") and len(loaded) == 120
+    plan = json.loads(row["partition_plan"])
+    [tail] = [leaf for leaf in plan if leaf.get("tail")]
+    non_ascii = [n for n in emulator.graph.truth("onerank.com", emulator.today) if not n[0].isascii()]
+    assert tail["total"] == len(non_ascii) > 0
+    # the rank halving from 0-100 down to 7-7 (2 probes a split), 39 prefixes (a probe each),
+    # the tail's own page 1 (no probe: its size is what the prefixes left), seams, one count
+    splits, (low, high) = 0, (0, 100)
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if 7 <= middle else (middle + 1, high)
+        splits += 1
+    leaves = [leaf["total"] for leaf in plan]
+    expected = 10 + 2 * splits + 39 + 120 + sum(2 * max(math.ceil(t / 10) - 1, 0) for t in leaves) + 1
+    assert emulator.api.credits_charged == row["credits_spent"] == expected

@@ -132,6 +132,10 @@ class Partition:
 
     ranks: tuple[int, int] | None = None
     prefix: str | None = None
+    # The rows of a one-rank set that no prefix of PREFIX_ALPHABET reaches (names starting with a
+    # non-ASCII letter: CJK, Cyrillic, ...). They sort after every ASCII name, so they are the
+    # first rows of the set in descending order: fetched that way, as many as the prefixes missed.
+    tail: bool = False
 
     def conditions(self) -> list[dict]:
         conds: list[dict] = []
@@ -149,15 +153,17 @@ class Partition:
         if len(self.prefix or "") >= MAX_PREFIX:
             raise DepthCapError(f"Serpstat refuses even the first page of {self} as beyond its depth cap: "
                                 "this result cannot be split further; report it to Serpstat support")
-        return [Partition((low, high), (self.prefix or "") + c) for c in PREFIX_ALPHABET]
+        children = [Partition((low, high), (self.prefix or "") + c) for c in PREFIX_ALPHABET]
+        return children if self.prefix else [*children, Partition((low, high), tail=True)]
 
     def as_json(self, total: int) -> dict:
-        return {"ranks": list(self.ranks) if self.ranks else None, "prefix": self.prefix, "total": total}
+        item = {"ranks": list(self.ranks) if self.ranks else None, "prefix": self.prefix, "total": total}
+        return {**item, "tail": True} if self.tail else item
 
     @classmethod
     def from_json(cls, item: dict) -> tuple["Partition", int | None]:
         ranks = item.get("ranks")
-        return cls(tuple(ranks) if ranks else None, item.get("prefix")), item.get("total")
+        return cls(tuple(ranks) if ranks else None, item.get("prefix"), bool(item.get("tail"))), item.get("total")
 
     def __str__(self) -> str:
         parts = []
@@ -165,6 +171,8 @@ class Partition:
             parts.append(f"rank {self.ranks[0]}-{self.ranks[1]}")
         if self.prefix is not None:
             parts.append(f"prefix {self.prefix!r}")
+        if self.tail:
+            parts.append("names no prefix reaches")
         return ", ".join(parts) or "all"
 
 
@@ -213,9 +221,14 @@ class SnapshotFetcher:
         stack: list[tuple[Partition, int, int | None]] = list(reversed(self._planned()))
         while stack:
             part, attempt, expected = stack.pop()
-            outcome = self._fetch_partition(part, probe=self._needs_probe(part, expected))
+            if part.tail:
+                reached = sum(t for p, t in leaves if p.ranks == part.ranks and p.prefix is not None)
+                outcome = self._fetch_tail(part, reached, expected)
+            else:
+                outcome = self._fetch_partition(part, probe=self._needs_probe(part, expected))
             if isinstance(outcome, _Split):
-                stack.extend((child, 1, None) for child in reversed(part.split()))
+                # a tail's size follows from its parent's total, known when it was split
+                stack.extend((child, 1, outcome.total if child.tail else None) for child in reversed(part.split()))
                 continue
             if isinstance(outcome, _Unstable):
                 if attempt == 1:
@@ -261,7 +274,8 @@ class SnapshotFetcher:
             except (ValueError, TypeError, AttributeError):
                 leaves = []  # unreadable: start from the whole result
             if leaves:
-                return [(part, 1, total) for part, total in leaves]
+                # a tail's recorded total is what the prefixes missed, not its set's size: recount
+                return [(part, 1, None if part.tail else total) for part, total in leaves]
         return [(Partition(), 1, spec.previous_total)]
 
     def _needs_probe(self, part: Partition, expected: int | None) -> bool:
@@ -282,7 +296,7 @@ class SnapshotFetcher:
                 first = self._page(part, 1, size)
                 total = first.total
             if not self._fits(total, size):
-                return _Split(f"{total} rows")
+                return _Split(f"{total} rows", total)
             pages = math.ceil(total / size)
             if probe and total > 0:
                 first = self._page(part, 1, size)
@@ -299,6 +313,36 @@ class SnapshotFetcher:
                 self.depth_cap = min(self.depth_cap, capped.offset)
                 logger.info("%s: depth cap is %d rows; splitting %s", self.spec.key, self.depth_cap, part)
             return _Split("Serpstat's depth cap")
+
+    def _fetch_tail(self, part: Partition, reached: int, whole: int | None) -> "_Verified | _Split | _Unstable":
+        """The names of a one-rank set the prefixes did not reach: its last rows by name. `whole`
+        is the set's size when it was split (else a 1-row count learns it)."""
+        try:
+            if whole is None:
+                whole = self._page(part, 1, 1).total
+            rest = whole - reached
+            if rest <= 0:
+                return _Verified(max(rest, 0), [])
+            if not self._fits(rest, self.spec.page_size):
+                return _Unstable(f"{rest} names of {part} start outside {PREFIX_ALPHABET!r}: more than one "
+                                 "sorted window can reach")
+            # pages sized so that `rest` rows take as many pages as at page_size, and the last
+            # one pays for fewer rows past `rest` than there are pages
+            pages = math.ceil(rest / self.spec.page_size)
+            size = math.ceil(rest / pages)
+            first = self._page(part, 1, size)
+            if first.total != whole:
+                return _moved(whole, first.total)
+            read = self._read_pages(part, first, whole, pages, size)
+        except _DepthCapped:
+            return _Unstable(f"Serpstat refused the last names of {part} as beyond its depth cap")
+        if isinstance(read, _Unstable):
+            return read
+        rows = read.rows[:rest]
+        if any(str(_name(row)).lower().startswith(tuple(PREFIX_ALPHABET)) for row in rows):
+            # a name the prefixes should have reached: the tail is not what it was taken for
+            return _Unstable(f"the names of {part} do not sort as expected")
+        return _Verified(rest, rows)
 
     def _read_pages(self, part: Partition, first: RefDomainsPage, total: int, pages: int,
                     size: int) -> "_Verified | _Unstable":
@@ -373,7 +417,7 @@ class SnapshotFetcher:
         try:
             page = self.client.get_ref_domains(
                 self.spec.target.domain, self.spec.target.search_type, page=number, size=size,
-                sort=SORT, order=ORDER, complex_filter=self._filter(part))
+                sort=SORT, order="desc" if part.tail else ORDER, complex_filter=self._filter(part))
             charged = page.charge
         except DepthCapError:
             raise _DepthCapped((number - 1) * size) from None
@@ -490,6 +534,7 @@ class _Split:
     """Too deep for Serpstat's window: fetch the partition's halves instead."""
 
     why: str
+    total: int | None = None  # the partition's size, when it was counted
 
 
 @dataclass(frozen=True)

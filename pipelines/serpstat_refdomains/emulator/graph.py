@@ -70,6 +70,7 @@ class Profile:
 
     size: int | None = None
     base_size: int | None = None
+    rank: int | None = None  # every donor of a sized profile has this domain_rank (one rank value)
 
 
 @dataclass
@@ -233,7 +234,8 @@ class LinkGraph:
     def _generate(self, key: str, profile: Profile) -> list[Donor]:
         rng = _rng(self.seed, key, "profile")
         if profile.size is not None:
-            return [self._static_donor(key, i) for i in range(profile.size)]
+            donors = [self._static_donor(key, i) for i in range(profile.size)]
+            return donors if profile.rank is None else [replace(d, rank=profile.rank) for d in donors]
         base = profile.base_size if profile.base_size is not None else 100 + rng.randrange(1900)
         births_per_day = base / MEAN_LIFETIME_DAYS
         donors: list[Donor] = []
