@@ -102,3 +102,23 @@ def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulat
     leaves = [leaf["total"] for leaf in plan]
     expected = 10 + 2 * splits + 39 + 120 + sum(2 * max(math.ceil(t / 10) - 1, 0) for t in leaves) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
+
+
+def test_a_61000_row_target_at_page_size_1000_costs_its_rows_from_the_second_pull_on(tmp_path, emulator):
+    """The realistic case of the issue: 62,003 credits a week for 61,000 rows before."""
+    emulator.set_profile("big61k.com", 61_000)
+    run_pipeline(tmp_path, emulator, ["big61k.com"], kind="full")
+    first = ledger(tmp_path, "big61k.com")
+    leaves = leaves_of(first)
+    assert first["status"] == "complete" and sum(leaves) == 61_000
+
+    def cost_of_seams(total: int) -> int:
+        return 2 * max(math.ceil(total / 1000) - 1, 0)
+
+    assert first["credits_spent"] == 1000 + (2 * len(leaves) - 2) + 61_000 + sum(map(cost_of_seams, leaves)) + 1
+    emulator.api.clear_log()
+    run_pipeline(tmp_path, emulator, ["big61k.com"], emulator.today + dt.timedelta(days=7), kind="full")
+    row = ledger(tmp_path, "big61k.com")
+    expected = (sum(1 for t in leaves if t > 30_000) + leaves.count(0) + 61_000 + sum(map(cost_of_seams, leaves)) + 1)
+    assert row["status"] == "complete" and emulator.api.credits_charged == row["credits_spent"] == expected
+    assert expected - 61_000 <= 61_000 * 0.005
