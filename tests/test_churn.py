@@ -38,16 +38,17 @@ def test_abandoned_attempt_rows_never_reach_a_complete_snapshot(tmp_path, emulat
 
 
 def test_partition_growing_past_the_depth_cap_on_its_retry_is_split(tmp_path, emulator):
-    """A rank partition that fit the window grows past it while paged: its retry must split it,
+    """A partition that fit the window grows past it while paged: its retry must split it,
     not crash the fetch (it added the word "split" to a total)."""
     emulator.api.depth_cap = 300
     emulator.set_profile("grows.com", 1000)
-    emulator.faults.add(Fault("insert_rows", query="grows.com", page=2, where="after", count=100))
+    emulator.faults.add(Fault("insert_rows", query="grows.com", page=2, where="after", count=300))
     report = run_pipeline(tmp_path, emulator, ["grows.com"], kind="full", settings_options={"page_size": 10},
                           depth_cap=300)
     row = ledger(tmp_path, "grows.com")
     assert row["status"] == "complete", row["error"]
-    assert row["rows_loaded"] == row["expected_total"] == 1100
+    assert row["rows_loaded"] == row["expected_total"] == 1300
+    assert row["partitions"] > 40, "the partition that grew was split again"
     assert set(loaded_domains(tmp_path, "grows.com")) == truth(emulator, "grows.com")
     assert all((e.page - 1) * e.size < 300 for e in ref_requests(emulator))
     assert report.exit_code == 0
@@ -96,7 +97,7 @@ def test_depth_cap_answer_on_page_one_splits_the_partition(tmp_path, emulator):
     report = run_pipeline(tmp_path, emulator, ["deep.com"], kind="full", settings_options={"page_size": 100})
     row = ledger(tmp_path, "deep.com")
     assert row["status"] == "complete", row["error"]
-    assert row["partitions"] == 2 and row["rows_loaded"] == 500
+    assert row["partitions"] > 1 and row["rows_loaded"] == 500
     assert set(loaded_domains(tmp_path, "deep.com")) == truth(emulator, "deep.com")
     assert report.exit_code == 0
 

@@ -2,11 +2,13 @@
 
 This is where the pipeline earns or wastes the user's money. The rules (DESIGN.md §4, §6):
 - page 1 gives `total`; then exactly pages 2..ceil(total/size), never a page past the end;
-- a result deeper than Serpstat's sortable window (page x size <= 60,000) is split into
-  complexFilter partitions (`domain_rank between`, halved; then `domain_from startsWith`), each
-  probed for its size with a 1-row page, and their union is the snapshot;
-- a snapshot is complete only if every page of every partition was fetched and the reported
-  total stayed put; if it moved, the partition is fetched once more, then given up as incomplete.
+- a result deeper than Serpstat's sortable window (page x size <= 60,000) is split by name into
+  complexFilter partitions (`domain_from startsWith` a-z0-9-_., and the names none of them
+  reaches, read as the last rows in descending order), each probed for its size with a 1-row page
+  unless the ledger's previous pull knows it, and their union is the snapshot;
+- a snapshot is complete only if every page of every partition was fetched, the reported total
+  stayed put and no row slid over a page seam; if not, the partition is fetched once more, then
+  given up as incomplete. Only a verified read of a partition is converted and loaded.
 """
 
 from __future__ import annotations
@@ -132,9 +134,9 @@ class Partition:
 
     ranks: tuple[int, int] | None = None
     prefix: str | None = None
-    # The rows of a one-rank set that no prefix of PREFIX_ALPHABET reaches (names starting with a
-    # non-ASCII letter: CJK, Cyrillic, ...). They sort after every ASCII name, so they are the
-    # first rows of the set in descending order: fetched that way, as many as the prefixes missed.
+    # The rows of `prefix` that none of its one-character extensions from PREFIX_ALPHABET reaches
+    # (a non-ASCII letter next: CJK, Cyrillic, ...). They sort after every ASCII name, so they are
+    # its first rows in descending order: fetched that way, as many as the extensions missed.
     tail: bool = False
 
     def conditions(self) -> list[dict]:
@@ -146,15 +148,20 @@ class Partition:
         return conds
 
     def split(self) -> list["Partition"]:
-        low, high = self.ranks or S.DOMAIN_RANK_RANGE
-        if low < high:
-            middle = (low + high) // 2
-            return [Partition((low, middle), self.prefix), Partition((middle + 1, high), self.prefix)]
-        if len(self.prefix or "") >= MAX_PREFIX:
+        """By name, never by a metric: a donor's domain_rank can change between the reads of two
+        rank partitions (two donors crossing a boundary in opposite directions would leave every
+        count in place and one donor on neither side); its name cannot."""
+        if self.tail or len(self.prefix or "") >= MAX_PREFIX:
             raise DepthCapError(f"Serpstat refuses even the first page of {self} as beyond its depth cap: "
                                 "this result cannot be split further; report it to Serpstat support")
-        children = [Partition((low, high), (self.prefix or "") + c) for c in PREFIX_ALPHABET]
-        return children if self.prefix else [*children, Partition((low, high), tail=True)]
+        children = [Partition(self.ranks, (self.prefix or "") + c) for c in PREFIX_ALPHABET]
+        return [*children, Partition(self.ranks, self.prefix, tail=True)]
+
+    def covers(self, other: "Partition") -> bool:
+        """`other` lies inside this partition, split from it (its tail excluded)."""
+        mine = self.prefix or ""
+        return (other.ranks == self.ranks and other.prefix is not None and len(other.prefix) > len(mine)
+                and other.prefix.startswith(mine))
 
     def as_json(self, total: int) -> dict:
         item = {"ranks": list(self.ranks) if self.ranks else None, "prefix": self.prefix, "total": total}
@@ -222,13 +229,12 @@ class SnapshotFetcher:
         while stack:
             part, attempt, expected = stack.pop()
             if part.tail:
-                reached = sum(t for p, t in leaves if p.ranks == part.ranks and p.prefix is not None)
-                outcome = self._fetch_tail(part, reached, expected)
+                reached = sum(t for p, t in leaves if part.covers(p))
+                outcome = self._fetch_tail(part, reached)
             else:
                 outcome = self._fetch_partition(part, probe=self._needs_probe(part, expected))
             if isinstance(outcome, _Split):
-                # a tail's size follows from its parent's total, known when it was split
-                stack.extend((child, 1, outcome.total if child.tail else None) for child in reversed(part.split()))
+                stack.extend((child, 1, None) for child in reversed(part.split()))
                 continue
             if isinstance(outcome, _Unstable):
                 if attempt == 1:
@@ -274,8 +280,7 @@ class SnapshotFetcher:
             except (ValueError, TypeError, AttributeError):
                 leaves = []  # unreadable: start from the whole result
             if leaves:
-                # a tail's recorded total is what the prefixes missed, not its set's size: recount
-                return [(part, 1, None if part.tail else total) for part, total in leaves]
+                return [(part, 1, total) for part, total in leaves]
         return [(Partition(), 1, spec.previous_total)]
 
     def _needs_probe(self, part: Partition, expected: int | None) -> bool:
@@ -296,7 +301,7 @@ class SnapshotFetcher:
                 first = self._page(part, 1, size)
                 total = first.total
             if not self._fits(total, size):
-                return _Split(f"{total} rows", total)
+                return _Split(f"{total} rows")
             pages = math.ceil(total / size)
             if probe and total > 0:
                 first = self._page(part, 1, size)
@@ -314,15 +319,17 @@ class SnapshotFetcher:
                 logger.info("%s: depth cap is %d rows; splitting %s", self.spec.key, self.depth_cap, part)
             return _Split("Serpstat's depth cap")
 
-    def _fetch_tail(self, part: Partition, reached: int, whole: int | None) -> "_Verified | _Split | _Unstable":
-        """The names of a one-rank set the prefixes did not reach: its last rows by name. `whole`
-        is the set's size when it was split (else a 1-row count learns it)."""
+    def _fetch_tail(self, part: Partition, reached: int) -> "_Verified | _Split | _Unstable":
+        """The names of a partition its one-character extensions did not reach: its last rows by
+        name, as many as its total (counted now: the total seen when it was split may be stale)
+        leaves after the extensions' rows."""
         try:
-            if whole is None:
-                whole = self._page(part, 1, 1).total
+            whole = self._page(part, 1, 1).total
             rest = whole - reached
-            if rest <= 0:
-                return _Verified(max(rest, 0), [])
+            if rest < 0:
+                return _Unstable(f"the result changed while it was paged ({part} lost rows)")
+            if rest == 0:
+                return _Verified(0, [])
             if not self._fits(rest, self.spec.page_size):
                 return _Unstable(f"{rest} names of {part} start outside {PREFIX_ALPHABET!r}: more than one "
                                  "sorted window can reach")
@@ -339,7 +346,8 @@ class SnapshotFetcher:
         if isinstance(read, _Unstable):
             return read
         rows = read.rows[:rest]
-        if any(str(_name(row)).lower().startswith(tuple(PREFIX_ALPHABET)) for row in rows):
+        if any(str(_name(row)).lower().startswith(tuple((part.prefix or "") + c for c in PREFIX_ALPHABET))
+               for row in rows):
             # a name the prefixes should have reached: the tail is not what it was taken for
             return _Unstable(f"the names of {part} do not sort as expected")
         return _Verified(rest, rows)
@@ -534,7 +542,6 @@ class _Split:
     """Too deep for Serpstat's window: fetch the partition's halves instead."""
 
     why: str
-    total: int | None = None  # the partition's size, when it was counted
 
 
 @dataclass(frozen=True)

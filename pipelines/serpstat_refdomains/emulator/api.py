@@ -288,7 +288,8 @@ class SerpstatApi:
         if fault.kind == "insert_rows":
             removed, added = [], (before if fault.where == "before" else after)
         # anchors first: the rows to add sit beside rows of the result as it was asked for
-        anchors = _picked(added, fault.pick, fault.count)
+        # (taken in turn, so a short stretch still takes `count` new rows)
+        anchors = [added[(int(fault.pick * len(added)) + i) % len(added)] for i in range(fault.count)] if added else []
         self.graph.remove_donors(query, _picked(removed, fault.pick, fault.count))
         for anchor in anchors:
             # after the page: just after its anchor; before it: just before its anchor

@@ -36,6 +36,7 @@ class Fault:
         insert_rows     add `count` new donors to the target before answering (the total moves);
                         with `where` "before"/"after", each sorts just beside a row of this
                         request's result before the page's first row / after its last row
+                        (rows of that stretch taken in turn)
         delete_rows     remove `count` donors of this request's result, `where` "before" the
                         page's first row or "after" its last row
         swap_rows       remove `count` donors before the page and add `count` after it (or the
