@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,9 @@ def truth(emulator, target: str, day: dt.date | None = None, last_week: bool = F
 
 def ref_requests(emulator, target: str | None = None) -> list:
     return [e for e in emulator.log if e.method == RD and (target is None or e.query == target)]
+
+
+def snapshot_cost(total: int, size: int = 1000) -> int:
+    """Credits of one unpartitioned snapshot: its rows (an empty answer costs 1) plus the shift
+    guard's two 1-row probes at each seam between pages."""
+    return max(total, 1) + 2 * max(math.ceil(total / size) - 1, 0)

@@ -2,16 +2,19 @@
 
 This is where the pipeline earns or wastes the user's money. The rules (DESIGN.md §4, §6):
 - page 1 gives `total`; then exactly pages 2..ceil(total/size), never a page past the end;
-- a result deeper than Serpstat's sortable window (page x size <= 60,000) is split into
-  complexFilter partitions (`domain_rank between`, halved; then `domain_from startsWith`), each
-  probed for its size with a 1-row page, and their union is the snapshot;
-- a snapshot is complete only if every page of every partition was fetched and the reported
-  total stayed put; if it moved, the partition is fetched once more, then given up as incomplete.
+- a result deeper than Serpstat's sortable window (page x size <= 60,000) is split by name into
+  complexFilter partitions (`domain_from startsWith` a-z0-9-_., and the names none of them
+  reaches, read as the last rows in descending order), each probed for its size with a 1-row page
+  unless the ledger's previous pull knows it, and their union is the snapshot;
+- a snapshot is complete only if every page of every partition was fetched, the reported total
+  stayed put and no row slid over a page seam; if not, the partition is fetched once more, then
+  given up as incomplete. Only a verified read of a partition is converted and loaded.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import queue
@@ -37,6 +40,7 @@ SORT, ORDER = "domain_from", "asc"
 # more than the conversion itself at one page per call).
 CONVERT_BATCH_ROWS = 10_000
 PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_."
+MAX_PREFIX = 16  # deeper than any sane set of names that share a start
 
 
 class BudgetExhausted(Exception):
@@ -90,6 +94,10 @@ class SnapshotSpec:
     filter_hash: str
     page_size: int = S.DEFAULT_PAGE_SIZE
     previous_rows: int | None = None  # rows of the latest complete snapshot of the series, if any
+    # what the ledger knows of the latest complete snapshot of this kind: its total and, when it
+    # was partitioned, its leaf partitions (`partition_plan` JSON), so no root page is paid for
+    previous_total: int | None = None
+    partition_plan: str | None = None
 
     @property
     def key(self) -> str:
@@ -116,6 +124,7 @@ class FetchStats:
     credits_spent: int = 0
     credits_left: int | None = None
     partitions: int = 0
+    partition_plan: str | None = None  # the leaves as JSON, when the result was partitioned
     error: str | None = None
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     finished_at: dt.datetime | None = None
@@ -127,6 +136,10 @@ class Partition:
 
     ranks: tuple[int, int] | None = None
     prefix: str | None = None
+    # The rows of `prefix` that none of its one-character extensions from PREFIX_ALPHABET reaches
+    # (a non-ASCII letter next: CJK, Cyrillic, ...). They sort after every ASCII name, so they are
+    # its first rows in descending order: fetched that way, as many as the extensions missed.
+    tail: bool = False
 
     def conditions(self) -> list[dict]:
         conds: list[dict] = []
@@ -137,11 +150,29 @@ class Partition:
         return conds
 
     def split(self) -> list["Partition"]:
-        low, high = self.ranks or S.DOMAIN_RANK_RANGE
-        if low < high:
-            middle = (low + high) // 2
-            return [Partition((low, middle), self.prefix), Partition((middle + 1, high), self.prefix)]
-        return [Partition((low, high), (self.prefix or "") + c) for c in PREFIX_ALPHABET]
+        """By name, never by a metric: a donor's domain_rank can change between the reads of two
+        rank partitions (two donors crossing a boundary in opposite directions would leave every
+        count in place and one donor on neither side); its name cannot."""
+        if self.tail or len(self.prefix or "") >= MAX_PREFIX:
+            raise DepthCapError(f"Serpstat refuses even the first page of {self} as beyond its depth cap: "
+                                "this result cannot be split further; report it to Serpstat support")
+        children = [Partition(self.ranks, (self.prefix or "") + c) for c in PREFIX_ALPHABET]
+        return [*children, Partition(self.ranks, self.prefix, tail=True)]
+
+    def covers(self, other: "Partition") -> bool:
+        """`other` lies inside this partition, split from it (its tail excluded)."""
+        mine = self.prefix or ""
+        return (other.ranks == self.ranks and other.prefix is not None and len(other.prefix) > len(mine)
+                and other.prefix.startswith(mine))
+
+    def as_json(self, total: int) -> dict:
+        item = {"ranks": list(self.ranks) if self.ranks else None, "prefix": self.prefix, "total": total}
+        return {**item, "tail": True} if self.tail else item
+
+    @classmethod
+    def from_json(cls, item: dict) -> tuple["Partition", int | None]:
+        ranks = item.get("ranks")
+        return cls(tuple(ranks) if ranks else None, item.get("prefix"), bool(item.get("tail"))), item.get("total")
 
     def __str__(self) -> str:
         parts = []
@@ -149,6 +180,8 @@ class Partition:
             parts.append(f"rank {self.ranks[0]}-{self.ranks[1]}")
         if self.prefix is not None:
             parts.append(f"prefix {self.prefix!r}")
+        if self.tail:
+            parts.append("names no prefix reaches")
         return ", ".join(parts) or "all"
 
 
@@ -184,37 +217,52 @@ class SnapshotFetcher:
 
     # --- public --------------------------------------------------------------------------
     def tables(self) -> Iterator[pa.Table]:
-        """Arrow tables of the snapshot's rows; `stats.status` is final when this is exhausted."""
+        """Arrow tables of the snapshot's rows; `stats.status` is final when this is exhausted.
+
+        A partition is held (at most a depth cap of raw rows, a few MB) until it is verified
+        consistent, and only then converted: rows of an abandoned attempt never reach a table,
+        nor the set of names that makes a repeated donor one row.
+        """
         stats = self.stats
-        moved = False
+        unstable: str | None = None
         leaves: list[tuple[Partition, int]] = []
-        stack = [Partition()]
+        # (partition, attempt, rows it had last time if known)
+        stack: list[tuple[Partition, int, int | None]] = list(reversed(self._planned()))
         while stack:
-            part = stack.pop()
-            outcome = yield from self._fetch_partition(part, probe=part != Partition())
-            if outcome == "split":
-                stack.extend(reversed(part.split()))
+            part, attempt, expected = stack.pop()
+            if part.tail:
+                reached = sum(t for p, t in leaves if part.covers(p))
+                outcome = self._fetch_tail(part, reached)
+            else:
+                outcome = self._fetch_partition(part, probe=self._needs_probe(part, expected))
+            if isinstance(outcome, _Split):
+                stack.extend((child, 1, None) for child in reversed(part.split()))
                 continue
-            if outcome == "moved":
-                logger.info("%s: total moved while paging (%s); fetching it once more", self.spec.key, part)
-                outcome = yield from self._fetch_partition(part, probe=False)
-                if outcome == "moved":
-                    moved = True
-                    continue
-            leaves.append((part, outcome))
+            if isinstance(outcome, _Unstable):
+                if attempt == 1:
+                    logger.info("%s: %s (%s); fetching it once more", self.spec.key, outcome.what, part)
+                    stack.append((part, 2, None))
+                else:
+                    unstable = outcome.what
+                continue
+            leaves.append((part, outcome.total))
+            for start in range(0, len(outcome.rows), CONVERT_BATCH_ROWS):
+                yield self._to_arrow(outcome.rows[start:start + CONVERT_BATCH_ROWS])
         if stats.rows_loaded == 0:
             # An empty snapshot still declares the table, so queries and models find it.
             yield self._to_arrow([])
         self._rows.finish()
         stats.partitions = len(leaves)
         stats.expected_total = sum(total for _, total in leaves)
-        if moved:
+        if len(leaves) > 1:
+            stats.partition_plan = json.dumps([part.as_json(total) for part, total in leaves])
+        if unstable is not None:
             stats.status = S.STATUS_INCOMPLETE
-            stats.error = "the result changed while it was paged, twice: fetch again later"
+            stats.error = f"{unstable}, on both attempts: fetch again later"
         elif len(leaves) > 1 and not self._partitions_cover(leaves):
             stats.status = S.STATUS_INCOMPLETE
             stats.error = ("partitions of a result over the depth cap do not add up to its total "
-                           "(names outside a-z0-9 or ranks outside 0-100)")
+                           "(the index changed while it was paged, or names outside the prefixes tried)")
         elif (self.spec.kind == "full" and stats.expected_total == 0 and self.spec.previous_rows):
             stats.status = S.STATUS_SUSPECT_EMPTY
             stats.error = (f"empty, while the previous complete snapshot had {self.spec.previous_rows} rows "
@@ -224,51 +272,132 @@ class SnapshotFetcher:
         stats.finished_at = dt.datetime.now(dt.timezone.utc)
 
     # --- partitions ----------------------------------------------------------------------
-    def _fetch_partition(self, part: Partition, probe: bool) -> Iterator[pa.Table]:
-        """Yields the partition's pages; returns its total, or "split" / "moved"."""
+    def _planned(self) -> list[tuple[Partition, int, int | None]]:
+        """Where to start: the previous snapshot's leaves when it was over the depth cap (its root
+        page would be paid for and thrown away), else the whole result."""
+        spec = self.spec
+        if spec.partition_plan and spec.previous_total and not self._fits(spec.previous_total, spec.page_size):
+            try:
+                leaves = [Partition.from_json(item) for item in json.loads(spec.partition_plan)]
+            except (ValueError, TypeError, AttributeError):
+                leaves = []  # unreadable: start from the whole result
+            if leaves:
+                return [(part, 1, total) for part, total in leaves]
+        return [(Partition(), 1, spec.previous_total)]
+
+    def _needs_probe(self, part: Partition, expected: int | None) -> bool:
+        """A 1-row count first, unless a full page 1 is surely not thrown away: the size is known
+        to be far below the depth cap, or (a first pull) the whole result, whose size is unknown."""
+        if expected is None:
+            return part != Partition()
+        return expected > self.depth_cap // 2
+
+    def _fetch_partition(self, part: Partition, probe: bool) -> "_Verified | _Split | _Unstable":
+        """One attempt at a partition: its rows if every page agreed, else why not."""
         size = self.spec.page_size
-        first = self._page(part, 1, 1 if probe else size)
-        total = first.total
-        if self.spec.kind == "full" and total == 0 and part == Partition() and self.spec.previous_rows:
-            # An empty full snapshot after a non-empty one is more often a glitch than a fact.
-            first = self._page(part, 1, size)
-            total = first.total
-        if total > (self.depth_cap // size) * size:
-            return "split"
-        pages = math.ceil(total / size)
-        if probe and total > 0:
-            first = self._page(part, 1, size)
-            if first.total != total:
-                return "moved"
-        if pages == 0:
-            return 0
-        if not self.budget.fits(total - first.count):
-            raise _budget_error(total - first.count, self.budget)
-        counted = first.count
-        batch = list(first.rows)
-        outcome: str | None = None
         try:
-            for page in self._pages(part, range(2, pages + 1), size):
+            first = self._page(part, 1, 1 if probe else size)
+            total = first.total
+            if self.spec.kind == "full" and total == 0 and part == Partition() and self.spec.previous_rows:
+                # An empty full snapshot after a non-empty one is more often a glitch than a fact.
+                first = self._page(part, 1, size)
+                total = first.total
+            if not self._fits(total, size):
+                return _Split(f"{total} rows")
+            pages = math.ceil(total / size)
+            if probe and total > 0:
+                first = self._page(part, 1, size)
+                if first.total != total:
+                    return _moved(total, first.total)
+            if pages == 0:
+                return _Verified(0, [])
+            if not self.budget.fits(total - first.count):
+                raise _budget_error(total - first.count, self.budget)
+            return self._read_pages(part, first, total, pages, size)
+        except _DepthCapped as capped:
+            if capped.offset > 0:
+                # Serpstat's window is narrower than we assumed: the page that failed starts at it.
+                self.depth_cap = min(self.depth_cap, capped.offset)
+                logger.info("%s: depth cap is %d rows; splitting %s", self.spec.key, self.depth_cap, part)
+            return _Split("Serpstat's depth cap")
+
+    def _fetch_tail(self, part: Partition, reached: int) -> "_Verified | _Split | _Unstable":
+        """The names of a partition its one-character extensions did not reach: its last rows by
+        name, as many as its total (counted now: the total seen when it was split may be stale)
+        leaves after the extensions' rows."""
+        try:
+            whole = self._page(part, 1, 1).total
+            rest = whole - reached
+            if rest < 0:
+                return _Unstable(f"the result changed while it was paged ({part} lost rows)")
+            if rest == 0:
+                return _Verified(0, [])
+            if not self._fits(rest, self.spec.page_size):
+                return _Unstable(f"{rest} names of {part} start outside {PREFIX_ALPHABET!r}: more than one "
+                                 "sorted window can reach")
+            # pages sized so that `rest` rows take as many pages as at page_size, and the last
+            # one pays for fewer rows past `rest` than there are pages
+            pages = math.ceil(rest / self.spec.page_size)
+            size = math.ceil(rest / pages)
+            first = self._page(part, 1, size)
+            if first.total != whole:
+                return _moved(whole, first.total)
+            read = self._read_pages(part, first, whole, pages, size)
+        except _DepthCapped:
+            return _Unstable(f"Serpstat refused the last names of {part} as beyond its depth cap")
+        if isinstance(read, _Unstable):
+            return read
+        rows = read.rows[:rest]
+        if any(str(_name(row)).lower().startswith(tuple((part.prefix or "") + c for c in PREFIX_ALPHABET))
+               for row in rows):
+            # a name the prefixes should have reached: the tail is not what it was taken for
+            return _Unstable(f"the names of {part} do not sort as expected")
+        return _Verified(rest, rows)
+
+    def _read_pages(self, part: Partition, first: RefDomainsPage, total: int, pages: int,
+                    size: int) -> "_Verified | _Unstable":
+        """Pages 2.. of an attempt, checked as they come, and the seams between them probed."""
+        short = _short_page(first, 1, total, size)
+        if short:
+            return _Unstable(short)
+        rows = list(first.rows)
+        edges = [(_name(first.rows[0]), _name(first.rows[-1]))]
+        probes: list[tuple[int, Any, Any]] = []  # (offset, expected name, future or page)
+        try:
+            for number, page in zip(range(2, pages + 1), self._pages(part, range(2, pages + 1), size)):
                 if page.total != total:
-                    outcome = "moved"
-                    break
-                counted += page.count
-                batch.extend(page.rows)
-                if len(batch) >= CONVERT_BATCH_ROWS:
-                    yield self._to_arrow(batch)
-                    batch = []
-        except DepthCapError:
-            # Serpstat's window is narrower than we assumed: learn it, split this partition.
-            self.depth_cap = min(self.depth_cap, (pages - 1) * size)
-            logger.info("%s: depth cap is below %d rows; splitting", self.spec.key, self.depth_cap)
-            outcome = "split"
-        if batch:
-            yield self._to_arrow(batch)
-        if outcome is not None:
-            return outcome
-        if counted != total:
-            return "moved"
-        return total
+                    return _moved(total, page.total)
+                short = _short_page(page, number, total, size)
+                if short:
+                    return _Unstable(short)
+                rows.extend(page.rows)
+                edges.append((_name(page.rows[0]), _name(page.rows[-1])))
+                # The seam before this page: the rows either side must still be where both pages
+                # saw them. Asked once both pages are in (whichever Serpstat served first), so a
+                # row that slid over the seam between the two requests is caught.
+                seam = (number - 1) * size
+                probes.append((seam - 1, edges[-2][1], self._probe(part, seam - 1)))
+                probes.append((seam, edges[-1][0], self._probe(part, seam)))
+            for offset, expected, pending in probes:
+                found = pending.result() if isinstance(pending, Future) else pending
+                if found.total != total:
+                    return _moved(total, found.total)
+                if not found.rows or _name(found.rows[0]) != expected:
+                    return _Unstable("the result changed while it was paged "
+                                         f"(rows shifted across the end of page {offset // size + 1})")
+        finally:
+            _settle([pending for _, _, pending in probes if isinstance(pending, Future)])
+        return _Verified(total, rows)
+
+    def _probe(self, part: Partition, offset: int) -> "Future | RefDomainsPage":
+        """The single row at `offset` (a 1-row page), in the background when pages are."""
+        if self.executor is None:
+            return self._page(part, offset + 1, 1)
+        return self.executor.submit(self._page, part, offset + 1, 1)
+
+    def _fits(self, total: int, size: int) -> bool:
+        """Every page of `total` rows starts inside the depth cap (page 1 always does)."""
+        return total <= size or (math.ceil(total / size) - 1) * size < self.depth_cap
 
     def _pages(self, part: Partition, numbers: range, size: int) -> Iterator[RefDomainsPage]:
         """Pages in order, fetched concurrently within a bounded window (the rate limiter paces them)."""
@@ -290,14 +419,7 @@ class SnapshotFetcher:
                     pending.append(self.executor.submit(self._page, part, next_number, size))
                 yield page
         finally:
-            for future in pending:
-                future.cancel()
-            for future in pending:
-                if not future.cancelled():
-                    try:
-                        future.result()
-                    except Exception:  # noqa: BLE001 - abandoned pages: their failure is moot
-                        pass
+            _settle(pending)
 
     def _page(self, part: Partition, number: int, size: int) -> RefDomainsPage:
         self.budget.reserve(size)
@@ -305,8 +427,10 @@ class SnapshotFetcher:
         try:
             page = self.client.get_ref_domains(
                 self.spec.target.domain, self.spec.target.search_type, page=number, size=size,
-                sort=SORT, order=ORDER, complex_filter=self._filter(part))
+                sort=SORT, order="desc" if part.tail else ORDER, complex_filter=self._filter(part))
             charged = page.charge
+        except DepthCapError:
+            raise _DepthCapped((number - 1) * size) from None
         finally:
             self.budget.settle(size, charged)
             with self._lock:
@@ -410,6 +534,66 @@ class Prefetcher:
     def cancel(self) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A partition read consistently: its total and its raw rows, in order."""
+
+    total: int
+    rows: list[Any]
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Too deep for Serpstat's window: fetch the partition's halves instead."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class _Unstable:
+    """The partition changed (or came back short) while it was paged: `what` says how."""
+
+    what: str
+
+
+class _DepthCapped(Exception):
+    """Serpstat refused a page as beyond its depth cap; `offset` is where that page starts."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"depth cap at offset {offset}")
+        self.offset = offset
+
+
+def _moved(before: int, after: int) -> _Unstable:
+    return _Unstable(f"the result changed while it was paged (its total moved from {before} to {after})")
+
+
+def _settle(futures: list[Future]) -> None:
+    """Cancel what has not started; wait for the rest, whose failure no longer matters."""
+    for future in futures:
+        future.cancel()
+    for future in futures:
+        if not future.cancelled():
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - an abandoned request: its failure is moot
+                pass
+
+
+def _name(row: Any) -> Any:
+    return row.get("domain_from") if isinstance(row, dict) else row
+
+
+def _short_page(page: RefDomainsPage, number: int, total: int, size: int) -> str | None:
+    """Why a page holds fewer (or more) rows than its total says it must, if it does."""
+    expected = min(size, total - (number - 1) * size)
+    if page.count == expected:
+        return None
+    return (f"Serpstat returned a short page {number} ({page.count} of {expected} rows) while its "
+            f"total said {total}") if page.count < expected else (
+            f"Serpstat returned page {number} with {page.count} rows where its total of {total} allows {expected}")
 
 
 def _budget_error(needed: int, budget: Budget) -> BudgetExhausted:

@@ -96,6 +96,7 @@ class LedgerRow:
     status: str
     rows_loaded: int
     expected_total: int
+    partition_plan: str | None = None
 
 
 class OperationalError(Exception):
@@ -309,7 +310,24 @@ def read_ledger(pipeline: dlt.Pipeline) -> dict[str, LedgerRow]:
         entry = LedgerRow(row[0], row[1], row[2], row[3], day, row[5], row[6], int(row[7] or 0),
                           int(row[8] or 0))
         ledger[entry.key] = entry
+    for key, plan in _partition_plans(pipeline):
+        if key in ledger:
+            ledger[key] = dataclasses.replace(ledger[key], partition_plan=plan)
     return ledger
+
+
+def _partition_plans(pipeline: dlt.Pipeline) -> list:
+    """(snapshot_key, partition_plan) of partitioned snapshots; none in a ledger written before
+    the column existed (dlt adds it with the first partitioned snapshot)."""
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
+            return list(client.execute_sql(
+                f"SELECT snapshot_key, partition_plan FROM {table} WHERE partition_plan IS NOT NULL") or [])
+    except DatabaseUndefinedRelation:
+        return []
+    except DltException:
+        return []  # no such column yet
 
 
 def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str, snapshot_date: dt.date | None = None) -> None:
@@ -411,11 +429,20 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
                 target=target, kind=snapshot_kind, snapshot_date=day, user_filter=settings.complex_filter,
                 filter_hash=settings.filter_hash, page_size=settings.page_size,
                 previous_rows=previous_full[-1].rows_loaded if previous_full and snapshot_kind == "full" else None,
+                **_what_the_ledger_knows([r for r in complete if r.snapshot_kind == snapshot_kind]),
             )
             same_kind = [r for r in complete if r.snapshot_kind == snapshot_kind]
             estimate = max(same_kind[-1].expected_total, 1) if same_kind else None
             todo.append(PlannedSnapshot(spec, existing, estimate, rows_now))
     return todo, done
+
+
+def _what_the_ledger_knows(same_kind: list[LedgerRow]) -> dict:
+    """The latest complete pull of the same kind: its total and leaf partitions (paging.py starts
+    from them instead of paying for a root page that would be thrown away)."""
+    if not same_kind:
+        return {}
+    return {"previous_total": same_kind[-1].expected_total, "partition_plan": same_kind[-1].partition_plan}
 
 
 # --- progress ----------------------------------------------------------------------------
@@ -738,7 +765,8 @@ def _root_cause(error: BaseException) -> BaseException:
         for nxt in (getattr(current, "exception", None), current.__cause__, current.__context__):
             if isinstance(nxt, BaseException):
                 queue.append(nxt)
-    return error
+    # None of ours: the innermost exception, since dlt's wrappers put the cause after a line break
+    return _innermost(error)
 
 
 def _is_destination_error(error: BaseException) -> bool:

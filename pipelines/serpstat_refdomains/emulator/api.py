@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .faults import TRANSPORT_KINDS, Fault, FaultPlan
+from .faults import CHURN_KINDS, TRANSPORT_KINDS, Fault, FaultPlan
 from .graph import Donor, LinkGraph, in_last_week
 
 REF_DOMAINS = "SerpstatBacklinksProcedure.getRefDomains"
@@ -237,8 +237,10 @@ class SerpstatApi:
         query, search_type, page, size, sort, order, groups = _validate(params)
         entry.page, entry.size = page, size
         for fault in fired:
-            if fault.kind == "insert_rows":
+            if fault.kind == "insert_rows" and fault.where is None:
                 self.graph.insert_donors(query, fault.count, self.today)
+            elif fault.kind in CHURN_KINDS:
+                self._churn(fault, (query, search_type, sort, order, groups), (page - 1) * size, size)
         if (page - 1) * size + 1 > self.depth_cap:
             raise ApiError(402, f"To get more than {self.depth_cap} results use export report methods")
 
@@ -248,6 +250,9 @@ class SerpstatApi:
             result_key, rows = self._result_set(query, search_type, sort, order, groups)
         total = len(rows)
         window = rows[(page - 1) * size: page * size]
+        short = sum(f.count for f in fired if f.kind == "short_page")
+        if short:
+            window = window[:max(len(window) - short, 0)]
         entry.total = total
         if not window:
             charge = 1  # since 2025-06-15 an empty answer costs 1 credit
@@ -261,7 +266,7 @@ class SerpstatApi:
 
         as_strings = self.numbers_as_strings or any(f.kind == "string_numbers" for f in fired)
         extras = self.extra_fields or any(f.kind == "extra_fields" for f in fired)
-        page_key = None if result_key is None else (result_key, page, size, as_strings, extras)
+        page_key = None if result_key is None or short else (result_key, page, size, as_strings, extras)
         bad_metrics = [f for f in fired if f.kind == "bad_metrics"]
         if bad_metrics:
             data = _Rendered(_dumps(_with_bad_metrics([self._row(d, as_strings, extras) for d in window],
@@ -275,6 +280,31 @@ class SerpstatApi:
             "summary_info": {"left_lines": left, "page": page, "count": len(window), "total": total,
                              "sort": sort, "order": order.upper()},
         }
+
+    def _churn(self, fault: Fault, request: tuple, offset: int, size: int) -> None:
+        """Change the index the way a live one does between two page requests (faults.py)."""
+        query, search_type = request[0], request[1]
+        if fault.kind == "change_metrics":
+            everyone = sorted(self.graph.active(query, self.today, search_type), key=lambda d: d.name)
+            for donor in _picked(everyone, fault.pick, fault.count):
+                self.graph.change_metrics(query, donor, (donor.rank + 50) % 101, donor.ref_pages + 1)
+            return
+        _, rows = self._result_set(*request)
+        before, after = rows[:offset], rows[offset + size:]
+        if fault.kind == "delete_rows":
+            self.graph.remove_donors(query, _picked(before if fault.where == "before" else after,
+                                                    fault.pick, fault.count))
+            return
+        removed, added = (before, after) if fault.where != "after" else (after, before)
+        if fault.kind == "insert_rows":
+            removed, added = [], (before if fault.where == "before" else after)
+        # anchors first: the rows to add sit beside rows of the result as it was asked for
+        # (taken in turn, so a short stretch still takes `count` new rows)
+        anchors = [added[(int(fault.pick * len(added)) + i) % len(added)] for i in range(fault.count)] if added else []
+        self.graph.remove_donors(query, _picked(removed, fault.pick, fault.count))
+        for anchor in anchors:
+            # after the page: just after its anchor; before it: just before its anchor
+            self.graph.insert_beside(query, anchor, after=added is after, day=self.today)
 
     def _render(self, window: list[Donor], key: tuple | None, as_strings: bool, extras: bool) -> "_Rendered":
         """Rows of one page as JSON, cached by everything that decides them (the result set's
@@ -413,6 +443,14 @@ def _with_bad_metrics(rows: list[dict], faults: list[Fault]) -> list[dict]:
         for row, value in zip(rows, fault.values):
             row[fault.metric] = value
     return rows
+
+
+def _picked(rows: list, pick: float, count: int) -> list:
+    """`count` consecutive rows starting at fraction `pick` of `rows` (fewer if it is short)."""
+    if not rows:
+        return []
+    start = min(int(pick * len(rows)), len(rows) - 1)
+    return rows[start:start + count]
 
 
 def _validate(params: dict) -> tuple[str, str, int, int, str, str, list]:

@@ -16,7 +16,10 @@ from typing import Any
 TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429", "api_error", "wrong_api_query"}
 # Faults that change what the API answers (the request is processed and charged).
 DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty", "bad_metrics",
-              "error_with_result"}
+              "error_with_result", "short_page"}
+# Faults that change the index itself just before the request is answered (a live index).
+CHURN_KINDS = {"insert_rows", "delete_rows", "swap_rows", "change_metrics"}
+DATA_KINDS |= CHURN_KINDS
 KINDS = TRANSPORT_KINDS | DATA_KINDS
 
 
@@ -36,7 +39,16 @@ class Fault:
         wrong_api_query HTTP 200 + in-body error 404 "Wrong API query! Use API domain subdomain"
                         (what Serpstat documents for a wrong endpoint), not charged
         delay           sleep `seconds` before answering (past the client's timeout, say)
-        insert_rows     add `count` new donors to the target before answering (the total moves)
+        insert_rows     add `count` new donors to the target before answering (the total moves);
+                        with `where` "before"/"after", each sorts just beside a row of this
+                        request's result before the page's first row / after its last row
+                        (rows of that stretch taken in turn)
+        delete_rows     remove `count` donors of this request's result, `where` "before" the
+                        page's first row or "after" its last row
+        swap_rows       remove `count` donors before the page and add `count` after it (or the
+                        other way round with `where="after"`): the total stays put, rows shift
+        change_metrics  give `count` donors of the target (any partition) a new domain_rank
+                        (+50 mod 101) and ref_pages (+1): a donor can move between rank filters
         extra_fields    add unknown fields to every row of the answer
         string_numbers  send ref_pages and domainRank as strings
         empty           answer as if the target had no referring domains
@@ -44,6 +56,7 @@ class Fault:
                         `code`/`message` beside its result
         bad_metrics     in the answer's rows, set `metric` (ref_pages or domainRank) to each of
                         `values` in turn, from the first row on (values: e.g. "", -1, "n/a", 1.5)
+        short_page      leave the last `count` rows out of the page while `total` still counts them
     """
 
     kind: str
@@ -61,10 +74,16 @@ class Fault:
     metric: str = "domainRank"
     values: tuple = ()
     error_body: Any = None
+    where: str | None = None  # churn: "before" or "after" the requested page's rows
+    pick: float = 0.5  # churn: which rows of that stretch (0 = its first, towards 1 = its last)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {sorted(KINDS)}")
+        if self.where not in (None, "before", "after"):
+            raise ValueError(f"fault where must be 'before' or 'after', not {self.where!r}")
+        if not 0 <= self.pick < 1:
+            raise ValueError(f"fault pick must be in [0, 1), not {self.pick!r}")
 
     def matches(self, method: str, query: str | None, page: int | None, last_week: bool) -> bool:
         return (

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import random
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 EPOCH = dt.date(2026, 1, 1)
 # Donors are generated from HISTORY_DAYS before EPOCH to HORIZON_DAYS after it; later days see
@@ -70,13 +70,26 @@ class Profile:
 
     size: int | None = None
     base_size: int | None = None
+    rank: int | None = None  # every donor of a sized profile has this domain_rank (one rank value)
 
 
 @dataclass
 class _Overlay:
-    """Donors added at run time (rows inserted between two pages of one query)."""
+    """Changes made at run time, between two pages of one query: donors added, removed by name,
+    and donors whose metrics changed (by name)."""
 
     donors: list[Donor] = field(default_factory=list)
+    removed: set[str] = field(default_factory=set)
+    changed: dict[str, Donor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One run-time change of the index, in the order it happened (`LinkGraph.changes`)."""
+
+    kind: str  # insert | remove | metrics
+    target: str
+    donor: Donor
 
 
 def _rng(*parts: object) -> random.Random:
@@ -119,6 +132,7 @@ class LinkGraph:
         self._overlays: dict[str, _Overlay] = {}
         self._lock = threading.Lock()
         self.version = 0  # bumped on every change, so caches of served result sets expire
+        self.changes: list[Change] = []  # run-time changes, so a test can replay every state
 
     # --- configuration -------------------------------------------------------------------
     def set_profile(self, target: str, profile: Profile | int) -> None:
@@ -142,9 +156,47 @@ class LinkGraph:
                       rank=_donor_rank(rng), ref_pages=_ref_pages(rng), born=day)
                 for i in range(count)
             ]
-            overlay.donors.extend(added)
-            self.version += 1
+            self._add(key, overlay, added)
         return added
+
+    def insert_beside(self, target: str, anchor: Donor, after: bool, day: dt.date) -> Donor:
+        """Add a donor whose name sorts right before (or after) `anchor`'s, with its rank: a new
+        row at a chosen place of a result sorted by name, inside the anchor's rank partition."""
+        key = target.lower()
+        with self._lock:
+            overlay = self._overlays.setdefault(key, _Overlay())
+            label, dot, rest = anchor.name.partition(".")
+            # '-' sorts before '.', '0' after it: the new name lands just before / just after
+            mark = f"0c{len(overlay.donors)}" if after else f"-c{len(overlay.donors)}"
+            donor = Donor(name=f"{label}{mark}{dot}{rest}", rank=anchor.rank, ref_pages=anchor.ref_pages,
+                          born=day)
+            self._add(key, overlay, [donor])
+        return donor
+
+    def remove_donors(self, target: str, donors: list[Donor]) -> None:
+        """Drop donors from the index (a live index update: the links are gone)."""
+        key = target.lower()
+        with self._lock:
+            overlay = self._overlays.setdefault(key, _Overlay())
+            for donor in donors:
+                overlay.removed.add(donor.name)
+                self.changes.append(Change("remove", key, donor))
+            self.version += 1
+
+    def change_metrics(self, target: str, donor: Donor, rank: int, ref_pages: int) -> Donor:
+        """Give a donor new metrics (rank and ref_pages move under a live index every day)."""
+        key = target.lower()
+        changed = replace(donor, rank=rank, ref_pages=ref_pages)
+        with self._lock:
+            self._overlays.setdefault(key, _Overlay()).changed[donor.name] = changed
+            self.changes.append(Change("metrics", key, changed))
+            self.version += 1
+        return changed
+
+    def _add(self, key: str, overlay: _Overlay, added: list[Donor]) -> None:
+        overlay.donors.extend(added)
+        self.changes.extend(Change("insert", key, donor) for donor in added)
+        self.version += 1
 
     # --- ground truth --------------------------------------------------------------------
     def donors(self, target: str) -> list[Donor]:
@@ -155,7 +207,13 @@ class LinkGraph:
                 universe = self._generate(key, self._profiles.get(key, Profile()))
                 self._universes[key] = universe
             overlay = self._overlays.get(key)
-        return universe + overlay.donors if overlay else universe
+            if not overlay:
+                return universe
+            if not overlay.removed and not overlay.changed:
+                return universe + overlay.donors
+            removed, changed = set(overlay.removed), dict(overlay.changed)
+            donors = universe + overlay.donors
+        return [changed.get(d.name, d) for d in donors if d.name not in removed]
 
     def active(self, target: str, day: dt.date, search_type: str = "domain_with_subdomains") -> list[Donor]:
         only_domain = search_type == "domain"
@@ -176,7 +234,8 @@ class LinkGraph:
     def _generate(self, key: str, profile: Profile) -> list[Donor]:
         rng = _rng(self.seed, key, "profile")
         if profile.size is not None:
-            return [self._static_donor(key, i) for i in range(profile.size)]
+            donors = [self._static_donor(key, i) for i in range(profile.size)]
+            return donors if profile.rank is None else [replace(d, rank=profile.rank) for d in donors]
         base = profile.base_size if profile.base_size is not None else 100 + rng.randrange(1900)
         births_per_day = base / MEAN_LIFETIME_DAYS
         donors: list[Donor] = []

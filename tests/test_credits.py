@@ -1,0 +1,129 @@
+"""Credits for results over the depth cap, counted from the emulator's log (emulator depth cap
+500, pages of 100: the same arithmetic as Serpstat's 60,000 at 1,000, a hundred times smaller)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+from tests.helpers import ledger, loaded_domains, ref_requests, run_pipeline, truth
+
+CAP, SIZE, TOTAL = 500, 100, 1200
+
+
+def seams(total: int) -> int:
+    """The shift guard: two 1-row probes at each seam between pages."""
+    return 2 * max(math.ceil(total / SIZE) - 1, 0)
+
+
+def leaves_of(row: dict) -> list[int]:
+    return [leaf["total"] for leaf in json.loads(row["partition_plan"])]
+
+
+def from_the_plan(row: dict, cap: int) -> int:
+    """Credits of a pull that starts from `row`'s leaves, the index unchanged: a 1-row probe for
+    a prefix that held more than half the window, 1 for one that was empty (its page 1 answers
+    empty), a 1-row count for the names no prefix reaches (its size is what that count leaves)."""
+    plan = json.loads(row["partition_plan"])
+    prefixes = [leaf["total"] for leaf in plan if not leaf.get("tail")]
+    tails = [leaf for leaf in plan if leaf.get("tail")]
+    return sum(1 for t in prefixes if t > cap // 2) + prefixes.count(0) + len(tails)
+
+
+def test_first_fetch_over_the_depth_cap_pays_one_root_page_then_rows(tmp_path, emulator):
+    emulator.api.depth_cap = CAP
+    emulator.set_profile("big.com", TOTAL)
+    run_pipeline(tmp_path, emulator, ["big.com"], kind="full", settings_options={"page_size": SIZE}, depth_cap=CAP)
+    row = ledger(tmp_path, "big.com")
+    assert row["status"] == "complete" and set(loaded_domains(tmp_path, "big.com")) == truth(emulator, "big.com")
+    leaves = leaves_of(row)
+    assert sum(leaves) == TOTAL and row["partitions"] == len(leaves)
+    assert len(leaves) == 40, "one split: 39 prefixes and the names none of them reaches"
+    # the root's page 1 (its size was unknown), a 1-row probe of each of the 40 partitions, the
+    # rows, the seams, one unpartitioned count at the end
+    expected = SIZE + 40 + TOTAL + sum(seams(t) for t in leaves) + 1
+    assert emulator.api.credits_charged == row["credits_spent"] == expected
+
+
+def test_later_fetch_starts_from_the_ledgers_partitions(tmp_path, emulator):
+    emulator.api.depth_cap = CAP
+    emulator.set_profile("big.com", TOTAL)
+    run_pipeline(tmp_path, emulator, ["big.com"], kind="full", settings_options={"page_size": SIZE}, depth_cap=CAP)
+    first = ledger(tmp_path, "big.com")
+    leaves = leaves_of(first)
+    emulator.api.clear_log()
+    later = emulator.today + dt.timedelta(days=7)
+    run_pipeline(tmp_path, emulator, ["big.com"], later, kind="full", settings_options={"page_size": SIZE},
+                 depth_cap=CAP)
+    row = ledger(tmp_path, "big.com")
+    assert row["status"] == "complete" and str(row["snapshot_date"]) == str(later)
+    assert all(e.complex_filter or e.order == "desc" for e in ref_requests(emulator)[:-1]), "no root page"
+    # no root page; the probes the plan cannot spare; the rows; the seams; the final count
+    expected = from_the_plan(first, CAP) + TOTAL + sum(seams(t) for t in leaves) + 1
+    assert emulator.api.credits_charged == row["credits_spent"] == expected
+
+
+def test_learned_depth_cap_is_the_offset_of_the_refused_page(tmp_path, emulator):
+    """Serpstat's window (500) is narrower than configured (60,000): page 6 is refused. The cap
+    is 500, so partitions are cut to fit it at once, not to (pages - 1) x size = 1,100."""
+    emulator.api.depth_cap = CAP
+    emulator.set_profile("big.com", TOTAL)
+    run_pipeline(tmp_path, emulator, ["big.com"], kind="full", settings_options={"page_size": SIZE},
+                 max_workers=1)
+    row = ledger(tmp_path, "big.com")
+    assert row["status"] == "complete" and set(loaded_domains(tmp_path, "big.com")) == truth(emulator, "big.com")
+    leaves = leaves_of(row)
+    refused = [e for e in ref_requests(emulator) if e.outcome == "error:402"]
+    assert 1 <= len(refused) <= 2 and min(e.page for e in refused) == 6  # page 7 may be in flight
+    # a seam probe of the root queued behind the refused page may be under way when it is refused
+    in_flight = [e for e in ref_requests(emulator)
+                 if e.complex_filter is None and e.order == "asc" and e.size == 1 and e.page > 1]
+    assert len(in_flight) <= 2
+    # pages 1-5 of the root, read before the refusal, then as a first pull over the cap
+    expected = 5 * SIZE + len(in_flight) + 40 + TOTAL + sum(seams(t) for t in leaves) + 1
+    assert emulator.api.credits_charged == row["credits_spent"] == expected
+
+
+def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulator):
+    """120 donors all of domain_rank 7, a window of 50: ranks could not split it, prefixes a-z0-9-_.
+    reach the ASCII names; the names starting with Cyrillic or CJK letters are the set's last rows
+    by name, read in descending order. Before, such a snapshot could never complete."""
+    from serpstat_refdomains.emulator import Profile
+
+    emulator.api.depth_cap = 50
+    emulator.graph.set_profile("onerank.com", Profile(size=120, rank=7))
+    run_pipeline(tmp_path, emulator, ["onerank.com"], kind="full", settings_options={"page_size": 10},
+                 depth_cap=50)
+    row = ledger(tmp_path, "onerank.com")
+    assert row["status"] == "complete", row["error"]
+    loaded = set(loaded_domains(tmp_path, "onerank.com"))
+    assert loaded == truth(emulator, "onerank.com") and len(loaded) == 120
+    plan = json.loads(row["partition_plan"])
+    [tail] = [leaf for leaf in plan if leaf.get("tail")]
+    non_ascii = [n for n in emulator.graph.truth("onerank.com", emulator.today) if not n[0].isascii()]
+    assert tail["total"] == len(non_ascii) > 0
+    # the root's page 1, a 1-row probe of each of the 40 partitions, the rows, the seams, one count
+    leaves = [leaf["total"] for leaf in plan]
+    expected = 10 + 40 + 120 + sum(2 * max(math.ceil(t / 10) - 1, 0) for t in leaves) + 1
+    assert emulator.api.credits_charged == row["credits_spent"] == expected
+
+
+def test_a_61000_row_target_at_page_size_1000_costs_its_rows_from_the_second_pull_on(tmp_path, emulator):
+    """The realistic case of the issue: 62,003 credits a week for 61,000 rows before."""
+    emulator.set_profile("big61k.com", 61_000)
+    run_pipeline(tmp_path, emulator, ["big61k.com"], kind="full")
+    first = ledger(tmp_path, "big61k.com")
+    leaves = leaves_of(first)
+    assert first["status"] == "complete" and sum(leaves) == 61_000
+
+    def cost_of_seams(total: int) -> int:
+        return 2 * max(math.ceil(total / 1000) - 1, 0)
+
+    assert first["credits_spent"] == 1000 + 40 + 61_000 + sum(map(cost_of_seams, leaves)) + 1
+    emulator.api.clear_log()
+    run_pipeline(tmp_path, emulator, ["big61k.com"], emulator.today + dt.timedelta(days=7), kind="full")
+    row = ledger(tmp_path, "big61k.com")
+    expected = from_the_plan(first, 60_000) + 61_000 + sum(map(cost_of_seams, leaves)) + 1
+    assert row["status"] == "complete" and emulator.api.credits_charged == row["credits_spent"] == expected
+    assert expected - 61_000 <= 61_000 * 0.005
