@@ -156,7 +156,15 @@ def test_a_snapshot_stopped_without_a_fetch_keeps_no_rows_of_an_earlier_incomple
     emulator.set_profile("half.com", 300)
     emulator.faults.add(Fault("insert_rows", query="half.com", page=2, count=1, times=2))
     run_pipeline(tmp_path, emulator, ["half.com"], kind="full", settings_options={"page_size": 100})
-    assert ledger(tmp_path, "half.com")["status"] == "incomplete" and loaded_domains(tmp_path, "half.com")
+    assert ledger(tmp_path, "half.com")["status"] == "incomplete"
+    # An unpartitioned incomplete fetch loads nothing now; rows an older release (or a partitioned
+    # fetch's verified partitions) left under the incomplete snapshot are what must not survive.
+    with duckdb.connect(str(tmp_path / "refdomains.duckdb")) as con:
+        con.execute("INSERT INTO serpstat.ref_domains (snapshot_key, target_domain, search_type, snapshot_date, "
+                    "snapshot_kind, ref_domain, domain_from, registrable_domain) "
+                    "VALUES ('half.com|domain_with_subdomains|full|' || ?, 'half.com', 'domain_with_subdomains', ?, "
+                    "'full', 'left.example', 'left.example', 'left.example')", [str(DAY), DAY])
+    assert loaded_domains(tmp_path, "half.com") == ["left.example"]
     emulator.faults.clear()
     # the token stops working during first.com: half.com is not fetched (or its look-ahead is stopped)
     emulator.faults.add(Fault("api_error", query="first.com", page=2, code=403, message="Invalid token!",
