@@ -220,3 +220,22 @@ def test_a_replayed_job_is_repaired_when_the_run_finishes_the_interrupted_load(t
     assert ledger(tmp_path, "twice.com")["rows_loaded"] == 1500
     assert query(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = '_ref_domains_repair'") \
         == [(0,)]
+
+
+def test_each_folder_keeps_its_own_database_under_one_dlt_data_dir(tmp_path, emulator):
+    """dlt would put a relative DuckDB file in the folder where the pipeline FIRST ran: a second
+    project (or `refdomains report` run elsewhere) then silently shared the first one's database."""
+    emulator.set_profile("one.com", 20)
+    emulator.set_profile("two.com", 30)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    shared = {"DLT_DATA_DIR": str(tmp_path / "dlt")}
+    for folder, domain in ((first, "one.com"), (second, "two.com")):
+        env = {**cli_env(folder, emulator, f'["{domain}"]'), **shared}
+        done = run_cli(folder, env, "run", "--kind", "full", "--snapshot-date", DAY.isoformat(), "--no-models")
+        assert done.returncode == 0, done.stderr
+    for folder, domain, rows in ((first, "one.com", 20), (second, "two.com", 30)):
+        with duckdb.connect(str(folder / "serpstat_refdomains.duckdb"), read_only=True) as con:
+            assert con.execute("SELECT target_domain, count(*) FROM serpstat.ref_domains GROUP BY 1").fetchall() \
+                == [(domain, rows)]

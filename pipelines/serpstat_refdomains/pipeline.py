@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -116,9 +117,28 @@ def resolve_destination(destination: str | Destination | None) -> Destination:
         raise ConfigError(f"destination {destination!r} is unknown or not installed "
                           f"({type(error).__name__}): use duckdb, postgres, bigquery, snowflake, "
                           "motherduck, ... and install its dlt extra") from None
-    if resolved.destination_type.rsplit(".", 1)[-1] == "postgres":
+    kind = resolved.destination_type.rsplit(".", 1)[-1]
+    if kind == "postgres":
         return _passwordless_postgres() or resolved
+    if kind == "duckdb":
+        return _duckdb_in_working_folder() or resolved
     return resolved
+
+
+def _duckdb_in_working_folder() -> Destination | None:
+    """DuckDB at `serpstat_refdomains.duckdb` in the folder the command runs in, unless configured.
+
+    Left to itself, dlt places a relative DuckDB file in the folder where the pipeline first ran
+    (its `initial_cwd`, kept in the global pipelines folder): a project in a second folder, or a
+    `refdomains report` run elsewhere, would silently read and write the first folder's database.
+    """
+    try:
+        for key in ("destination.duckdb.credentials", "destination.credentials"):
+            if dlt.secrets.get(key) is not None or dlt.config.get(key) is not None:
+                return None
+    except (ConfigurationException, ValueError, TypeError):
+        return None  # dlt's own resolution reports what is wrong
+    return Destination.from_reference("duckdb", credentials=os.path.abspath(f"{S.PIPELINE_NAME}.duckdb"))
 
 
 def _passwordless_postgres() -> Destination | None:
