@@ -20,6 +20,18 @@ def test_wrong_api_query_404_fails_the_snapshot_instead_of_loading_it_empty(tmp_
     assert query(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ref_domains'") == [(0,)]
 
 
+def test_wrong_api_query_stops_the_run_instead_of_failing_every_target_alike(tmp_path, emulator):
+    """The endpoint is wrong for every target: the first answer says so, and only the one snapshot
+    the look-ahead had already started is asked again."""
+    for name in ("first.com", "second.com", "third.com"):
+        emulator.set_profile(name, 40)
+    emulator.faults.add(Fault("wrong_api_query", times=-1))
+    report = run_pipeline(tmp_path, emulator, ["first.com", "second.com", "third.com"], kind="full")
+    assert [r.status for r in report.results] == ["failed"] * 3 and report.exit_code == 1
+    assert "third.com" not in {e.query for e in emulator.log}
+    assert all("api_url" in r.error for r in report.results[1:])
+
+
 def test_wrong_api_path_stops_the_run_with_one_line_naming_api_url(tmp_path, emulator, monkeypatch, capsys):
     from serpstat_refdomains.cli import main
 

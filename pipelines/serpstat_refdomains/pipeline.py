@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from . import settings as S
 from .client import (
     AuthenticationError,
     CreditsExhaustedError,
+    EndpointError,
     InvalidRequestError,
     SerpstatClient,
     SerpstatError,
@@ -713,6 +715,9 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetcher: Pr
     elif isinstance(error, AuthenticationError):
         status, message = S.STATUS_FAILED, str(error)
         fatal = "Serpstat refused the token"
+    elif isinstance(error, EndpointError):
+        status, message = S.STATUS_FAILED, str(error)
+        fatal = "api_url does not lead to Serpstat's API"
     elif isinstance(error, (SerpstatError, InvalidRequestError)):
         status, message = S.STATUS_FAILED, str(error)
     elif isinstance(error, (DltException, OSError)):
@@ -722,7 +727,8 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetcher: Pr
     result.status, result.error = status, message
     result.rows = 0
     # Nothing of an aborted fetch is loaded: the ledger and the attempt say so, whatever was fetched.
-    unloaded = dataclasses.replace(stats, rows_loaded=0, finished_at=dt.datetime.now(dt.timezone.utc))
+    unloaded = dataclasses.replace(stats, rows_loaded=0, metrics_nulled=0, nulled_values=Counter(),
+                                   finished_at=dt.datetime.now(dt.timezone.utc))
     attempts = [attempt_row(spec, unloaded, status=status, error=message)]
     if not was_complete:
         _write_ledger(pipeline, [ledger_row(spec, unloaded, status=status, error=message)], attempts)
