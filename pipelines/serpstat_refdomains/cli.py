@@ -154,6 +154,8 @@ def _print_report(report) -> None:
     for r in report.results:
         if r.error and r.status != "complete":
             print(f"  {r.target} {r.kind}: {r.error}")
+    if report.models_error:
+        print(f"error: {report.models_error}", file=sys.stderr)
     left = "unknown" if report.credits_left is None else str(report.credits_left)
     print(f"credits spent: {report.credits_spent}, left: {left}")
 

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,9 +45,6 @@ logger = logging.getLogger(__name__)
 ALREADY_COMPLETE = "already_complete"
 # Snapshots fetched ahead of the one being loaded, each at most Prefetcher.max_tables batches ahead.
 PREFETCH_SNAPSHOTS = 1
-# DuckDB's buffer pool while snapshots stream in: at 128MB a 1M-row run peaked 1.33x a 100k one,
-# at 64MB 1.14x for 10% more time (bench/memory.py). The models build gets DuckDB's default back.
-DUCKDB_MEMORY_LIMIT = "64MB"
 OK_STATUSES = {S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
 
 
@@ -71,10 +69,11 @@ class RunReport:
     credits_spent: int = 0
     credits_left: int | None = None
     models_built: bool = False
+    models_error: str | None = None  # the models could not be rebuilt: they are stale
 
     @property
     def exit_code(self) -> int:
-        return 0 if all(r.status in OK_STATUSES for r in self.results) else 1
+        return 0 if all(r.status in OK_STATUSES for r in self.results) and not self.models_error else 1
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,8 @@ def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
 
 
 @contextmanager
-def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[None]:
+def _duckdb_held_open(pipeline: dlt.Pipeline,
+                      memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT) -> Iterator[None]:
     """On DuckDB, keep the database open for the whole run.
 
     dlt opens and closes the database around every load; closing the last connection
@@ -179,8 +179,11 @@ def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[None]:
 
     keeper = duckdb.connect(credentials.database)
     # DuckDB's buffer pool would otherwise keep every page the run touched (up to 80% of RAM):
-    # a run's memory must not grow with the rows it loads.
-    keeper.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    # a run's memory must not grow with its rows or its history. One limit for the loads and the
+    # models build, set once: `RESET memory_limit` reads back as reset in DuckDB 1.5 but leaves
+    # the buffer pool at the old limit. Past the limit DuckDB spills to its temp directory.
+    keeper.execute(f"SET memory_limit = '{memory_limit}'")
+    keeper.execute("SET temp_directory = ?", [f"{credentials.database}.tmp"])
     # One DuckDB thread: a snapshot's copy and merge (55k rows) ran faster on one than on two,
     # and the other core stays with the Python threads fetching the next snapshot.
     keeper.execute("SET threads = 1")
@@ -377,7 +380,7 @@ def run(
         left = _preflight(client)  # before the destination is touched: a bad token writes nothing
         pipeline = make_pipeline(resolved, dataset_name, pipelines_dir)
         try:
-            with run_lock(pipeline), _duckdb_held_open(pipeline):
+            with run_lock(pipeline), _duckdb_held_open(pipeline, settings.duckdb_memory_limit):
                 return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models,
                             depth_cap, max_workers, progress)
         except ConfigurationException as error:
@@ -463,7 +466,12 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
     report.credits_spent = budget.spent
     report.credits_left = client.last_left_lines
     if build_models:
-        report.models_built = _build_models(pipeline, settings)
+        try:
+            report.models_built = _build_models(pipeline, settings)
+        except (DltException, OSError) as error:
+            # the snapshots are loaded and kept; dashboards read the previous models until a rebuild
+            report.models_error = (f"models were not rebuilt ({redact(_first_line(error))}); the snapshots are "
+                                   "loaded: run `refdomains models` once the cause is fixed")
     return report
 
 
@@ -552,10 +560,12 @@ def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]]) -> None:
 def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
     if _is(pipeline, "duckdb"):
         with pipeline.sql_client() as client:
-            # joins over the whole history, not a stream: DuckDB's default memory and threads
-            client.execute_sql("RESET memory_limit")
-            client.execute_sql("RESET threads")
-    return bool(models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots))
+            # joins over the whole history: every core (the memory limit stays the run's own)
+            client.execute_sql(f"SET threads = {os.cpu_count() or 1}")
+    started = time.monotonic()
+    built = bool(models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots))
+    logger.info("models built in %.2fs", time.monotonic() - started)
+    return built
 
 
 def _root_cause(error: BaseException) -> BaseException:

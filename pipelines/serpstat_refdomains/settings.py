@@ -25,6 +25,11 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_REQUESTS_PER_SECOND = 1.0
 DEFAULT_FULL_SNAPSHOT_EVERY_DAYS = 7
 DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
+# DuckDB's memory limit for a run (loads and the models build); beyond it DuckDB spills to
+# `<database>.tmp`. 512MB held a 52-week history of 270k rows a week (bench/history.py).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
+# Below this a 2-thread join could not pin the blocks it needs and failed instead of spilling.
+MIN_DUCKDB_MEMORY_MB = 128
 # Serpstat serves at most 60,000 rows of one sorted result (page x size <= 60,000).
 DEPTH_CAP = 60_000
 DOMAIN_RANK_RANGE = (0, 100)

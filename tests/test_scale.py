@@ -1,0 +1,77 @@
+"""History at scale: weekly runs keep succeeding as the history grows, in the memory configured.
+
+The long version is bench/history.py (52 weeks, 150,000 + 4 x 20,000 + 20 x 500 referring
+domains); here a few weeks of smaller targets, through the installed CLI where exit codes matter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from serpstat_refdomains.emulator import SerpstatEmulator
+from serpstat_refdomains.emulator.graph import Profile
+from serpstat_refdomains.normalize import normalize_domain
+from tests.conftest import DAY, TOKEN
+from tests.helpers import run_pipeline
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_weekly_runs_of_a_target_over_the_depth_cap_keep_building_models(tmp_path):
+    """A target just over the 60,000-row cap, loaded weekly: the third run's models build died
+    with `Out of Memory Error ... (60.8 MiB/61.0 MiB used)`, because the 64 MB cap set for the
+    loads stayed in force (DuckDB 1.5's `RESET memory_limit` reads back as reset but leaves the
+    buffer pool at the old limit). Every run must exit 0 with its models built."""
+    with SerpstatEmulator(token=TOKEN, today=DAY, seed=7) as emulator:
+        emulator.graph.set_profile("big.example.com", Profile(base_size=61_000))
+        for week in range(3):
+            emulator.today = DAY + dt.timedelta(days=7 * week)
+            report = run_pipeline(tmp_path, emulator, ["big.example.com"], emulator.today, build_models=True)
+            assert (week, report.exit_code, report.models_built) == (week, 0, True)
+        expected = {normalize_domain(n) for n in emulator.graph.truth("big.example.com", emulator.today)}
+    assert len(expected) > 60_000
+    with duckdb.connect(str(tmp_path / "refdomains.duckdb"), read_only=True) as con:
+        current = {r[0] for r in con.execute("SELECT ref_domain FROM serpstat.ref_domains_current").fetchall()}
+    assert current == expected
+
+
+@pytest.mark.parametrize("value", ["64MB", "lots", "512", "-1GB", "1.5 PB"])
+def test_a_bad_duckdb_memory_limit_is_one_line_and_exit_2(tmp_path, value):
+    env = {"SOURCES__SERPSTAT__API_TOKEN": TOKEN, "SOURCES__SERPSTAT__DOMAINS": '["a.com"]',
+           "SOURCES__SERPSTAT__API_URL": "http://127.0.0.1:9/v4", "SOURCES__SERPSTAT__DUCKDB_MEMORY_LIMIT": value,
+           "RUNTIME__DLTHUB_TELEMETRY": "false", "DLT_DATA_DIR": str(tmp_path / "dlt"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "serpstat_refdomains.cli", "run"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "duckdb_memory_limit" in done.stderr and "at least 128MB" in done.stderr
+    assert "Traceback" not in done.stderr and TOKEN not in done.stderr
+    assert not list(tmp_path.glob("*.duckdb"))
+
+
+def test_a_failed_models_build_is_one_line_and_exit_1_with_the_snapshots_kept(tmp_path, emulator):
+    """The models build died as a Python traceback; now it is one line on stderr, exit 1, and the
+    snapshots already loaded stay (a rerun of the date costs nothing)."""
+    emulator.set_profile("kept.example.com", 30)
+    env = {"SOURCES__SERPSTAT__API_TOKEN": TOKEN, "SOURCES__SERPSTAT__DOMAINS": '["kept.example.com"]',
+           "SOURCES__SERPSTAT__API_URL": emulator.url, "SOURCES__SERPSTAT__REQUESTS_PER_SECOND": "1000",
+           "RUNTIME__DLTHUB_TELEMETRY": "false", "DLT_DATA_DIR": str(tmp_path / "dlt"), "PATH": "/usr/bin:/bin"}
+    argv = [sys.executable, "-m", "serpstat_refdomains.cli", "run", "--kind", "full", "--snapshot-date", DAY.isoformat()]
+    assert subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path).returncode == 0
+    database = tmp_path / "serpstat_refdomains.duckdb"
+    with duckdb.connect(str(database)) as con:  # a column the models read is gone
+        con.execute("ALTER TABLE serpstat.ref_domains DROP COLUMN ref_pages")
+    charged = emulator.api.credits_charged
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and TOKEN not in done.stderr + done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: models were not rebuilt (")
+    assert "already_complete" in done.stdout and emulator.api.credits_charged == charged
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM serpstat.ref_domains").fetchone()[0] == 30
