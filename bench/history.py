@@ -1,0 +1,273 @@
+"""6. A year of history: N weekly `refdomains run`s against the emulator's evolving link graph.
+
+Each week the emulator's index date moves on seven days and the installed CLI runs as a
+subprocess (so exit codes and peak RSS are real): a full snapshot plus a `last_week` pull for
+every target. Default targets: one of about 150,000 referring domains (over the 60,000-row depth
+cap), four of 20,000 and twenty of 500. Per run: exit code, wall time, peak RSS of the refdomains
+process, model build time, database size, and credits (from the emulator's log) against the
+minimum computed from the emulator's truth for that day: rows returned + 1 per empty result +
+at most one 1-row probe per partition of a result over the depth cap.
+
+    python bench/history.py --weeks 52 --destination duckdb --json history-duckdb.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import PYTHON, TOKEN, pipeline_env, refdomains, table  # noqa: E402
+from serpstat_refdomains.emulator import SerpstatEmulator  # noqa: E402
+from serpstat_refdomains.emulator.graph import Profile  # noqa: E402
+
+START = dt.date(2026, 1, 5)  # a Monday
+PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
+# active donors on a day per unit of Profile.base_size (births over lifetimes, plus returns),
+# measured on the emulator's graph: base_size = wanted / ACTIVE_PER_BASE
+ACTIVE_PER_BASE = 1.72
+_MODELS_SECONDS = re.compile(r"models built in ([0-9.]+)s")
+
+
+@dataclass(frozen=True)
+class Target:
+    domain: str
+    size: int  # referring domains wanted on the first day (the graph then evolves)
+
+
+def default_targets(scale: float = 1.0) -> list[Target]:
+    sized = [("big", 150_000, 1), ("mid", 20_000, 4), ("small", 500, 20)]
+    return [Target(f"{name}{i}.example.com", max(1, int(size * scale)))
+            for name, size, count in sized for i in range(count)]
+
+
+@dataclass
+class Week:
+    week: int
+    day: str
+    exit_code: int
+    seconds: float
+    models_seconds: float | None
+    peak_rss_mb: float
+    database_mb: float
+    credits: int
+    minimum: int
+    rows: int
+    partitions: int
+    statuses: dict = field(default_factory=dict)
+    excess_by_target: dict = field(default_factory=dict)  # credits above the minimum, where any
+    error: str = ""
+
+    @property
+    def load_seconds(self) -> float:
+        return self.seconds - (self.models_seconds or 0.0)
+
+    @property
+    def excess(self) -> int:
+        return self.credits - self.minimum
+
+
+def _measured(argv: list[str], env: dict, cwd: Path) -> dict:
+    """Run argv in a child that reports its own wall time and peak RSS (the emulator is not in it)."""
+    probe = (
+        "import json, resource, subprocess, sys, time\n"
+        "t = time.perf_counter()\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "elapsed = time.perf_counter() - t\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps({'rc': done.returncode, 's': elapsed, 'rss': peak, 'out': done.stdout, 'err': done.stderr}))\n"
+    )
+    done = subprocess.run([PYTHON, "-c", probe, *argv], capture_output=True, text=True, env=env, cwd=cwd, check=True)
+    return json.loads(done.stdout)
+
+
+class Destination:
+    """Where the runs load, and how big it is."""
+
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name = name
+        self.folder = folder
+        self.dataset = f"history_{os.getpid()}_{int(time.time())}" if name == "postgres" else "serpstat"
+
+    def args(self) -> list[str]:
+        return ["--destination", self.name, "--dataset-name", self.dataset]
+
+    def env(self) -> dict[str, str]:
+        return {"DESTINATION__POSTGRES__CREDENTIALS": PG_URL} if self.name == "postgres" else {}
+
+    def _query(self, sql: str) -> list[tuple]:
+        if self.name == "duckdb":
+            import duckdb
+            with duckdb.connect(str(self.folder / "serpstat_refdomains.duckdb"), read_only=True) as con:
+                return con.execute(sql.replace("%s", "?")).fetchall()
+        import psycopg2
+        with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+            cur.execute(sql.replace("serpstat.", f"{self.dataset}."))
+            return cur.fetchall()
+
+    def ledger(self, day: dt.date) -> list[tuple]:
+        """(target, kind, status, rows_loaded, partitions) of the day's snapshots."""
+        return self._query("SELECT target_domain, snapshot_kind, status, rows_loaded, partitions "
+                           f"FROM serpstat.snapshots WHERE snapshot_date = '{day.isoformat()}'")
+
+    def size_mb(self) -> float:
+        if self.name == "duckdb":
+            files = list(self.folder.glob("serpstat_refdomains.duckdb*"))
+            return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
+        rows = self._query("SELECT coalesce(sum(pg_total_relation_size(quote_ident(schemaname) || '.' || "
+                           f"quote_ident(tablename))), 0) FROM pg_tables WHERE schemaname = '{self.dataset}'")
+        return float(rows[0][0]) / 2**20
+
+    def drop(self) -> None:
+        if self.name == "postgres":
+            import psycopg2
+            with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+                cur.execute(f'DROP SCHEMA IF EXISTS "{self.dataset}" CASCADE')
+
+
+def minimum_credits(emulator: SerpstatEmulator, targets: list[Target], day: dt.date) -> dict[str, tuple[int, int]]:
+    """Per target: (rows the API returns, credits at the minimum before probes), from the
+    emulator's truth for the day: a full snapshot and a last_week pull, 1 credit per empty one."""
+    minimum = {}
+    for target in targets:
+        counts = [len(emulator.graph.truth(target.domain, day, last_week=last_week)) for last_week in (False, True)]
+        minimum[target.domain] = (sum(counts), sum(count or 1 for count in counts))
+    return minimum
+
+
+def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] | None = None, *,
+                depth_cap: int = 60_000, page_size: int = 1000, folder: Path | None = None,
+                echo=None) -> list[Week]:
+    """N weekly runs; returns one Week per run (never raises on a failed run: it is a result)."""
+    targets = targets if targets is not None else default_targets()
+    folder = folder or Path(tempfile.mkdtemp(prefix=f"refdomains-history-{destination}-"))
+    dest = Destination(destination, folder)
+    results: list[Week] = []
+    with SerpstatEmulator(token=TOKEN, today=START, balance=10**12, depth_cap=depth_cap) as emulator:
+        for target in targets:
+            emulator.graph.set_profile(target.domain, Profile(base_size=max(1, round(target.size / ACTIVE_PER_BASE))))
+        env = {**pipeline_env(folder, emulator.url, [t.domain for t in targets],
+                              SOURCES__SERPSTAT__PAGE_SIZE=str(page_size), RUNTIME__LOG_LEVEL="INFO"),
+               **dest.env()}
+        try:
+            for week in range(weeks):
+                day = START + dt.timedelta(days=7 * week)
+                emulator.today = day
+                emulator.api.clear_log()
+                done = _measured(refdomains("run", "--snapshot-date", day.isoformat(), *dest.args()), env, folder)
+                charged: dict[str, int] = {}
+                for entry in emulator.log:
+                    charged[entry.query or ""] = charged.get(entry.query or "", 0) + entry.charge
+                truth = minimum_credits(emulator, targets, day)
+                ledger = dest.ledger(day)
+                # a probe per partition of a result over the depth cap is part of the minimum
+                probes = {t: 0 for t in truth}
+                for target, _, _, _, parts in ledger:
+                    if int(parts or 0) > 1 and target in probes:
+                        probes[target] += int(parts)
+                excess = {t: charged.get(t, 0) - low - probes[t] for t, (_, low) in truth.items()}
+                credits = sum(charged.values())
+                rows = sum(r for r, _ in truth.values())
+                minimum = sum(low for _, low in truth.values())
+                partitions = sum(probes.values())
+                statuses: dict[str, int] = {}
+                for _, _, status, _, _ in ledger:
+                    statuses[status] = statuses.get(status, 0) + 1
+                found = _MODELS_SECONDS.search(done["err"])
+                result = Week(week + 1, day.isoformat(), done["rc"], round(done["s"], 2),
+                              float(found.group(1)) if found else None, round(done["rss"], 1),
+                              round(dest.size_mb(), 1), credits, minimum + partitions, rows, partitions, statuses,
+                              {t: e for t, e in excess.items() if e},
+                              "" if done["rc"] == 0 else (done["err"].strip().splitlines() or [""])[-1][:300])
+                results.append(result)
+                if echo:
+                    echo(result)
+        finally:
+            dest.drop()
+    return results
+
+
+def summary(results: list[Week]) -> dict:
+    def at(n: int) -> Week | None:
+        return results[n - 1] if len(results) >= n else None
+
+    second, last = at(2), results[-1] if results else None
+    built = [w.models_seconds for w in results if w.models_seconds is not None]
+    return {
+        "weeks": len(results),
+        "all_exit_0": all(w.exit_code == 0 for w in results),
+        "failed_weeks": [w.week for w in results if w.exit_code != 0],
+        "load_s_week2": second.load_seconds if second else None,
+        "load_s_last": last.load_seconds if last else None,
+        "load_ratio_last_vs_2": round(last.load_seconds / second.load_seconds, 3) if second and last else None,
+        "rss_mb_week2": second.peak_rss_mb if second else None,
+        "rss_mb_last": last.peak_rss_mb if last else None,
+        "rss_ratio_last_vs_2": round(last.peak_rss_mb / second.peak_rss_mb, 3) if second and last else None,
+        "models_s_last": last.models_seconds if last else None,
+        "models_s_max": max(built) if built else None,
+        "database_mb_last": last.database_mb if last else None,
+        "credits": sum(w.credits for w in results),
+        "minimum": sum(w.minimum for w in results),
+        "excess": sum(w.excess for w in results),
+    }
+
+
+def print_table(results: list[Week], destination: str) -> None:
+    header = ("week", "day", "exit", "wall s", "load s", "models s", "peak RSS MB", "db MB", "rows",
+              "credits", "minimum", "excess")
+    rows = [(w.week, w.day, w.exit_code, f"{w.seconds:.1f}", f"{w.load_seconds:.1f}",
+             "-" if w.models_seconds is None else f"{w.models_seconds:.2f}", f"{w.peak_rss_mb:.0f}",
+             f"{w.database_mb:.0f}", f"{w.rows:,}", f"{w.credits:,}", f"{w.minimum:,}", f"{w.excess:,}")
+            for w in results]
+    print(f"history on {destination}")
+    print(table(rows, header))
+    print(json.dumps(summary(results), indent=2))
+
+
+def run(weeks: int = 4) -> dict:
+    """For `make bench`: a short history on DuckDB (the full one is `--weeks 52`)."""
+    results = run_history(weeks, "duckdb")
+    return summary(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weeks", type=int, default=52)
+    parser.add_argument("--destination", choices=("duckdb", "postgres", "both"), default="both")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every target's size")
+    parser.add_argument("--json", metavar="PATH", help="write every run's figures and the summary here")
+    args = parser.parse_args()
+    destinations = ["duckdb", "postgres"] if args.destination == "both" else [args.destination]
+    out: dict = {"date": dt.date.today().isoformat(), "weeks": args.weeks, "scale": args.scale, "runs": {}}
+    for name in destinations:
+        def echo(week: Week, name: str = name) -> None:
+            print(f"[{name}] " + json.dumps(dataclasses.asdict(week)), flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=2))
+        weeks_done: list[Week] = []
+        out["runs"][name] = {"weeks": weeks_done}
+
+        def keep(week: Week, echo=echo, weeks_done=weeks_done) -> None:
+            weeks_done.append(week)
+            out["runs"][name]["weeks"] = [dataclasses.asdict(w) for w in weeks_done]
+            out["runs"][name]["summary"] = summary(weeks_done)
+            echo(week)
+        results = run_history(args.weeks, name, default_targets(args.scale), echo=keep)
+        print_table(results, name)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
