@@ -190,12 +190,19 @@ _MEMORY_MB = {"KB": 1e-3, "MB": 1.0, "GB": 1e3, "TB": 1e6, "KIB": 1.024e-3, "MIB
               "TIB": 1099511.627776}
 
 
+def parse_memory_megabytes(value: Any) -> float | None:
+    """Megabytes in a DuckDB memory size ("512MB", "2GB", "1.5GiB"); None if it is not one."""
+    match = _MEMORY.match(value) if isinstance(value, str) else None
+    return float(match.group(1)) * _MEMORY_MB[match.group(2).upper()] if match else None
+
+
 def parse_memory_limit(value: Any) -> str:
     """A DuckDB memory size ("512MB", "2GB"), in the form DuckDB's SET memory_limit takes."""
-    match = _MEMORY.match(str(value)) if isinstance(value, str) else None
-    if match is None or float(match.group(1)) * _MEMORY_MB[match.group(2).upper()] < S.MIN_DUCKDB_MEMORY_MB:
+    megabytes = parse_memory_megabytes(value)
+    if megabytes is None or megabytes < S.MIN_DUCKDB_MEMORY_MB:
         raise ConfigError(f"duckdb_memory_limit {value!r} is not a memory size of at least "
                           f"{S.MIN_DUCKDB_MEMORY_MB}MB: write e.g. \"{S.DEFAULT_DUCKDB_MEMORY_LIMIT}\" or \"2GB\"")
+    match = _MEMORY.match(value)
     return f"{match.group(1)}{match.group(2).upper()}"
 
 

@@ -36,7 +36,7 @@ from .client import (
     SerpstatError,
     redact,
 )
-from .config import ConfigError, Settings, Target
+from .config import ConfigError, Settings, Target, parse_memory_megabytes
 from .paging import Budget, BudgetExhausted, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
 from .source import SnapshotNotCommitted, ledger_row, ref_domains_resource, snapshots_resource
 
@@ -179,10 +179,10 @@ def _duckdb_held_open(pipeline: dlt.Pipeline,
 
     keeper = duckdb.connect(credentials.database)
     # DuckDB's buffer pool would otherwise keep every page the run touched (up to 80% of RAM):
-    # a run's memory must not grow with its rows or its history. One limit for the loads and the
-    # models build, set once: `RESET memory_limit` reads back as reset in DuckDB 1.5 but leaves
-    # the buffer pool at the old limit. Past the limit DuckDB spills to its temp directory.
-    keeper.execute(f"SET memory_limit = '{memory_limit}'")
+    # a run's memory must not grow with its rows or its history. Loads stream on one thread in
+    # a slice of the configured limit; the models build gets all of it (_build_models). Past the
+    # limit DuckDB spills to its temp directory beside the database instead of failing.
+    keeper.execute(f"SET memory_limit = '{load_memory_limit(memory_limit)}'")
     keeper.execute("SET temp_directory = ?", [f"{credentials.database}.tmp"])
     # One DuckDB thread: a snapshot's copy and merge (55k rows) ran faster on one than on two,
     # and the other core stays with the Python threads fetching the next snapshot.
@@ -191,6 +191,16 @@ def _duckdb_held_open(pipeline: dlt.Pipeline,
         yield
     finally:
         keeper.close()
+
+
+def load_memory_limit(memory_limit: str) -> str:
+    """DuckDB's buffer pool while snapshots load: an eighth of the run's limit, at least 64MB.
+
+    Loads stream (copy, then delete and insert by snapshot key) on one thread, so a small pool
+    only costs re-reads, while a large one fills with pages: at 64MB a 1M-row run peaked 1.14x
+    a 100k one, at 512MB 2.27x (bench/memory.py)."""
+    megabytes = parse_memory_megabytes(memory_limit)
+    return f"{max(S.LOAD_MEMORY_MB, int(megabytes / S.LOAD_MEMORY_SHARE))}MB"
 
 
 def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
@@ -560,7 +570,10 @@ def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]]) -> None:
 def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
     if _is(pipeline, "duckdb"):
         with pipeline.sql_client() as client:
-            # joins over the whole history: every core (the memory limit stays the run's own)
+            # joins over the whole history: every core and the whole configured memory limit.
+            # Never RESET: in DuckDB 1.5 `RESET memory_limit` reads back as reset but leaves the
+            # buffer pool at the loads' limit (a build then died with Out of Memory at 61 MiB).
+            client.execute_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
             client.execute_sql(f"SET threads = {os.cpu_count() or 1}")
     started = time.monotonic()
     built = bool(models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots))

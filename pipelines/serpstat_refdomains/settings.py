@@ -30,6 +30,9 @@ DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
 # Below this a 2-thread join could not pin the blocks it needs and failed instead of spilling.
 MIN_DUCKDB_MEMORY_MB = 128
+# Loads stream on one thread in this share of the limit, and at least LOAD_MEMORY_MB.
+LOAD_MEMORY_SHARE = 8
+LOAD_MEMORY_MB = 64
 # Serpstat serves at most 60,000 rows of one sorted result (page x size <= 60,000).
 DEPTH_CAP = 60_000
 DOMAIN_RANK_RANGE = (0, 100)
