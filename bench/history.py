@@ -37,7 +37,7 @@ PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postg
 # active donors on a day per unit of Profile.base_size (births over lifetimes, plus returns),
 # measured on the emulator's graph: base_size = wanted / ACTIVE_PER_BASE
 ACTIVE_PER_BASE = 1.72
-_MODELS_SECONDS = re.compile(r"models built in ([0-9.]+)s")
+_MODELS_SECONDS = re.compile(r"models built in ([0-9.]+)s \(([0-9.]+)s of CPU\)")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Week:
     exit_code: int
     seconds: float
     models_seconds: float | None
+    models_cpu_seconds: float | None  # the machine is shared: CPU time is the steadier figure
+    cpu_seconds: float  # user + system of the refdomains process
     peak_rss_mb: float
     database_mb: float
     credits: int
@@ -74,6 +76,10 @@ class Week:
         return self.seconds - (self.models_seconds or 0.0)
 
     @property
+    def load_cpu_seconds(self) -> float:
+        return self.cpu_seconds - (self.models_cpu_seconds or 0.0)
+
+    @property
     def excess(self) -> int:
         return self.credits - self.minimum
 
@@ -85,8 +91,9 @@ def _measured(argv: list[str], env: dict, cwd: Path) -> dict:
         "t = time.perf_counter()\n"
         "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "elapsed = time.perf_counter() - t\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps({'rc': done.returncode, 's': elapsed, 'rss': peak, 'out': done.stdout, 'err': done.stderr}))\n"
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps({'rc': done.returncode, 's': elapsed, 'rss': usage.ru_maxrss / 1024,\n"
+        "                  'cpu': usage.ru_utime + usage.ru_stime, 'out': done.stdout, 'err': done.stderr}))\n"
     )
     done = subprocess.run([PYTHON, "-c", probe, *argv], capture_output=True, text=True, env=env, cwd=cwd, check=True)
     return json.loads(done.stdout)
@@ -186,7 +193,8 @@ def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] |
                     statuses[status] = statuses.get(status, 0) + 1
                 found = _MODELS_SECONDS.search(done["err"])
                 result = Week(week + 1, day.isoformat(), done["rc"], round(done["s"], 2),
-                              float(found.group(1)) if found else None, round(done["rss"], 1),
+                              float(found.group(1)) if found else None,
+                              float(found.group(2)) if found else None, round(done["cpu"], 2), round(done["rss"], 1),
                               round(dest.size_mb(), 1), credits, minimum + partitions, rows, partitions, statuses,
                               {t: e for t, e in excess.items() if e},
                               "" if done["rc"] == 0 else (done["err"].strip().splitlines() or [""])[-1][:300])
@@ -211,11 +219,16 @@ def summary(results: list[Week]) -> dict:
         "load_s_week2": second.load_seconds if second else None,
         "load_s_last": last.load_seconds if last else None,
         "load_ratio_last_vs_2": round(last.load_seconds / second.load_seconds, 3) if second and last else None,
+        "load_cpu_s_week2": round(second.load_cpu_seconds, 2) if second else None,
+        "load_cpu_s_last": round(last.load_cpu_seconds, 2) if last else None,
+        "load_cpu_ratio_last_vs_2": round(last.load_cpu_seconds / second.load_cpu_seconds, 3) if second and last
+        else None,
         "rss_mb_week2": second.peak_rss_mb if second else None,
         "rss_mb_last": last.peak_rss_mb if last else None,
         "rss_ratio_last_vs_2": round(last.peak_rss_mb / second.peak_rss_mb, 3) if second and last else None,
         "models_s_last": last.models_seconds if last else None,
         "models_s_max": max(built) if built else None,
+        "models_cpu_s_last": last.models_cpu_seconds if last else None,
         "database_mb_last": last.database_mb if last else None,
         "credits": sum(w.credits for w in results),
         "minimum": sum(w.minimum for w in results),
@@ -224,10 +237,11 @@ def summary(results: list[Week]) -> dict:
 
 
 def print_table(results: list[Week], destination: str) -> None:
-    header = ("week", "day", "exit", "wall s", "load s", "models s", "peak RSS MB", "db MB", "rows",
-              "credits", "minimum", "excess")
-    rows = [(w.week, w.day, w.exit_code, f"{w.seconds:.1f}", f"{w.load_seconds:.1f}",
-             "-" if w.models_seconds is None else f"{w.models_seconds:.2f}", f"{w.peak_rss_mb:.0f}",
+    header = ("week", "day", "exit", "wall s", "load s", "load CPU s", "models s", "models CPU s", "peak RSS MB",
+              "db MB", "rows", "credits", "minimum", "excess")
+    rows = [(w.week, w.day, w.exit_code, f"{w.seconds:.1f}", f"{w.load_seconds:.1f}", f"{w.load_cpu_seconds:.1f}",
+             "-" if w.models_seconds is None else f"{w.models_seconds:.2f}",
+             "-" if w.models_cpu_seconds is None else f"{w.models_cpu_seconds:.2f}", f"{w.peak_rss_mb:.0f}",
              f"{w.database_mb:.0f}", f"{w.rows:,}", f"{w.credits:,}", f"{w.minimum:,}", f"{w.excess:,}")
             for w in results]
     print(f"history on {destination}")
