@@ -180,7 +180,7 @@ def _duckdb_held_open(pipeline: dlt.Pipeline,
     keeper = duckdb.connect(credentials.database)
     # DuckDB's buffer pool would otherwise keep every page the run touched (up to 80% of RAM):
     # a run's memory must not grow with its rows or its history. Loads stream on one thread in
-    # a slice of the configured limit; the models build gets all of it (_build_models). Past the
+    # a quarter of the configured limit; the models build gets all of it (_build_models). Past the
     # limit DuckDB spills to its temp directory beside the database instead of failing.
     keeper.execute(f"SET memory_limit = '{load_memory_limit(memory_limit)}'")
     keeper.execute("SET temp_directory = ?", [f"{credentials.database}.tmp"])
@@ -194,11 +194,12 @@ def _duckdb_held_open(pipeline: dlt.Pipeline,
 
 
 def load_memory_limit(memory_limit: str) -> str:
-    """DuckDB's buffer pool while snapshots load: an eighth of the run's limit, at least 64MB.
+    """DuckDB's buffer pool while snapshots load: a quarter of the run's limit, at least 128MB
+    (what DuckDB needs for one thread).
 
     Loads stream (copy, then delete and insert by snapshot key) on one thread, so a small pool
-    only costs re-reads, while a large one fills with pages: at 64MB a 1M-row run peaked 1.14x
-    a 100k one, at 512MB 2.27x (bench/memory.py)."""
+    only costs re-reads, while a large one fills with pages: a 1M-row run peaked 1.28x a 100k one
+    at 128MB, 2.27x at 512MB (bench/memory.py)."""
     megabytes = parse_memory_megabytes(memory_limit)
     return f"{max(S.LOAD_MEMORY_MB, int(megabytes / S.LOAD_MEMORY_SHARE))}MB"
 
@@ -570,11 +571,14 @@ def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]]) -> None:
 def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
     if _is(pipeline, "duckdb"):
         with pipeline.sql_client() as client:
-            # joins over the whole history: every core and the whole configured memory limit.
-            # Never RESET: in DuckDB 1.5 `RESET memory_limit` reads back as reset but leaves the
-            # buffer pool at the loads' limit (a build then died with Out of Memory at 61 MiB).
-            client.execute_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
-            client.execute_sql(f"SET threads = {os.cpu_count() or 1}")
+            # joins over the whole history: the whole configured limit, and every core that has
+            # the 128MB DuckDB needs a thread (at 64MB, two threads of a join could not pin their
+            # blocks and failed instead of spilling). Never RESET: in DuckDB 1.5 `RESET
+            # memory_limit` reads back as reset but leaves the buffer pool at the loads' limit.
+            limit = settings.duckdb_memory_limit
+            threads = max(1, min(os.cpu_count() or 1, int(parse_memory_megabytes(limit) // S.MIN_DUCKDB_MEMORY_MB)))
+            client.execute_sql(f"SET memory_limit = '{limit}'")
+            client.execute_sql(f"SET threads = {threads}")
     started, cpu = time.monotonic(), time.process_time()
     built = bool(models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots))
     logger.info("models built in %.2fs (%.2fs of CPU)", time.monotonic() - started, time.process_time() - cpu)

@@ -28,11 +28,12 @@ DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
 # DuckDB's memory limit for a run (loads and the models build); beyond it DuckDB spills to
 # `<database>.tmp`. 512MB held a 52-week history of 270k rows a week (bench/history.py).
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
-# Below this a 2-thread join could not pin the blocks it needs and failed instead of spilling.
+# What DuckDB needs per thread: at 64MB a 2-thread join could not pin its blocks and failed
+# instead of spilling. Also the smallest duckdb_memory_limit accepted.
 MIN_DUCKDB_MEMORY_MB = 128
 # Loads stream on one thread in this share of the limit, and at least LOAD_MEMORY_MB.
-LOAD_MEMORY_SHARE = 8
-LOAD_MEMORY_MB = 64
+LOAD_MEMORY_SHARE = 4
+LOAD_MEMORY_MB = 128
 # Serpstat serves at most 60,000 rows of one sorted result (page x size <= 60,000).
 DEPTH_CAP = 60_000
 DOMAIN_RANK_RANGE = (0, 100)
