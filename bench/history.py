@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PYTHON, TOKEN, pipeline_env, refdomains, table  # noqa: E402
 from serpstat_refdomains.emulator import SerpstatEmulator  # noqa: E402
-from serpstat_refdomains.emulator.graph import Profile  # noqa: E402
+from serpstat_refdomains.emulator.graph import Profile, in_last_week  # noqa: E402
 
 START = dt.date(2026, 1, 5)  # a Monday
 PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
@@ -206,6 +206,112 @@ def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] |
     return results
 
 
+def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | None = None,
+              folder: Path | None = None) -> dict:
+    """One models build over `weeks` weekly snapshots written straight from the emulator's truth
+    (what `weeks` clean runs load), with a run's DuckDB settings: the build time at a year of
+    history without replaying the year. Returns rows, seconds and CPU seconds."""
+    import dlt
+    import pyarrow as pa
+
+    from serpstat_refdomains import pipeline as run_pipeline
+    from serpstat_refdomains.config import build_settings
+    from serpstat_refdomains.normalize import normalize_domain, registrable_domains
+    from serpstat_refdomains.paging import snapshot_key
+
+    targets = targets if targets is not None else default_targets()
+    folder = folder or Path(tempfile.mkdtemp(prefix=f"refdomains-models-{destination}-"))
+    dest = Destination(destination, folder)
+    target_dest = (dlt.destinations.duckdb(str(folder / "serpstat_refdomains.duckdb")) if destination == "duckdb"
+                   else dlt.destinations.postgres(PG_URL))
+    pipe = dlt.pipeline("models_at", destination=target_dest, dataset_name=dest.dataset,
+                        pipelines_dir=str(folder / "p"))
+    with SerpstatEmulator(token=TOKEN, today=START) as emulator:
+        for target in targets:
+            emulator.graph.set_profile(target.domain, Profile(base_size=max(1, round(target.size / ACTIVE_PER_BASE))))
+        names: dict[str, tuple[str, str]] = {}
+        ledger, total = [], 0
+        with pipe.sql_client() as client:
+            ds = client.fully_qualified_dataset_name()
+            client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {ds}")
+            client.execute_sql(
+                f"CREATE TABLE {ds}.ref_domains (snapshot_key VARCHAR, target_domain VARCHAR, search_type VARCHAR, "
+                "snapshot_date DATE, snapshot_kind VARCHAR, ref_domain VARCHAR, domain_from VARCHAR, "
+                "registrable_domain VARCHAR, ref_pages BIGINT, domain_rank BIGINT)")
+            client.execute_sql(
+                f"CREATE TABLE {ds}.snapshots (snapshot_key VARCHAR, target_domain VARCHAR, search_type VARCHAR, "
+                "snapshot_kind VARCHAR, snapshot_date DATE, filter_hash VARCHAR, complex_filter VARCHAR, "
+                "status VARCHAR, expected_total BIGINT, rows_loaded BIGINT, requests BIGINT, credits_spent BIGINT, "
+                "credits_left BIGINT, rows_rejected BIGINT, partitions BIGINT, started_at TIMESTAMP WITH TIME ZONE, "
+                "finished_at TIMESTAMP WITH TIME ZONE, error VARCHAR)")
+        settings = build_settings(domains=[t.domain for t in targets])
+        for week in range(weeks):
+            day = START + dt.timedelta(days=7 * week)
+            columns: dict[str, list] = {c: [] for c in ("snapshot_key", "target_domain", "search_type", "snapshot_date",
+                                                       "snapshot_kind", "ref_domain", "domain_from",
+                                                       "registrable_domain", "ref_pages", "domain_rank")}
+            for target in targets:
+                donors = emulator.graph.active(target.domain, day)
+                for kind in ("full", "last_week"):
+                    chosen = [d for d in donors if kind == "full" or in_last_week(d, day)]
+                    key = snapshot_key(target.domain, S_TYPE, kind, day)
+                    seen = set()
+                    for donor in chosen:
+                        if donor.name not in names:
+                            normalized = normalize_domain(donor.name)
+                            names[donor.name] = (normalized, registrable_domains([normalized])[0])
+                        ref, registrable = names[donor.name]
+                        if ref in seen:
+                            continue
+                        seen.add(ref)
+                        for column, value in zip(columns, (key, target.domain, S_TYPE, day, kind, ref, donor.name,
+                                                           registrable, donor.ref_pages, donor.rank)):
+                            columns[column].append(value)
+                    ledger.append((key, target.domain, S_TYPE, kind, day, settings.filter_hash, len(seen)))
+            total += len(columns["snapshot_key"])
+            _append(pipe, destination, pa.table(columns))
+        with pipe.sql_client() as client:
+            ds = client.fully_qualified_dataset_name()
+            for key, domain, search_type, kind, day, fhash, rows in ledger:
+                client.execute_sql(f"INSERT INTO {ds}.snapshots (snapshot_key, target_domain, search_type, "
+                                   "snapshot_kind, snapshot_date, filter_hash, status, expected_total, rows_loaded, "
+                                   "partitions) VALUES (%s, %s, %s, %s, %s, %s, 'complete', %s, %s, 1)",
+                                   key, domain, search_type, kind, day, fhash, rows, rows)
+    try:
+        with run_pipeline._duckdb_held_open(pipe, settings.duckdb_memory_limit):
+            started, cpu = time.perf_counter(), time.process_time()
+            run_pipeline._build_models(pipe, settings)
+            seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        return {"destination": destination, "weeks": weeks, "rows": total, "seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu_seconds, 2), "database_mb": round(dest.size_mb(), 1)}
+    finally:
+        dest.drop()
+
+
+S_TYPE = "domain_with_subdomains"
+
+
+def _append(pipe, destination: str, rows) -> None:
+    """Append an arrow table to ref_domains: DuckDB reads it directly, PostgreSQL by COPY."""
+    with pipe.sql_client() as client:
+        table = f"{client.fully_qualified_dataset_name()}.ref_domains"
+        if destination == "duckdb":
+            connection = client.native_connection
+            connection.register("_rows", rows)
+            connection.execute(f"INSERT INTO {table} SELECT * FROM _rows")
+            connection.unregister("_rows")
+        else:
+            import io
+
+            import pyarrow.csv as pacsv
+            buffer = io.BytesIO()
+            pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False))
+            buffer.seek(0)
+            with client.native_connection.cursor() as cursor:
+                cursor.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT csv)", buffer)
+            client.native_connection.commit()
+
+
 def summary(results: list[Week]) -> dict:
     def at(n: int) -> Week | None:
         return results[n - 1] if len(results) >= n else None
@@ -261,7 +367,13 @@ def main() -> None:
     parser.add_argument("--destination", choices=("duckdb", "postgres", "both"), default="both")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every target's size")
     parser.add_argument("--json", metavar="PATH", help="write every run's figures and the summary here")
+    parser.add_argument("--models-only", action="store_true",
+                        help="write --weeks of snapshots straight from the emulator's truth and time one models build")
     args = parser.parse_args()
+    if args.models_only:
+        for name in (["duckdb", "postgres"] if args.destination == "both" else [args.destination]):
+            print(json.dumps(models_at(args.weeks, name, default_targets(args.scale))), flush=True)
+        return
     destinations = ["duckdb", "postgres"] if args.destination == "both" else [args.destination]
     out: dict = {"date": dt.date.today().isoformat(), "weeks": args.weeks, "scale": args.scale, "runs": {}}
     for name in destinations:
