@@ -140,7 +140,8 @@ class Destination:
         if self.name == "postgres":
             import psycopg2
             with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
-                cur.execute(f'DROP SCHEMA IF EXISTS "{self.dataset}" CASCADE')
+                for schema in (self.dataset, f"{self.dataset}_staging"):  # dlt's merge staging too
+                    cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def minimum_credits(emulator: SerpstatEmulator, targets: list[Target], day: dt.date) -> dict[str, tuple[int, int]]:
