@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import credits  # noqa: E402
 import duckdb_share  # noqa: E402
+import history  # noqa: E402
 import memory  # noqa: E402
 import models_build  # noqa: E402
 import postgres_load  # noqa: E402
@@ -52,6 +53,12 @@ def main() -> None:
     p = postgres_load.run()
     rows.append(("load into PostgreSQL (CSV COPY)", f"{p['postgres_rows_s']:,.0f} rows/s",
                  f"DuckDB {p['duckdb_rows_s']:,.0f} rows/s, {p['rows']:,} rows"))
+    h = history.run(weeks=4)
+    rows.append((f"history, {h['weeks']} weekly runs (150k + 4x20k + 20x500 referring domains)",
+                 f"exit 0: {h['all_exit_0']}, models {h['models_s_last']} s",
+                 f"peak RSS {h['rss_mb_week2']:.0f} -> {h['rss_mb_last']:.0f} MB, load {h['load_s_week2']:.1f} -> "
+                 f"{h['load_s_last']:.1f} s, credits +{h['excess']:,} over the minimum; 52 weeks: "
+                 "bench/history.py --weeks 52"))
     print(f"serpstat-refdomains benchmarks, {dt.date.today()}, {machine()}")
     print(table(rows, ("benchmark", "result", "detail")))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -45,6 +46,7 @@ class Settings:
     full_snapshot_every_days: int = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS
     fetch_last_week: bool = True
     lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS
+    duckdb_memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT
 
     @property
     def filter_hash(self) -> str:
@@ -183,6 +185,27 @@ def _bool(value: Any, name: str) -> bool:
     raise ConfigError(f"{name} {value!r} is not true or false: write true or false")
 
 
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
+_MEMORY_MB = {"KB": 1e-3, "MB": 1.0, "GB": 1e3, "TB": 1e6, "KIB": 1.024e-3, "MIB": 1.048576, "GIB": 1073.741824,
+              "TIB": 1099511.627776}
+
+
+def parse_memory_megabytes(value: Any) -> float | None:
+    """Megabytes in a DuckDB memory size ("512MB", "2GB", "1.5GiB"); None if it is not one."""
+    match = _MEMORY.match(value) if isinstance(value, str) else None
+    return float(match.group(1)) * _MEMORY_MB[match.group(2).upper()] if match else None
+
+
+def parse_memory_limit(value: Any) -> str:
+    """A DuckDB memory size ("512MB", "2GB"), in the form DuckDB's SET memory_limit takes."""
+    megabytes = parse_memory_megabytes(value)
+    if megabytes is None or megabytes < S.MIN_DUCKDB_MEMORY_MB:
+        raise ConfigError(f"duckdb_memory_limit {value!r} is not a memory size of at least "
+                          f"{S.MIN_DUCKDB_MEMORY_MB}MB: write e.g. \"{S.DEFAULT_DUCKDB_MEMORY_LIMIT}\" or \"2GB\"")
+    match = _MEMORY.match(value)
+    return f"{match.group(1)}{match.group(2).upper()}"
+
+
 def parse_date(value: str | None, name: str = "--snapshot-date") -> dt.date:
     if value is None:
         return dt.datetime.now(dt.timezone.utc).date()
@@ -204,6 +227,7 @@ def build_settings(
     full_snapshot_every_days: Any = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS,
     fetch_last_week: Any = True,
     lost_confirmation_snapshots: Any = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
+    duckdb_memory_limit: Any = S.DEFAULT_DUCKDB_MEMORY_LIMIT,
 ) -> Settings:
     if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
         raise ConfigError(f"api_url {api_url!r} is not an http(s) URL: leave it unset for "
@@ -226,6 +250,7 @@ def build_settings(
         full_snapshot_every_days=_int(full_snapshot_every_days, "full_snapshot_every_days", 1),
         fetch_last_week=_bool(fetch_last_week, "fetch_last_week"),
         lost_confirmation_snapshots=_int(lost_confirmation_snapshots, "lost_confirmation_snapshots", 1),
+        duckdb_memory_limit=parse_memory_limit(duckdb_memory_limit),
     )
 
 
@@ -243,11 +268,13 @@ def _resolve(
     full_snapshot_every_days: Any = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS,
     fetch_last_week: Any = True,
     lost_confirmation_snapshots: Any = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
+    duckdb_memory_limit: Any = S.DEFAULT_DUCKDB_MEMORY_LIMIT,
 ) -> tuple[dict, Any]:
     options = dict(domains=domains, api_url=api_url, search_type=search_type, complex_filter=complex_filter,
                    page_size=page_size, requests_per_second=requests_per_second,
                    max_credits_per_run=max_credits_per_run, full_snapshot_every_days=full_snapshot_every_days,
-                   fetch_last_week=fetch_last_week, lost_confirmation_snapshots=lost_confirmation_snapshots)
+                   fetch_last_week=fetch_last_week, lost_confirmation_snapshots=lost_confirmation_snapshots,
+                   duckdb_memory_limit=duckdb_memory_limit)
     return options, api_token
 
 

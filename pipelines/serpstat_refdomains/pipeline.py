@@ -41,7 +41,7 @@ from .client import (
     TransientError,
     redact,
 )
-from .config import ConfigError, Settings, Target
+from .config import ConfigError, Settings, Target, parse_memory_megabytes
 from .paging import Budget, BudgetExhausted, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
 from .rows import describe_nulled
 from .source import SnapshotNotCommitted, attempt_row, ledger_row, ref_domains_resource, snapshots_resource
@@ -51,9 +51,6 @@ logger = logging.getLogger(__name__)
 ALREADY_COMPLETE = "already_complete"
 # Snapshots fetched ahead of the one being loaded, each at most Prefetcher.max_tables batches ahead.
 PREFETCH_SNAPSHOTS = 1
-# DuckDB's buffer pool while snapshots stream in: at 128MB a 1M-row run peaked 1.33x a 100k one,
-# at 64MB 1.14x for 10% more time (bench/memory.py). The models build gets DuckDB's default back.
-DUCKDB_MEMORY_LIMIT = "64MB"
 OK_STATUSES = {S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
 
 
@@ -227,7 +224,8 @@ def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
 
 
 @contextmanager
-def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[None]:
+def _duckdb_held_open(pipeline: dlt.Pipeline,
+                      memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT) -> Iterator[None]:
     """On DuckDB, keep the database open for the whole run.
 
     dlt opens and closes the database around every load; closing the last connection
@@ -248,8 +246,11 @@ def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[None]:
 
     keeper = duckdb.connect(credentials.database)
     # DuckDB's buffer pool would otherwise keep every page the run touched (up to 80% of RAM):
-    # a run's memory must not grow with the rows it loads.
-    keeper.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    # a run's memory must not grow with its rows or its history. Loads stream on one thread in
+    # a quarter of the configured limit; the models build gets all of it (_build_models). Past the
+    # limit DuckDB spills to its temp directory beside the database instead of failing.
+    keeper.execute(f"SET memory_limit = '{load_memory_limit(memory_limit)}'")
+    keeper.execute("SET temp_directory = ?", [f"{credentials.database}.tmp"])
     # One DuckDB thread: a snapshot's copy and merge (55k rows) ran faster on one than on two,
     # and the other core stays with the Python threads fetching the next snapshot.
     keeper.execute("SET threads = 1")
@@ -257,6 +258,17 @@ def _duckdb_held_open(pipeline: dlt.Pipeline) -> Iterator[None]:
         yield
     finally:
         keeper.close()
+
+
+def load_memory_limit(memory_limit: str) -> str:
+    """DuckDB's buffer pool while snapshots load: a quarter of the run's limit, at least 128MB
+    (what DuckDB needs for one thread).
+
+    Loads stream (copy, then delete and insert by snapshot key) on one thread, so a small pool
+    only costs re-reads, while a large one fills with pages: a 1M-row run peaked 1.28x a 100k one
+    at 128MB, 2.27x at 512MB (bench/memory.py)."""
+    megabytes = parse_memory_megabytes(memory_limit)
+    return f"{max(S.LOAD_MEMORY_MB, int(megabytes / S.LOAD_MEMORY_SHARE))}MB"
 
 
 def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
@@ -530,7 +542,7 @@ def run(
         left = _preflight(client)  # before the destination is touched: a bad token writes nothing
         pipeline = make_pipeline(resolved, dataset_name, pipelines_dir)
         try:
-            with run_lock(pipeline), _duckdb_held_open(pipeline):
+            with run_lock(pipeline), _duckdb_held_open(pipeline, settings.duckdb_memory_limit):
                 return _run(settings, client, pipeline, left, snapshot_date, kind, force, build_models,
                             depth_cap, max_workers, progress)
         except ConfigurationException as error:
@@ -771,10 +783,18 @@ def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]], attempts: 
 def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
     if _is(pipeline, "duckdb"):
         with pipeline.sql_client() as client:
-            # joins over the whole history, not a stream: DuckDB's default memory and threads
-            client.execute_sql("RESET memory_limit")
-            client.execute_sql("RESET threads")
-    return bool(models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots))
+            # joins over the whole history: the whole configured limit, and every core that has
+            # the 128MB DuckDB needs a thread (at 64MB, two threads of a join could not pin their
+            # blocks and failed instead of spilling). Never RESET: in DuckDB 1.5 `RESET
+            # memory_limit` reads back as reset but leaves the buffer pool at the loads' limit.
+            limit = settings.duckdb_memory_limit
+            threads = max(1, min(os.cpu_count() or 1, int(parse_memory_megabytes(limit) // S.MIN_DUCKDB_MEMORY_MB)))
+            client.execute_sql(f"SET memory_limit = '{limit}'")
+            client.execute_sql(f"SET threads = {threads}")
+    started, cpu = time.monotonic(), time.process_time()
+    built = bool(models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots))
+    logger.info("models built in %.2fs (%.2fs of CPU)", time.monotonic() - started, time.process_time() - cpu)
+    return built
 
 
 def _root_cause(error: BaseException) -> BaseException:

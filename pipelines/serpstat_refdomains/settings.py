@@ -27,6 +27,16 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_REQUESTS_PER_SECOND = 1.0
 DEFAULT_FULL_SNAPSHOT_EVERY_DAYS = 7
 DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
+# DuckDB's memory limit for a run's models build (loads get a quarter); beyond it DuckDB spills
+# to `<database>.tmp` instead of failing. At 512MB a run of 240k rows a week peaks near 800 MB
+# RSS whatever the history (bench/history.py).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
+# What DuckDB needs per thread: at 64MB a 2-thread join could not pin its blocks and failed
+# instead of spilling. Also the smallest duckdb_memory_limit accepted.
+MIN_DUCKDB_MEMORY_MB = 128
+# Loads stream on one thread in this share of the limit, and at least LOAD_MEMORY_MB.
+LOAD_MEMORY_SHARE = 4
+LOAD_MEMORY_MB = 128
 # Serpstat serves at most 60,000 rows of one sorted result (page x size <= 60,000).
 DEPTH_CAP = 60_000
 DOMAIN_RANK_RANGE = (0, 100)
