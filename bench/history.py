@@ -5,8 +5,10 @@ subprocess (so exit codes and peak RSS are real): a full snapshot plus a `last_w
 every target. Default targets: one of about 150,000 referring domains (over the 60,000-row depth
 cap), four of 20,000 and twenty of 500. Per run: exit code, wall time, peak RSS of the refdomains
 process, model build time, database size, and credits (from the emulator's log) against the
-minimum computed from the emulator's truth for that day: rows returned + 1 per empty result +
-at most one 1-row probe per partition of a result over the depth cap.
+minimum computed from the emulator's truth for that day, by README's Credits formulas: rows
+returned + 1 per empty result + the shift guard's two 1-row probes per page seam; for a result
+over the depth cap, per leaf partition (from the ledger's `partition_plan`) the same, plus at
+most one 1-row probe per leaf and one final count.
 
     python bench/history.py --weeks 52 --destination duckdb --json history-duckdb.json
 """
@@ -17,6 +19,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import re
 import subprocess
@@ -124,8 +127,8 @@ class Destination:
             return cur.fetchall()
 
     def ledger(self, day: dt.date) -> list[tuple]:
-        """(target, kind, status, rows_loaded, partitions) of the day's snapshots."""
-        return self._query("SELECT target_domain, snapshot_kind, status, rows_loaded, partitions "
+        """(target, kind, status, rows_loaded, partitions, partition_plan) of the day's snapshots."""
+        return self._query("SELECT target_domain, snapshot_kind, status, rows_loaded, partitions, partition_plan "
                            f"FROM serpstat.snapshots WHERE snapshot_date = '{day.isoformat()}'")
 
     def size_mb(self) -> float:
@@ -144,14 +147,29 @@ class Destination:
                     cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def minimum_credits(emulator: SerpstatEmulator, targets: list[Target], day: dt.date) -> dict[str, tuple[int, int]]:
-    """Per target: (rows the API returns, credits at the minimum before probes), from the
-    emulator's truth for the day: a full snapshot and a last_week pull, 1 credit per empty one."""
+def paged_cost(total: int, page_size: int) -> int:
+    """Credits of one unpartitioned read: its rows (1 for an empty answer) and the shift guard's
+    two 1-row probes at each seam between pages."""
+    return max(total, 1) + 2 * max(math.ceil(total / page_size) - 1, 0)
+
+
+def minimum_credits(emulator: SerpstatEmulator, targets: list[Target], day: dt.date,
+                    page_size: int) -> dict[str, tuple[int, int]]:
+    """Per target: (rows the API returns, credits at the minimum if unpartitioned), from the
+    emulator's truth for the day: a full snapshot and a last_week pull."""
     minimum = {}
     for target in targets:
         counts = [len(emulator.graph.truth(target.domain, day, last_week=last_week)) for last_week in (False, True)]
-        minimum[target.domain] = (sum(counts), sum(count or 1 for count in counts))
+        minimum[target.domain] = (sum(counts), sum(paged_cost(count, page_size) for count in counts))
     return minimum
+
+
+def partitioned_allowance(plan: str | None, page_size: int, unpartitioned: int) -> int:
+    """What a partitioned snapshot may cost beyond `unpartitioned` (its cost as one read): each leaf
+    paged on its own, one 1-row probe per leaf and one final count."""
+    leaves = json.loads(plan) if plan else []
+    paged = sum(paged_cost(int(leaf.get("total") or 0), page_size) for leaf in leaves)
+    return paged + len(leaves) + 1 - unpartitioned
 
 
 def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] | None = None, *,
@@ -177,20 +195,20 @@ def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] |
                 charged: dict[str, int] = {}
                 for entry in emulator.log:
                     charged[entry.query or ""] = charged.get(entry.query or "", 0) + entry.charge
-                truth = minimum_credits(emulator, targets, day)
+                truth = minimum_credits(emulator, targets, day, page_size)
                 ledger = dest.ledger(day)
-                # a probe per partition of a result over the depth cap is part of the minimum
+                # a result over the depth cap is read per leaf partition (README's Credits formula)
                 probes = {t: 0 for t in truth}
-                for target, _, _, _, parts in ledger:
+                for target, _, _, rows_loaded, parts, plan in ledger:
                     if int(parts or 0) > 1 and target in probes:
-                        probes[target] += int(parts)
+                        probes[target] += partitioned_allowance(plan, page_size, paged_cost(int(rows_loaded), page_size))
                 excess = {t: charged.get(t, 0) - low - probes[t] for t, (_, low) in truth.items()}
                 credits = sum(charged.values())
                 rows = sum(r for r, _ in truth.values())
                 minimum = sum(low for _, low in truth.values())
                 partitions = sum(probes.values())
                 statuses: dict[str, int] = {}
-                for _, _, status, _, _ in ledger:
+                for _, _, status, _, _, _ in ledger:
                     statuses[status] = statuses.get(status, 0) + 1
                 found = _MODELS_SECONDS.search(done["err"])
                 result = Week(week + 1, day.isoformat(), done["rc"], round(done["s"], 2),

@@ -274,9 +274,12 @@ class SnapshotFetcher:
     # --- partitions ----------------------------------------------------------------------
     def _planned(self) -> list[tuple[Partition, int, int | None]]:
         """Where to start: the previous snapshot's leaves when it was over the depth cap (its root
-        page would be paid for and thrown away), else the whole result."""
+        page would be paid for and thrown away), else the whole result. A plan is trusted even when
+        the previous total seems to fit: Serpstat's window may be narrower than DEPTH_CAP (learned
+        from a refused page, never stored), and a root read would then pay for rows up to it again
+        every run."""
         spec = self.spec
-        if spec.partition_plan and spec.previous_total and not self._fits(spec.previous_total, spec.page_size):
+        if spec.partition_plan:
             try:
                 leaves = [Partition.from_json(item) for item in json.loads(spec.partition_plan)]
             except (ValueError, TypeError, AttributeError):
