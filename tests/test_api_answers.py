@@ -65,3 +65,16 @@ def test_depth_cap_answer_under_code_32018_splits_instead_of_failing(tmp_path, e
     assert [(r.status, r.rows) for r in report.results] == [("complete", 50)]
     assert set(loaded_domains(tmp_path, "deep.com")) == truth(emulator, "deep.com")
     assert ledger(tmp_path, "deep.com")["partitions"] > 1  # split below the cap it was told about
+
+
+def test_a_page_without_a_total_fails_instead_of_loading_page_one_as_the_snapshot(tmp_path, emulator):
+    """The total says how many pages to ask for; taking the first page's length instead made a
+    complete snapshot of page 1 and reported every donor past it LOST."""
+    emulator.set_profile("nototal.com", 25)
+    emulator.faults.add(Fault("no_total", query="nototal.com", times=-1))
+    report = run_pipeline(tmp_path, emulator, ["nototal.com"], kind="full", settings_options={"page_size": 10})
+    result = report.results[0]
+    assert (result.status, report.exit_code) == ("failed", 1)
+    assert "without summary_info.total" in result.error
+    assert ledger(tmp_path, "nototal.com")["rows_loaded"] == 0
+    assert query(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ref_domains'") == [(0,)]

@@ -169,3 +169,29 @@ def test_a_complete_snapshot_under_churn_is_one_instant_of_the_index(churn_emula
         FINDINGS["residual: complete but not one instant"] += 1
     else:
         FINDINGS["complete and one instant"] += 1
+
+
+def test_a_donor_deleted_from_a_read_prefix_never_costs_the_last_tail_name(tmp_path, emulator):
+    """Over the depth cap, the names no prefix reaches (Cyrillic, CJK, accented) are the
+    partition's last rows by name; their count is a fresh total less the prefixes' rows, read
+    earlier. A donor deleted from a read prefix made that count one short, the lowest tail name
+    was left out, the final count agreed again, and the snapshot was `complete` without a donor
+    that never left: a false LOST, then a false NEW."""
+    emulator.api.depth_cap = 50
+    emulator.set_profile("tailed.com", 120)
+    names = emulator.graph.truth("tailed.com", emulator.today)
+    tail_names = sorted(n for n in names if not n[0].isascii())
+    assert tail_names, "the profile has names no ASCII prefix reaches"
+    # at the tail's first (descending) request, an early ASCII donor goes: its prefix was read
+    emulator.faults.add(Fault("delete_rows", query="tailed.com", order="desc", where="after", pick=0.99,
+                              count=1, times=1))
+    run_pipeline(tmp_path, emulator, ["tailed.com"], kind="full", settings_options={"page_size": 10},
+                 depth_cap=50, max_workers=1)
+    row = ledger(tmp_path, "tailed.com")
+    loaded = set(loaded_domains(tmp_path, "tailed.com"))
+    stayed = truth(emulator, "tailed.com")  # every donor but the deleted one was there throughout
+    assert len(names) - len(stayed) == 1
+    # complete only with every donor that stayed; else incomplete (the final count disagrees)
+    assert row["status"] in ("complete", "incomplete")
+    if row["status"] == "complete":
+        assert stayed <= loaded, sorted(stayed - loaded)

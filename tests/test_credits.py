@@ -12,13 +12,23 @@ from tests.helpers import ledger, loaded_domains, ref_requests, run_pipeline, tr
 CAP, SIZE, TOTAL = 500, 100, 1200
 
 
-def seams(total: int) -> int:
-    """The shift guard: two 1-row probes at each seam between pages."""
-    return 2 * max(math.ceil(total / SIZE) - 1, 0)
-
-
 def leaves_of(row: dict) -> list[int]:
     return [leaf["total"] for leaf in json.loads(row["partition_plan"])]
+
+
+def read_cost(row: dict, size: int = SIZE) -> int:
+    """Credits of reading every leaf of `row`'s plan: a prefix's rows and seams; the names no
+    prefix reaches are read one row further, to the first name a prefix reaches (their count
+    alone could be stale), in as many pages as their rows need at `size`, evened out."""
+    cost = 0
+    for leaf in json.loads(row["partition_plan"]):
+        total = leaf["total"]
+        if not leaf.get("tail"):
+            cost += total + 2 * max(math.ceil(total / size) - 1, 0)
+            continue
+        pages = math.ceil((total + 1) / size)
+        cost += pages * math.ceil((total + 1) / pages) + 2 * (pages - 1)
+    return cost
 
 
 def from_the_plan(row: dict, cap: int) -> int:
@@ -42,7 +52,7 @@ def test_first_fetch_over_the_depth_cap_pays_one_root_page_then_rows(tmp_path, e
     assert len(leaves) == 40, "one split: 39 prefixes and the names none of them reaches"
     # the root's page 1 (its size was unknown), a 1-row probe of each of the 40 partitions, the
     # rows, the seams, one unpartitioned count at the end
-    expected = SIZE + 40 + TOTAL + sum(seams(t) for t in leaves) + 1
+    expected = SIZE + 40 + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -51,7 +61,6 @@ def test_later_fetch_starts_from_the_ledgers_partitions(tmp_path, emulator):
     emulator.set_profile("big.com", TOTAL)
     run_pipeline(tmp_path, emulator, ["big.com"], kind="full", settings_options={"page_size": SIZE}, depth_cap=CAP)
     first = ledger(tmp_path, "big.com")
-    leaves = leaves_of(first)
     emulator.api.clear_log()
     later = emulator.today + dt.timedelta(days=7)
     run_pipeline(tmp_path, emulator, ["big.com"], later, kind="full", settings_options={"page_size": SIZE},
@@ -60,7 +69,7 @@ def test_later_fetch_starts_from_the_ledgers_partitions(tmp_path, emulator):
     assert row["status"] == "complete" and str(row["snapshot_date"]) == str(later)
     assert all(e.complex_filter or e.order == "desc" for e in ref_requests(emulator)[:-1]), "no root page"
     # no root page; the probes the plan cannot spare; the rows; the seams; the final count
-    expected = from_the_plan(first, CAP) + TOTAL + sum(seams(t) for t in leaves) + 1
+    expected = from_the_plan(first, CAP) + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -73,7 +82,6 @@ def test_learned_depth_cap_is_the_offset_of_the_refused_page(tmp_path, emulator)
                  max_workers=1)
     row = ledger(tmp_path, "big.com")
     assert row["status"] == "complete" and set(loaded_domains(tmp_path, "big.com")) == truth(emulator, "big.com")
-    leaves = leaves_of(row)
     refused = [e for e in ref_requests(emulator) if e.outcome == "error:402"]
     assert 1 <= len(refused) <= 2 and min(e.page for e in refused) == 6  # page 7 may be in flight
     # a seam probe of the root queued behind the refused page may be under way when it is refused
@@ -81,7 +89,7 @@ def test_learned_depth_cap_is_the_offset_of_the_refused_page(tmp_path, emulator)
                  if e.complex_filter is None and e.order == "asc" and e.size == 1 and e.page > 1]
     assert len(in_flight) <= 2
     # pages 1-5 of the root, read before the refusal, then as a first pull over the cap
-    expected = 5 * SIZE + len(in_flight) + 40 + TOTAL + sum(seams(t) for t in leaves) + 1
+    expected = 5 * SIZE + len(in_flight) + 40 + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -105,7 +113,7 @@ def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulat
     assert tail["total"] == len(non_ascii) > 0
     # the root's page 1, a 1-row probe of each of the 40 partitions, the rows, the seams, one count
     leaves = [leaf["total"] for leaf in plan]
-    expected = 10 + 40 + 120 + sum(2 * max(math.ceil(t / 10) - 1, 0) for t in leaves) + 1
+    expected = 10 + 40 + read_cost(row, 10) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -117,13 +125,10 @@ def test_a_61000_row_target_at_page_size_1000_costs_its_rows_from_the_second_pul
     leaves = leaves_of(first)
     assert first["status"] == "complete" and sum(leaves) == 61_000
 
-    def cost_of_seams(total: int) -> int:
-        return 2 * max(math.ceil(total / 1000) - 1, 0)
-
-    assert first["credits_spent"] == 1000 + 40 + 61_000 + sum(map(cost_of_seams, leaves)) + 1
+    assert first["credits_spent"] == 1000 + 40 + read_cost(first, 1000) + 1
     emulator.api.clear_log()
     run_pipeline(tmp_path, emulator, ["big61k.com"], emulator.today + dt.timedelta(days=7), kind="full")
     row = ledger(tmp_path, "big61k.com")
-    expected = from_the_plan(first, 60_000) + 61_000 + sum(map(cost_of_seams, leaves)) + 1
+    expected = from_the_plan(first, 60_000) + read_cost(row, 1000) + 1
     assert row["status"] == "complete" and emulator.api.credits_charged == row["credits_spent"] == expected
     assert expected - 61_000 <= 61_000 * 0.005

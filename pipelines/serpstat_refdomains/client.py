@@ -283,7 +283,12 @@ class SerpstatClient:
         charge = max(len(data), 1)
         self._account(charge=charge, left_lines=left)
         total = _int_or_none(summary.get("total"))
-        return RefDomainsPage(rows=data, page=page, total=total if total is not None else len(data),
+        if total is None and data:
+            # Without the total, the pages to ask for are unknown: taking this page's length would
+            # make page 1 a complete snapshot and every donor past it a false LOST.
+            raise SerpstatError(f"Serpstat answered {REF_DOMAINS} page {page} without summary_info.total: "
+                                "the snapshot cannot be paged completely; run again later")
+        return RefDomainsPage(rows=data, page=page, total=total if total is not None else 0,
                               left_lines=left, charge=charge)
 
     def get_stats(self) -> AccountStats:

@@ -326,36 +326,58 @@ class SnapshotFetcher:
 
     def _fetch_tail(self, part: Partition, reached: int) -> "_Verified | _Split | _Unstable":
         """The names of a partition its one-character extensions did not reach: its last rows by
-        name, as many as its total (counted now: the total seen when it was split may be stale)
-        leaves after the extensions' rows."""
+        name, read in descending order down to the first name an extension reaches.
+
+        The count of those names (a fresh total less the extensions' rows) is only where to start:
+        the extensions were read earlier, and a donor deleted from one since makes it one too
+        small, which would silently drop the lowest-sorting tail name. So one row more than the
+        count is read, and then single rows, until a name an extension reaches shows the tail's
+        end; rows past it belong to the extensions and are left out.
+        """
+        reachable = tuple((part.prefix or "") + c for c in PREFIX_ALPHABET)
+
+        def in_extension(row: Any) -> bool:
+            return str(_name(row)).lower().startswith(reachable)
+
         try:
             whole = self._page(part, 1, 1).total
             rest = whole - reached
             if rest < 0:
                 return _Unstable(f"the result changed while it was paged ({part} lost rows)")
-            if rest == 0:
+            if rest == 0 and whole == 0:
                 return _Verified(0, [])
-            if not self._fits(rest, self.spec.page_size):
+            want = min(rest + 1, whole)  # one row past the tail: the extensions' last name
+            if not self._fits(want, self.spec.page_size):
                 return _Unstable(f"{rest} names of {part} start outside {PREFIX_ALPHABET!r}: more than one "
                                  "sorted window can reach")
-            # pages sized so that `rest` rows take as many pages as at page_size, and the last
-            # one pays for fewer rows past `rest` than there are pages
-            pages = math.ceil(rest / self.spec.page_size)
-            size = math.ceil(rest / pages)
+            # pages sized so that `want` rows take as many pages as at page_size, and the last
+            # one pays for fewer rows past `want` than there are pages
+            pages = math.ceil(want / self.spec.page_size)
+            size = math.ceil(want / pages)
             first = self._page(part, 1, size)
             if first.total != whole:
                 return _moved(whole, first.total)
             read = self._read_pages(part, first, whole, pages, size)
+            if isinstance(read, _Unstable):
+                return read
+            rows = read.rows[:want]
+            offset = len(rows)
+            while not any(map(in_extension, rows)) and offset < whole:
+                if not self._fits(offset + 1, 1):
+                    return _Unstable(f"the names of {part} beyond its extensions reach past the depth cap")
+                more = self._page(part, offset + 1, 1)
+                if more.total != whole or not more.rows:
+                    return _moved(whole, more.total)
+                rows.append(more.rows[0])
+                offset += 1
         except _DepthCapped:
             return _Unstable(f"Serpstat refused the last names of {part} as beyond its depth cap")
-        if isinstance(read, _Unstable):
-            return read
-        rows = read.rows[:rest]
-        if any(str(_name(row)).lower().startswith(tuple((part.prefix or "") + c for c in PREFIX_ALPHABET))
-               for row in rows):
-            # a name the prefixes should have reached: the tail is not what it was taken for
+        boundary = next((i for i, row in enumerate(rows) if in_extension(row)), len(rows))
+        if any(map(in_extension, rows[boundary:])) and not all(map(in_extension, rows[boundary:])):
+            # a tail name after an extension's name: not the collation this relies on
             return _Unstable(f"the names of {part} do not sort as expected")
-        return _Verified(rest, rows)
+        tail = rows[:boundary]
+        return _Verified(len(tail), tail)
 
     def _read_pages(self, part: Partition, first: RefDomainsPage, total: int, pages: int,
                     size: int) -> "_Verified | _Unstable":
@@ -399,8 +421,10 @@ class SnapshotFetcher:
         return self.executor.submit(self._page, part, offset + 1, 1)
 
     def _fits(self, total: int, size: int) -> bool:
-        """Every page of `total` rows starts inside the depth cap (page 1 always does)."""
-        return total <= size or (math.ceil(total / size) - 1) * size < self.depth_cap
+        """Every page of `total` rows lies inside the depth cap, page x size <= cap (page 1 always
+        does). The stricter reading of Serpstat's rule: a last page refused because it ends past
+        the cap would cost every row read before it, read again after the split."""
+        return total <= size or math.ceil(total / size) * size <= self.depth_cap
 
     def _pages(self, part: Partition, numbers: range, size: int) -> Iterator[RefDomainsPage]:
         """Pages in order, fetched concurrently within a bounded window (the rate limiter paces them)."""

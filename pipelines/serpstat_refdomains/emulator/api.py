@@ -172,7 +172,7 @@ class SerpstatApi:
             entry.last_week = _mentions_last_week(params.get("complexFilter"))
 
         fired = self.faults.take(str(method), entry.query,
-                                 entry.page if isinstance(entry.page, int) else None, entry.last_week)
+                                 entry.page if isinstance(entry.page, int) else None, entry.last_week, entry.order)
         transport = next((f for f in fired if f.kind in TRANSPORT_KINDS), None)
         if transport is not None:
             return self._transport_fault(transport, req_id, entry)
@@ -275,11 +275,11 @@ class SerpstatApi:
             data = self._render(window, page_key, as_strings, extras)
         with self._lock:
             left = self.balance
-        return {
-            "data": data,
-            "summary_info": {"left_lines": left, "page": page, "count": len(window), "total": total,
-                             "sort": sort, "order": order.upper()},
-        }
+        summary = {"left_lines": left, "page": page, "count": len(window), "total": total,
+                   "sort": sort, "order": order.upper()}
+        if any(f.kind == "no_total" for f in fired):
+            summary["total"] = None
+        return {"data": data, "summary_info": summary}
 
     def _churn(self, fault: Fault, request: tuple, offset: int, size: int) -> None:
         """Change the index the way a live one does between two page requests (faults.py)."""

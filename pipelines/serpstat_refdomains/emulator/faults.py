@@ -1,6 +1,6 @@
 """Scriptable faults for the emulator: which request fails, how, and how often.
 
-A fault matches requests by method, target (`query`), page and whether the request carries the
+A fault matches requests by method, target (`query`), page, sort order and whether the request carries the
 `last_week` filter; any of these left as None matches everything. Each fault fires `times` times
 (-1: for ever), so a test can script "page 3 of example.com answers 503 twice, then works".
 """
@@ -16,7 +16,7 @@ from typing import Any
 TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429", "api_error", "wrong_api_query"}
 # Faults that change what the API answers (the request is processed and charged).
 DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty", "bad_metrics",
-              "error_with_result", "short_page"}
+              "error_with_result", "short_page", "no_total"}
 # Faults that change the index itself just before the request is answered (a live index).
 CHURN_KINDS = {"insert_rows", "delete_rows", "swap_rows", "change_metrics"}
 DATA_KINDS |= CHURN_KINDS
@@ -56,6 +56,7 @@ class Fault:
                         `code`/`message` beside its result
         bad_metrics     in the answer's rows, set `metric` (ref_pages or domainRank) to each of
                         `values` in turn, from the first row on (values: e.g. "", -1, "n/a", 1.5)
+        no_total        answer with `summary_info.total` null (rows and charge as usual)
         short_page      leave the last `count` rows out of the page while `total` still counts them
     """
 
@@ -76,6 +77,7 @@ class Fault:
     error_body: Any = None
     where: str | None = None  # churn: "before" or "after" the requested page's rows
     pick: float = 0.5  # churn: which rows of that stretch (0 = its first, towards 1 = its last)
+    order: str | None = None  # only requests sorted this way ("asc" / "desc"); None: any
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -85,13 +87,15 @@ class Fault:
         if not 0 <= self.pick < 1:
             raise ValueError(f"fault pick must be in [0, 1), not {self.pick!r}")
 
-    def matches(self, method: str, query: str | None, page: int | None, last_week: bool) -> bool:
+    def matches(self, method: str, query: str | None, page: int | None, last_week: bool,
+                order: str | None = None) -> bool:
         return (
             self.times != 0
             and (self.method is None or self.method == method)
             and (self.query is None or (query or "").lower() == self.query.lower())
             and (self.page is None or self.page == page)
             and (self.last_week is None or self.last_week == last_week)
+            and (self.order is None or self.order == str(order or "").lower())
         )
 
 
@@ -115,12 +119,13 @@ class FaultPlan:
             self.faults.clear()
             self.random_rate = 0.0
 
-    def take(self, method: str, query: str | None, page: int | None, last_week: bool) -> list[Fault]:
+    def take(self, method: str, query: str | None, page: int | None, last_week: bool,
+             order: str | None = None) -> list[Fault]:
         """Faults that fire for this request, each consuming one of its `times`."""
         fired: list[Fault] = []
         with self._lock:
             for fault in self.faults:
-                if fault.matches(method, query, page, last_week):
+                if fault.matches(method, query, page, last_week, order):
                     # One request can fail in one way only: later transport faults wait their turn.
                     if fault.kind in TRANSPORT_KINDS and any(f.kind in TRANSPORT_KINDS for f in fired):
                         continue
