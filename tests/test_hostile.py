@@ -145,6 +145,7 @@ HOSTILE_CONFIG = [
     ({}, ["--kind", "FULL"], "--kind 'FULL' is unknown"),
     ({}, ["--destination", "oracle_cloud_x"], "is unknown or not installed"),
     ({}, ["--bogus-flag"], "unrecognized arguments"),
+    ({}, ["--dataset-name", "bad name;drop"], "is not a plain identifier"),
     ({"DESTINATION__POSTGRES__CREDENTIALS": ""}, ["--destination", "postgres"], "is not configured"),
 ]
 

@@ -19,7 +19,7 @@ from typing import Sequence
 from dlt.common.configuration.exceptions import ConfigurationException
 
 from . import settings as S
-from .config import ConfigError, parse_date, resolve_settings
+from .config import ConfigError, parse_dataset_name, parse_date, resolve_settings
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 DETAILS = "details with RUNTIME__LOG_LEVEL=DEBUG"
@@ -170,7 +170,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings, token = resolve_settings(domains_override=args.domain)
     assert token is not None
     report = pipeline.run(settings, token, snapshot_date=day, kind=args.kind, force=args.force,
-                          destination=args.destination, dataset_name=args.dataset_name,
+                          destination=args.destination, dataset_name=parse_dataset_name(args.dataset_name),
                           build_models=not args.no_models)
     _print_report(report)
     if report.models_error:
@@ -205,7 +205,7 @@ def _existing_pipeline(args: argparse.Namespace):
             and not os.path.exists(f"{S.PIPELINE_NAME}.duckdb"):
         raise ConfigError(f"no {S.PIPELINE_NAME}.duckdb in this folder: run `refdomains run` first, "
                           "or cd to where it ran")
-    return pipeline.make_pipeline(destination, args.dataset_name)
+    return pipeline.make_pipeline(destination, parse_dataset_name(args.dataset_name))
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

@@ -206,6 +206,19 @@ def parse_memory_limit(value: Any) -> str:
     return f"{match.group(1)}{match.group(2).upper()}"
 
 
+def parse_dataset_name(value: str | None) -> str | None:
+    """A dataset name the destination keeps as written: dlt would otherwise rename it silently
+    (`bad name;drop` becomes `bad_name_drop`), and dashboards would look for the wrong schema."""
+    if value is None:
+        return None
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+    if not value or NamingConvention().normalize_identifier(value) != value:
+        raise ConfigError(f"--dataset-name {value!r} is not a plain identifier: use lowercase letters, digits "
+                          "and _, starting with a letter, e.g. serpstat_prod")
+    return value
+
+
 def parse_date(value: str | None, name: str = "--snapshot-date") -> dt.date:
     if value is None:
         return dt.datetime.now(dt.timezone.utc).date()
