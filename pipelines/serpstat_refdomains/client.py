@@ -57,10 +57,12 @@ API_URL_FIX = f"set api_url to Serpstat's endpoint {DEFAULT_API_URL} (or remove 
 class SerpstatError(Exception):
     """Any error from the Serpstat API or the way to it. `code`/`api_message` as the API sent them."""
 
-    def __init__(self, message: str, code: int | None = None, api_message: str | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, api_message: str | None = None,
+                 charge: int = 0) -> None:
         super().__init__(message)
         self.code = code
         self.api_message = api_message
+        self.charge = charge  # credits the answer was billed although it is an error to us
 
 
 class AuthenticationError(SerpstatError):
@@ -287,7 +289,7 @@ class SerpstatClient:
             # Without the total, the pages to ask for are unknown: taking this page's length would
             # make page 1 a complete snapshot and every donor past it a false LOST.
             raise SerpstatError(f"Serpstat answered {REF_DOMAINS} page {page} without summary_info.total: "
-                                "the snapshot cannot be paged completely; run again later")
+                                "the snapshot cannot be paged completely; run again later", charge=charge)
         return RefDomainsPage(rows=data, page=page, total=total if total is not None else 0,
                               left_lines=left, charge=charge)
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 
 from . import settings as S
-from .client import DepthCapError, RefDomainsPage, SerpstatClient
+from .client import DepthCapError, RefDomainsPage, SerpstatClient, SerpstatError
 from .config import Target
 from .rows import SnapshotRows
 
@@ -458,12 +458,15 @@ class SnapshotFetcher:
             charged = page.charge
         except DepthCapError:
             raise _DepthCapped((number - 1) * size) from None
+        except SerpstatError as error:
+            charged = error.charge  # a page billed and then found unusable is still paid for
+            raise
         finally:
             self.budget.settle(size, charged)
             with self._lock:
                 self.stats.requests += 1
+                self.stats.credits_spent += charged
         with self._lock:
-            self.stats.credits_spent += page.charge
             # the account balance, as the client keeps it (lowest left_lines seen; minus the
             # charge of an empty result, which carries none)
             self.stats.credits_left = self.client.last_left_lines
