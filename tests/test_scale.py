@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import duckdb
-import psycopg2
 import pytest
 
 from serpstat_refdomains.emulator import SerpstatEmulator
@@ -21,22 +20,9 @@ from serpstat_refdomains.emulator.graph import Profile
 from serpstat_refdomains.normalize import normalize_domain
 from tests.conftest import DAY, TOKEN
 from tests.helpers import run_pipeline
+from tests.test_warehouse import needs_postgres
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-_PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
-
-
-def _postgres_error() -> str | None:
-    try:
-        psycopg2.connect(_PG_URL, connect_timeout=3).close()
-        return None
-    except psycopg2.Error as error:
-        return str(error).strip().splitlines()[0]
-
-
-_PG_ERROR = _postgres_error()
-needs_postgres = pytest.mark.skipif(_PG_ERROR is not None and os.environ.get("REFDOMAINS_REQUIRE_POSTGRES") != "1",
-                                    reason=f"no PostgreSQL: {_PG_ERROR}")
 
 
 def test_weekly_runs_of_a_target_over_the_depth_cap_keep_building_models(tmp_path):

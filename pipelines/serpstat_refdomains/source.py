@@ -112,6 +112,18 @@ class SnapshotNotCommitted(Exception):
         self.stats = stats
 
 
+def _identity(spec: SnapshotSpec) -> dict[str, Any]:
+    """The columns that name a snapshot, in the ledger and in its attempts."""
+    return {
+        "snapshot_key": spec.key,
+        "target_domain": spec.target.domain,
+        "search_type": spec.target.search_type,
+        "snapshot_kind": spec.kind,
+        "snapshot_date": spec.snapshot_date,
+        "filter_hash": spec.filter_hash,
+    }
+
+
 def ledger_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None,
                error: str | None = None) -> dict[str, Any]:
     """The ledger row of one fetch. `error` never holds the token: client messages are redacted."""
@@ -124,12 +136,7 @@ def ledger_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None,
     if nulled:
         message = f"{message}; {nulled}" if message else nulled
     return {
-        "snapshot_key": spec.key,
-        "target_domain": spec.target.domain,
-        "search_type": spec.target.search_type,
-        "snapshot_kind": spec.kind,
-        "snapshot_date": spec.snapshot_date,
-        "filter_hash": spec.filter_hash,
+        **_identity(spec),
         "complex_filter": json.dumps(spec.user_filter) if spec.user_filter else None,
         "status": status or stats.status,
         "expected_total": stats.expected_total,
@@ -155,12 +162,7 @@ def attempt_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None
                 rows_loaded: int | None = None) -> dict[str, Any]:
     """One fetch attempt: what it asked and what it cost, loaded or not."""
     return {
-        "snapshot_key": spec.key,
-        "target_domain": spec.target.domain,
-        "search_type": spec.target.search_type,
-        "snapshot_kind": spec.kind,
-        "snapshot_date": spec.snapshot_date,
-        "filter_hash": spec.filter_hash,
+        **_identity(spec),
         "status": status or stats.status,
         "requests": stats.requests,
         "credits_spent": stats.credits_spent,
