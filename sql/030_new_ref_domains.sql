@@ -10,6 +10,12 @@ full_rows as (
     select * from stg_full_ref_domains
 ),
 
+-- the same rows again for the last_week detector: one import read twice would be materialized
+-- (DuckDB keeps a CTE read twice, 13M rows at a year of history); two are each read in place
+known_full_rows as (
+    select * from stg_full_ref_domains
+),
+
 snapshot_rows as (
     select * from stg_ref_domains
 ),
@@ -20,13 +26,23 @@ snapshot_rows as (
 -- domain is in a snapshot at most once
 full_row_history as (
     select
-        full_rows.*,
+        target_domain,
+        search_type,
+        filter_hash,
+        ref_domain,
+        registrable_domain,
+        domain_rank,
+        ref_pages,
+        snapshot_date,
+        full_seq,
+        -- both over one window: one sort
         lag(full_seq) over (
             partition by target_domain, search_type, filter_hash, ref_domain
             order by full_seq
         ) as held_seq_before,
-        min(full_seq) over (
+        first_value(full_seq) over (
             partition by target_domain, search_type, filter_hash, ref_domain
+            order by full_seq
         ) as first_seq
     from full_rows
 ),
@@ -87,17 +103,17 @@ last_week_domains as (
 
 last_week_domain_full_rows as (
     select
-        full_rows.target_domain,
-        full_rows.search_type,
-        full_rows.filter_hash,
-        full_rows.ref_domain,
-        full_rows.full_seq
-    from full_rows
+        known.target_domain,
+        known.search_type,
+        known.filter_hash,
+        known.ref_domain,
+        known.full_seq
+    from known_full_rows as known
     inner join last_week_domains as listed
-        on listed.target_domain = full_rows.target_domain
-        and listed.search_type = full_rows.search_type
-        and listed.filter_hash = full_rows.filter_hash
-        and listed.ref_domain = full_rows.ref_domain
+        on listed.target_domain = known.target_domain
+        and listed.search_type = known.search_type
+        and listed.filter_hash = known.filter_hash
+        and listed.ref_domain = known.ref_domain
 ),
 
 last_week_first_appearance as (

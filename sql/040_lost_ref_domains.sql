@@ -21,7 +21,15 @@ series_end as (
 -- a domain is in a snapshot at most once
 full_row_history as (
     select
-        full_rows.*,
+        target_domain,
+        search_type,
+        filter_hash,
+        ref_domain,
+        registrable_domain,
+        domain_rank,
+        ref_pages,
+        snapshot_date,
+        full_seq,
         lead(full_seq) over (
             partition by target_domain, search_type, filter_hash, ref_domain
             order by full_seq
