@@ -10,6 +10,43 @@ full_rows as (
     select * from stg_full_ref_domains
 ),
 
+-- the same rows again for the last_week detector: one import read twice would be materialized
+-- (DuckDB keeps a CTE read twice, 13M rows at a year of history); two are each read in place
+known_full_rows as (
+    select * from stg_full_ref_domains
+),
+
+snapshot_rows as (
+    select * from stg_ref_domains
+),
+
+-- each full row with the full snapshot that held the domain before it and its first one: one
+-- sort by (series, domain) instead of an anti-join of every snapshot against the one before
+-- (128 s at a year of history); (snapshot_key, ref_domain) is the key of ref_domains, so a
+-- domain is in a snapshot at most once
+full_row_history as (
+    select
+        target_domain,
+        search_type,
+        filter_hash,
+        ref_domain,
+        registrable_domain,
+        domain_rank,
+        ref_pages,
+        snapshot_date,
+        full_seq,
+        -- both over one window: one sort
+        lag(full_seq) over (
+            partition by target_domain, search_type, filter_hash, ref_domain
+            order by full_seq
+        ) as held_seq_before,
+        first_value(full_seq) over (
+            partition by target_domain, search_type, filter_hash, ref_domain
+            order by full_seq
+        ) as first_seq
+    from full_rows
+),
+
 -- in F(i+1) and not in F(i); F0 is the baseline and yields nothing
 diff_candidates as (
     select
@@ -23,22 +60,20 @@ diff_candidates as (
         cur.snapshot_date as detected_on,
         prev_snapshot.snapshot_date as previous_snapshot_date,
         prev_snapshot.full_seq as previous_seq,
-        'snapshot_diff' as detected_by
-    from full_rows as cur
+        'snapshot_diff' as detected_by,
+        cur.first_seq
+    from full_row_history as cur
     inner join full_snapshots as prev_snapshot
         on prev_snapshot.target_domain = cur.target_domain
         and prev_snapshot.search_type = cur.search_type
         and prev_snapshot.filter_hash = cur.filter_hash
         and prev_snapshot.full_seq = cur.full_seq - 1
-    where not exists (
-        select 1
-        from full_rows as prev
-        where prev.target_domain = cur.target_domain
-            and prev.search_type = cur.search_type
-            and prev.filter_hash = cur.filter_hash
-            and prev.full_seq = cur.full_seq - 1
-            and prev.ref_domain = cur.ref_domain
-    )
+    where cur.held_seq_before is null or cur.held_seq_before < cur.full_seq - 1
+),
+
+last_week_rows as (
+    select * from snapshot_rows
+    where snapshot_kind = 'last_week'
 ),
 
 -- each last_week pull against the latest full snapshot dated strictly before it (if any)
@@ -59,6 +94,34 @@ last_week_pulls as (
     group by pull.target_domain, pull.search_type, pull.filter_hash, pull.snapshot_date
 ),
 
+-- the full rows of the few domains a last_week pull listed: the anti-join and first appearance
+-- below then read these instead of the whole history
+last_week_domains as (
+    select distinct target_domain, search_type, filter_hash, ref_domain
+    from last_week_rows
+),
+
+last_week_domain_full_rows as (
+    select
+        known.target_domain,
+        known.search_type,
+        known.filter_hash,
+        known.ref_domain,
+        known.full_seq
+    from known_full_rows as known
+    inner join last_week_domains as listed
+        on listed.target_domain = known.target_domain
+        and listed.search_type = known.search_type
+        and listed.filter_hash = known.filter_hash
+        and listed.ref_domain = known.ref_domain
+),
+
+last_week_first_appearance as (
+    select target_domain, search_type, filter_hash, ref_domain, min(full_seq) as first_seq
+    from last_week_domain_full_rows
+    group by target_domain, search_type, filter_hash, ref_domain
+),
+
 last_week_candidates as (
     select
         lw.target_domain,
@@ -71,8 +134,9 @@ last_week_candidates as (
         lw.snapshot_date as detected_on,
         prior.snapshot_date as previous_snapshot_date,
         pull.previous_seq,
-        'last_week' as detected_by
-    from stg_ref_domains as lw
+        'last_week' as detected_by,
+        first_appearance.first_seq
+    from last_week_rows as lw
     inner join last_week_pulls as pull
         on pull.target_domain = lw.target_domain
         and pull.search_type = lw.search_type
@@ -83,16 +147,20 @@ last_week_candidates as (
         and prior.search_type = pull.search_type
         and prior.filter_hash = pull.filter_hash
         and prior.full_seq = pull.previous_seq
-    where lw.snapshot_kind = 'last_week'
-        and not exists (
-            select 1
-            from full_rows as known
-            where known.target_domain = lw.target_domain
-                and known.search_type = lw.search_type
-                and known.filter_hash = lw.filter_hash
-                and known.full_seq = pull.previous_seq
-                and known.ref_domain = lw.ref_domain
-        )
+    left join last_week_first_appearance as first_appearance
+        on first_appearance.target_domain = lw.target_domain
+        and first_appearance.search_type = lw.search_type
+        and first_appearance.filter_hash = lw.filter_hash
+        and first_appearance.ref_domain = lw.ref_domain
+    where not exists (
+        select 1
+        from last_week_domain_full_rows as known
+        where known.target_domain = lw.target_domain
+            and known.search_type = lw.search_type
+            and known.filter_hash = lw.filter_hash
+            and known.full_seq = pull.previous_seq
+            and known.ref_domain = lw.ref_domain
+    )
 ),
 
 candidates as (
@@ -118,12 +186,6 @@ episodes as (
     from candidates
 ),
 
-first_full_appearance as (
-    select target_domain, search_type, filter_hash, ref_domain, min(full_seq) as first_seq
-    from full_rows
-    group by target_domain, search_type, filter_hash, ref_domain
-),
-
 final as (
     select
         episodes.target_domain,
@@ -137,15 +199,10 @@ final as (
             when episodes.first_detector <> episodes.last_detector then 'both'
             else episodes.first_detector
         end as detected_by,
-        coalesce(first_full_appearance.first_seq < episodes.previous_seq, false) as is_returning,
+        coalesce(episodes.first_seq < episodes.previous_seq, false) as is_returning,
         episodes.domain_rank,
         episodes.ref_pages
     from episodes
-    left join first_full_appearance
-        on first_full_appearance.target_domain = episodes.target_domain
-        and first_full_appearance.search_type = episodes.search_type
-        and first_full_appearance.filter_hash = episodes.filter_hash
-        and first_full_appearance.ref_domain = episodes.ref_domain
     left join stg_ref_domain_names as names on names.ref_domain = episodes.ref_domain
     where episodes.detection_order = 1
 )

@@ -15,7 +15,29 @@ series_end as (
     group by target_domain, search_type, filter_hash
 ),
 
--- in F(i), not in F(i+1)
+-- each full row with the next full snapshot that holds the domain again: one sort by (series,
+-- domain) instead of an anti-join of every snapshot against the next one plus a join for the
+-- return (84 s at a year of history); (snapshot_key, ref_domain) is the key of ref_domains, so
+-- a domain is in a snapshot at most once
+full_row_history as (
+    select
+        target_domain,
+        search_type,
+        filter_hash,
+        ref_domain,
+        registrable_domain,
+        domain_rank,
+        ref_pages,
+        snapshot_date,
+        full_seq,
+        lead(full_seq) over (
+            partition by target_domain, search_type, filter_hash, ref_domain
+            order by full_seq
+        ) as held_seq_after
+    from full_rows
+),
+
+-- in F(i), not in F(i+1); it returns in the first later full snapshot that holds it
 lost as (
     select
         prev.target_domain,
@@ -27,59 +49,26 @@ lost as (
         prev.ref_pages,
         prev.snapshot_date as last_seen_on,
         next_snapshot.snapshot_date as lost_on,
-        next_snapshot.full_seq as lost_seq
-    from full_rows as prev
+        next_snapshot.full_seq as lost_seq,
+        prev.held_seq_after as return_seq
+    from full_row_history as prev
     inner join full_snapshots as next_snapshot
         on next_snapshot.target_domain = prev.target_domain
         and next_snapshot.search_type = prev.search_type
         and next_snapshot.filter_hash = prev.filter_hash
         and next_snapshot.full_seq = prev.full_seq + 1
-    where not exists (
-        select 1
-        from full_rows as cur
-        where cur.target_domain = prev.target_domain
-            and cur.search_type = prev.search_type
-            and cur.filter_hash = prev.filter_hash
-            and cur.full_seq = prev.full_seq + 1
-            and cur.ref_domain = prev.ref_domain
-    )
-),
-
--- the first later full snapshot that holds the domain again
-returns as (
-    select
-        lost.target_domain,
-        lost.search_type,
-        lost.filter_hash,
-        lost.ref_domain,
-        lost.lost_seq,
-        min(later.full_seq) as return_seq
-    from lost
-    inner join full_rows as later
-        on later.target_domain = lost.target_domain
-        and later.search_type = lost.search_type
-        and later.filter_hash = lost.filter_hash
-        and later.ref_domain = lost.ref_domain
-        and later.full_seq > lost.lost_seq
-    group by lost.target_domain, lost.search_type, lost.filter_hash, lost.ref_domain, lost.lost_seq
+    where prev.held_seq_after is null or prev.held_seq_after > prev.full_seq + 1
 ),
 
 absences as (
     select
         lost.*,
-        returns.return_seq,
-        coalesce(returns.return_seq, series_end.last_seq + 1) - lost.lost_seq as consecutive_absences
+        coalesce(lost.return_seq, series_end.last_seq + 1) - lost.lost_seq as consecutive_absences
     from lost
     inner join series_end
         on series_end.target_domain = lost.target_domain
         and series_end.search_type = lost.search_type
         and series_end.filter_hash = lost.filter_hash
-    left join returns
-        on returns.target_domain = lost.target_domain
-        and returns.search_type = lost.search_type
-        and returns.filter_hash = lost.filter_hash
-        and returns.ref_domain = lost.ref_domain
-        and returns.lost_seq = lost.lost_seq
 ),
 
 final as (
