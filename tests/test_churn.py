@@ -4,6 +4,7 @@ partition, and never misses a donor that stayed in the index."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -195,3 +196,19 @@ def test_a_donor_deleted_from_a_read_prefix_never_costs_the_last_tail_name(tmp_p
     assert row["status"] in ("complete", "incomplete")
     if row["status"] == "complete":
         assert stayed <= loaded, sorted(stayed - loaded)
+
+
+def test_a_donor_named_like_a_split_prefix_is_read(tmp_path, emulator):
+    """`a` beside more `a…` names than one window holds: `a` is split into `aa`…`a.` and the
+    names no extension reaches, and `a` itself is in none of them (it sorts last in descending
+    order, past the tail's boundary). It was never read: the pull stayed incomplete, or, with one
+    deletion elsewhere balancing the count, `complete` without it (a false LOST)."""
+    emulator.api.depth_cap = 20
+    emulator.set_profile("prefixed.com", 0)
+    names = ["a"] + [f"a{letter}{digit}.com" for letter in "abc" for digit in range(10)] + ["b.com", "c.com"]
+    emulator.graph.add_named("prefixed.com", names, emulator.today - dt.timedelta(days=30))
+    run_pipeline(tmp_path, emulator, ["prefixed.com"], kind="full", settings_options={"page_size": 5},
+                 depth_cap=20, max_workers=1)
+    row = ledger(tmp_path, "prefixed.com")
+    assert row["status"] == "complete", row["error"]
+    assert set(loaded_domains(tmp_path, "prefixed.com")) == set(names)

@@ -146,6 +146,8 @@ HOSTILE_CONFIG = [
     ({}, ["--destination", "oracle_cloud_x"], "is unknown or not installed"),
     ({}, ["--bogus-flag"], "unrecognized arguments"),
     ({}, ["--dataset-name", "bad name;drop"], "is not a plain identifier"),
+    ({}, ["--dataset-name", "serpstat_staging"], "is reserved"),
+    ({}, ["--dataset-name", "information_schema"], "is reserved"),
     ({"DESTINATION__POSTGRES__CREDENTIALS": ""}, ["--destination", "postgres"], "is not configured"),
 ]
 

@@ -213,9 +213,14 @@ def parse_dataset_name(value: str | None) -> str | None:
         return None
     from dlt.common.normalizers.naming.snake_case import NamingConvention
 
-    if not value or NamingConvention().normalize_identifier(value) != value:
+    if not value or NamingConvention().normalize_identifier(value) != value or not value[0].isalpha():
         raise ConfigError(f"--dataset-name {value!r} is not a plain identifier: use lowercase letters, digits "
                           "and _, starting with a letter, e.g. serpstat_prod")
+    # dlt keeps each dataset's merge staging in `<dataset>_staging`, and the database its own
+    # schemas: a dataset by such a name would be overwritten by, or overwrite, another.
+    if value.endswith("_staging") or value == "information_schema" or value.startswith("pg_"):
+        raise ConfigError(f"--dataset-name {value!r} is reserved (dlt's staging schemas end in _staging; "
+                          "information_schema and pg_* belong to the database): choose another, e.g. serpstat_prod")
     return value
 
 

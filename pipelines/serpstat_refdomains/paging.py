@@ -140,39 +140,49 @@ class Partition:
     # (a non-ASCII letter next: CJK, Cyrillic, ...). They sort after every ASCII name, so they are
     # its first rows in descending order: fetched that way, as many as the extensions missed.
     tail: bool = False
+    # The one name equal to `prefix` itself (a donor `a` beside `aa.com` ... when `a` is split):
+    # no extension reaches it, and it sorts last in descending order, past the tail's boundary.
+    exact: bool = False
 
     def conditions(self) -> list[dict]:
         conds: list[dict] = []
         if self.ranks is not None:
             conds.append({"field": "domain_rank", "compareType": "between", "value": list(self.ranks)})
         if self.prefix is not None:
-            conds.append({"field": "domain_from", "compareType": "startsWith", "value": [self.prefix]})
+            compare = "eq" if self.exact else "startsWith"
+            conds.append({"field": "domain_from", "compareType": compare, "value": [self.prefix]})
         return conds
 
     def split(self) -> list["Partition"]:
         """By name, never by a metric: a donor's domain_rank can change between the reads of two
         rank partitions (two donors crossing a boundary in opposite directions would leave every
         count in place and one donor on neither side); its name cannot."""
-        if self.tail or len(self.prefix or "") >= MAX_PREFIX:
+        if self.tail or self.exact or len(self.prefix or "") >= MAX_PREFIX:
             raise DepthCapError(f"Serpstat refuses even the first page of {self} as beyond its depth cap: "
                                 "this result cannot be split further; report it to Serpstat support")
         children = [Partition(self.ranks, (self.prefix or "") + c) for c in PREFIX_ALPHABET]
-        return [*children, Partition(self.ranks, self.prefix, tail=True)]
+        exact = [Partition(self.ranks, self.prefix, exact=True)] if self.prefix else []
+        return [*children, *exact, Partition(self.ranks, self.prefix, tail=True)]
 
     def covers(self, other: "Partition") -> bool:
         """`other` lies inside this partition, split from it (its tail excluded)."""
         mine = self.prefix or ""
-        return (other.ranks == self.ranks and other.prefix is not None and len(other.prefix) > len(mine)
-                and other.prefix.startswith(mine))
+        return (other.ranks == self.ranks and other.prefix is not None
+                and (len(other.prefix) > len(mine) or other.exact) and other.prefix.startswith(mine))
 
     def as_json(self, total: int) -> dict:
         item = {"ranks": list(self.ranks) if self.ranks else None, "prefix": self.prefix, "total": total}
-        return {**item, "tail": True} if self.tail else item
+        if self.tail:
+            item["tail"] = True
+        if self.exact:
+            item["exact"] = True
+        return item
 
     @classmethod
     def from_json(cls, item: dict) -> tuple["Partition", int | None]:
         ranks = item.get("ranks")
-        return cls(tuple(ranks) if ranks else None, item.get("prefix"), bool(item.get("tail"))), item.get("total")
+        return (cls(tuple(ranks) if ranks else None, item.get("prefix"), bool(item.get("tail")),
+                    bool(item.get("exact"))), item.get("total"))
 
     def __str__(self) -> str:
         parts = []
@@ -182,6 +192,8 @@ class Partition:
             parts.append(f"prefix {self.prefix!r}")
         if self.tail:
             parts.append("names no prefix reaches")
+        if self.exact:
+            parts.append("that name itself")
         return ", ".join(parts) or "all"
 
 
@@ -284,7 +296,9 @@ class SnapshotFetcher:
                 leaves = [Partition.from_json(item) for item in json.loads(spec.partition_plan)]
             except (ValueError, TypeError, AttributeError):
                 leaves = []  # unreadable: start from the whole result
-            if leaves:
+            if leaves and not any(part.ranks for part, _ in leaves):
+                # plans cut by rank (an earlier release) are not reused: a donor whose rank moves
+                # mid-pull can fall between two rank ranges; start again from the whole result
                 return [(part, 1, total) for part, total in leaves]
         return [(Partition(), 1, spec.previous_total)]
 

@@ -159,6 +159,14 @@ class LinkGraph:
             self._add(key, overlay, added)
         return added
 
+    def add_named(self, target: str, names: list[str], day: dt.date, rank: int = 10) -> list[Donor]:
+        """Add donors with chosen names (a name equal to another's prefix, an odd first letter)."""
+        key = target.lower()
+        added = [Donor(name=name, rank=rank, ref_pages=1, born=day) for name in names]
+        with self._lock:
+            self._add(key, self._overlays.setdefault(key, _Overlay()), added)
+        return added
+
     def insert_beside(self, target: str, anchor: Donor, after: bool, day: dt.date) -> Donor:
         """Add a donor whose name sorts right before (or after) `anchor`'s, with its rank: a new
         row at a chosen place of a result sorted by name, inside the anchor's rank partition."""
