@@ -1,5 +1,5 @@
 -- materialized: table
--- A referring domain that appeared: one row per episode (DESIGN.md §5).
+-- A referring domain that appeared: one row per episode (README: Models).
 -- Candidates come from two detectors that share one reference point, the full snapshot that
 -- precedes the detection; candidates of a domain with the same preceding snapshot are one row.
 with full_snapshots as (

@@ -1,4 +1,4 @@
-"""The emulator against serpstat-api.md, over real HTTP with plain requests (no project client)."""
+"""The emulator against Serpstat's documented API, over real HTTP with plain requests (no project client)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """SQL models against golden scenarios replayed through the emulator.
 
 The expected rows come from the emulator's link graph (the truth of each day) through a small
-reference of DESIGN.md §5 written here in Python, never from the models themselves.
+reference of README's Models section written here in Python, never from the models themselves.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def golden(tmp_path_factory):
 
 
 def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict]], target: str):
-    """DESIGN.md §5 over the truth sets of the readable snapshots of one series."""
+    """README's Models rules over the truth sets of the readable snapshots of one series."""
     fulls = sorted(fulls, key=lambda f: f[0])
     candidates: dict[tuple, list] = {}
     for i in range(1, len(fulls)):

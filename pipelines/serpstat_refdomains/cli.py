@@ -1,4 +1,4 @@
-"""`refdomains`: the command line (DESIGN.md §3).
+"""`refdomains`: the command line (README: Command line).
 
 Exit codes: 0 every requested snapshot is complete, already done or suspect_empty (warned);
 1 at least one ended failed, incomplete or skipped_budget, or an operational failure (Serpstat or

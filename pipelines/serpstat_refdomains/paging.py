@@ -1,6 +1,6 @@
 """Fetching one snapshot: exact paging, depth-cap partitions, completeness, rows to arrow.
 
-This is where the pipeline earns or wastes the user's money. The rules (DESIGN.md §4, §6):
+This is where the pipeline earns or wastes the user's money. The rules (README: Tables, Operations):
 - page 1 gives `total`; then exactly pages 2..ceil(total/size), never a page past the end;
 - a result deeper than Serpstat's sortable window (page x size <= 60,000) is split by name into
   complexFilter partitions (`domain_from startsWith` a-z0-9-_., and the names none of them

@@ -1,4 +1,4 @@
-"""Local Serpstat API v4 emulator with a synthetic, evolving link graph (see ../shared/serpstat-api.md)."""
+"""Local Serpstat API v4 emulator with a synthetic, evolving link graph (Serpstat's public API v4 documentation; README: Command line, `emulator`)."""
 
 from .api import ApiError, LogEntry, SerpstatApi
 from .faults import Fault, FaultPlan

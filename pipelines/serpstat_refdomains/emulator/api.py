@@ -1,6 +1,6 @@
 """The emulated Serpstat API v4: request validation, getRefDomains, getStats, credits, rate limit.
 
-Implements ../shared/serpstat-api.md, taking its [emulator choice] defaults where Serpstat's
+Implements Serpstat's published API v4 contract, with an [emulator choice] default where Serpstat's
 public documentation is silent. HTTP plumbing lives in server.py; this module turns a decoded
 request into a response and keeps the account (balance, request log) that tests inspect.
 """
@@ -23,7 +23,7 @@ GET_STATS = "SerpstatLimitsProcedure.getStats"
 
 SEARCH_TYPES = ("domain", "domain_with_subdomains")
 SORTS = {"domain_links": "ref_pages", "domain_from": "name", "domain_rank": "rank", "check": "check",
-         "lastupdate": "check"}  # `lastupdate` is an older alias of `check` (serpstat-api.md §10.3)
+         "lastupdate": "check"}  # `lastupdate`: the name an older getRefDomains docs page gives `check`
 FILTER_FIELDS = {"domain_links": "ref_pages", "domain_from": "name", "domain_rank": "rank"}
 NUMERIC_COMPARES = {"gt", "lt", "gte", "lte", "between"}
 TEXT_COMPARES = {"contains", "notContains", "startsWith", "endsWith"}
@@ -372,7 +372,7 @@ class SerpstatApi:
 
     def _quick_filter(self, donor: Donor, name: str, query: str) -> bool:
         labels = donor.name.lower().rstrip(".").split(".")
-        # [emulator choice] (serpstat-api.md §3.1): the public docs give one-liners only.
+        # [emulator choice]: Serpstat's docs give these filters one-liners only.
         if name == "last_week":
             return in_last_week(donor, self.today)
         if name == "only_subdomains":
@@ -554,7 +554,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _echo_id(req_id: Any) -> str | None:
-    # Serpstat's examples echo a numeric request id as a string (serpstat-api.md §2).
+    # Serpstat's documented examples echo a numeric request id as a string.
     return None if req_id is None else str(req_id)
 
 

@@ -274,7 +274,7 @@ class LinkGraph:
 
 
 def in_last_week(donor: Donor, day: dt.date) -> bool:
-    """ASSUMPTION (serpstat-api.md §3.1, [emulator choice]): Serpstat documents `last_week` only
+    """ASSUMPTION ([emulator choice]): Serpstat documents `last_week` only
     as "data for the last week"; we read it as "first detected within the 7 days up to the
     index date", the one per-row date the method has."""
     detected = donor.first_detected(day)
