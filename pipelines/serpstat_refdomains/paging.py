@@ -375,19 +375,19 @@ class SnapshotFetcher:
             if isinstance(read, _Unstable):
                 return read
             rows = read.rows[:want]
-            offset = len(rows)
-            while not any(map(in_extension, rows)) and offset < whole:
-                if not self._fits(offset + 1, 1):
+            reached_boundary = any(map(in_extension, rows))
+            while not reached_boundary and len(rows) < whole:
+                if not self._fits(len(rows) + 1, 1):
                     return _Unstable(f"the names of {part} beyond its extensions reach past the depth cap")
-                more = self._page(part, offset + 1, 1)
+                more = self._page(part, len(rows) + 1, 1)
                 if more.total != whole or not more.rows:
                     return _moved(whole, more.total)
                 rows.append(more.rows[0])
-                offset += 1
+                reached_boundary = in_extension(more.rows[0])
         except _DepthCapped:
             return _Unstable(f"Serpstat refused the last names of {part} as beyond its depth cap")
         boundary = next((i for i, row in enumerate(rows) if in_extension(row)), len(rows))
-        if any(map(in_extension, rows[boundary:])) and not all(map(in_extension, rows[boundary:])):
+        if not all(map(in_extension, rows[boundary:])):
             # a tail name after an extension's name: not the collation this relies on
             return _Unstable(f"the names of {part} do not sort as expected")
         tail = rows[:boundary]
