@@ -6,45 +6,18 @@ with full_snapshots as (
     select * from stg_full_snapshots
 ),
 
-full_rows as (
-    select * from stg_full_ref_domains
+full_row_history as (
+    select * from int_full_ref_domain_history
 ),
 
--- the same rows again for the last_week detector: one import read twice would be materialized
--- (DuckDB keeps a CTE read twice, 13M rows at a year of history); two are each read in place
+-- the full rows again for the last_week detector, imported on their own: a CTE read twice would
+-- be materialized (DuckDB keeps it, 13M rows at a year of history)
 known_full_rows as (
     select * from stg_full_ref_domains
 ),
 
 snapshot_rows as (
     select * from stg_ref_domains
-),
-
--- each full row with the full snapshot that held the domain before it and its first one: one
--- sort by (series, domain) instead of an anti-join of every snapshot against the one before
--- (128 s at a year of history); (snapshot_key, ref_domain) is the key of ref_domains, so a
--- domain is in a snapshot at most once
-full_row_history as (
-    select
-        target_domain,
-        search_type,
-        filter_hash,
-        ref_domain,
-        registrable_domain,
-        domain_rank,
-        ref_pages,
-        snapshot_date,
-        full_seq,
-        -- both over one window: one sort
-        lag(full_seq) over (
-            partition by target_domain, search_type, filter_hash, ref_domain
-            order by full_seq
-        ) as held_seq_before,
-        first_value(full_seq) over (
-            partition by target_domain, search_type, filter_hash, ref_domain
-            order by full_seq
-        ) as first_seq
-    from full_rows
 ),
 
 -- in F(i+1) and not in F(i); F0 is the baseline and yields nothing

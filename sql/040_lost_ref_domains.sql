@@ -5,36 +5,14 @@ with full_snapshots as (
     select * from stg_full_snapshots
 ),
 
-full_rows as (
-    select * from stg_full_ref_domains
+full_row_history as (
+    select * from int_full_ref_domain_history
 ),
 
 series_end as (
     select target_domain, search_type, filter_hash, max(full_seq) as last_seq
     from full_snapshots
     group by target_domain, search_type, filter_hash
-),
-
--- each full row with the next full snapshot that holds the domain again: one sort by (series,
--- domain) instead of an anti-join of every snapshot against the next one plus a join for the
--- return (84 s at a year of history); (snapshot_key, ref_domain) is the key of ref_domains, so
--- a domain is in a snapshot at most once
-full_row_history as (
-    select
-        target_domain,
-        search_type,
-        filter_hash,
-        ref_domain,
-        registrable_domain,
-        domain_rank,
-        ref_pages,
-        snapshot_date,
-        full_seq,
-        lead(full_seq) over (
-            partition by target_domain, search_type, filter_hash, ref_domain
-            order by full_seq
-        ) as held_seq_after
-    from full_rows
 ),
 
 -- in F(i), not in F(i+1); it returns in the first later full snapshot that holds it
