@@ -1,4 +1,4 @@
-"""The emulator against Serpstat's documented API, over real HTTP with plain requests (no project client)."""
+"""The emulator against docs/serpstat-api.md, over real HTTP with plain requests (no project client)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from serpstat_refdomains.emulator import EPOCH, Fault, LinkGraph, SerpstatEmulator, in_last_week
-from tests.conftest import DAY, TOKEN
+from tests.helpers import DAY, TOKEN
 
 RD = "SerpstatBacklinksProcedure.getRefDomains"
 

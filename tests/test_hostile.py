@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.emulator import api as emulator_api
-from tests.conftest import DAY, TOKEN
-from tests.helpers import ledger, query, run_pipeline
-from tests.test_crash_and_cli import cli_env, run_cli
+from tests.helpers import DAY, TOKEN, cli_env, ledger, query, run_cli, run_pipeline
 
 HOSTILE = {
     0: ("domain_from", "evil'); DROP TABLE serpstat.ref_domains; --.com", "domain contains spaces"),

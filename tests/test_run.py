@@ -11,8 +11,7 @@ import pytest
 
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
-from tests.conftest import DAY
-from tests.helpers import ledger, loaded_domains, query, ref_requests, run_pipeline, snapshot_cost, truth
+from tests.helpers import DAY, TOKEN, ledger, loaded_domains, query, ref_requests, run_pipeline, snapshot_cost, truth
 
 
 @pytest.mark.parametrize("total", [0, 1, 999, 1000, 1001, 2500])
@@ -224,7 +223,6 @@ def test_plain_dlt_source_loads_a_snapshot_with_its_ledger(tmp_path, emulator):
     import dlt
 
     from serpstat_refdomains.source import serpstat
-    from tests.conftest import TOKEN
 
     emulator.set_profile("plain.com", 1200)
     emulator.set_profile("plain.org", 0)
