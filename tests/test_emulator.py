@@ -196,6 +196,32 @@ def test_scripted_faults_fire_for_their_page_and_count(emulator):
     assert [e.charge for e in emulator.log] == [10, 0, 0, 10, 0, 0, 10]
 
 
+def test_rewrite_rows_sends_what_the_function_makes_of_each_row_for_its_requests_only(emulator):
+    emulator.set_profile("example.com", 4)
+    plain = rd(emulator, size=4)["result"]["data"]  # rendered and cached before the fault
+    seen = []
+
+    def hostile(donor, row):
+        seen.append((donor.name, row["domain_from"]))
+        if donor.name == plain[0]["domain_from"]:
+            return "not an object"
+        row.pop("ref_pages")
+        row["domain_from"] = 12345 if donor.name == plain[1]["domain_from"] else row["domain_from"]
+        return row
+
+    emulator.faults.add(Fault("rewrite_rows", query="example.com", rewrite=hostile, times=1))
+    answer = rd(emulator, size=4)["result"]
+    assert seen == [(r["domain_from"], r["domain_from"]) for r in plain]  # each row with its own donor
+    assert answer["data"] == ["not an object", {"domain_from": 12345, "domainRank": plain[1]["domainRank"]},
+                              *({"domain_from": r["domain_from"], "domainRank": r["domainRank"]} for r in plain[2:])]
+    assert answer["summary_info"]["count"] == 4 and emulator.log[-1].charge == 4
+    assert rd(emulator, size=4)["result"]["data"] == plain  # the cached page is the index's, untouched
+    with pytest.raises(ValueError, match="rewrite"):
+        Fault("rewrite_rows")
+    with pytest.raises(ValueError, match="rewrite"):
+        Fault("empty", rewrite=hostile)
+
+
 def test_dropped_connection_and_delay(emulator):
     emulator.faults.add(Fault("drop", page=1), Fault("delay", page=2, seconds=0.6))
     with pytest.raises(requests.ConnectionError):

@@ -193,19 +193,15 @@ def test_auto_kind_full_every_n_days_plus_last_week(tmp_path, emulator):
     assert set(lw) == truth(emulator, "auto.com", last_week=True)
 
 
-def test_bad_rows_are_rejected_with_a_counted_reason(tmp_path, emulator, monkeypatch):
-    from serpstat_refdomains.emulator import api as emulator_api
-    original = emulator_api.SerpstatApi._row
-
-    def hostile(self, donor, as_strings, extras):
-        row = original(self, donor, as_strings, extras)
+def test_bad_rows_are_rejected_with_a_counted_reason(tmp_path, emulator):
+    def hostile(donor, row):
         if donor.rank == 0:
             row["domain_from"] = ""
         elif donor.rank == 1:
             row["ref_pages"] = "lots"
         return row
 
-    monkeypatch.setattr(emulator_api.SerpstatApi, "_row", hostile)
+    emulator.faults.add(Fault("rewrite_rows", query="hostile.com", rewrite=hostile, times=-1))
     emulator.set_profile("hostile.com", 500)
     report = run_pipeline(tmp_path, emulator, ["hostile.com"], kind="full")
     donors = emulator.graph.active("hostile.com", DAY)
