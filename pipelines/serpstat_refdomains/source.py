@@ -91,6 +91,25 @@ REF_DOMAINS_PRIMARY_KEY = (SNAPSHOT_KEY, "ref_domain")
 REF_DOMAINS_HINTS = dlt.mark.make_hints(
     table_name=S.REF_DOMAINS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
 )
+# dlt's merge_key delete is `WHERE EXISTS (SELECT … FROM staging)`. PostgreSQL plans it before the
+# staging table has statistics, guesses that half the history matches, and scans all of it for
+# every snapshot: a weekly run got slower with every week of history. The same delete written as
+# `= ANY (ARRAY(subquery))` reads the staging keys once (an InitPlan) and then the snapshot_key
+# index (warehouse.ensure_snapshot_key_index): 0.39 s instead of 2.7 s when a 54k-row snapshot
+# replaces its rows in 5.4M, ~10 ms instead of ~0.7 s for a new snapshot. DuckDB runs the same
+# condition as a filter on the key column (0.12 s instead of 0.48 s at 5.4M rows). dlt accepts it
+# as the merge's destination scope; other destinations keep the merge key.
+SCOPED_WRITE_DISPOSITION = {
+    **WRITE_DISPOSITION,
+    "destination_scope": f"{SNAPSHOT_KEY} = ANY (ARRAY(SELECT DISTINCT {SNAPSHOT_KEY} FROM {{staging_table}}))",
+}
+SCOPED_MERGE_DESTINATIONS = ("duckdb", "postgres")
+# the scope replaces the merge key (dlt warns on every load when a table has both), so the key's
+# hint is switched off explicitly: a table created with it keeps it in its stored schema otherwise
+REF_DOMAINS_SCOPED_HINTS = dlt.mark.make_hints(
+    table_name=S.REF_DOMAINS_TABLE, write_disposition=SCOPED_WRITE_DISPOSITION,
+    columns=[{"name": SNAPSHOT_KEY, "data_type": "text", "nullable": False, "merge_key": False}],
+)
 REF_DOMAINS_DEDUPLICATED_HINTS = dlt.mark.make_hints(
     table_name=S.REF_DOMAINS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
     primary_key=REF_DOMAINS_PRIMARY_KEY,
@@ -181,6 +200,7 @@ def ref_domains_resource(
     fetchers: Iterable[SnapshotFetcher | Prefetcher],
     keep: Callable[[Any], bool] = lambda fetcher: True,
     deduplicate_in_merge: bool = True,
+    scoped_merge: bool = False,
 ) -> DltResource:
     """Rows of each snapshot, then its ledger and attempt rows, as one stream into three tables.
 
@@ -190,9 +210,13 @@ def ref_domains_resource(
     load package and table-level merge, so the ledger never describes rows that were not loaded.
     `keep` is asked once a fetch is done; False aborts the load (nothing of it is written).
     `deduplicate_in_merge=False` is for a caller that repairs replayed load jobs itself (see
-    REF_DOMAINS_HINTS).
+    REF_DOMAINS_HINTS). `scoped_merge` deletes the replaced rows through the snapshot key's
+    index instead (see SCOPED_WRITE_DISPOSITION); only for SCOPED_MERGE_DESTINATIONS.
     """
-    hints = REF_DOMAINS_DEDUPLICATED_HINTS if deduplicate_in_merge else REF_DOMAINS_HINTS
+    if deduplicate_in_merge:
+        hints = REF_DOMAINS_DEDUPLICATED_HINTS
+    else:
+        hints = REF_DOMAINS_SCOPED_HINTS if scoped_merge else REF_DOMAINS_HINTS
 
     def rows() -> Iterator[Any]:
         for fetcher in fetchers:
@@ -203,6 +227,9 @@ def ref_domains_resource(
             yield dlt.mark.with_hints(ledger_table([ledger_row(fetcher.spec, fetcher.stats)]), SNAPSHOTS_HINTS)
             yield dlt.mark.with_hints(attempts_table([attempt_row(fetcher.spec, fetcher.stats)]), ATTEMPTS_HINTS)
 
+    if scoped_merge and not deduplicate_in_merge:
+        return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
+                            write_disposition=SCOPED_WRITE_DISPOSITION)
     return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
                         write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY)
 
