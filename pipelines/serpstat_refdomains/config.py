@@ -15,7 +15,7 @@ from dlt.common.configuration import with_config
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.typing import TSecretStrValue
 
-from . import settings as S
+from . import constants as S
 from .client import DEFAULT_API_URL
 from .normalize import InvalidDomain, normalize_target
 

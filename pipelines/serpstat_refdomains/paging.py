@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
-from . import settings as S
+from . import constants as S
 from .client import DepthCapError, RefDomainsPage, SerpstatClient, SerpstatError
 from .config import Target
 from .rows import SnapshotRows

@@ -30,7 +30,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
-from . import settings as S
+from . import constants as S
 from .client import (
     AuthenticationError,
     CreditsExhaustedError,

@@ -22,7 +22,7 @@ import dlt
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from . import settings as S
+from . import constants as S
 from .client import DEFAULT_API_URL, SerpstatClient
 from .config import build_settings, parse_date
 from .paging import FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec
