@@ -25,7 +25,8 @@ from dlt.extract.resource import DltResource
 from . import constants as S
 from .client import DEFAULT_API_URL, SerpstatClient
 from .config import build_settings, parse_date
-from .paging import FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec
+from .paging import FetchStats, SnapshotFetcher, SnapshotSpec
+from .prefetch import Prefetcher
 from .rows import describe_nulled
 
 # delete-insert on ONE synthetic key column: a rerun of a snapshot replaces exactly its rows.
