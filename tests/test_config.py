@@ -124,6 +124,22 @@ def test_validate_turns_values_as_written_into_settings():
             as_text.duckdb_memory_limit) == (250, 2.5, None, False, "1GB")
 
 
+
+def test_explicit_settings_read_no_file_or_variable(monkeypatch):
+    """The demo, tests and benchmarks build settings in code: the user's configuration must not leak in."""
+    monkeypatch.setenv("SOURCES__SERPSTAT__PAGE_SIZE", "5")
+    monkeypatch.setenv("SOURCES__SERPSTAT__DOMAINS", '["user.com"]')
+    settings = build_settings(domains=["code.com"])
+    assert [t.domain for t in settings.targets] == ["code.com"] and settings.page_size == 1000
+
+
+def test_no_domains_is_no_targets_for_read_only_use():
+    assert SerpstatConfiguration().validate(need_targets=False).targets == ()
+    with pytest.raises(ConfigError, match="^no domains to track"):
+        SerpstatConfiguration().validate()
+    with pytest.raises(ConfigError, match="^search_type 'url' is unknown"):
+        SerpstatConfiguration(search_type="url").validate(need_targets=False)
+
 def resolve_in(workdir: Path, env: dict[str, str], code: str) -> dict:
     """Run `code` (which prints JSON) in a fresh process in `workdir`: dlt reads .dlt/*.toml of the
     folder a process starts in, once."""
