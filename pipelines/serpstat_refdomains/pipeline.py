@@ -30,7 +30,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
-from . import settings as S
+from . import constants as S
+from .budget import Budget, BudgetExhausted
 from .client import (
     AuthenticationError,
     CreditsExhaustedError,
@@ -42,7 +43,8 @@ from .client import (
     redact,
 )
 from .config import ConfigError, Settings, Target, parse_memory_megabytes
-from .paging import Budget, BudgetExhausted, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
+from .paging import FetchStats, SnapshotFetcher, SnapshotSpec, snapshot_key
+from .prefetch import Prefetcher
 from .rows import describe_nulled
 from .source import (
     SCOPED_MERGE_DESTINATIONS,

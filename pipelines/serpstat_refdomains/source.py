@@ -22,10 +22,11 @@ import dlt
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from . import settings as S
-from .client import DEFAULT_API_URL, SerpstatClient
-from .config import build_settings, parse_date
-from .paging import FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec
+from . import constants as S
+from .client import SerpstatClient
+from .config import SerpstatSourceConfiguration, parse_date
+from .paging import FetchStats, SnapshotFetcher, SnapshotSpec
+from .prefetch import Prefetcher
 from .rows import describe_nulled
 
 # delete-insert on ONE synthetic key column: a rerun of a snapshot replaces exactly its rows.
@@ -250,41 +251,35 @@ def snapshots_resource(rows: Sequence[dict[str, Any]], attempts: Sequence[dict[s
     return dlt.resource(outcome, name=S.SNAPSHOTS_TABLE)
 
 
-@dlt.source(name="serpstat", max_table_nesting=0)
+@dlt.source(name="serpstat", max_table_nesting=0, spec=SerpstatSourceConfiguration)
 def serpstat(
     domains: Any = dlt.config.value,
     api_token: str = dlt.secrets.value,
-    api_url: str = DEFAULT_API_URL,
-    search_type: str = S.DEFAULT_SEARCH_TYPE,
-    complex_filter: Any = None,
-    page_size: int = S.DEFAULT_PAGE_SIZE,
-    requests_per_second: float = S.DEFAULT_REQUESTS_PER_SECOND,
-    snapshot_date: str | None = None,
-    kind: str = "full",
+    api_url: str = dlt.config.value,
+    search_type: str = dlt.config.value,
+    complex_filter: Any = dlt.config.value,
+    page_size: int = dlt.config.value,
+    requests_per_second: float = dlt.config.value,
+    snapshot_date: str | None = dlt.config.value,
+    kind: str = dlt.config.value,
+    config: SerpstatSourceConfiguration = None,  # type: ignore[assignment]
 ) -> DltResource:
     """Snapshots of the referring domains of every configured domain, as one load.
 
     Args:
-        domains: tracked domains; an item is "example.com" or {query=..., search_type=...}.
-        api_token: Serpstat API token (secret).
-        api_url: Serpstat endpoint, or the local emulator.
-        search_type: default for items without their own.
-        complex_filter: a Serpstat complexFilter applied to every pull.
-        page_size: rows per request, 1-1000.
-        requests_per_second: the plan's rate limit.
-        snapshot_date: YYYY-MM-DD the snapshot is filed under (default: today, UTC).
-        kind: "full" (every referring domain) or "last_week" (Serpstat's last_week filter).
+        domains, api_token, api_url, search_type, complex_filter, page_size, requests_per_second,
+        snapshot_date, kind: as `config.SerpstatSourceConfiguration` declares and documents them;
+            dlt resolves those not passed from [sources.serpstat] in .dlt/*.toml or the environment.
+        config: filled in by dlt: every setting resolved, the passed ones included.
 
     This source neither skips completed snapshots nor isolates targets: `refdomains run` does,
     by loading each snapshot through `ref_domains_resource` on its own.
     """
-    settings = build_settings(domains=domains, api_url=api_url, search_type=search_type,
-                              complex_filter=complex_filter, page_size=page_size,
-                              requests_per_second=requests_per_second)
+    settings = config.validate(need_token=True)
     if kind not in S.KINDS:
         raise ValueError(f"kind {kind!r} is unknown: use one of {', '.join(S.KINDS)}")
     day = parse_date(snapshot_date, "snapshot_date")
-    client = SerpstatClient(api_token, api_url=settings.api_url,
+    client = SerpstatClient(config.token, api_url=settings.api_url,
                             requests_per_second=settings.requests_per_second)
     fetchers = [
         SnapshotFetcher(client, SnapshotSpec(target, kind, day, settings.complex_filter, settings.filter_hash,
