@@ -18,7 +18,7 @@ from typing import Sequence
 
 from dlt.common.configuration.exceptions import ConfigurationException
 
-from . import settings as S
+from . import constants as S
 from .config import ConfigError, parse_dataset_name, parse_date, resolve_settings
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2

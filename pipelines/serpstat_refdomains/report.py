@@ -18,7 +18,7 @@ from typing import Any
 
 import dlt
 
-from . import settings as S
+from . import constants as S
 
 FORMATS = ("text", "csv", "json", "html")
 TOP = 25
