@@ -12,7 +12,7 @@ import pytest
 import sqlglot
 
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
-from serpstat_refdomains.models import load_models, render, transpile
+from serpstat_refdomains.models import ModelGraphError, load_models, render, transpile
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
 from tests.conftest import TOKEN
 from tests.helpers import fast_client, query, run_pipeline
@@ -218,6 +218,53 @@ def test_render_refuses_non_integer_parameters():
     model = next(m for m in load_models() if m.name == "lost_ref_domains")
     with pytest.raises(ValueError, match="integer parameter"):
         render(model, {"lost_confirmation_snapshots": "2; DROP TABLE snapshots"})
+
+
+def _sql_folder(root, files: dict[str, str]):
+    for path, sql in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(sql)
+    return root
+
+
+def test_models_build_in_the_order_their_references_give_not_by_name_or_folder(tmp_path):
+    root = _sql_folder(tmp_path, {
+        "marts/a_report.sql": "-- materialized: view\nwith source as (select * from z_step) select * from source",
+        "intermediate/z_step.sql": "select * from b_clean where n > {limit}",
+        "staging/b_clean.sql": "with ledger as (select * from snapshots) select * from ledger",
+        "marts/m_other.sql": "select count(*) as n from a_report cross join stg_ref_domain_names",
+    })
+    models = load_models(root)
+    assert [(m.layer, m.name, m.materialized) for m in models] == [
+        ("staging", "b_clean", "table"), ("intermediate", "z_step", "table"), ("marts", "a_report", "view"),
+        ("marts", "m_other", "table")]
+    # a CTE is not a dependency; the loaded tables and the runner's names table are
+    assert [m.depends_on for m in models] == [("snapshots",), ("b_clean",), ("z_step",),
+                                              ("a_report", "stg_ref_domain_names")]
+
+
+def test_the_shipped_models_build_after_everything_they_read():
+    built: set[str] = set()
+    for model in load_models():
+        assert set(model.depends_on) - {"ref_domains", "snapshots", "stg_ref_domain_names"} <= built, model.name
+        built.add(model.name)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"marts/a.sql": "select * from b", "marts/b.sql": "select * from c", "staging/c.sql": "select * from a"},
+     r"^SQL models read each other in a cycle: (a -> c -> b -> a|b -> a -> c -> b|c -> b -> a -> c)$"),
+    ({"marts/a.sql": "select * from a"}, r"^SQL models read each other in a cycle: a -> a$"),
+    ({"marts/a.sql": "with x as (select * from snapshots) select * from x join stg_snapshot using (k)"},
+     r"^SQL model 'a' reads 'stg_snapshot', which is neither a model in sql/ nor a loaded table "
+     r"\(ref_domains, snapshots, stg_ref_domain_names\)$"),
+    ({"staging/a.sql": "select 1", "marts/a.sql": "select 2"},
+     r"^two SQL models are named 'a' \((staging/ and marts/|marts/ and staging/)\): model names must be unique"),
+    ({"marts/a.sql": "select from where"}, r"^SQL model 'a' does not parse: "),
+])
+def test_a_model_set_that_cannot_be_built_is_one_clear_error(tmp_path, files, message):
+    with pytest.raises(ModelGraphError, match=message) as raised:
+        load_models(_sql_folder(tmp_path, files))
+    assert "\n" not in str(raised.value)
 
 
 CHANGE_COLUMNS = ("event_date, target_domain, search_type, ref_domain, ref_domain_unicode, registrable_domain, change, "
