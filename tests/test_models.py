@@ -307,9 +307,12 @@ WEEK_SQL = {
 
 
 @pytest.mark.parametrize("dialect", sorted(WEEK_SQL))
-def test_weekly_model_starts_weeks_on_monday_in_every_dialect(dialect):
-    model = next(m for m in load_models() if m.name == "ref_domains_weekly")
-    sql = transpile(render(model, {}), dialect, "serpstat", {"stg_snapshots"})
+def test_week_start_is_computed_once_and_on_monday_in_every_dialect(dialect):
+    """stg_snapshots gives every snapshot its week; ref_domains_weekly and any later model read it."""
+    computing = [m for m in load_models() if "date_trunc(" in m.sql.lower()]
+    assert [m.name for m in computing] == ["stg_snapshots"]
+    assert "week_start" in next(m for m in load_models() if m.name == "ref_domains_weekly").sql
+    sql = transpile(render(computing[0], {}), dialect, "serpstat", {"snapshots", "ref_domains"})
     assert WEEK_SQL[dialect] in sql
     # neither BigQuery's Sunday WEEK nor Snowflake's WEEK_START-dependent truncation survives
     assert "TIMESTAMP_TRUNC" not in sql and "TRUNC(snapshot_date, WEEK)" not in sql

@@ -2,138 +2,91 @@
 -- A referring domain that appeared: one row per episode (README: Models).
 -- Candidates come from two detectors that share one reference point, the full snapshot that
 -- precedes the detection; candidates of a domain with the same preceding snapshot are one row.
-with full_snapshots as (
-    select * from stg_full_snapshots
+with changes as (
+    select * from int_full_snapshot_changes
 ),
 
-full_row_history as (
-    select * from int_full_ref_domain_history
-),
-
--- the full rows again for the last_week detector, imported on their own: a CTE read twice would
--- be materialized (DuckDB keeps it, 13M rows at a year of history)
-known_full_rows as (
-    select * from stg_full_ref_domains
-),
-
-snapshot_rows as (
+pulled_rows as (
     select * from stg_ref_domains
 ),
 
--- in F(i+1) and not in F(i); F0 is the baseline and yields nothing
+-- the same rows imported again for the full snapshots: a CTE read twice is materialized whole
+-- (DuckDB, PostgreSQL), 13M rows at a year of history
+full_rows as (
+    select * from stg_ref_domains
+),
+
+names as (
+    select * from stg_ref_domain_names
+),
+
+-- in F(i+1) and not in F(i)
 diff_candidates as (
     select
-        cur.target_domain,
-        cur.search_type,
-        cur.filter_hash,
-        cur.ref_domain,
-        cur.registrable_domain,
-        cur.domain_rank,
-        cur.ref_pages,
-        cur.snapshot_date as detected_on,
-        prev_snapshot.snapshot_date as previous_snapshot_date,
-        prev_snapshot.full_seq as previous_seq,
+        series_key,
+        target_domain,
+        search_type,
+        ref_domain,
+        registrable_domain,
+        domain_rank,
+        ref_pages,
+        snapshot_date as detected_on,
+        previous_snapshot_date,
+        full_seq - 1 as previous_seq,
         'snapshot_diff' as detected_by,
-        cur.first_seq
-    from full_row_history as cur
-    inner join full_snapshots as prev_snapshot
-        on prev_snapshot.target_domain = cur.target_domain
-        and prev_snapshot.search_type = cur.search_type
-        and prev_snapshot.filter_hash = cur.filter_hash
-        and prev_snapshot.full_seq = cur.full_seq - 1
-    where cur.held_seq_before is null or cur.held_seq_before < cur.full_seq - 1
+        first_seq
+    from changes
+    where change = 'added'
 ),
 
 last_week_rows as (
-    select * from snapshot_rows
+    select * from pulled_rows
     where snapshot_kind = 'last_week'
 ),
 
--- each last_week pull against the latest full snapshot dated strictly before it (if any)
-last_week_pulls as (
-    select
-        pull.target_domain,
-        pull.search_type,
-        pull.filter_hash,
-        pull.snapshot_date,
-        max(prior.full_seq) as previous_seq
-    from stg_snapshots as pull
-    left join full_snapshots as prior
-        on prior.target_domain = pull.target_domain
-        and prior.search_type = pull.search_type
-        and prior.filter_hash = pull.filter_hash
-        and prior.snapshot_date < pull.snapshot_date
-    where pull.snapshot_kind = 'last_week'
-    group by pull.target_domain, pull.search_type, pull.filter_hash, pull.snapshot_date
-),
-
--- the full rows of the few domains a last_week pull listed: the anti-join and first appearance
--- below then read these instead of the whole history
-last_week_domains as (
-    select distinct target_domain, search_type, filter_hash, ref_domain
+-- what the full snapshots knew of the few domains the last_week pulls listed: when each first
+-- held it, and whether the snapshot the pull compares against did
+listed as (
+    select distinct series_key, ref_domain, previous_full_seq
     from last_week_rows
 ),
 
-last_week_domain_full_rows as (
+known as (
     select
-        known.target_domain,
-        known.search_type,
-        known.filter_hash,
-        known.ref_domain,
-        known.full_seq
-    from known_full_rows as known
-    inner join last_week_domains as listed
-        on listed.target_domain = known.target_domain
-        and listed.search_type = known.search_type
-        and listed.filter_hash = known.filter_hash
-        and listed.ref_domain = known.ref_domain
+        listed.series_key,
+        listed.ref_domain,
+        listed.previous_full_seq,
+        min(full_rows.full_seq) as first_seq,
+        max(case when full_rows.full_seq = listed.previous_full_seq then 1 else 0 end) as held_before_pull
+    from listed
+    inner join full_rows
+        on full_rows.series_key = listed.series_key
+        and full_rows.ref_domain = listed.ref_domain
+    where full_rows.snapshot_kind = 'full'
+    group by listed.series_key, listed.ref_domain, listed.previous_full_seq
 ),
 
-last_week_first_appearance as (
-    select target_domain, search_type, filter_hash, ref_domain, min(full_seq) as first_seq
-    from last_week_domain_full_rows
-    group by target_domain, search_type, filter_hash, ref_domain
-),
-
+-- in a pull and not in the latest full snapshot dated strictly before it (if any)
 last_week_candidates as (
     select
-        lw.target_domain,
-        lw.search_type,
-        lw.filter_hash,
-        lw.ref_domain,
-        lw.registrable_domain,
-        lw.domain_rank,
-        lw.ref_pages,
-        lw.snapshot_date as detected_on,
-        prior.snapshot_date as previous_snapshot_date,
-        pull.previous_seq,
+        last_week_rows.series_key,
+        last_week_rows.target_domain,
+        last_week_rows.search_type,
+        last_week_rows.ref_domain,
+        last_week_rows.registrable_domain,
+        last_week_rows.domain_rank,
+        last_week_rows.ref_pages,
+        last_week_rows.snapshot_date as detected_on,
+        last_week_rows.previous_full_date as previous_snapshot_date,
+        last_week_rows.previous_full_seq as previous_seq,
         'last_week' as detected_by,
-        first_appearance.first_seq
-    from last_week_rows as lw
-    inner join last_week_pulls as pull
-        on pull.target_domain = lw.target_domain
-        and pull.search_type = lw.search_type
-        and pull.filter_hash = lw.filter_hash
-        and pull.snapshot_date = lw.snapshot_date
-    left join full_snapshots as prior
-        on prior.target_domain = pull.target_domain
-        and prior.search_type = pull.search_type
-        and prior.filter_hash = pull.filter_hash
-        and prior.full_seq = pull.previous_seq
-    left join last_week_first_appearance as first_appearance
-        on first_appearance.target_domain = lw.target_domain
-        and first_appearance.search_type = lw.search_type
-        and first_appearance.filter_hash = lw.filter_hash
-        and first_appearance.ref_domain = lw.ref_domain
-    where not exists (
-        select 1
-        from last_week_domain_full_rows as known
-        where known.target_domain = lw.target_domain
-            and known.search_type = lw.search_type
-            and known.filter_hash = lw.filter_hash
-            and known.full_seq = pull.previous_seq
-            and known.ref_domain = lw.ref_domain
-    )
+        known.first_seq
+    from last_week_rows
+    left join known
+        on known.series_key = last_week_rows.series_key
+        and known.ref_domain = last_week_rows.ref_domain
+        and known.previous_full_seq = last_week_rows.previous_full_seq
+    where coalesce(known.held_before_pull, 0) = 0
 ),
 
 candidates as (
@@ -147,15 +100,11 @@ episodes as (
     select
         candidates.*,
         row_number() over (
-            partition by target_domain, search_type, filter_hash, ref_domain, previous_seq
+            partition by series_key, ref_domain, previous_seq
             order by detected_on, case when detected_by = 'snapshot_diff' then 0 else 1 end
         ) as detection_order,
-        min(detected_by) over (
-            partition by target_domain, search_type, filter_hash, ref_domain, previous_seq
-        ) as first_detector,
-        max(detected_by) over (
-            partition by target_domain, search_type, filter_hash, ref_domain, previous_seq
-        ) as last_detector
+        min(detected_by) over (partition by series_key, ref_domain, previous_seq) as first_detector,
+        max(detected_by) over (partition by series_key, ref_domain, previous_seq) as last_detector
     from candidates
 ),
 
@@ -176,7 +125,7 @@ final as (
         episodes.domain_rank,
         episodes.ref_pages
     from episodes
-    left join stg_ref_domain_names as names on names.ref_domain = episodes.ref_domain
+    left join names on names.ref_domain = episodes.ref_domain
     where episodes.detection_order = 1
 )
 

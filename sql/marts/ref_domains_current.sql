@@ -1,36 +1,45 @@
 -- materialized: table
 -- The referring domains of each target's latest readable full snapshot.
-with latest as (
+with readable as (
+    select * from stg_snapshots
+),
+
+snapshot_rows as (
+    select * from stg_ref_domains
+),
+
+-- the same rows imported again for the first sightings: a CTE read twice is materialized whole
+all_rows as (
+    select * from stg_ref_domains
+),
+
+names as (
+    select * from stg_ref_domain_names
+),
+
+latest as (
     select
-        target_domain,
-        search_type,
-        filter_hash,
-        snapshot_date,
+        snapshot_key,
         row_number() over (
             partition by target_domain, search_type
             order by snapshot_date desc
         ) as recency
-    from stg_snapshots
+    from readable
     where snapshot_kind = 'full'
 ),
 
 current_rows as (
-    select stg_ref_domains.*
-    from stg_ref_domains
-    inner join latest
-        on latest.target_domain = stg_ref_domains.target_domain
-        and latest.search_type = stg_ref_domains.search_type
-        and latest.filter_hash = stg_ref_domains.filter_hash
-        and latest.snapshot_date = stg_ref_domains.snapshot_date
-        and latest.recency = 1
-    where stg_ref_domains.snapshot_kind = 'full'
+    select snapshot_rows.*
+    from snapshot_rows
+    inner join latest on latest.snapshot_key = snapshot_rows.snapshot_key
+    where latest.recency = 1
 ),
 
 -- first readable snapshot of the series (full or last_week) that lists the domain
 first_seen as (
-    select target_domain, search_type, filter_hash, ref_domain, min(snapshot_date) as first_seen_on
-    from stg_ref_domains
-    group by target_domain, search_type, filter_hash, ref_domain
+    select series_key, ref_domain, min(snapshot_date) as first_seen_on
+    from all_rows
+    group by series_key, ref_domain
 ),
 
 final as (
@@ -46,11 +55,9 @@ final as (
         first_seen.first_seen_on
     from current_rows
     inner join first_seen
-        on first_seen.target_domain = current_rows.target_domain
-        and first_seen.search_type = current_rows.search_type
-        and first_seen.filter_hash = current_rows.filter_hash
+        on first_seen.series_key = current_rows.series_key
         and first_seen.ref_domain = current_rows.ref_domain
-    left join stg_ref_domain_names as names on names.ref_domain = current_rows.ref_domain
+    left join names on names.ref_domain = current_rows.ref_domain
 )
 
 select * from final

@@ -1,19 +1,24 @@
 -- materialized: table
 -- ISO weeks (starting Monday) in which the target has a readable snapshot.
 with readable as (
-    select
-        target_domain,
-        search_type,
-        snapshot_kind,
-        snapshot_date,
-        rows_loaded,
-        cast(date_trunc('week', snapshot_date) as date) as week_start
-    from stg_snapshots
+    select * from stg_snapshots
+),
+
+changes as (
+    select * from ref_domain_changes
+),
+
+-- every readable snapshot date of a target with its week; a change is always dated on one
+-- (detected_on: a full snapshot or a last_week pull; lost_on: a full snapshot), so this is where
+-- a change finds its week
+calendar as (
+    select distinct target_domain, search_type, snapshot_date, week_start
+    from readable
 ),
 
 weeks as (
     select distinct target_domain, search_type, week_start
-    from readable
+    from calendar
 ),
 
 latest_full as (
@@ -30,24 +35,19 @@ latest_full as (
     where snapshot_kind = 'full'
 ),
 
-new_per_week as (
+changes_per_week as (
     select
-        target_domain,
-        search_type,
-        cast(date_trunc('week', detected_on) as date) as week_start,
-        count(*) as new_ref_domains
-    from new_ref_domains
-    group by target_domain, search_type, cast(date_trunc('week', detected_on) as date)
-),
-
-lost_per_week as (
-    select
-        target_domain,
-        search_type,
-        cast(date_trunc('week', lost_on) as date) as week_start,
-        count(*) as lost_ref_domains
-    from lost_ref_domains
-    group by target_domain, search_type, cast(date_trunc('week', lost_on) as date)
+        calendar.target_domain,
+        calendar.search_type,
+        calendar.week_start,
+        count(case when changes.change <> 'lost' then 1 end) as new_ref_domains,
+        count(case when changes.change = 'lost' then 1 end) as lost_ref_domains
+    from changes
+    inner join calendar
+        on calendar.target_domain = changes.target_domain
+        and calendar.search_type = changes.search_type
+        and calendar.snapshot_date = changes.event_date
+    group by calendar.target_domain, calendar.search_type, calendar.week_start
 ),
 
 final as (
@@ -56,23 +56,20 @@ final as (
         weeks.search_type,
         weeks.week_start,
         latest_full.rows_loaded as ref_domains,
-        coalesce(new_per_week.new_ref_domains, 0) as new_ref_domains,
-        coalesce(lost_per_week.lost_ref_domains, 0) as lost_ref_domains,
-        coalesce(new_per_week.new_ref_domains, 0) - coalesce(lost_per_week.lost_ref_domains, 0) as net_change
+        coalesce(changes_per_week.new_ref_domains, 0) as new_ref_domains,
+        coalesce(changes_per_week.lost_ref_domains, 0) as lost_ref_domains,
+        coalesce(changes_per_week.new_ref_domains, 0)
+            - coalesce(changes_per_week.lost_ref_domains, 0) as net_change
     from weeks
     left join latest_full
         on latest_full.target_domain = weeks.target_domain
         and latest_full.search_type = weeks.search_type
         and latest_full.week_start = weeks.week_start
         and latest_full.recency = 1
-    left join new_per_week
-        on new_per_week.target_domain = weeks.target_domain
-        and new_per_week.search_type = weeks.search_type
-        and new_per_week.week_start = weeks.week_start
-    left join lost_per_week
-        on lost_per_week.target_domain = weeks.target_domain
-        and lost_per_week.search_type = weeks.search_type
-        and lost_per_week.week_start = weeks.week_start
+    left join changes_per_week
+        on changes_per_week.target_domain = weeks.target_domain
+        and changes_per_week.search_type = weeks.search_type
+        and changes_per_week.week_start = weeks.week_start
 )
 
 select * from final

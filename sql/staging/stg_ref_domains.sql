@@ -1,23 +1,31 @@
 -- materialized: view
--- Rows of readable snapshots only, carrying their series and position in it.
+-- Rows of readable snapshots only, each with its snapshot's series and place in it.
 with readable as (
     select * from stg_snapshots
 ),
 
+loaded_rows as (
+    select * from ref_domains
+),
+
 snapshot_rows as (
     select
+        readable.snapshot_key,
+        readable.series_key,
         readable.target_domain,
         readable.search_type,
         readable.filter_hash,
         readable.snapshot_kind,
         readable.snapshot_date,
         readable.full_seq,
-        ref_domains.ref_domain,
-        ref_domains.registrable_domain,
-        ref_domains.domain_rank,
-        ref_domains.ref_pages
-    from ref_domains
-    inner join readable on readable.snapshot_key = ref_domains.snapshot_key
+        readable.previous_full_seq,
+        readable.previous_full_date,
+        loaded_rows.ref_domain,
+        loaded_rows.registrable_domain,
+        loaded_rows.domain_rank,
+        loaded_rows.ref_pages
+    from loaded_rows
+    inner join readable on readable.snapshot_key = loaded_rows.snapshot_key
 )
 
 select * from snapshot_rows
