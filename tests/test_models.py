@@ -10,6 +10,7 @@ import datetime as dt
 
 import pytest
 import sqlglot
+from sqlglot import exp
 
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
 from serpstat_refdomains.models import ModelGraphError, load_models, render, transpile
@@ -218,6 +219,52 @@ def test_render_refuses_non_integer_parameters():
     model = next(m for m in load_models() if m.name == "lost_ref_domains")
     with pytest.raises(ValueError, match="integer parameter"):
         render(model, {"lost_confirmation_snapshots": "2; DROP TABLE snapshots"})
+
+
+def _join_blocks(model) -> list[str]:
+    """Each join of a model as `<kind> join <what it reads> on <condition>`, with table aliases
+    dropped and an import CTE (`x as (select * from model)`) read as the model it imports; and
+    each NOT EXISTS anti-join likewise."""
+    tree = sqlglot.parse_one(render(model, {"lost_confirmation_snapshots": 2}), read="duckdb")
+    imports = {}
+    for cte in tree.find_all(exp.CTE):
+        select = cte.this
+        tables = list(select.find_all(exp.Table))
+        if [type(e) for e in select.expressions] == [exp.Star] and len(tables) == 1 and not select.args.get("where"):
+            imports[cte.alias] = tables[0].name
+
+    def bare(node):
+        node = node.copy()
+        for column in node.find_all(exp.Column):
+            column.set("table", None)
+        for table in node.find_all(exp.Table):
+            table.set("alias", None)
+            table.set("this", exp.to_identifier(imports.get(table.name, table.name)))
+        return node
+
+    blocks = []
+    for join in tree.find_all(exp.Join):
+        condition = join.args.get("on")
+        conjuncts = sorted(bare(c).sql() for c in condition.flatten()) if isinstance(condition, exp.And) else \
+            [bare(condition).sql() if condition is not None else f"using {join.args.get('using')}"]
+        kind = " ".join(word for word in (join.side, join.kind) if word).lower() or "inner"
+        blocks.append(f"{kind} join {imports.get(join.this.name, join.this.name)} on " + " and ".join(conjuncts))
+    blocks += [f"anti-join {bare(node.this).sql()}" for node in tree.find_all(exp.Not)
+               if isinstance(node.this, exp.Exists)]
+    return blocks
+
+
+def test_no_join_or_anti_join_is_written_twice_across_the_models():
+    """The series is joined on series_key, computed once in staging; new and lost read one table of
+    changes; the donor's display name is looked up once: nothing is copied from model to model."""
+    seen: dict[str, str] = {}
+    for model in load_models():
+        for block in _join_blocks(model):
+            assert block not in seen, f"{model.name} repeats a join of {seen[block]}: {block}"
+            seen[block] = model.name
+            # the three series columns are never joined on again: series_key stands for them
+            assert "filter_hash = filter_hash" not in block, f"{model.name}: {block}"
+    assert len(seen) > 10  # the parse found the models' joins
 
 
 def _sql_folder(root, files: dict[str, str]):

@@ -5,10 +5,6 @@ with changes as (
     select * from int_full_snapshot_changes
 ),
 
-names as (
-    select * from stg_ref_domain_names
-),
-
 -- in F(i), not in F(i+1); it returns in the first later full snapshot that holds it
 lost as (
     select * from changes
@@ -27,7 +23,7 @@ final as (
         absences.target_domain,
         absences.search_type,
         absences.ref_domain,
-        coalesce(names.ref_domain_unicode, absences.ref_domain) as ref_domain_unicode,
+        absences.ref_domain_unicode,
         absences.registrable_domain,
         absences.snapshot_date as lost_on,
         absences.previous_snapshot_date as last_seen_on,
@@ -40,7 +36,6 @@ final as (
             and absences.consecutive_absences >= {lost_confirmation_snapshots}
         ) as confirmed
     from absences
-    left join names on names.ref_domain = absences.ref_domain
 )
 
 select * from final

@@ -16,10 +16,6 @@ full_rows as (
     select * from stg_ref_domains
 ),
 
-names as (
-    select * from stg_ref_domain_names
-),
-
 -- in F(i+1) and not in F(i)
 diff_candidates as (
     select
@@ -27,6 +23,7 @@ diff_candidates as (
         target_domain,
         search_type,
         ref_domain,
+        ref_domain_unicode,
         registrable_domain,
         domain_rank,
         ref_pages,
@@ -73,6 +70,7 @@ last_week_candidates as (
         last_week_rows.target_domain,
         last_week_rows.search_type,
         last_week_rows.ref_domain,
+        last_week_rows.ref_domain_unicode,
         last_week_rows.registrable_domain,
         last_week_rows.domain_rank,
         last_week_rows.ref_pages,
@@ -113,7 +111,7 @@ final as (
         episodes.target_domain,
         episodes.search_type,
         episodes.ref_domain,
-        coalesce(names.ref_domain_unicode, episodes.ref_domain) as ref_domain_unicode,
+        episodes.ref_domain_unicode,
         episodes.registrable_domain,
         episodes.detected_on,
         episodes.previous_snapshot_date,
@@ -125,7 +123,6 @@ final as (
         episodes.domain_rank,
         episodes.ref_pages
     from episodes
-    left join names on names.ref_domain = episodes.ref_domain
     where episodes.detection_order = 1
 )
 

@@ -13,10 +13,6 @@ all_rows as (
     select * from stg_ref_domains
 ),
 
-names as (
-    select * from stg_ref_domain_names
-),
-
 latest as (
     select
         snapshot_key,
@@ -48,7 +44,7 @@ final as (
         current_rows.search_type,
         current_rows.snapshot_date,
         current_rows.ref_domain,
-        coalesce(names.ref_domain_unicode, current_rows.ref_domain) as ref_domain_unicode,
+        current_rows.ref_domain_unicode,
         current_rows.registrable_domain,
         current_rows.domain_rank,
         current_rows.ref_pages,
@@ -57,7 +53,6 @@ final as (
     inner join first_seen
         on first_seen.series_key = current_rows.series_key
         and first_seen.ref_domain = current_rows.ref_domain
-    left join names on names.ref_domain = current_rows.ref_domain
 )
 
 select * from final
