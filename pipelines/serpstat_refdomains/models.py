@@ -28,6 +28,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import sqlglot
+from dlt.common.schema import Schema
 from dlt.common.schema.utils import new_table
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError
@@ -231,15 +232,19 @@ def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_L
         if not _tables_exist(client):
             logger.info("no snapshots loaded yet: models not built")
             return []
+    retired = _retired_models(pipeline, {m.name for m in models})
+    with pipeline.sql_client() as client:
         statements = []
         if dialect == "postgres":
-            # PostgreSQL multiplies the selectivities of the models' multi-column joins (series
-            # columns + snapshot number + domain) into an estimate of one row and picks nested
-            # loops that take tens of minutes on a million rows; these are whole-table analytical
-            # joins, where hash joins are right. Fresh statistics help the rest of the plan.
+            # PostgreSQL multiplies the selectivities of the models' multi-column joins (series +
+            # snapshot number + domain) into an estimate of one row and picks nested loops that
+            # take tens of minutes on a million rows; these are whole-table analytical joins,
+            # where hash joins are right. Fresh statistics help the rest of the plan.
             statements.append("SET LOCAL enable_nestloop = off")
             statements += [f"ANALYZE {client.make_qualified_table_name(t)}"
                            for t in (S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE)]
+        # first, so no view of an earlier version is left reading a model rebuilt below
+        statements += [_drop(client, name, client.make_qualified_table_name(name)) for name in retired]
         for model in models:
             target = client.make_qualified_table_name(model.name)
             select = transpile(render(model, params), dialect, client.dataset_name, tables)
@@ -345,12 +350,10 @@ def schema_table(name: str, materialized: str) -> dict[str, Any]:
 def register_in_schema(pipeline: dlt.Pipeline, materialized: dict[str, str]) -> None:
     """Make the built models known to the pipeline's dlt schema, locally and in the warehouse's
     `_dlt_version`, so `pipeline.dataset()` and a fresh `dlt.dataset(...)` list and read them."""
-    if pipeline.default_schema_name is None:
-        pipeline.sync_destination()  # a fresh runner: the schema is in the warehouse
-        if pipeline.default_schema_name is None:
-            logger.warning("the pipeline has no dlt schema yet: models are not registered with dlt")
-            return
-    schema = pipeline.default_schema
+    schema = _dlt_schema(pipeline)
+    if schema is None:
+        logger.warning("the pipeline has no dlt schema yet: models are not registered with dlt")
+        return
     wanted = {NAMES_TABLE: "table", **materialized}
     for name, kind in wanted.items():
         table = schema_table(name, kind)
@@ -366,6 +369,23 @@ def register_in_schema(pipeline: dlt.Pipeline, materialized: dict[str, str]) -> 
     # stores the schema in the warehouse when its hash is new there; models already exist with
     # these columns, so dlt finds nothing to create or alter
     pipeline.sync_schema()
+
+
+def _dlt_schema(pipeline: dlt.Pipeline) -> Schema | None:
+    if pipeline.default_schema_name is None:
+        pipeline.sync_destination()  # a fresh runner: the schema is in the warehouse
+    return pipeline.default_schema if pipeline.default_schema_name is not None else None
+
+
+def _retired_models(pipeline: dlt.Pipeline, current: set[str]) -> list[str]:
+    """Models an earlier version built and registered that sql/ no longer has (renamed or
+    removed): the build drops them, so a warehouse holds no stale view of rows that moved on.
+    Only what the schema marks as a model is touched, never a user's own table or view."""
+    schema = _dlt_schema(pipeline)
+    if schema is None:
+        return []
+    return sorted(name for name, table in schema.tables.items()
+                  if MODEL_HINT in table and name not in current and name != NAMES_TABLE)
 
 
 def _described(table: dict[str, Any] | None) -> Any:
