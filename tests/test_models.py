@@ -7,6 +7,7 @@ reference of README's Models section written here in Python, never from the mode
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, NamedTuple
 
 import pytest
 import sqlglot
@@ -29,29 +30,88 @@ def golden(tmp_path_factory):
     return workdir, fulls, pulls, statuses
 
 
-def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict]], target: str):
+class NewRow(NamedTuple):
+    """A row of new_ref_domains (without its display column)."""
+    target_domain: str
+    search_type: str
+    ref_domain: str
+    registrable_domain: str
+    detected_on: dt.date
+    previous_snapshot_date: dt.date | None
+    detected_by: str
+    is_returning: bool
+    domain_rank: int | None
+    ref_pages: int | None
+
+
+class LostRow(NamedTuple):
+    """A row of lost_ref_domains (without its display column)."""
+    target_domain: str
+    search_type: str
+    ref_domain: str
+    registrable_domain: str
+    lost_on: dt.date
+    last_seen_on: dt.date
+    domain_rank: int | None
+    ref_pages: int | None
+    returned_on: dt.date | None
+    consecutive_absences: int
+    confirmed: bool
+
+
+class WeekRow(NamedTuple):
+    target_domain: str
+    search_type: str
+    week_start: dt.date
+    ref_domains: int | None
+    new_ref_domains: int
+    lost_ref_domains: int
+    net_change: int
+
+
+class CurrentRow(NamedTuple):
+    """A row of ref_domains_current (without its display column)."""
+    target_domain: str
+    search_type: str
+    snapshot_date: dt.date
+    ref_domain: str
+    registrable_domain: str
+    domain_rank: int | None
+    ref_pages: int | None
+    first_seen_on: dt.date
+
+
+class Candidate(NamedTuple):
+    day: dt.date
+    order: int  # on one day the snapshot diff comes first
+    detector: str
+    row: Any  # the emulator's truth row: rank, pages
+
+
+def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict]],
+              target: str) -> tuple[set[NewRow], set[LostRow]]:
     """README's Models rules over the truth sets of the readable snapshots of one series."""
     fulls = sorted(fulls, key=lambda f: f[0])
-    candidates: dict[tuple, list] = {}
+    candidates: dict[tuple[str, int | None], list[Candidate]] = {}
     for i in range(1, len(fulls)):
         day, current = fulls[i]
         for name in current.keys() - fulls[i - 1][1].keys():
-            candidates.setdefault((name, i - 1), []).append((day, 0, "snapshot_diff", current[name]))
+            candidates.setdefault((name, i - 1), []).append(Candidate(day, 0, "snapshot_diff", current[name]))
     for day, pull in pulls:
         prior = [i for i, (d, _) in enumerate(fulls) if d < day]
         prev = prior[-1] if prior else None
         for name, row in pull.items():
             if prev is None or name not in fulls[prev][1]:
-                candidates.setdefault((name, prev), []).append((day, 1, "last_week", row))
+                candidates.setdefault((name, prev), []).append(Candidate(day, 1, "last_week", row))
     new = set()
     for (name, prev), found in candidates.items():
-        found.sort(key=lambda c: (c[0], c[1]))
-        day, _, _, row = found[0]
-        detectors = {c[2] for c in found}
+        first = min(found, key=lambda c: (c.day, c.order))
+        detectors = {c.detector for c in found}
         returning = prev is not None and any(name in fulls[j][1] for j in range(prev))
-        new.add((target, "domain_with_subdomains", name, registrable_domain(name), day,
-                 fulls[prev][0] if prev is not None else None,
-                 "both" if len(detectors) == 2 else detectors.pop(), returning, row.rank, row.pages))
+        new.add(NewRow(target, "domain_with_subdomains", name, registrable_domain(name), first.day,
+                       fulls[prev][0] if prev is not None else None,
+                       "both" if len(detectors) == 2 else detectors.pop(), returning, first.row.rank,
+                       first.row.pages))
     lost = set()
     for i in range(len(fulls) - 1):
         for name in fulls[i][1].keys() - fulls[i + 1][1].keys():
@@ -59,16 +119,14 @@ def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict
             returned = later[0] if later else None
             absences = (returned if returned is not None else len(fulls)) - (i + 1)
             row = fulls[i][1][name]
-            lost.add((target, "domain_with_subdomains", name, registrable_domain(name), fulls[i + 1][0],
-                      fulls[i][0], row.rank, row.pages, fulls[returned][0] if returned is not None else None,
-                      absences, returned is None and absences >= CONFIRM))
+            lost.add(LostRow(target, "domain_with_subdomains", name, registrable_domain(name), fulls[i + 1][0],
+                             fulls[i][0], row.rank, row.pages, fulls[returned][0] if returned is not None else None,
+                             absences, returned is None and absences >= CONFIRM))
     return new, lost
 
 
-NEW_COLUMNS = ("target_domain, search_type, ref_domain, registrable_domain, detected_on, previous_snapshot_date, "
-               "detected_by, is_returning, domain_rank, ref_pages")
-LOST_COLUMNS = ("target_domain, search_type, ref_domain, registrable_domain, lost_on, last_seen_on, domain_rank, "
-                "ref_pages, returned_on, consecutive_absences, confirmed")
+NEW_COLUMNS = ", ".join(NewRow._fields)
+LOST_COLUMNS = ", ".join(LostRow._fields)
 
 
 def test_scenario_has_the_cases_it_claims(golden):
@@ -79,11 +137,13 @@ def test_scenario_has_the_cases_it_claims(golden):
     assert statuses[("last_week", START + 6 * week)] == "failed"
     assert len(fulls) == WEEKS - 2 and len(pulls) == WEEKS - 1
     new, lost = reference(fulls, pulls, "golden.com")
-    assert any(r[8] is not None for r in lost), "no domain lost and later returning"
-    assert any(r[9] == 1 and r[8] is not None for r in lost), "no domain absent for one snapshot only"
-    assert any(r[7] for r in new), "no returning new domain"
-    assert any(r[5] is None and r[6] == "last_week" for r in new), "no last_week detection on the baseline date"
-    assert any(r[6] == "both" for r in new) and any(r[6] == "snapshot_diff" for r in new)
+    assert any(r.returned_on is not None for r in lost), "no domain lost and later returning"
+    assert any(r.consecutive_absences == 1 and r.returned_on is not None for r in lost), \
+        "no domain absent for one snapshot only"
+    assert any(r.is_returning for r in new), "no returning new domain"
+    assert any(r.previous_snapshot_date is None and r.detected_by == "last_week" for r in new), \
+        "no last_week detection on the baseline date"
+    assert any(r.detected_by == "both" for r in new) and any(r.detected_by == "snapshot_diff" for r in new)
     known = [name for day, pull in pulls[1:] for name in pull
              if any(name in f for d, f in fulls if d < day)]
     assert known, "no last_week row that was already known"
@@ -106,30 +166,30 @@ def test_lost_ref_domains_match_the_truth(golden):
 def test_weekly_and_current_match_the_truth(golden):
     workdir, fulls, pulls, _ = golden
     new, lost = reference(fulls, pulls, "golden.com")
-    monday = lambda d: d - dt.timedelta(days=d.weekday())  # noqa: E731
+
+    def monday(day: dt.date) -> dt.date:
+        return day - dt.timedelta(days=day.weekday())
+
     weeks = {monday(d) for d, _ in fulls + pulls}
     expected = set()
     for week in weeks:
         in_week = [f for d, f in fulls if monday(d) == week]
-        n_new = sum(1 for r in new if monday(r[4]) == week)
-        n_lost = sum(1 for r in lost if monday(r[4]) == week)
-        expected.add(("golden.com", "domain_with_subdomains", week, len(in_week[-1]) if in_week else None,
-                      n_new, n_lost, n_new - n_lost))
-    got = set(query(workdir, "SELECT target_domain, search_type, week_start, ref_domains, new_ref_domains, "
-                             "lost_ref_domains, net_change FROM serpstat.ref_domains_weekly"))
+        n_new = sum(1 for r in new if monday(r.detected_on) == week)
+        n_lost = sum(1 for r in lost if monday(r.lost_on) == week)
+        expected.add(WeekRow("golden.com", "domain_with_subdomains", week, len(in_week[-1]) if in_week else None,
+                             n_new, n_lost, n_new - n_lost))
+    got = {WeekRow(*r) for r in query(workdir, f"SELECT {', '.join(WeekRow._fields)} FROM serpstat.ref_domains_weekly")}
     assert got == expected
-    assert any(r[3] is None for r in got), "the weeks of ignored full snapshots have no size"
+    assert any(r.ref_domains is None for r in got), "the weeks of ignored full snapshots have no size"
 
     last_day, last = fulls[-1]
     first_seen = {}
     for d, snapshot in sorted(fulls + pulls, key=lambda x: x[0]):
         for name in snapshot:
             first_seen.setdefault(name, d)
-    expected_current = {("golden.com", "domain_with_subdomains", last_day, name, registrable_domain(name),
-                         row.rank, row.pages, first_seen[name]) for name, row in last.items()}
-    got_current = set(query(workdir, "SELECT target_domain, search_type, snapshot_date, ref_domain, "
-                                     "registrable_domain, domain_rank, ref_pages, first_seen_on "
-                                     "FROM serpstat.ref_domains_current"))
+    expected_current = {CurrentRow("golden.com", "domain_with_subdomains", last_day, name, registrable_domain(name),
+                                   row.rank, row.pages, first_seen[name]) for name, row in last.items()}
+    got_current = set(query(workdir, f"SELECT {', '.join(CurrentRow._fields)} FROM serpstat.ref_domains_current"))
     assert got_current == expected_current
 
 
@@ -267,6 +327,30 @@ def test_no_join_or_anti_join_is_written_twice_across_the_models():
     assert len(seen) > 10  # the parse found the models' joins
 
 
+def test_models_import_what_they_read_at_the_top_and_read_only_lower_layers():
+    """dbt's shape: each model opens with import CTEs (`x as (select * from model)`), one per
+    relation it reads, and everything after reads those; staging reads the loaded tables, the layers
+    above read the layers below (or beside), never the loaded tables."""
+    layers = {m.name: m.layer for m in load_models()} | {"ref_domains": "loaded", "snapshots": "loaded",
+                                                         "stg_ref_domain_names": "staging"}
+    allowed = {"staging": {"loaded", "staging"}, "intermediate": {"staging", "intermediate"},
+               "marts": {"staging", "intermediate", "marts"}}
+    for model in load_models():
+        assert {layers[name] for name in model.depends_on} <= allowed[model.layer], model.name
+        tree = sqlglot.parse_one(render(model, {"lost_confirmation_snapshots": 2}), read="duckdb")
+        ctes = list(tree.args["with_"].expressions) if tree.args.get("with_") else []
+        imports = [cte for cte in ctes if [type(e) for e in cte.this.expressions] == [exp.Star]
+                   and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on)]
+        assert ctes[:len(imports)] == imports, f"{model.name}: import CTEs come first"
+        assert {t.name for cte in imports for t in cte.this.find_all(exp.Table)} == set(model.depends_on)
+        for cte in ctes[len(imports):] + [tree]:
+            body = cte.this if cte is not tree else tree.copy()
+            if cte is tree:
+                body.set("with_", None)
+            assert not {t.name for t in body.find_all(exp.Table)} & set(model.depends_on), \
+                f"{model.name}: {getattr(cte, 'alias', 'the final select')} reads a model directly"
+
+
 def _sql_folder(root, files: dict[str, str]):
     for path, sql in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -322,9 +406,11 @@ def test_ref_domain_changes_equal_new_and_lost(golden):
     workdir, fulls, pulls, _ = golden
     new, lost = reference(fulls, pulls, "golden.com")
     display = dict(query(workdir, "SELECT ref_domain, ref_domain_unicode FROM serpstat.ref_domain_changes"))
-    expected = {(r[4], r[0], r[1], r[2], display[r[2]], r[3], "returned" if r[7] else "new", r[6], None, r[8], r[9])
-                for r in new}
-    expected |= {(r[4], r[0], r[1], r[2], display[r[2]], r[3], "lost", "snapshot_diff", r[10], r[6], r[7])
+    expected = {(r.detected_on, r.target_domain, r.search_type, r.ref_domain, display[r.ref_domain],
+                 r.registrable_domain, "returned" if r.is_returning else "new", r.detected_by, None, r.domain_rank,
+                 r.ref_pages) for r in new}
+    expected |= {(r.lost_on, r.target_domain, r.search_type, r.ref_domain, display[r.ref_domain],
+                  r.registrable_domain, "lost", "snapshot_diff", r.confirmed, r.domain_rank, r.ref_pages)
                  for r in lost}
     got = query(workdir, f"SELECT {CHANGE_COLUMNS} FROM serpstat.ref_domain_changes")
     assert len(got) == len(new) + len(lost)  # one row per event, none merged away
