@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,28 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
     assert set(MODELS) | {"my_report", "ref_domains", "snapshots"} <= present
     assert not retired & set(pipeline.default_schema.tables)
     assert set(MODELS) <= set(pipeline.default_schema.tables)
+
+
+def test_an_installed_wheel_builds_the_same_models(tmp_path):
+    """sql/ ships inside the package with its layer folders: installed from a wheel, the runner
+    finds every model and orders it as in the repository."""
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"
+    for part in ("pyproject.toml", "README.md"):
+        (source / part).parent.mkdir(parents=True, exist_ok=True)
+        (source / part).write_bytes((root / part).read_bytes())
+    for folder in ("pipelines", "sql"):
+        shutil.copytree(root / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("*.whl"))
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    listed = subprocess.run([sys.executable, "-c", "from serpstat_refdomains import models; print(models.__file__); "
+                             "print(' '.join(m.layer + '/' + m.name for m in models.load_models()))"],
+                            capture_output=True, text=True, timeout=120, check=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    where, order = listed.stdout.splitlines()
+    assert where.startswith(str(tmp_path / "site"))
+    assert order.split() == [f"{m.layer}/{m.name}" for m in models.load_models()]
