@@ -341,7 +341,7 @@ def test_preflight_with_exhausted_credits_says_so(tmp_path, emulator):
 
 
 def test_a_network_outage_at_the_preflight_is_transient(tmp_path, emulator):
-    from serpstat_refdomains.pipeline import OperationalError
+    from serpstat_refdomains.errors import OperationalError
 
     emulator.faults.add(Fault("drop", method=GET_STATS, times=-1))
     with pytest.raises(OperationalError, match="could not reach Serpstat.*run again later"):

@@ -29,6 +29,7 @@ import pyarrow as pa
 from . import settings as S
 from .client import DepthCapError, RefDomainsPage, SerpstatClient, SerpstatError
 from .config import Target
+from .errors import BudgetExhausted
 from .rows import SnapshotRows
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,6 @@ SORT, ORDER = "domain_from", "asc"
 CONVERT_BATCH_ROWS = 10_000
 PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_."
 MAX_PREFIX = 16  # deeper than any sane set of names that share a start
-
-
-class BudgetExhausted(Exception):
-    """The run's credit budget (max_credits_per_run or the account balance) cannot cover this."""
 
 
 class Budget:

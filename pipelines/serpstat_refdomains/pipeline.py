@@ -31,20 +31,14 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
 from . import settings as S
-from .client import (
-    AuthenticationError,
-    CreditsExhaustedError,
-    EndpointError,
-    InvalidRequestError,
-    SerpstatClient,
-    SerpstatError,
-    TransientError,
-    redact,
-)
-from .config import ConfigError, Settings, Target, parse_memory_megabytes
-from .paging import Budget, BudgetExhausted, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
+from .client import SerpstatClient
+from .config import Settings, Target, parse_memory_megabytes
+from .errors import (AuthenticationError, ConcurrentRunError, ConfigError, CreditsExhaustedError, OperationalError,
+                     RefdomainsError, SerpstatError, SnapshotNotCommitted, TransientError, UsageError, classify,
+                     first_line, unwrap)
+from .paging import Budget, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
 from .rows import describe_nulled
-from .source import SnapshotNotCommitted, attempt_row, ledger_row, ref_domains_resource, snapshots_resource
+from .source import attempt_row, ledger_row, ref_domains_resource, snapshots_resource
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +91,6 @@ class LedgerRow:
     rows_loaded: int
     expected_total: int
     partition_plan: str | None = None
-
-
-class OperationalError(Exception):
-    """Something outside the user's configuration failed (network, destination, disk): exit 1.
-
-    The message is one line: what failed, then what to do; what was loaded stays loaded."""
 
 
 # --- destination -------------------------------------------------------------------------
@@ -178,10 +166,6 @@ def make_pipeline(destination: str | Destination | None = None, dataset_name: st
         dataset_name=dataset_name or S.DATASET_NAME,
         pipelines_dir=pipelines_dir,
     )
-
-
-class ConcurrentRunError(ConfigError):
-    """Another run is writing to the same destination dataset; this one fetched nothing."""
 
 
 def _is(pipeline: dlt.Pipeline, destination_type: str) -> bool:
@@ -293,7 +277,7 @@ def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
                 # killed while dlt was still writing the package: nothing of it can load, and a
                 # snapshot without its ledger row is fetched again anyway
                 logger.warning("dropping a package an interrupted run left half-written (%s)",
-                               redact(_first_line(_innermost(error))))
+                               first_line(unwrap(error)))
                 pipeline.abort_packages()
         pipeline.load()
         repair_replayed_snapshots(pipeline)
@@ -533,7 +517,7 @@ def run(
     OperationalError when Serpstat or the destination cannot be reached (run again later).
     """
     if kind not in S.RUN_KINDS:
-        raise ConfigError(f"--kind {kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
+        raise UsageError(f"--kind {kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
     resolved = resolve_destination(destination)
     own_client = client is None
     client = client or SerpstatClient(api_token, api_url=settings.api_url,
@@ -549,7 +533,7 @@ def run(
             hint = (" (dlt needs a password field: for trust, peer or .pgpass authentication give an "
                     "empty one, postgresql://user:@host:5432/db)" if _is(pipeline, "postgres") else "")
             raise ConfigError(f"destination {resolved.destination_name!r} is not configured "
-                              f"({_first_line(error)}): set its credentials in .dlt/secrets.toml or "
+                              f"({first_line(error)}): set its credentials in .dlt/secrets.toml or "
                               f"DESTINATION__<NAME>__CREDENTIALS{hint}") from None
         except Exception as error:
             # the destination could not be reached or refused to work before or between the
@@ -557,7 +541,7 @@ def run(
             if not _is_destination_error(error):
                 raise
             raise OperationalError(
-                f"destination {resolved.destination_name!r} failed ({redact(_first_line(_innermost(error)))}): "
+                f"destination {resolved.destination_name!r} failed ({first_line(unwrap(error))}): "
                 "check that it is reachable and writable, then run again (completed snapshots are kept)"
             ) from error
     finally:
@@ -659,7 +643,7 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
             report.models_built = _build_models(pipeline, settings)
         except Exception as error:  # noqa: BLE001 - the snapshots are loaded; say why the models are not
             logger.debug("models build failed", exc_info=True)
-            report.models_error = (f"the models could not be rebuilt ({redact(_first_line(_innermost(error)))}): "
+            report.models_error = (f"the models could not be rebuilt ({first_line(unwrap(error))}): "
                                    "the snapshots are loaded; fix the cause, then run `refdomains models`")
     return report
 
@@ -700,7 +684,7 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetcher: Pr
         pipeline.run(ref_domains_resource([fetcher], keep=keep, deduplicate_in_merge=False),
                      loader_file_format=loader_file_format(pipeline))
     except Exception as raised:  # noqa: BLE001 - classified below; every path is recorded
-        error = _root_cause(raised)
+        error = unwrap(raised)
     stats = fetcher.stats
     logger.info("%s: %s, %d rows, %d credits, %.2fs", spec.key, stats.status, stats.rows_loaded,
                 stats.credits_spent, time.monotonic() - started)
@@ -714,28 +698,11 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetcher: Pr
             # empty result must lose its old rows here (a crash before this is caught by planning)
             delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date)
         return result, None
-    fatal = None
     if isinstance(error, SnapshotNotCommitted):
         result.error = f"ended {stats.status} ({stats.error}); the complete snapshot already loaded is kept"
         _write_ledger(pipeline, [], [attempt_row(spec, stats, error=result.error, rows_loaded=0)])
         return result, None
-    if isinstance(error, BudgetExhausted):
-        status, message = S.STATUS_SKIPPED_BUDGET, f"{error}: raise max_credits_per_run or run again later"
-    elif isinstance(error, CreditsExhaustedError):
-        status, message = S.STATUS_SKIPPED_BUDGET, str(error)
-        fatal = "Serpstat credits are exhausted"
-    elif isinstance(error, AuthenticationError):
-        status, message = S.STATUS_FAILED, str(error)
-        fatal = "Serpstat refused the token"
-    elif isinstance(error, EndpointError):
-        status, message = S.STATUS_FAILED, str(error)
-        fatal = "api_url does not lead to Serpstat's API"
-    elif isinstance(error, (SerpstatError, InvalidRequestError)):
-        status, message = S.STATUS_FAILED, str(error)
-    elif isinstance(error, (DltException, OSError)):
-        status, message = S.STATUS_FAILED, f"loading failed: {redact(_first_line(error))}"
-    else:
-        status, message = S.STATUS_FAILED, f"{type(error).__name__}: {redact(_first_line(error))}"
+    status, message, fatal = classify(error)
     result.status, result.error = status, message
     result.rows = 0
     # Nothing of an aborted fetch is loaded: the ledger and the attempt say so, whatever was fetched.
@@ -777,7 +744,7 @@ def _write_ledger(pipeline: dlt.Pipeline, rows: list[dict[str, Any]], attempts: 
     try:
         pipeline.run(snapshots_resource(rows, attempts), loader_file_format=loader_file_format(pipeline))
     except Exception as error:  # noqa: BLE001 - the ledger is best effort once the fetch failed
-        logger.error("could not record the snapshot outcome in the ledger: %s", redact(_first_line(error)))
+        logger.error("could not record the snapshot outcome in the ledger: %s", first_line(error))
 
 
 def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
@@ -797,47 +764,12 @@ def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
     return built
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    """The first of our own exceptions inside dlt's wrappers (PipelineStepFailed, ResourceExtractionError)."""
-    seen: set[int] = set()
-    queue = [error]
-    while queue:
-        current = queue.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, (SerpstatError, BudgetExhausted, SnapshotNotCommitted)):
-            return current
-        for nxt in (getattr(current, "exception", None), current.__cause__, current.__context__):
-            if isinstance(nxt, BaseException):
-                queue.append(nxt)
-    # None of ours: the innermost exception, since dlt's wrappers put the cause after a line break
-    return _innermost(error)
-
-
 def _is_destination_error(error: BaseException) -> bool:
     """dlt's destination errors, and the database driver's own (DB-API), which dlt lets through
-    when a connection cannot even be opened."""
+    when a connection cannot even be opened (matched by name: each driver has its own classes)."""
+    if isinstance(error, RefdomainsError):
+        return False  # ours already says what failed; one of them is named OperationalError too
     if isinstance(error, (DestinationException, DltException)):
         return True
     return any(cls.__name__ in ("OperationalError", "InterfaceError", "DatabaseError")
                for cls in type(error).__mro__)
-
-
-def _innermost(error: BaseException) -> BaseException:
-    """The deepest cause inside dlt's wrappers (PipelineStepFailed, DatabaseTransientException):
-    the database's own words name the problem."""
-    seen: set[int] = set()
-    while id(error) not in seen:
-        seen.add(id(error))
-        inner = getattr(error, "exception", None) or error.__cause__ or getattr(error, "dbapi_exception", None)
-        if not isinstance(inner, BaseException):
-            break
-        error = inner
-    return error
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
-

@@ -25,6 +25,7 @@ from dlt.extract.resource import DltResource
 from . import settings as S
 from .client import DEFAULT_API_URL, SerpstatClient
 from .config import build_settings, parse_date
+from .errors import SnapshotNotCommitted
 from .paging import FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec
 from .rows import describe_nulled
 
@@ -102,14 +103,6 @@ SNAPSHOTS_HINTS = dlt.mark.make_hints(
 # Append: every attempt is a fact of its own (a failed --force of a complete snapshot spends
 # credits while the ledger rightly keeps describing the complete one).
 ATTEMPTS_HINTS = dlt.mark.make_hints(table_name=S.ATTEMPTS_TABLE, write_disposition="append")
-
-
-class SnapshotNotCommitted(Exception):
-    """Raised at the end of a fetch whose result must not replace what is loaded (see `keep`)."""
-
-    def __init__(self, stats: FetchStats) -> None:
-        super().__init__(f"snapshot ended {stats.status}; the loaded one is kept")
-        self.stats = stats
 
 
 def _identity(spec: SnapshotSpec) -> dict[str, Any]:
