@@ -11,9 +11,12 @@ from dlt.common.exceptions import DltException
 from serpstat_refdomains import errors, settings as S
 from serpstat_refdomains.cli import main
 from serpstat_refdomains.client import SerpstatClient
+from serpstat_refdomains.config import build_settings
 from serpstat_refdomains.errors import (AuthenticationError, BudgetExhausted, ConcurrentRunError, ConfigError,
                                         CreditsExhaustedError, EndpointError, InvalidRequestError, RefdomainsError,
                                         UsageError, classify, first_line, unwrap)
+from serpstat_refdomains.pipeline import RunOptions
+from serpstat_refdomains.warehouse import destination_type, make_pipeline
 from tests.conftest import DAY, TOKEN
 from tests.helpers import ref_requests, run_pipeline
 
@@ -72,7 +75,29 @@ def test_unwrap_finds_our_error_inside_dlt_wrappers(tmp_path):
 def test_an_unknown_kind_is_a_usage_error_and_fetches_nothing(tmp_path, emulator):
     with pytest.raises(UsageError, match="--kind 'weekly' is unknown: use one of auto, full, last_week"):
         run_pipeline(tmp_path, emulator, ["example.com"], kind="weekly")
+    with pytest.raises(UsageError):
+        RunOptions(snapshot_date=DAY, kind="monthly")
     assert emulator.log == [] and not (tmp_path / "refdomains.duckdb").exists()
+
+
+def test_run_takes_its_options_as_one_object(tmp_path, emulator):
+    from serpstat_refdomains import pipeline
+
+    emulator.set_profile("options.com", 40)
+    options = RunOptions(snapshot_date=DAY, kind="full", build_models=False, progress=lambda fetcher: None,
+                         destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")),
+                         pipelines_dir=str(tmp_path / "pipelines"))
+    settings = build_settings(domains=["options.com"], api_url=emulator.url, requests_per_second=1000)
+    report = pipeline.run(settings, TOKEN, options)
+    assert [(r.kind, r.status, r.rows) for r in report.results] == [("full", "complete", 40)]
+    # keywords override the object's fields: a last_week pull of the same day
+    report = pipeline.run(settings, TOKEN, options, kind="last_week")
+    assert [r.kind for r in report.results] == ["last_week"]
+
+
+def test_destination_type_names_the_kind_of_destination(tmp_path):
+    duck = make_pipeline(dlt.destinations.duckdb(str(tmp_path / "d.duckdb")), None, str(tmp_path / "p"))
+    assert destination_type(duck) == "duckdb"
 
 
 def test_a_run_while_another_holds_the_dataset_exits_2_and_fetches_nothing(tmp_path, emulator, monkeypatch,

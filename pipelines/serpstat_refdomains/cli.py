@@ -195,14 +195,14 @@ def _print_report(report) -> None:
 
 def _existing_pipeline(args: argparse.Namespace):
     """The pipeline for read-side commands; a clear error when nothing was ever loaded."""
-    from . import pipeline
+    from . import warehouse
 
-    destination = pipeline.resolve_destination(args.destination)
+    destination = warehouse.resolve_destination(args.destination)
     if destination.destination_name == "duckdb" and args.destination in (None, "duckdb") \
             and not os.path.exists(f"{S.PIPELINE_NAME}.duckdb"):
         raise ConfigError(f"no {S.PIPELINE_NAME}.duckdb in this folder: run `refdomains run` first, "
                           "or cd to where it ran")
-    return pipeline.make_pipeline(destination, parse_dataset_name(args.dataset_name))
+    return warehouse.make_pipeline(destination, parse_dataset_name(args.dataset_name))
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -244,12 +244,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from . import report
+    from . import ledger, report
     from .client import SerpstatClient
     from .errors import SerpstatError
 
     settings, token = resolve_settings(need_token=False, need_domains=False)
-    rows, spent = report.latest_snapshots(_existing_pipeline(args))
+    rows, spent = ledger.latest_snapshots(_existing_pipeline(args))
     if not token:
         balance = "unknown (no api_token configured)"
     else:
