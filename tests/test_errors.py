@@ -8,7 +8,7 @@ import dlt
 import pytest
 from dlt.common.exceptions import DltException
 
-from serpstat_refdomains import errors, settings as S
+from serpstat_refdomains import constants as S, errors
 from serpstat_refdomains.cli import main
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.config import build_settings

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from dlt.common.configuration.exceptions import ConfigurationException
 
-from . import settings as S
+from . import constants as S
 from .config import parse_dataset_name, parse_date, resolve_settings
 from .errors import ConcurrentRunError, ConfigError, OperationalError, UsageError, first_line
 

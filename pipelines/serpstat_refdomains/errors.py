@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from dlt.common.exceptions import DltException
 
-from . import settings as S
+from . import constants as S
 
 if TYPE_CHECKING:
     from .paging import FetchStats

@@ -28,7 +28,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.resource import DltResource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from . import settings as S
+from . import constants as S
 from .errors import first_line, unwrap
 from .paging import FetchStats, SnapshotSpec
 from .rows import describe_nulled

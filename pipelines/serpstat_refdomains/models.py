@@ -27,7 +27,7 @@ from dlt.common.schema.utils import new_table
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from . import settings as S
+from . import constants as S
 
 logger = logging.getLogger(__name__)
 

@@ -20,19 +20,20 @@ import dlt
 from dlt.common.destination import Destination
 
 from . import ledger, models
-from . import settings as S
+from . import constants as S
 from .client import SerpstatClient
 from .config import Settings
-from .errors import (AuthenticationError, ConfigError, CreditsExhaustedError, OperationalError, SerpstatError,
-                     SnapshotNotCommitted, TransientError, UsageError, classify, first_line, unwrap)
-from .paging import Budget, Prefetcher, SnapshotFetcher
-from .planning import PlannedSnapshot, due_snapshots, may_fetch_together, run_budget
+from .errors import SnapshotNotCommitted, UsageError, classify, first_line, unwrap
+from .budget import Budget, account_balance, may_fetch_together, run_budget
+from .paging import SnapshotFetcher
+from .planning import PlannedSnapshot, due_snapshots
+from .prefetch import Prefetcher
 from .progress import Progress
 from .results import RunReport, SnapshotResult, already_complete
 from .rows import describe_nulled
-from .source import ref_domains_resource
-from .warehouse import (destination_errors, duckdb_for_models, duckdb_held_open, loader_file_format,
-                        make_pipeline, resolve_destination, run_lock)
+from .source import SCOPED_MERGE_DESTINATIONS, ref_domains_resource
+from .warehouse import (destination_errors, destination_type, duckdb_for_models, duckdb_held_open,
+                        ensure_snapshot_key_index, loader_file_format, make_pipeline, resolve_destination, run_lock)
 
 logger = logging.getLogger(__name__)
 
@@ -74,38 +75,20 @@ def run(settings: Settings, api_token: str, options: RunOptions | None = None, *
     with (nullcontext(client) if client is not None  # a client passed in stays open
           else SerpstatClient(api_token, api_url=settings.api_url,
                               requests_per_second=settings.requests_per_second)) as client:
-        left = _preflight(client)  # before the destination is touched: a bad token writes nothing
+        left = account_balance(client)  # before the destination is touched: a bad token writes nothing
         pipeline = make_pipeline(resolved, options.dataset_name, options.pipelines_dir)
         with destination_errors(pipeline), run_lock(pipeline), \
                 duckdb_held_open(pipeline, settings.duckdb_memory_limit):
             return _run(settings, options, client, pipeline, left)
 
 
-def _preflight(client: SerpstatClient) -> int | None:
-    """The account balance from the free getStats; ConfigError when a run cannot start at all."""
-    try:
-        stats = client.get_stats()
-    except AuthenticationError as error:
-        raise ConfigError(str(error)) from None
-    except CreditsExhaustedError as error:
-        raise ConfigError(f"nothing fetched: {error}") from None
-    except TransientError as error:
-        raise OperationalError(f"could not reach Serpstat for the credit preflight ({error}): nothing was "
-                               "fetched; run again later") from None
-    except SerpstatError as error:
-        raise ConfigError(f"Serpstat refused the credit preflight ({error}): check api_url") from None
-    if stats.left_lines is not None and stats.left_lines <= 0:
-        raise ConfigError("Serpstat API credits are exhausted (0 left): wait for the next billing period "
-                          "or buy credits")
-    return stats.left_lines
-
-
 def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeline: dlt.Pipeline,
          left: int | None) -> RunReport:
     ledger.finish_interrupted_load(pipeline)
+    ensure_snapshot_key_index(pipeline)
     todo, done = due_snapshots(pipeline, settings, options.snapshot_date, options.kind, options.force)
     report = RunReport(results=already_complete(done))
-    budget = run_budget(settings.max_credits_per_run, left, todo)
+    budget = run_budget(settings.max_credits_per_run, left, [p.estimate for p in todo])
     reporter = options.progress or Progress()
     aborted: str | None = None  # why the run stopped fetching, once an error doomed it
     with ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="serpstat-page") as pool:
@@ -197,7 +180,8 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetch: Pref
     error: BaseException | None = None
     started = time.monotonic()
     try:
-        pipeline.run(ref_domains_resource([fetch], keep=keep, deduplicate_in_merge=False),
+        pipeline.run(ref_domains_resource([fetch], keep=keep, deduplicate_in_merge=False,
+                                          scoped_merge=destination_type(pipeline) in SCOPED_MERGE_DESTINATIONS),
                      loader_file_format=loader_file_format(pipeline))
     except Exception as raised:  # noqa: BLE001 - classified below; every path is recorded
         error = unwrap(raised)

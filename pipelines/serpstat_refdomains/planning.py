@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import dlt
 
 from . import ledger
-from . import settings as S
+from . import constants as S
 from .config import Settings
 from .ledger import LedgerRow
-from .paging import Budget, SnapshotSpec, snapshot_key
+from .paging import SnapshotSpec, snapshot_key
 
 logger = logging.getLogger(__name__)
 
@@ -111,25 +111,3 @@ def _what_the_ledger_knows(same_kind: list[LedgerRow]) -> dict:
         return {}
     return {"previous_total": same_kind[-1].expected_total, "partition_plan": same_kind[-1].partition_plan}
 
-
-def run_budget(max_credits_per_run: int | None, balance: int | None, todo: list[PlannedSnapshot]) -> Budget:
-    """The run's credit budget: max_credits_per_run or the account's balance, whichever is lower.
-
-    A balance below what the due snapshots are estimated to cost is worth a warning up front:
-    the snapshots that do not fit end skipped_budget."""
-    limits = [x for x in (max_credits_per_run, balance) if x is not None]
-    known = [p.estimate for p in todo if p.estimate is not None]
-    if balance is not None and sum(known) > balance:
-        logger.warning("Serpstat balance %d is below the estimated need of %d credits: snapshots that do "
-                       "not fit are skipped_budget", balance, sum(known))
-    return Budget(min(limits) if limits else None)
-
-
-def may_fetch_together(budget: Budget, current: int | None, following: int | None) -> bool:
-    """Fetch a snapshot ahead of its turn only when the budget surely holds it and the current one:
-    a snapshot started and then skipped for budget would waste what it had fetched. Unknown sizes
-    count as a full 60,000-row window."""
-    if budget.limit is None:
-        return True
-    need = (current if current is not None else S.DEPTH_CAP) + (following if following is not None else S.DEPTH_CAP)
-    return budget.fits(need)

@@ -18,7 +18,7 @@ from typing import Any
 
 import dlt
 
-from . import settings as S
+from . import constants as S
 from .ledger import LEDGER_COLUMNS, STATUS_COLUMNS
 
 FORMATS = ("text", "csv", "json", "html")

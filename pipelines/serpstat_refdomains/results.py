@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
-from . import settings as S
+from . import constants as S
 from .config import Target
 
 if TYPE_CHECKING:

@@ -18,8 +18,9 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 from dlt.common.exceptions import DltException
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from . import settings as S
+from . import constants as S
 from .config import parse_memory_megabytes
 from .errors import ConcurrentRunError, ConfigError, OperationalError, RefdomainsError, first_line, unwrap
 
@@ -107,6 +108,22 @@ def make_pipeline(destination: str | Destination | None = None, dataset_name: st
         dataset_name=dataset_name or S.DATASET_NAME,
         pipelines_dir=pipelines_dir,
     )
+
+
+def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
+    """PostgreSQL: an index on ref_domains.snapshot_key, so each snapshot's merge deletes its old
+    rows by the key (source.SCOPED_WRITE_DISPOSITION) instead of scanning the whole history. dlt
+    creates no secondary indexes; this runs before a run's loads (the first run creates the table,
+    the second the index; an existing history gets it on its first run after an upgrade)."""
+    if destination_type(pipeline) != "postgres":
+        return  # DuckDB filters the key column quickly and an ART index would slow its inserts
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
+            index = client.escape_column_name(f"{S.REF_DOMAINS_TABLE}_snapshot_key")
+            client.execute_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} (snapshot_key)")
+    except DatabaseUndefinedRelation:
+        pass
 
 
 def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
