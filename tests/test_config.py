@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from serpstat_refdomains.config import ConfigError, SerpstatConfiguration, build_settings
-from tests.conftest import DAY, TOKEN
-from tests.test_crash_and_cli import cli_env, run_cli
+from tests.helpers import DAY, TOKEN, cli_env, run_cli
 
 DOMAIN_EXAMPLE = 'write domains = ["example.com"]'
 FILTER_EXAMPLE = '[[{"field": "domain_rank", "compareType": "gte", "value": [10]}]]'

@@ -17,8 +17,7 @@ from serpstat_refdomains.errors import (AuthenticationError, BudgetExhausted, Co
                                         UsageError, classify, first_line, unwrap)
 from serpstat_refdomains.pipeline import RunOptions
 from serpstat_refdomains.warehouse import destination_type, make_pipeline
-from tests.conftest import DAY, TOKEN
-from tests.helpers import ref_requests, run_pipeline
+from tests.helpers import DAY, TOKEN, ref_requests, run_pipeline
 
 
 def test_every_error_of_the_package_has_one_root():
