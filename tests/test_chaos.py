@@ -27,7 +27,7 @@ from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
 from tests.helpers import TOKEN, fast_client, run_pipeline
 from tests.scenarios import Row
-from tests.test_models import reference
+from tests.model_reference import LOST_COLUMNS, NEW_COLUMNS, reference
 
 EXAMPLES = int(os.environ.get("CHAOS_EXAMPLES", "4"))
 START = dt.date(2026, 4, 6)
@@ -71,7 +71,6 @@ def loaded_snapshots(db: Path) -> tuple[dict, dict, list]:
 
 
 def model_rows(db: Path) -> tuple[set, set]:
-    from tests.test_models import LOST_COLUMNS, NEW_COLUMNS
     with duckdb.connect(str(db), read_only=True) as con:
         new = set(con.execute(f"SELECT {NEW_COLUMNS} FROM serpstat.new_ref_domains").fetchall())
         lost = set(con.execute(f"SELECT {LOST_COLUMNS} FROM serpstat.lost_ref_domains").fetchall())

@@ -112,7 +112,6 @@ def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulat
     non_ascii = [n for n in emulator.graph.truth("onerank.com", emulator.today) if not n[0].isascii()]
     assert tail["total"] == len(non_ascii) > 0
     # the root's page 1, a 1-row probe of each of the 40 partitions, the rows, the seams, one count
-    leaves = [leaf["total"] for leaf in plan]
     expected = 10 + 40 + read_cost(row, 10) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 

@@ -24,9 +24,7 @@ from serpstat_refdomains import models
 from serpstat_refdomains.emulator import Profile
 from serpstat_refdomains import pipeline as refdomains_pipeline
 from serpstat_refdomains.models import NAMES_TABLE, catalog, model_names
-from tests.conftest import DAY
-from tests.helpers import fast_client, query, run_pipeline
-from tests.test_warehouse import PG_URL, needs_postgres, pg_dataset, pg_rows, postgres  # noqa: F401 (fixture)
+from tests.helpers import PG_URL, DAY, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
 
 MODELS = [NAMES_TABLE] + model_names()
 DUCKDB_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "DATE": "date", "BOOLEAN": "bool"}

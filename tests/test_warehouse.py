@@ -7,10 +7,8 @@ REFDOMAINS_REQUIRE_POSTGRES=1 (set by .ci/run), where an unreachable server is a
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import threading
-import uuid
 
 import dlt
 import psycopg2
@@ -19,47 +17,9 @@ import pytest
 from serpstat_refdomains import ledger, warehouse
 from serpstat_refdomains.errors import ConcurrentRunError
 from serpstat_refdomains.models import model_names
-from tests.conftest import DAY
-from tests.helpers import fast_client, query, ref_requests, run_pipeline, snapshot_cost, truth
+from tests.helpers import (_PG_ERROR, DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, ref_requests,
+                           run_pipeline, snapshot_cost, truth)
 from tests.scenarios import replay_golden
-
-# trust auth ignores the password, but dlt's postgres credentials require one
-PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
-
-
-def _postgres_error() -> str | None:
-    try:
-        psycopg2.connect(PG_URL, connect_timeout=3).close()
-        return None
-    except psycopg2.Error as error:
-        return str(error).strip().splitlines()[0]
-
-
-_PG_ERROR = _postgres_error()
-if _PG_ERROR and os.environ.get("REFDOMAINS_REQUIRE_POSTGRES") == "1":
-    raise RuntimeError(f"PostgreSQL is required here (REFDOMAINS_REQUIRE_POSTGRES=1) but unreachable: {_PG_ERROR}")
-needs_postgres = pytest.mark.skipif(_PG_ERROR is not None,
-                                    reason=f"no PostgreSQL at {PG_URL.split('@')[-1]}: {_PG_ERROR}")
-
-
-@pytest.fixture
-def pg_dataset():
-    name = f"rd_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
-        for schema in (name, f"{name}_staging"):
-            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def pg_rows(dataset: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
-        cur.execute(sql.replace("{ds}", f'"{dataset}"'), params)
-        return cur.fetchall()
-
-
-def postgres():
-    return dlt.destinations.postgres(PG_URL)
-
 
 @pytest.fixture(scope="module")
 def duckdb_golden(tmp_path_factory):
