@@ -8,15 +8,17 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from dlt.common.configuration import with_config
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.typing import TSecretStrValue
 
+from . import competitors
 from . import settings as S
 from .client import DEFAULT_API_URL
+from .competitors import CompetitorSet
 from .normalize import InvalidDomain, normalize_target
 
 
@@ -47,6 +49,12 @@ class Settings:
     fetch_last_week: bool = True
     lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS
     duckdb_memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT
+    # issue 15: every tracked domain with its competitors (the whole configuration, also under
+    # --domain), and the alert channels; secrets are kept out of repr
+    competitors: tuple[CompetitorSet, ...] = ()
+    alert_min_domain_rank: int = 0
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    slack_incoming_hook: str | None = field(default=None, repr=False)
 
     @property
     def filter_hash(self) -> str:
@@ -61,6 +69,12 @@ def filter_hash(complex_filter: list | None) -> str:
 
 # --- parsing -----------------------------------------------------------------------------
 def parse_targets(domains: Any, default_search_type: str) -> tuple[Target, ...]:
+    """Every series a run fetches: the tracked domains, then their competitors (once each)."""
+    return parse_domains(domains, default_search_type)[0]
+
+
+def parse_domains(domains: Any, default_search_type: str) -> tuple[tuple[Target, ...], tuple[CompetitorSet, ...]]:
+    """The series to fetch, and each tracked domain with its competitors (issue 15)."""
     default_search_type = parse_search_type(default_search_type, "search_type")
     if isinstance(domains, str):
         text = domains.strip()
@@ -79,26 +93,41 @@ def parse_targets(domains: Any, default_search_type: str) -> tuple[Target, ...]:
         raise ConfigError(f"domains must be a list, got {type(domains).__name__}: "
                           "write domains = [\"example.com\"]")
     targets: list[Target] = []
+    sets: dict[Target, tuple[Target, ...]] = {}
     for item in domains:
         if isinstance(item, dict):
-            unknown = set(item) - {"query", "search_type"}
+            unknown = sorted(set(item) - set(competitors.ITEM_KEYS))
             if unknown or "query" not in item:
-                raise ConfigError(f"domain item {item!r} needs exactly 'query' and optionally 'search_type': "
-                                  "write {query = \"example.com\", search_type = \"domain\"}")
-            query = item["query"]
-            search_type = parse_search_type(item.get("search_type", default_search_type),
-                                            f"search_type of {query!r}")
+                reason = f"unknown key {', '.join(map(repr, unknown))}" if unknown else "no 'query'"
+                raise ConfigError(f"domain item {item!r} needs exactly 'query' and optionally 'search_type' and "
+                                  f"'competitors' ({reason}): write {{query = \"example.com\", search_type = "
+                                  "\"domain\", competitors = [\"rival.com\"]}")
+            target = _target(item["query"], item.get("search_type", default_search_type))
+            competitor_set = competitors.parse_competitors(item.get("competitors"), target, _target)
         else:
-            query, search_type = item, default_search_type
-        if not isinstance(query, str):
-            raise ConfigError(f"domain {query!r} is not text: write domains = [\"example.com\"]")
-        try:
-            target = Target(normalize_target(query), search_type)
-        except InvalidDomain as error:
-            raise ConfigError(f"bad domain in configuration: {error}") from None
+            target = _target(item, default_search_type)
+            competitor_set = competitors.CompetitorSet(target)
         if target not in targets:
             targets.append(target)
-    return tuple(targets)
+        # a domain listed twice keeps every competitor either item names
+        known = sets.get(target, ())
+        sets[target] = known + tuple(c for c in competitor_set.competitors if c not in known)
+    for rivals in sets.values():
+        targets += [c for c in rivals if c not in targets]
+    return tuple(targets), tuple(CompetitorSet(t, rivals) for t, rivals in sets.items())
+
+
+def _target(query: Any, search_type: Any, of: str | None = None) -> Target:
+    """One configured domain (or, with `of`, a competitor of that domain) as a Target, or the
+    ConfigError naming the mistake."""
+    what = f"competitor {query!r} of {of}" if of else f"{query!r}"
+    search_type = parse_search_type(search_type, f"search_type of {what}")
+    if not isinstance(query, str):
+        raise ConfigError(f"{'competitor' if of else 'domain'} {query!r} is not text: write domains = [\"example.com\"]")
+    try:
+        return Target(normalize_target(query), search_type)
+    except InvalidDomain as error:
+        raise ConfigError(f"bad {f'competitor of {of}' if of else 'domain'} in configuration: {error}") from None
 
 
 def parse_search_type(value: Any, what: str = "search_type") -> str:
@@ -246,6 +275,9 @@ def build_settings(
     fetch_last_week: Any = True,
     lost_confirmation_snapshots: Any = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
     duckdb_memory_limit: Any = S.DEFAULT_DUCKDB_MEMORY_LIMIT,
+    alert_min_domain_rank: Any = 0,
+    alert_webhook_url: Any = None,
+    slack_incoming_hook: Any = None,
 ) -> Settings:
     if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
         raise ConfigError(f"api_url {api_url!r} is not an http(s) URL: leave it unset for "
@@ -257,8 +289,9 @@ def build_settings(
     if not rps > 0 or rps == float("inf"):
         raise ConfigError(f"requests_per_second {requests_per_second!r} is out of range: use a number "
                           "above 0 (1 on most Serpstat plans, 10 on top plans)")
+    targets, competitor_sets = parse_domains(domains, search_type)
     return Settings(
-        targets=parse_targets(domains, search_type),
+        targets=targets,
         api_url=api_url.rstrip("/") if api_url.endswith("//") else api_url,
         complex_filter=parse_complex_filter(complex_filter),
         page_size=_int(page_size, "page_size", 1, S.MAX_PAGE_SIZE),
@@ -269,7 +302,21 @@ def build_settings(
         fetch_last_week=_bool(fetch_last_week, "fetch_last_week"),
         lost_confirmation_snapshots=_int(lost_confirmation_snapshots, "lost_confirmation_snapshots", 1),
         duckdb_memory_limit=parse_memory_limit(duckdb_memory_limit),
+        competitors=competitor_sets,
+        alert_min_domain_rank=_int(alert_min_domain_rank, "alert_min_domain_rank", 0, S.DOMAIN_RANK_RANGE[1]),
+        alert_webhook_url=_webhook_url(alert_webhook_url, "alert_webhook_url"),
+        slack_incoming_hook=_webhook_url(slack_incoming_hook, "runtime.slack_incoming_hook"),
     )
+
+
+def _webhook_url(value: Any, name: str) -> str | None:
+    """An alert channel's URL (a secret: the message never shows it)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or not value.strip().startswith(("http://", "https://")):
+        raise ConfigError(f"{name} is not an http(s) URL: set the whole webhook URL, e.g. "
+                          "https://hooks.example.com/...")
+    return value.strip()
 
 
 @with_config(sections=S.SOURCE_SECTION)
@@ -287,21 +334,35 @@ def _resolve(
     fetch_last_week: Any = True,
     lost_confirmation_snapshots: Any = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
     duckdb_memory_limit: Any = S.DEFAULT_DUCKDB_MEMORY_LIMIT,
+    alert_min_domain_rank: Any = 0,
+    alert_webhook_url: Optional[TSecretStrValue] = None,
 ) -> tuple[dict, Any]:
     options = dict(domains=domains, api_url=api_url, search_type=search_type, complex_filter=complex_filter,
                    page_size=page_size, requests_per_second=requests_per_second,
                    max_credits_per_run=max_credits_per_run, full_snapshot_every_days=full_snapshot_every_days,
                    fetch_last_week=fetch_last_week, lost_confirmation_snapshots=lost_confirmation_snapshots,
-                   duckdb_memory_limit=duckdb_memory_limit)
+                   duckdb_memory_limit=duckdb_memory_limit, alert_min_domain_rank=alert_min_domain_rank,
+                   alert_webhook_url=alert_webhook_url)
     return options, api_token
+
+
+def _slack_incoming_hook() -> Any:
+    """dlt's own `runtime.slack_incoming_hook` setting (RUNTIME__SLACK_INCOMING_HOOK), a secret."""
+    import dlt
+
+    try:
+        return dlt.secrets.get("runtime.slack_incoming_hook")
+    except ConfigurationException:
+        return None
 
 
 def select_configured(domains: Any, default_search_type: Any, wanted: list[str]) -> list[dict]:
     """The configured items for `--domain D...`, with everything configured for them.
 
     `--domain` picks from the configuration rather than replacing it: D under another search
-    type would be another series (and a new, paid baseline), so D must be configured."""
-    configured = parse_targets(domains, default_search_type) if domains else ()
+    type would be another series (and a new, paid baseline), so D must be configured. A tracked
+    domain comes with its competitors; a competitor can be picked alone."""
+    configured, competitor_sets = parse_domains(domains, default_search_type) if domains else ((), ())
     chosen: list[Target] = []
     for item in wanted:
         try:
@@ -314,7 +375,9 @@ def select_configured(domains: Any, default_search_type: Any, wanted: list[str])
             raise ConfigError(f"--domain {item} is not configured (configured domains: {listed}): "
                               "add it to domains under [sources.serpstat] first")
         chosen += [t for t in matches if t not in chosen]
-    return [{"query": t.domain, "search_type": t.search_type} for t in chosen]
+    tracked = {s.target: s for s in competitor_sets}
+    return [competitors.as_item(tracked[t]) if t in tracked else {"query": t.domain, "search_type": t.search_type}
+            for t in chosen]
 
 
 def resolve_settings(domains_override: list[str] | None = None, need_token: bool = True,
@@ -328,12 +391,15 @@ def resolve_settings(domains_override: list[str] | None = None, need_token: bool
     except ConfigurationException as error:
         raise ConfigError(f"configuration could not be read ({str(error).splitlines()[0]}): "
                           "check .dlt/config.toml and SOURCES__SERPSTAT__* variables") from None
+    configured = options.get("domains")
     if domains_override:
         options["domains"] = select_configured(options.get("domains"), options.get("search_type"),
                                                domains_override)
     if not need_domains and not options.get("domains"):
         options["domains"] = ["example.com"]  # a placeholder: these commands never fetch
-    settings = build_settings(**options)
+    settings = build_settings(**options, slack_incoming_hook=_slack_incoming_hook())
+    if domains_override:  # link_gap keeps every tracked domain's competitors, whatever --domain fetches
+        settings = replace(settings, competitors=parse_domains(configured, options.get("search_type"))[1])
     if need_token and (not isinstance(token, str) or not token.strip()):
         raise ConfigError("Serpstat API token is missing: set api_token under [sources.serpstat] in "
                           ".dlt/secrets.toml or SOURCES__SERPSTAT__API_TOKEN")
