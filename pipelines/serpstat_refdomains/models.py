@@ -27,6 +27,7 @@ from dlt.common.schema.utils import new_table
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
+from . import competitors
 from . import settings as S
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_L
     dialect = destination_dialect(pipeline)
     models = load_models()
     params = {"lost_confirmation_snapshots": int(lost_confirmation_snapshots)}
-    tables = {S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE, NAMES_TABLE} | {m.name for m in models}
+    tables = {S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE, NAMES_TABLE, competitors.TABLE} | {m.name for m in models}
     with pipeline.sql_client() as client:
         if not _tables_exist(client):
             logger.info("no snapshots loaded yet: models not built")
@@ -184,6 +185,7 @@ def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_L
                 statements.append(f"ANALYZE {target}")
         with client.begin_transaction():
             _update_names(client, dialect)
+            competitors.ensure_table(client, dialect)  # issue 15: link_gap's input, on any dataset
             for statement in statements:
                 client.execute_sql(statement)
     register_in_schema(pipeline, {m.name: m.materialized for m in models})
