@@ -163,6 +163,7 @@ def _configure_logging() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
+    from .competitors import competitor_only
 
     day = parse_date(args.snapshot_date)
     if args.kind not in S.RUN_KINDS:
@@ -172,16 +173,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = pipeline.run(settings, token, snapshot_date=day, kind=args.kind, force=args.force,
                           destination=args.destination, dataset_name=parse_dataset_name(args.dataset_name),
                           build_models=not args.no_models)
-    _print_report(report)
+    _print_report(report, competitor_only(settings))
     if report.models_error:
         print(f"error: {report.models_error} ({DETAILS})", file=sys.stderr)
     return report.exit_code
 
 
-def _print_report(report) -> None:
+def _print_report(report, competitors: set = frozenset()) -> None:
     header = ("target", "kind", "date", "status", "rows", "credits")
     lines = [header] + [
-        (str(r.target), r.kind, r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
+        (f"{r.target} (competitor)" if r.target in competitors else str(r.target), r.kind, r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
         for r in report.results
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

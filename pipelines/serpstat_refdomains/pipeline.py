@@ -29,7 +29,7 @@ from dlt.common.exceptions import DltException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from . import models
+from . import competitors, models
 from . import settings as S
 from .client import (
     AuthenticationError,
@@ -654,6 +654,7 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
 
     report.credits_spent = budget.spent
     report.credits_left = client.last_left_lines
+    competitors.record_for_run(pipeline, settings)  # issue 15: what link_gap and alerts read; never raises
     if build_models:
         try:
             report.models_built = _build_models(pipeline, settings)
