@@ -29,7 +29,7 @@ from dlt.common.exceptions import DltException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from . import competitors, models
+from . import alerts, competitors, models
 from . import settings as S
 from .client import (
     AuthenticationError,
@@ -79,6 +79,8 @@ class RunReport:
     # why the models could not be rebuilt (the snapshots stay loaded); None when they were, or
     # were not asked for
     models_error: str | None = None
+    # issue 15: one line per alert channel (what was sent); failures are warnings, never the exit code
+    alerts: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -662,6 +664,8 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
             logger.debug("models build failed", exc_info=True)
             report.models_error = (f"the models could not be rebuilt ({redact(_first_line(_innermost(error)))}): "
                                    "the snapshots are loaded; fix the cause, then run `refdomains models`")
+        if report.models_built:
+            report.alerts = alerts.after_run(pipeline, settings)  # issue 15: never raises
     return report
 
 
