@@ -334,3 +334,32 @@ def test_target_competitors_is_readable_through_dlt_and_models_build_without_it(
                                                            str(tmp_path / "pipelines")))
     assert "link_gap" in built
     assert query(tmp_path, "SELECT count(*) FROM serpstat.link_gap") == [(0,)]
+
+
+def test_report_has_a_link_gap_section_per_target_highest_rank_first(gap_duckdb):
+    import json
+    import re
+
+    from serpstat_refdomains import pipeline as refdomains_pipeline, report
+    workdir = gap_duckdb[0]
+    pipe = refdomains_pipeline.make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
+                                             str(workdir / "pipelines"))
+    data = report.collect(pipe)
+    expected = query(workdir, "SELECT ref_domain, ref_domain_unicode FROM serpstat.link_gap "
+                              "ORDER BY max_domain_rank DESC, competitors_linking DESC, ref_domain")
+    assert [r["ref_domain"] for r in data.gap] == [e[0] for e in expected] and len(expected) > 25
+    text = report.render_text(data).splitlines()
+    start = text.index(f"LINK GAP of {TARGET} ({len(expected)} donors link to its competitors, not to it), "
+                       "highest domain rank first:")
+    assert [line.split()[0] for line in text[start + 2:start + 27]] == [e[1] for e in expected[:25]]
+    assert text[start + 27] == f"... {len(expected) - 25} more"
+    assert [r["ref_domain"] for r in json.loads(report.render_json(data))["link_gap"]] == [e[0] for e in expected]
+    page = report.render_html(data)
+    section = page[page.index(f'<section class="gap" data-target="{TARGET}">'):]
+    section = section[:section.index("</section>")]
+    assert re.findall(r'href="https://([^/]+)/"', section) == [e[0] for e in expected[:25]]
+    # --domain and --since narrow it like the other sections
+    assert report.collect(pipe, ONE).gap == []
+    since = START + dt.timedelta(weeks=3)
+    assert {r["ref_domain"] for r in report.collect(pipe, TARGET, since).gap} == {
+        r[0] for r in query(workdir, "SELECT ref_domain FROM serpstat.link_gap WHERE in_gap_since >= ?", [since])}
