@@ -22,6 +22,7 @@ from serpstat_refdomains.emulator import Profile, SerpstatEmulator
 from tests.conftest import TOKEN
 from tests.helpers import fast_client, query, run_pipeline
 from tests.test_crash_and_cli import cli_env, run_cli
+from tests.test_warehouse import needs_postgres, pg_dataset, pg_rows, postgres  # noqa: F401 (fixture)
 
 START = dt.date(2026, 2, 2)  # a Monday
 TARGET, RIVAL = "alert-shop.com", "alert-rival.com"
@@ -95,18 +96,23 @@ def alert_settings(receiver: Receiver, **extra) -> dict:
     return {"slack_incoming_hook": receiver.slack_url, "alert_webhook_url": receiver.webhook_url, **extra}
 
 
-def expected_events(workdir: Path, min_rank: int = 0) -> set[tuple]:
-    """README's alert events, straight from the models: confirmed losses and new or returning
-    domains of tracked domains with rank >= min_rank, and gap openings still open."""
-    events = set(query(workdir, "SELECT target_domain, 'lost', ref_domain, lost_on FROM serpstat.lost_ref_domains "
-                                "WHERE confirmed AND coalesce(domain_rank, 0) >= ? AND target_domain = ?", [min_rank, TARGET]))
-    events |= set(query(workdir, "SELECT target_domain, CASE WHEN is_returning THEN 'returned' ELSE 'new' END, "
-                                 "ref_domain, detected_on FROM serpstat.new_ref_domains WHERE coalesce(domain_rank, 0) >= ? "
-                                 "AND target_domain = ?", [min_rank, TARGET]))
-    events |= set(query(workdir, "SELECT c.target_domain, 'gap_opened', c.ref_domain, c.event_date FROM "
-                                 "serpstat.link_gap_changes c JOIN serpstat.link_gap g USING (target_domain, search_type, "
-                                 "ref_domain) WHERE c.change = 'gap_opened' AND g.in_gap_since = c.event_date "
-                                 "AND coalesce(g.max_domain_rank, 0) >= ?", [min_rank]))
+def expected_events(workdir: Path | None, min_rank: int = 0, pg_dataset: str | None = None) -> set[tuple]:
+    """README's alert events, straight from the models (DuckDB in `workdir`, or a PostgreSQL
+    dataset): confirmed losses and new or returning domains of the tracked domain with rank >=
+    min_rank, and gap openings still open."""
+    def rows(sql: str, params: list) -> set[tuple]:
+        if pg_dataset:
+            return set(pg_rows(pg_dataset, sql.replace("serpstat.", "{ds}.").replace("?", "%s"), tuple(params)))
+        return set(query(workdir, sql, params))
+
+    events = rows("SELECT target_domain, 'lost', ref_domain, lost_on FROM serpstat.lost_ref_domains "
+                  "WHERE confirmed AND coalesce(domain_rank, 0) >= ? AND target_domain = ?", [min_rank, TARGET])
+    events |= rows("SELECT target_domain, CASE WHEN is_returning THEN 'returned' ELSE 'new' END, ref_domain, "
+                   "detected_on FROM serpstat.new_ref_domains WHERE coalesce(domain_rank, 0) >= ? AND target_domain = ?",
+                   [min_rank, TARGET])
+    events |= rows("SELECT c.target_domain, 'gap_opened', c.ref_domain, c.event_date FROM serpstat.link_gap_changes c "
+                   "JOIN serpstat.link_gap g USING (target_domain, search_type, ref_domain) WHERE c.change = 'gap_opened' "
+                   "AND g.in_gap_since = c.event_date AND coalesce(g.max_domain_rank, 0) >= ?", [min_rank])
     return events
 
 
@@ -318,3 +324,23 @@ def test_a_bad_alert_setting_is_one_line_exit_2_and_nothing_fetched(tmp_path, ch
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert "hooks.example.com/x" not in done.stderr and "not a url" not in done.stderr
     assert churning.log == []
+
+
+@needs_postgres
+def test_each_event_is_sent_and_recorded_once_on_postgres(tmp_path, churning, receiver, pg_dataset, monkeypatch):
+    monkeypatch.setattr(alerts, "DEFAULT_RETRY", FAST)
+    where = {"destination": postgres(), "dataset_name": pg_dataset}
+    receiver.always["/services"] = 500  # Slack misses week 1 and gets it with week 2
+    first = weekly(tmp_path, churning, receiver, 0, **where)
+    assert first.exit_code == 0 and len(first.alerts) == 1 and first.alerts[0].endswith("sent to webhook")
+    del receiver.always["/services"]
+    weekly(tmp_path, churning, receiver, 1, **where)
+    again = weekly(tmp_path, churning, receiver, 1, force=True, **where)
+    assert again.alerts == ["alerts: nothing new for slack", "alerts: nothing new for webhook"]
+    expected = {event_id(e) for e in expected_events(None, pg_dataset=pg_dataset)}
+    ids = delivered_ids(receiver)
+    assert len(ids) == len(set(ids)) and set(ids) == expected and any(e[1] == "gap_opened" for e in
+                                                                        expected_events(None, pg_dataset=pg_dataset))
+    recorded = pg_rows(pg_dataset, "SELECT channel, target_domain, change, ref_domain, event_date FROM {ds}.alerts_sent")
+    assert len(recorded) == len(set(recorded)) == 2 * len(expected)
+    assert {event_id(r[1:]) for r in recorded if r[0] == "slack"} == expected
