@@ -363,3 +363,16 @@ def test_report_has_a_link_gap_section_per_target_highest_rank_first(gap_duckdb)
     since = START + dt.timedelta(weeks=3)
     assert {r["ref_domain"] for r in report.collect(pipe, TARGET, since).gap} == {
         r[0] for r in query(workdir, "SELECT ref_domain FROM serpstat.link_gap WHERE in_gap_since >= ?", [since])}
+
+
+def test_readme_link_gap_queries_run(gap_duckdb):
+    """The README's link-gap tiles are SQL users paste into a tool: each runs on the models."""
+    import re
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Competitors and link gap"):readme.index("## Alerts")]
+    queries = [q.strip() for block in re.findall(r"```sql\n(.*?)```", section, re.S) for q in block.split(";")
+               if q.strip()]
+    assert len(queries) == 2
+    query(gap_duckdb[0], queries[0])  # this week's: dates of the scenario are long past
+    top = query(gap_duckdb[0], queries[1])
+    assert len(top) == 50 and top[0][3] >= top[-1][3]
