@@ -1,25 +1,24 @@
 -- materialized: table
 -- Link-building opportunities now: donors of a tracked domain's competitors that do not link to
 -- it, from the latest complete full snapshot of each side (README: Competitors and link gap).
-with donor_states as (
-    select * from int_link_gap_donor_states
+with milestones as (
+    select * from int_link_gap_milestones
 ),
 
-latest as (
-    select * from donor_states
-    where observation_seq = latest_seq
+side_rows as (
+    select * from int_link_gap_side_rows
 ),
 
 current_gap as (
-    select * from latest
-    where in_gap
+    select * from milestones
+    where observation_seq = latest_seq
 ),
 
 -- registrable domains the tracked domain already has a link from (through some host of theirs)
 linked_sites as (
     select distinct target_domain, search_type, registrable_domain
-    from latest
-    where target_links
+    from side_rows
+    where observation_seq = latest_seq and is_target
 ),
 
 final as (

@@ -1,9 +1,13 @@
 -- materialized: table
 -- When each donor entered (gap_opened) or left (gap_closed) a tracked domain's link gap, one row
 -- per event (README: Competitors and link gap). Like F0 for new_ref_domains, a donor found in the
--- gap at the first observation a competitor is compared at is the baseline, not an opening.
-with donor_states as (
-    select * from int_link_gap_donor_states
+-- gap at the first observation its competitors are compared at is the baseline, not an opening.
+with milestones as (
+    select * from int_link_gap_milestones
+),
+
+side_rows as (
+    select * from int_link_gap_side_rows
 ),
 
 observations as (
@@ -25,18 +29,23 @@ opened as (
         competitor_domains,
         max_domain_rank,
         competitor_ref_pages
-    from donor_states
-    where in_gap
-        and observation_seq = gap_start_seq
+    from milestones
+    where is_gap_start
         and comparable_from_seq < observation_seq
 ),
 
 -- the last observation of a stretch in the gap that a later observation ended
 stretch_ends as (
-    select * from donor_states
-    where in_gap
-        and observation_seq = gap_end_seq
-        and gap_end_seq < latest_seq
+    select * from milestones
+    where is_gap_end
+        and observation_seq < latest_seq
+),
+
+-- the tracked domain's donors at each observation that ends a stretch: it got the link (won)
+target_keys as (
+    select distinct target_domain, search_type, observation_seq, gap_key
+    from side_rows
+    where is_target
 ),
 
 closed as (
@@ -48,7 +57,7 @@ closed as (
         stretch_ends.ref_domain_unicode,
         stretch_ends.registrable_domain,
         'gap_closed' as change,
-        coalesce(after_end.target_links, false) as won,
+        target_keys.gap_key is not null as won,
         stretch_ends.competitors_linking,
         stretch_ends.competitor_domains,
         stretch_ends.max_domain_rank,
@@ -58,11 +67,11 @@ closed as (
         on closing.target_domain = stretch_ends.target_domain
         and closing.search_type = stretch_ends.search_type
         and closing.observation_seq = stretch_ends.observation_seq + 1
-    left join donor_states as after_end
-        on after_end.target_domain = stretch_ends.target_domain
-        and after_end.search_type = stretch_ends.search_type
-        and after_end.ref_domain = stretch_ends.ref_domain
-        and after_end.observation_seq = closing.observation_seq
+    left join target_keys
+        on target_keys.target_domain = stretch_ends.target_domain
+        and target_keys.search_type = stretch_ends.search_type
+        and target_keys.observation_seq = closing.observation_seq
+        and target_keys.gap_key = stretch_ends.ref_domain
 ),
 
 final as (
