@@ -5,8 +5,9 @@ with milestones as (
     select * from int_link_gap_milestones
 ),
 
-side_rows as (
-    select * from int_link_gap_side_rows
+-- the tracked domain's latest complete full snapshot: what it is read at in the latest observation
+current_rows as (
+    select * from ref_domains_current
 ),
 
 current_gap as (
@@ -17,8 +18,7 @@ current_gap as (
 -- registrable domains the tracked domain already has a link from (through some host of theirs)
 linked_sites as (
     select distinct target_domain, search_type, registrable_domain
-    from side_rows
-    where observation_seq = latest_seq and is_target
+    from current_rows
 ),
 
 final as (

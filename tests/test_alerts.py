@@ -289,14 +289,14 @@ def test_cli_dry_run_prints_and_sends_nothing_then_alerts_sends_and_no_secret_is
         outputs += [done.stdout, done.stderr]
     assert any("POST" in text for text in outputs), "DEBUG request lines were not produced"
     secrets = [TOKEN, receiver.slack_url, receiver.webhook_url, SLACK_PATH, WEBHOOK_PATH, "slack-SECRET-91c2",
-               "webhook-SECRET-5d1e", receiver.base.split("//")[1]]
+               "webhook-SECRET-5d1e"]
     for text in outputs:
         for secret in secrets:
             assert secret not in text
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name == "trace.pickle" for p in files) and any(p.suffix == ".duckdb" for p in files)
-    hits = [(str(p.relative_to(tmp_path)), s) for p in files for s in secrets[1:] if s.encode() in p.read_bytes()]
-    assert hits == [], f"a webhook URL is in {hits}"
+    hits = [(str(p.relative_to(tmp_path)), s) for p in files for s in secrets if s.encode() in p.read_bytes()]
+    assert hits == [], f"a secret is in {hits}"
     with duckdb.connect(str(tmp_path / "serpstat_refdomains.duckdb"), read_only=True) as con:
         tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
         for schema, table in tables:

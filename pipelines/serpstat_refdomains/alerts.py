@@ -187,11 +187,11 @@ def channels(settings: "Settings") -> list[Channel]:
 
 
 def _secret_parts(url: str) -> list[str]:
-    """The URL, and the parts of it the HTTP stack logs on their own (urllib3 logs the path of
-    each request and the host of each connection)."""
+    """The URL, and its path, which the HTTP stack logs on its own (urllib3 logs each request's
+    path and query). The host alone is no secret (and may be a tracked domain's)."""
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    return [url] + [p for p in (path, parts.netloc) if len(p) > 1]
+    return [url] + ([path] if len(path) > 1 else [])
 
 
 def _redact(text: str, channel: Channel) -> str:
