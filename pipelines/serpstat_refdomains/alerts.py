@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
-from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from . import competitors
 from . import settings as S
@@ -214,15 +214,13 @@ def deliver(channel: Channel, alert: Alert, retry: Retry | None = None) -> int:
         else:
             _send_webhook(channel, alert, retry.timeout)
 
-    try:
-        for attempt in Retrying(stop=stop_after_attempt(retry.attempts),
-                                wait=wait_exponential(multiplier=retry.initial, max=retry.maximum),
-                                retry=retry_if_exception(lambda e: isinstance(e, DeliveryFailed) and e.transient),
-                                reraise=True):
-            with attempt:
-                once()
-    except RetryError as error:  # pragma: no cover - reraise=True raises the last DeliveryFailed
-        raise DeliveryFailed(str(error), transient=True) from None
+    # reraise: the last DeliveryFailed itself, not tenacity's RetryError
+    for attempt in Retrying(stop=stop_after_attempt(retry.attempts),
+                            wait=wait_exponential(multiplier=retry.initial, max=retry.maximum),
+                            retry=retry_if_exception(lambda e: isinstance(e, DeliveryFailed) and e.transient),
+                            reraise=True):
+        with attempt:
+            once()
     return attempts
 
 
