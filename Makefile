@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench chaos clean
+# `make lock` runs pip-tools from a venv of its own, so the lock never depends on what the test
+# venv happens to hold; both are pinned so a relock reads the same resolver every time.
+LOCK_VENV := .venv-lock
+LOCK_TOOLS := pip==26.3 pip-tools==7.6.2
+
+.PHONY: install test demo bench chaos lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,5 +32,19 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	CHAOS_EXAMPLES=200 $(BIN)/python -m pytest -q -s tests/test_chaos.py
 
+# Rewrites requirements.lock with a hash for every file of every pinned release. pip-compile keeps
+# the versions already in the lock (nothing upgrades by accident); to move one on purpose:
+# `make lock LOCK_FLAGS=--upgrade-package=dlt`. setuptools is pinned too (--allow-unsafe): dlt
+# needs it at run time, and pip's hash-checking mode refuses any dependency the lock does not pin.
+lock: $(LOCK_VENV)/.installed
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --extra test \
+		--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+		$(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
+
+$(LOCK_VENV)/.installed:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet $(LOCK_TOOLS)
+	touch $@
+
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) demo .pytest_cache

@@ -1,14 +1,4 @@
-"""Churn: how often a snapshot fetched while the index changes under the paging is wrong.
-
-Random trials (tests/churn_sim.py): a target of 0-300 donors, page size 1-1000, a depth cap
-that forces partitions in half the trials, and 0-6 churn faults (rows deleted, inserted, swapped
-at an unchanged total, ranks changed) at random page requests, before or after the page asked
-for, sometimes two at once. Reports what the property test asserts, as rates:
-- complete snapshots that miss a donor present in the index throughout the pull (a false LOST);
-- complete snapshots whose names are not the index's at any one instant of the pull;
-- the shift guard's extra credits on a churn-free pull of 55,000 rows at page size 1000.
-`python bench/churn.py [trials]` (default 2000).
-"""
+"""Churn: how often a snapshot fetched while the index changes under it is wrong (bench/README.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Shared pieces of the benchmarks: an in-process emulator, measured subprocesses, a results table.
-
-Everything measured runs in its own process, so the emulator (threads of this process) never
-competes with it for the GIL and peak RSS is the measured process's alone.
-"""
+"""Shared by the benchmarks: measured child processes, the run's environment, a results table (bench/README.md)."""
 
 from __future__ import annotations
 

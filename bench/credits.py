@@ -1,5 +1,4 @@
-"""4. Credits: 20 targets of assorted sizes, credits the emulator charged versus rows returned,
-ours versus peer (a), the plain dlt rest_api config."""
+"""Credits charged against rows returned, ours and the rest_api peer's, for 20 targets (bench/README.md)."""
 
 from __future__ import annotations
 

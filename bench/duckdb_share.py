@@ -1,12 +1,4 @@
-"""The database's own share of a load: DuckDB alone copying and merging snapshots, no Python.
-
-Six 55,000-row snapshot files (the throughput benchmark's shape) are loaded the way dlt's
-delete-insert merge on the snapshot key does it: parquet -> staging table -> delete the key's
-rows -> insert, one transaction per snapshot, DuckDB tuned as `refdomains run` tunes it (one
-thread, 64MB). It shows the floor under any DuckDB-backed run on this machine: the throughput
-targets (>= 20x the rest_api peer, >= 50% of the fetch-only loop) leave 3.7-5.3 us a row for
-everything, fetching included.
-"""
+"""The database's own share of a load: DuckDB alone copying and merging snapshots (bench/README.md)."""
 
 from __future__ import annotations
 

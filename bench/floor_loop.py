@@ -1,7 +1,4 @@
-"""Floor (b): a bare loop that POSTs every page and JSON-decodes it, nothing else.
-
-Usage: floor_loop.py URL TOKEN DOMAIN=TOTAL...
-"""
+"""Floor (b): a bare loop that POSTs and JSON-decodes every page, nothing else (bench/README.md)."""
 
 import json
 import math

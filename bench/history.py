@@ -1,17 +1,4 @@
-"""6. A year of history: N weekly `refdomains run`s against the emulator's evolving link graph.
-
-Each week the emulator's index date moves on seven days and the installed CLI runs as a
-subprocess (so exit codes and peak RSS are real): a full snapshot plus a `last_week` pull for
-every target. Default targets: one of about 150,000 referring domains (over the 60,000-row depth
-cap), four of 20,000 and twenty of 500. Per run: exit code, wall time, peak RSS of the refdomains
-process, model build time, database size, and credits (from the emulator's log) against the
-minimum computed from the emulator's truth for that day, by README's Credits formulas: rows
-returned + 1 per empty result + the shift guard's two 1-row probes per page seam; for a result
-over the depth cap, per leaf partition (from the ledger's `partition_plan`) the same, plus at
-most one 1-row probe per leaf and one final count.
-
-    python bench/history.py --weeks 52 --destination duckdb --json history-duckdb.json
-"""
+"""A year of history: N weekly `refdomains run`s on the emulator's evolving link graph (bench/README.md)."""
 
 from __future__ import annotations
 

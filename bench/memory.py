@@ -1,7 +1,4 @@
-"""3. Memory: peak RSS of `refdomains run` at 100,000 and at 1,000,000 rows (50,000 per target).
-
-Target: the larger at most 1.3x the smaller (pages stream; nothing holds a run or a snapshot).
-"""
+"""Peak RSS of `refdomains run` at 100,000 and 1,000,000 rows (bench/README.md)."""
 
 from __future__ import annotations
 

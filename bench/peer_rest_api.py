@@ -1,8 +1,4 @@
-"""Peer (a): what a dlt user would write for getRefDomains with dlt's declarative rest_api source.
-
-PageNumberPaginator with page_body_path="params.page" and data_selector="result.data"; rows go
-through dlt's normalizer as dicts. Usage: peer_rest_api.py URL TOKEN DB_PATH DOMAIN...
-"""
+"""Peer (a): dlt's rest_api source, as a dlt user would write it for getRefDomains (bench/README.md)."""
 
 import sys
 

@@ -1,5 +1,4 @@
-"""Rows/s of `refdomains run` into PostgreSQL (arrow pages through dlt's CSV COPY path), next to
-the same load into DuckDB."""
+"""Rows/s of `refdomains run` into PostgreSQL beside DuckDB (bench/README.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""2. Rate-limit use: emulator with 200 ms latency and a 10 requests/s limit, 5 targets x 20 pages.
-
-Target: achieved requests/s >= 95% of the limit with zero throttled (429) answers.
-"""
+"""Rate-limit use: 10 requests/s with 200 ms of latency (bench/README.md)."""
 
 from __future__ import annotations
 

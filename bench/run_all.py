@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark of bench/, one results table (numbers, machine, date)."""
+"""`make bench`: every benchmark of bench/, one results table (bench/README.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""1. Throughput into DuckDB: `refdomains run` as a whole process vs (a) a plain dlt rest_api
-config and (b) a bare fetch+decode loop, on the same emulator with no rate limit.
-
-Targets: ours >= 20x (a) and >= 50% of (b). Also reports how fast the emulator serves.
-"""
+"""Throughput into DuckDB: `refdomains run`, a dlt rest_api peer, a bare fetch loop (bench/README.md)."""
 
 from __future__ import annotations
 

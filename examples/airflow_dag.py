@@ -44,7 +44,7 @@ def refdomains_dlt_helper():
     import dlt
     from dlt.helpers.airflow_helper import PipelineTasksGroup
 
-    from serpstat_refdomains import models, settings as S
+    from serpstat_refdomains import constants as S, models
     from serpstat_refdomains.source import serpstat
 
     tasks = PipelineTasksGroup("serpstat_refdomains", use_data_folder=False, wipe_local_data=True)

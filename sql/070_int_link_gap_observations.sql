@@ -52,7 +52,10 @@ target_start as (
 ),
 
 observation_dates as (
-    select distinct side_snapshots.target_domain, side_snapshots.search_type, side_snapshots.snapshot_date as observed_on
+    select distinct
+        side_snapshots.target_domain,
+        side_snapshots.search_type,
+        side_snapshots.snapshot_date as observed_on
     from side_snapshots
     inner join target_start
         on target_start.target_domain = side_snapshots.target_domain

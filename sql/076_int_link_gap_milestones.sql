@@ -21,7 +21,8 @@ linking as (
         side_rows.search_type,
         side_rows.observation_seq,
         side_rows.gap_key,
-        string_agg(distinct side_rows.side_domain, ', ' order by side_rows.side_domain nulls first) as competitor_domains,
+        string_agg(distinct side_rows.side_domain, ', ' order by side_rows.side_domain nulls first)
+            as competitor_domains,
         min(side_rows.registrable_domain) as registrable_domain
     from side_rows
     inner join milestones

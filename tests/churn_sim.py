@@ -9,7 +9,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from serpstat_refdomains import settings as S
+from serpstat_refdomains import constants as S
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.config import Target
 from serpstat_refdomains.emulator import Fault, SerpstatEmulator

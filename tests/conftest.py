@@ -1,20 +1,21 @@
-"""Shared fixtures: a real emulator over HTTP on 127.0.0.1, a client pointed at it."""
+"""Shared fixtures: a real emulator over HTTP on 127.0.0.1, a client pointed at it, and a
+PostgreSQL dataset dropped after the test. What tests import lives in tests/helpers.py."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
+import uuid
 
+import psycopg2
 import pytest
 
-# No telemetry calls from test runs (there is no network here anyway).
+# No telemetry calls from test runs (there is no network here anyway); set before dlt is imported.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
-from serpstat_refdomains.client import SerpstatClient
-from serpstat_refdomains.emulator import SerpstatEmulator
+from serpstat_refdomains.emulator import SerpstatEmulator  # noqa: E402
+from tests.helpers import DAY, PG_URL, TOKEN, fast_client  # noqa: E402
 
-TOKEN = "tok-SECRET-7f3a9c"  # distinctive, so a leak is found by a plain substring scan
-DAY = dt.date(2026, 3, 2)
+__all__ = ["DAY", "TOKEN"]  # re-exported for the test modules that still import them from here
 
 
 @pytest.fixture
@@ -25,6 +26,15 @@ def emulator():
 
 @pytest.fixture
 def client(emulator):
-    with SerpstatClient(TOKEN, api_url=emulator.url, requests_per_second=None, timeout=5,
-                        backoff_initial=0.01, backoff_max=0.05, max_retry_wait=20) as c:
+    with fast_client(emulator) as c:
         yield c
+
+
+@pytest.fixture
+def pg_dataset():
+    """A fresh dataset name on the test server; the dataset and dlt's staging beside it are dropped."""
+    name = f"rd_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+        for schema in (name, f"{name}_staging"):
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -1,30 +1,44 @@
-"""Helpers to run the real pipeline against the emulator into a throwaway DuckDB file."""
+"""What tests share: the emulator's token and day, a client without waits, the real pipeline run
+into a throwaway DuckDB file, `refdomains` as a process, and the PostgreSQL test server.
+
+Fixtures are in conftest.py; everything a test imports is here, so no test module imports
+another.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import dlt
 import duckdb
+import psycopg2
+import pytest
 
 from serpstat_refdomains import pipeline
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.config import build_settings
 from serpstat_refdomains.normalize import normalize_domain
-from tests.conftest import TOKEN
 
+TOKEN = "tok-SECRET-7f3a9c"  # distinctive, so a leak is found by a plain substring scan
+DAY = dt.date(2026, 3, 2)
 RD = "SerpstatBacklinksProcedure.getRefDomains"
 
 
+# --- the client ------------------------------------------------------------------------------
 def fast_client(emulator, **options: Any) -> SerpstatClient:
+    """A client of the emulator that neither paces nor waits long between retries."""
     options = {"requests_per_second": None, "timeout": 5, "backoff_initial": 0.01, "backoff_max": 0.05,
                "max_attempts": 4, "max_retry_wait": 20, **options}
     return SerpstatClient(TOKEN, api_url=emulator.url, **options)
 
 
+# --- the pipeline, in this process -----------------------------------------------------------
 def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = None, *, client=None,
                  settings_options: dict | None = None, build_models: bool = False, destination: Any = None,
                  **options: Any) -> pipeline.RunReport:
@@ -78,3 +92,60 @@ def snapshot_cost(total: int, size: int = 1000) -> int:
     """Credits of one unpartitioned snapshot: its rows (an empty answer costs 1) plus the shift
     guard's two 1-row probes at each seam between pages."""
     return max(total, 1) + 2 * max(math.ceil(total / size) - 1, 0)
+
+
+# --- `refdomains` as a process -----------------------------------------------------------------
+REFDOMAINS = [sys.executable, "-m", "serpstat_refdomains.cli"]
+
+
+def cli_env(workdir: Path, emulator, domains: str, **extra: str) -> dict[str, str]:
+    """The environment of a `refdomains` process pointed at the emulator, with none of the caller's
+    own sources or destinations."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
+    env.update({
+        "DLT_DATA_DIR": str(workdir / "dlt"),
+        "SOURCES__SERPSTAT__API_TOKEN": TOKEN,
+        "SOURCES__SERPSTAT__API_URL": emulator.url,
+        "SOURCES__SERPSTAT__DOMAINS": domains,
+        "SOURCES__SERPSTAT__REQUESTS_PER_SECOND": "1000",
+        **extra,
+    })
+    return env
+
+
+def run_cli(workdir: Path, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(REFDOMAINS + list(args), cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+# Its tests skip (with the reason) when no server is reachable, except under
+# REFDOMAINS_REQUIRE_POSTGRES=1 (set by .ci/run), where an unreachable server is a failure.
+# Trust auth ignores the password, but dlt's postgres credentials require one.
+PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
+
+
+def _postgres_error() -> str | None:
+    try:
+        psycopg2.connect(PG_URL, connect_timeout=3).close()
+        return None
+    except psycopg2.Error as error:
+        return str(error).strip().splitlines()[0]
+
+
+_PG_ERROR = _postgres_error()
+if _PG_ERROR and os.environ.get("REFDOMAINS_REQUIRE_POSTGRES") == "1":
+    raise RuntimeError(f"PostgreSQL is required here (REFDOMAINS_REQUIRE_POSTGRES=1) but unreachable: {_PG_ERROR}")
+needs_postgres = pytest.mark.skipif(_PG_ERROR is not None,
+                                    reason=f"no PostgreSQL at {PG_URL.split('@')[-1]}: {_PG_ERROR}")
+
+
+def pg_rows(dataset: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of `sql` on the test server, `{ds}` standing for the quoted dataset."""
+    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+        cur.execute(sql.replace("{ds}", f'"{dataset}"'), params)
+        return cur.fetchall()
+
+
+def postgres():
+    return dlt.destinations.postgres(PG_URL)

@@ -10,8 +10,7 @@ from typing import Any
 
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
-from tests.conftest import TOKEN
-from tests.helpers import fast_client, run_pipeline
+from tests.helpers import TOKEN, fast_client, run_pipeline
 
 START = dt.date(2026, 2, 2)  # a Monday
 WEEKS = 8

@@ -19,10 +19,7 @@ import pytest
 
 from serpstat_refdomains import alerts
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
-from tests.conftest import TOKEN
-from tests.helpers import fast_client, query, run_pipeline
-from tests.test_crash_and_cli import cli_env, run_cli
-from tests.test_warehouse import needs_postgres, pg_dataset, pg_rows, postgres  # noqa: F401 (fixture)
+from tests.helpers import TOKEN, cli_env, needs_postgres, pg_rows, postgres, query, run_cli, run_pipeline
 
 START = dt.date(2026, 2, 2)  # a Monday
 TARGET, RIVAL = "alert-shop.com", "alert-rival.com"
@@ -108,10 +105,12 @@ def expected_events(workdir: Path | None, min_rank: int = 0, pg_dataset: str | N
     events = rows("SELECT target_domain, 'lost', ref_domain, lost_on FROM serpstat.lost_ref_domains "
                   "WHERE confirmed AND coalesce(domain_rank, 0) >= ? AND target_domain = ?", [min_rank, TARGET])
     events |= rows("SELECT target_domain, CASE WHEN is_returning THEN 'returned' ELSE 'new' END, ref_domain, "
-                   "detected_on FROM serpstat.new_ref_domains WHERE coalesce(domain_rank, 0) >= ? AND target_domain = ?",
+                   "detected_on FROM serpstat.new_ref_domains WHERE coalesce(domain_rank, 0) >= ? "
+                   "AND target_domain = ?",
                    [min_rank, TARGET])
     events |= rows("SELECT c.target_domain, 'gap_opened', c.ref_domain, c.event_date FROM serpstat.link_gap_changes c "
-                   "JOIN serpstat.link_gap g USING (target_domain, search_type, ref_domain) WHERE c.change = 'gap_opened' "
+                   "JOIN serpstat.link_gap g USING (target_domain, search_type, ref_domain) "
+                   "WHERE c.change = 'gap_opened' "
                    "AND g.in_gap_since = c.event_date AND coalesce(g.max_domain_rank, 0) >= ?", [min_rank])
     return events
 
@@ -198,7 +197,8 @@ def test_a_refused_delivery_is_retried_with_backoff_then_recorded_once(tmp_path,
     tries = receiver.received("/hooks")[1:]
     assert len(tries) == 3 and len({t["headers"]["X-Refdomains-Alert-Id"] for t in tries}) == 1
     assert tries[0]["body"]["alert_id"] == tries[0]["headers"]["X-Refdomains-Alert-Id"]
-    assert query(tmp_path, "SELECT count(DISTINCT alert_id) FROM serpstat.alerts_sent WHERE channel = 'webhook'") == [(2,)]
+    assert query(tmp_path, "SELECT count(DISTINCT alert_id) FROM serpstat.alerts_sent "
+                           "WHERE channel = 'webhook'") == [(2,)]
     assert alerts.send_pending(pipe, settings, FAST)[0] == ["alerts: nothing new for webhook"]
 
 
@@ -283,7 +283,8 @@ def test_cli_dry_run_prints_and_sends_nothing_then_alerts_sends_and_no_secret_is
     sent = run_cli(tmp_path, env, "alerts")
     outputs += [sent.stdout, sent.stderr]
     assert sent.returncode == 0 and sent.stdout.splitlines() == [
-        "alerts: nothing new for slack", f"alerts: {receiver.received('/hooks')[-1]['body']['events']} events sent to webhook"]
+        "alerts: nothing new for slack",
+        f"alerts: {receiver.received('/hooks')[-1]['body']['events']} events sent to webhook"]
     for args in (["report", "--format", "json"], ["status"], ["models"]):
         done = run_cli(tmp_path, env, *args)
         outputs += [done.stdout, done.stderr]
@@ -319,7 +320,8 @@ def test_a_bad_alert_setting_is_one_line_exit_2_and_nothing_fetched(tmp_path, ch
     for extra, message in (({"SOURCES__SERPSTAT__ALERT_WEBHOOK_URL": "hooks.example.com/x"},
                             "alert_webhook_url is not an http(s) URL"),
                            ({"RUNTIME__SLACK_INCOMING_HOOK": "not a url"}, "runtime.slack_incoming_hook is not"),
-                           ({"SOURCES__SERPSTAT__ALERT_MIN_DOMAIN_RANK": "101"}, "alert_min_domain_rank 101 is out of range")):
+                           ({"SOURCES__SERPSTAT__ALERT_MIN_DOMAIN_RANK": "101"},
+                            "alert_min_domain_rank 101 is out of range")):
         done = run_cli(tmp_path, cli_env(tmp_path, churning, json.dumps(DOMAINS), **extra), "run")
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert "hooks.example.com/x" not in done.stderr and "not a url" not in done.stderr
@@ -341,6 +343,7 @@ def test_each_event_is_sent_and_recorded_once_on_postgres(tmp_path, churning, re
     ids = delivered_ids(receiver)
     assert len(ids) == len(set(ids)) and set(ids) == expected and any(e[1] == "gap_opened" for e in
                                                                         expected_events(None, pg_dataset=pg_dataset))
-    recorded = pg_rows(pg_dataset, "SELECT channel, target_domain, change, ref_domain, event_date FROM {ds}.alerts_sent")
+    recorded = pg_rows(pg_dataset, "SELECT channel, target_domain, change, ref_domain, event_date "
+                                   "FROM {ds}.alerts_sent")
     assert len(recorded) == len(set(recorded)) == 2 * len(expected)
     assert {event_id(r[1:]) for r in recorded if r[0] == "slack"} == expected

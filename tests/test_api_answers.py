@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 from serpstat_refdomains.emulator import Fault
-from tests.conftest import DAY, TOKEN
-from tests.helpers import ledger, loaded_domains, query, run_pipeline, snapshot_cost, truth
+from tests.helpers import DAY, TOKEN, ledger, loaded_domains, query, run_pipeline, snapshot_cost, truth
 
 
 def test_wrong_api_query_404_fails_the_snapshot_instead_of_loading_it_empty(tmp_path, emulator):

@@ -8,8 +8,7 @@ import datetime as dt
 import duckdb
 
 from serpstat_refdomains.emulator import Fault
-from tests.conftest import DAY, TOKEN
-from tests.helpers import ledger, loaded_domains, query, run_pipeline, truth
+from tests.helpers import DAY, TOKEN, ledger, loaded_domains, query, run_pipeline, truth
 
 DOMAIN_RANKS = ("n/a", "n/a", -1, 1.5, True)        # page 2
 REF_PAGES = ("", {"pages": 3}, 10**30)              # page 3

@@ -25,8 +25,7 @@ from hypothesis import strategies as st
 
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
-from tests.conftest import TOKEN
-from tests.helpers import fast_client, run_pipeline
+from tests.helpers import TOKEN, fast_client, run_pipeline
 from tests.scenarios import Row
 from tests.test_models import reference
 

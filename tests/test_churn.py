@@ -14,11 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.emulator import Fault, SerpstatEmulator
 from tests.churn_sim import CHURN_KINDS, Churn, trial
-from tests.conftest import DAY, TOKEN
-from tests.helpers import ledger, loaded_domains, ref_requests, run_pipeline, truth
+from tests.helpers import DAY, TOKEN, fast_client, ledger, loaded_domains, ref_requests, run_pipeline, truth
 
 DEPTH_CAP_MESSAGE = "To get more than 60000 results use export report methods"
 
@@ -141,8 +139,7 @@ churns = st.builds(Churn, kind=st.sampled_from(CHURN_KINDS), page=st.integers(1,
 @pytest.fixture(scope="module")
 def churn_emulator():
     with SerpstatEmulator(token=TOKEN, today=DAY, seed=11) as emu:
-        with SerpstatClient(TOKEN, api_url=emu.url, requests_per_second=None, timeout=5, backoff_initial=0.01,
-                            backoff_max=0.05, max_retry_wait=20) as client, ThreadPoolExecutor(4) as pool:
+        with fast_client(emu) as client, ThreadPoolExecutor(4) as pool:
             yield emu, client, pool
     print(f"\nchurn: {dict(FINDINGS)}")
 

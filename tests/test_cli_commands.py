@@ -17,8 +17,7 @@ import pytest
 import requests
 
 from serpstat_refdomains.emulator import Profile
-from tests.conftest import DAY, TOKEN
-from tests.test_crash_and_cli import REFDOMAINS, cli_env, run_cli
+from tests.helpers import DAY, REFDOMAINS, TOKEN, cli_env, run_cli
 
 WEEKS = [DAY + dt.timedelta(weeks=w) for w in range(3)]
 

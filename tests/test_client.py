@@ -19,13 +19,7 @@ from serpstat_refdomains.client import (
     TransientError,
 )
 from serpstat_refdomains.emulator import Fault
-from tests.conftest import TOKEN
-
-
-def fast_client(emulator, **options):
-    options = {"requests_per_second": None, "timeout": 5, "backoff_initial": 0.01, "backoff_max": 0.05,
-               "max_retry_wait": 20, **options}
-    return SerpstatClient(TOKEN, api_url=emulator.url, **options)
+from tests.helpers import TOKEN, fast_client
 
 
 def test_page_rows_total_credits_and_left_lines(emulator, client):

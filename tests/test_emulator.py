@@ -1,4 +1,4 @@
-"""The emulator against Serpstat's documented API, over real HTTP with plain requests (no project client)."""
+"""The emulator against docs/serpstat-api.md, over real HTTP with plain requests (no project client)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from serpstat_refdomains.emulator import EPOCH, Fault, LinkGraph, SerpstatEmulator, in_last_week
-from tests.conftest import DAY, TOKEN
+from tests.helpers import DAY, TOKEN
 
 RD = "SerpstatBacklinksProcedure.getRefDomains"
 
@@ -194,6 +194,32 @@ def test_scripted_faults_fire_for_their_page_and_count(emulator):
     assert [e.outcome for e in emulator.log] == [
         "ok", "fault:http_error", "fault:http_error", "ok", "fault:malformed", "error:429", "ok"]
     assert [e.charge for e in emulator.log] == [10, 0, 0, 10, 0, 0, 10]
+
+
+def test_rewrite_rows_sends_what_the_function_makes_of_each_row_for_its_requests_only(emulator):
+    emulator.set_profile("example.com", 4)
+    plain = rd(emulator, size=4)["result"]["data"]  # rendered and cached before the fault
+    seen = []
+
+    def hostile(donor, row):
+        seen.append((donor.name, row["domain_from"]))
+        if donor.name == plain[0]["domain_from"]:
+            return "not an object"
+        row.pop("ref_pages")
+        row["domain_from"] = 12345 if donor.name == plain[1]["domain_from"] else row["domain_from"]
+        return row
+
+    emulator.faults.add(Fault("rewrite_rows", query="example.com", rewrite=hostile, times=1))
+    answer = rd(emulator, size=4)["result"]
+    assert seen == [(r["domain_from"], r["domain_from"]) for r in plain]  # each row with its own donor
+    assert answer["data"] == ["not an object", {"domain_from": 12345, "domainRank": plain[1]["domainRank"]},
+                              *({"domain_from": r["domain_from"], "domainRank": r["domainRank"]} for r in plain[2:])]
+    assert answer["summary_info"]["count"] == 4 and emulator.log[-1].charge == 4
+    assert rd(emulator, size=4)["result"]["data"] == plain  # the cached page is the index's, untouched
+    with pytest.raises(ValueError, match="rewrite"):
+        Fault("rewrite_rows")
+    with pytest.raises(ValueError, match="rewrite"):
+        Fault("empty", rewrite=hostile)
 
 
 def test_dropped_connection_and_delay(emulator):

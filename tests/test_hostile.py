@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-
 from serpstat_refdomains.emulator import Fault
-from serpstat_refdomains.emulator import api as emulator_api
-from tests.conftest import DAY, TOKEN
-from tests.helpers import ledger, query, run_pipeline
-from tests.test_crash_and_cli import cli_env, run_cli
+from tests.helpers import DAY, TOKEN, cli_env, ledger, query, run_cli, run_pipeline
 
 HOSTILE = {
     0: ("domain_from", "evil'); DROP TABLE serpstat.ref_domains; --.com", "domain contains spaces"),
@@ -38,11 +34,8 @@ def variant(name: str) -> int:
     return int(hashlib.sha1(name.encode()).hexdigest(), 16) % CYCLE
 
 
-def test_hostile_rows_are_loaded_safely_or_rejected_with_reasons(tmp_path, emulator, monkeypatch):
-    original = emulator_api.SerpstatApi._row
-
-    def hostile(self, donor, as_strings, extras):
-        row = original(self, donor, as_strings, extras)
+def test_hostile_rows_are_loaded_safely_or_rejected_with_reasons(tmp_path, emulator):
+    def hostile(donor, row):
         k = variant(donor.name)
         if k == 13:
             return "not an object"
@@ -54,7 +47,7 @@ def test_hostile_rows_are_loaded_safely_or_rejected_with_reasons(tmp_path, emula
                 row[field] = value
         return row
 
-    monkeypatch.setattr(emulator_api.SerpstatApi, "_row", hostile)
+    emulator.faults.add(Fault("rewrite_rows", query="hostile.com", rewrite=hostile, times=-1))
     emulator.set_profile("hostile.com", 800)
     report = run_pipeline(tmp_path, emulator, ["hostile.com"], kind="full")
     donors = emulator.graph.active("hostile.com", DAY)
@@ -89,15 +82,13 @@ def test_hostile_rows_are_loaded_safely_or_rejected_with_reasons(tmp_path, emula
                            "AND table_name = 'ref_domains'") == [(1,)]
 
 
-def test_every_rejection_reason_is_counted(tmp_path, emulator, monkeypatch):
+def test_every_rejection_reason_is_counted(tmp_path, emulator):
     """One page holding each hostile row once: each reason appears in the ledger's error."""
-    original = emulator_api.SerpstatApi._row
     emulator.set_profile("reasons.com", 12)
     donors = sorted(emulator.graph.active("reasons.com", DAY), key=lambda d: d.name)
     assignment = {d.name: k for k, d in enumerate(donors)}
 
-    def hostile(self, donor, as_strings, extras):
-        row = original(self, donor, as_strings, extras)
+    def hostile(donor, row):
         spec = HOSTILE.get(assignment.get(donor.name, -1))
         if spec:
             if spec[1] is ...:
@@ -106,7 +97,7 @@ def test_every_rejection_reason_is_counted(tmp_path, emulator, monkeypatch):
                 row[spec[0]] = spec[1]
         return row
 
-    monkeypatch.setattr(emulator_api.SerpstatApi, "_row", hostile)
+    emulator.faults.add(Fault("rewrite_rows", query="reasons.com", rewrite=hostile, times=-1))
     run_pipeline(tmp_path, emulator, ["reasons.com"], kind="full")
     row = ledger(tmp_path, "reasons.com")
     assert row["rows_rejected"] == len(HOSTILE) and row["rows_loaded"] == 12 - len(HOSTILE)

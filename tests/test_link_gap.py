@@ -20,11 +20,9 @@ import pytest
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.models import unicode_name
 from serpstat_refdomains.normalize import registrable_domain
-from tests.conftest import DAY, TOKEN
-from tests.helpers import fast_client, query, ref_requests, run_pipeline, truth
+from tests.helpers import (DAY, TOKEN, cli_env, fast_client, needs_postgres, pg_rows, postgres, query, ref_requests,
+                           run_cli, run_pipeline, truth)
 from tests.scenarios import day_set
-from tests.test_crash_and_cli import cli_env, run_cli
-from tests.test_warehouse import needs_postgres, pg_dataset, pg_rows, postgres  # noqa: F401 (fixture)
 
 START = dt.date(2026, 2, 2)  # a Monday
 WEEKS = 6
@@ -227,7 +225,8 @@ def test_a_competitor_shared_by_two_targets_is_fetched_once(tmp_path, emulator):
     report = run_pipeline(tmp_path, emulator, domains, build_models=True, kind="full")
     assert [str(r.target) for r in report.results] == ["first.com", "second.com", "shared-rival.com", "own-rival.com"]
     assert len(ref_requests(emulator, "shared-rival.com")) == 1
-    assert query(tmp_path, "SELECT target_domain, competitor_domain FROM serpstat.target_competitors ORDER BY 1, 2") == [
+    assert query(tmp_path, "SELECT target_domain, competitor_domain FROM serpstat.target_competitors "
+                           "ORDER BY 1, 2") == [
         ("first.com", "shared-rival.com"), ("second.com", "own-rival.com"), ("second.com", "shared-rival.com")]
     # both targets see the shared competitor's donors, less those that link to them
     shared = truth(emulator, "shared-rival.com")
@@ -240,7 +239,8 @@ def test_a_competitor_shared_by_two_targets_is_fetched_once(tmp_path, emulator):
 def test_a_domain_listed_as_a_target_and_as_a_competitor_is_fetched_once(tmp_path, emulator):
     emulator.graph.set_profile("a-site.com", 10)
     emulator.graph.set_profile("b-site.com", 12)
-    domains = [{"query": "a-site.com", "competitors": ["b-site.com"]}, {"query": "b-site.com", "competitors": ["a-site.com"]}]
+    domains = [{"query": "a-site.com", "competitors": ["b-site.com"]},
+               {"query": "b-site.com", "competitors": ["a-site.com"]}]
     report = run_pipeline(tmp_path, emulator, domains, build_models=True, kind="full")
     assert [str(r.target) for r in report.results] == ["a-site.com", "b-site.com"]
     assert len(ref_requests(emulator)) == 2
@@ -249,10 +249,12 @@ def test_a_domain_listed_as_a_target_and_as_a_competitor_is_fetched_once(tmp_pat
 
 
 BAD_CONFIGS = [
-    ('[{"query": "mine.com", "competitors": ["MINE.com"]}]', "competitor mine.com of mine.com is the tracked domain itself"),
+    ('[{"query": "mine.com", "competitors": ["MINE.com"]}]',
+     "competitor mine.com of mine.com is the tracked domain itself"),
     ('[{"query": "mine.com", "competitors": ["www.mine.com"]}]', "is the tracked domain itself"),
     ('[{"query": "mine.com", "competitors": "rival.com"}]', "competitors of mine.com must be a list, got str"),
-    ('[{"query": "mine.com", "competitors": {"query": "rival.com"}}]', "competitors of mine.com must be a list, got dict"),
+    ('[{"query": "mine.com", "competitors": {"query": "rival.com"}}]',
+     "competitors of mine.com must be a list, got dict"),
     ('[{"query": "mine.com", "rivals": ["rival.com"]}]', "unknown key 'rivals'"),
     ('[{"query": "mine.com", "competitors": [{"query": "rival.com", "searchType": "domain"}]}]',
      "unknown key 'searchType'"),

@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import dlt
@@ -17,11 +16,8 @@ import pytest
 
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.emulator.api import GET_STATS
-from tests.conftest import DAY, TOKEN
-from tests.helpers import (fast_client, ledger, loaded_domains, query, ref_requests, run_pipeline,
-                           snapshot_cost, truth)
-from tests.test_crash_and_cli import cli_env, run_cli
-from tests.test_warehouse import PG_URL, needs_postgres, pg_dataset, pg_rows  # noqa: F401 (fixture)
+from tests.helpers import (DAY, PG_URL, TOKEN, cli_env, fast_client, ledger, loaded_domains, needs_postgres, pg_rows,
+                           query, ref_requests, run_cli, run_pipeline, snapshot_cost, truth)
 
 NOTHING = [[{"field": "domain_rank", "compareType": "between", "value": [1000, 2000]}]]  # ranks are 0-100
 

@@ -11,8 +11,7 @@ import pytest
 
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
-from tests.conftest import DAY
-from tests.helpers import ledger, loaded_domains, query, ref_requests, run_pipeline, snapshot_cost, truth
+from tests.helpers import DAY, TOKEN, ledger, loaded_domains, query, ref_requests, run_pipeline, snapshot_cost, truth
 
 
 @pytest.mark.parametrize("total", [0, 1, 999, 1000, 1001, 2500])
@@ -194,19 +193,15 @@ def test_auto_kind_full_every_n_days_plus_last_week(tmp_path, emulator):
     assert set(lw) == truth(emulator, "auto.com", last_week=True)
 
 
-def test_bad_rows_are_rejected_with_a_counted_reason(tmp_path, emulator, monkeypatch):
-    from serpstat_refdomains.emulator import api as emulator_api
-    original = emulator_api.SerpstatApi._row
-
-    def hostile(self, donor, as_strings, extras):
-        row = original(self, donor, as_strings, extras)
+def test_bad_rows_are_rejected_with_a_counted_reason(tmp_path, emulator):
+    def hostile(donor, row):
         if donor.rank == 0:
             row["domain_from"] = ""
         elif donor.rank == 1:
             row["ref_pages"] = "lots"
         return row
 
-    monkeypatch.setattr(emulator_api.SerpstatApi, "_row", hostile)
+    emulator.faults.add(Fault("rewrite_rows", query="hostile.com", rewrite=hostile, times=-1))
     emulator.set_profile("hostile.com", 500)
     report = run_pipeline(tmp_path, emulator, ["hostile.com"], kind="full")
     donors = emulator.graph.active("hostile.com", DAY)
@@ -224,7 +219,6 @@ def test_plain_dlt_source_loads_a_snapshot_with_its_ledger(tmp_path, emulator):
     import dlt
 
     from serpstat_refdomains.source import serpstat
-    from tests.conftest import TOKEN
 
     emulator.set_profile("plain.com", 1200)
     emulator.set_profile("plain.org", 0)

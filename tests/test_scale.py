@@ -7,7 +7,6 @@ domains); here a few weeks of smaller targets, through the installed CLI where e
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +17,7 @@ import pytest
 from serpstat_refdomains.emulator import SerpstatEmulator
 from serpstat_refdomains.emulator.graph import Profile
 from serpstat_refdomains.normalize import normalize_domain
-from tests.conftest import DAY, TOKEN
-from tests.helpers import run_pipeline
-from tests.test_warehouse import needs_postgres
+from tests.helpers import DAY, TOKEN, needs_postgres, run_pipeline
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

@@ -12,7 +12,8 @@ delivery records nothing, so the next alert carries them. A delivery is retried 
 final failure is one warning line and never changes a run's outcome.
 
 Channels, both secrets, never printed or logged: dlt's `runtime.slack_incoming_hook` (sent with
-dlt's own `send_slack_message`) and `[sources.serpstat] alert_webhook_url` (a generic JSON POST).
+dlt's own `send_slack_message`) and `[sources.serpstat] alert_webhook_url` (a generic JSON POST);
+how they are reached is alert_channels.py.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
-from urllib.parse import urlsplit
-
-import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from . import competitors
-from . import settings as S
+from . import constants as S
+from .alert_channels import DEFAULT_RETRY, Channel, DeliveryFailed, Retry, channels, deliver, redact_url
+
+__all__ = ["DEFAULT_RETRY", "Alert", "Channel", "DeliveryFailed", "Event", "Retry", "after_run", "channels",
+           "deliver", "dry_run", "pending", "record", "send_pending"]
 
 if TYPE_CHECKING:
     import dlt
@@ -39,30 +39,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SENT_TABLE = "alerts_sent"
-SLACK, WEBHOOK = "slack", "webhook"
 # events listed per tracked domain and kind; the rest are counted in an "and N more" line
 TOP = 10
 KINDS = (("lost", "Lost (confirmed)"), ("new", "New"), ("gap_opened", "Link-gap opportunities"))
-
-
-@dataclass(frozen=True)
-class Retry:
-    """How a delivery is retried: `attempts` tries, waits doubling from `initial` up to `maximum`
-    seconds, `timeout` seconds for each try."""
-
-    attempts: int = 4
-    initial: float = 1.0
-    maximum: float = 8.0
-    timeout: float = 15.0
-
-
-DEFAULT_RETRY = Retry()
-
-
-@dataclass(frozen=True)
-class Channel:
-    name: str
-    url: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -82,7 +61,8 @@ class Event:
 
     @property
     def event_id(self) -> str:
-        key = "|".join((self.target_domain, self.search_type, self.change, self.ref_domain, self.event_date.isoformat()))
+        key = "|".join((self.target_domain, self.search_type, self.change, self.ref_domain,
+                        self.event_date.isoformat()))
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def line(self) -> str:
@@ -165,125 +145,6 @@ def _item(event: Event) -> dict[str, Any]:
             "event_date": event.event_date.isoformat(), "detail": event.detail}
 
 
-class DeliveryFailed(Exception):
-    """A channel did not take the alert. The message names the cause, never the URL."""
-
-    def __init__(self, reason: str, transient: bool) -> None:
-        super().__init__(reason)
-        self.transient = transient
-
-
-# --- channels ----------------------------------------------------------------------------
-def channels(settings: "Settings") -> list[Channel]:
-    """The configured channels; their URLs are registered for redaction from every log."""
-    from .client import register_secret
-
-    found = [Channel(SLACK, settings.slack_incoming_hook)] if settings.slack_incoming_hook else []
-    found += [Channel(WEBHOOK, settings.alert_webhook_url)] if settings.alert_webhook_url else []
-    for channel in found:
-        for secret in _secret_parts(channel.url):
-            register_secret(secret)
-    return found
-
-
-def _secret_parts(url: str) -> list[str]:
-    """The URL, and its path, which the HTTP stack logs on its own (urllib3 logs each request's
-    path and query). The host alone is no secret (and may be a tracked domain's)."""
-    parts = urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    return [url] + ([path] if len(path) > 1 else [])
-
-
-def _redact(text: str, channel: Channel) -> str:
-    for secret in sorted(_secret_parts(channel.url), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def deliver(channel: Channel, alert: Alert, retry: Retry | None = None) -> int:
-    """Send the alert, retrying transient failures with exponential backoff; returns the attempts
-    made. Raises DeliveryFailed."""
-    retry = retry or DEFAULT_RETRY
-    attempts = 0
-
-    def once() -> None:
-        nonlocal attempts
-        attempts += 1
-        if channel.name == SLACK:
-            _send_slack(channel, alert, retry.timeout)
-        else:
-            _send_webhook(channel, alert, retry.timeout)
-
-    # reraise: the last DeliveryFailed itself, not tenacity's RetryError
-    for attempt in Retrying(stop=stop_after_attempt(retry.attempts),
-                            wait=wait_exponential(multiplier=retry.initial, max=retry.maximum),
-                            retry=retry_if_exception(lambda e: isinstance(e, DeliveryFailed) and e.transient),
-                            reraise=True):
-        with attempt:
-            once()
-    return attempts
-
-
-def _send_webhook(channel: Channel, alert: Alert, timeout: float) -> None:
-    try:
-        response = requests.post(channel.url, json=alert.payload(), timeout=(min(timeout, 5.0), timeout),
-                                 headers={"X-Refdomains-Alert-Id": alert.alert_id})
-    except requests.Timeout:
-        raise DeliveryFailed(f"no answer within {timeout:g} s", transient=True) from None
-    except requests.RequestException:
-        raise DeliveryFailed("could not connect", transient=True) from None
-    _check_status(response.status_code)
-
-
-def _check_status(status: int) -> None:
-    if status >= 400:
-        raise DeliveryFailed(f"HTTP {status}", transient=status >= 500 or status in (408, 429))
-
-
-class _DropDltSlackWarning(logging.Filter):
-    """dlt's helper logs a warning of its own for every refused try; one line says it all."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "notification to slack" not in record.getMessage()
-
-
-def _send_slack(channel: Channel, alert: Alert, timeout: float) -> None:
-    """dlt's `send_slack_message`, which has no timeout of its own: a try that hangs is given up
-    after `timeout` seconds (its daemon thread cannot keep the process alive)."""
-    from dlt.common.runtime.slack import send_slack_message
-
-    outcome: dict[str, BaseException | None] = {}
-
-    def post() -> None:
-        try:
-            send_slack_message(channel.url, alert.text())
-            outcome["error"] = None
-        except BaseException as error:  # noqa: BLE001 - classified below, without its text (it holds the URL)
-            outcome["error"] = error
-
-    quiet = _DropDltSlackWarning()
-    dlt_logger = logging.getLogger("dlt")
-    dlt_logger.addFilter(quiet)
-    try:
-        worker = threading.Thread(target=post, name="refdomains-slack", daemon=True)
-        worker.start()
-        worker.join(timeout)
-    finally:
-        dlt_logger.removeFilter(quiet)
-    if "error" not in outcome:
-        raise DeliveryFailed(f"no answer within {timeout:g} s", transient=True)
-    error = outcome["error"]
-    if error is None:
-        return
-    if isinstance(error, requests.HTTPError) and error.response is not None:
-        _check_status(error.response.status_code)
-    if isinstance(error, requests.Timeout):
-        raise DeliveryFailed("timed out", transient=True)
-    if isinstance(error, requests.RequestException):
-        raise DeliveryFailed("could not connect", transient=True)
-    raise DeliveryFailed(type(error).__name__, transient=False)
-
-
 # --- what is pending ---------------------------------------------------------------------
 def _exists(client, table: str) -> bool:
     rows = client.execute_sql(
@@ -338,7 +199,8 @@ def pending(pipeline: "dlt.Pipeline", channel: str, min_rank: int = 0) -> Alert:
             extra, params = unsent("n", returned, "detected_on")
             queries.append((
                 f"SELECT n.target_domain, n.search_type, {returned}, n.ref_domain, n.detected_on, "
-                f"n.ref_domain_unicode, n.domain_rank, n.previous_snapshot_date, NULL FROM {table('new_ref_domains')} n "
+                f"n.ref_domain_unicode, n.domain_rank, n.previous_snapshot_date, NULL "
+                f"FROM {table('new_ref_domains')} n "
                 f"WHERE coalesce(n.domain_rank, 0) >= %s{_tracked(client, 'n')}{extra}",
                 [min_rank, *params]))
         if _exists(client, "link_gap_changes") and _exists(client, "link_gap"):
@@ -422,7 +284,8 @@ def record(pipeline: "dlt.Pipeline", alert: Alert, sent_at: dt.datetime) -> None
 
 # --- the whole step ----------------------------------------------------------------------
 def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | None = None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> tuple[list[str], bool]:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 ) -> tuple[list[str], bool]:
     """Deliver and record each channel's pending events; returns one line per channel that took
     its alert (or had nothing new), and whether every channel did. A channel that fails is one
     warning line; its events stay pending."""
@@ -434,7 +297,7 @@ def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | 
         except Exception as error:  # noqa: BLE001 - an alert never fails a run
             logger.debug("reading pending alerts failed", exc_info=True)
             logger.warning("alert to %s not sent: its events could not be read (%s); they stay pending",
-                           channel.name, _redact(_first_line(error), channel))
+                           channel.name, redact_url(_first_line(error), channel))
             ok = False
             continue
         if not alert.events:
@@ -454,7 +317,7 @@ def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | 
         except Exception as error:  # noqa: BLE001 - delivered: say what the next alert will do
             logger.debug("recording the alert failed", exc_info=True)
             logger.warning("alert to %s delivered but not recorded (%s): the next alert repeats its %d events",
-                           channel.name, _redact(_first_line(error), channel), len(alert.events))
+                           channel.name, redact_url(_first_line(error), channel), len(alert.events))
             ok = False
             continue
         lines.append(f"alerts: {len(alert.events)} event{'s' * (len(alert.events) != 1)} sent to {channel.name}"

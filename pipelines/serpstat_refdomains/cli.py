@@ -18,7 +18,7 @@ from typing import Sequence
 
 from dlt.common.configuration.exceptions import ConfigurationException
 
-from . import settings as S
+from . import constants as S
 from .config import ConfigError, parse_dataset_name, parse_date, resolve_settings
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
@@ -191,7 +191,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _print_report(report, competitors: set = frozenset()) -> None:
     header = ("target", "kind", "date", "status", "rows", "credits")
     lines = [header] + [
-        (f"{r.target} (competitor)" if r.target in competitors else str(r.target), r.kind, r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
+        (f"{r.target} (competitor)" if r.target in competitors else str(r.target), r.kind,
+         r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
         for r in report.results
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

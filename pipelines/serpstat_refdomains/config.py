@@ -1,6 +1,6 @@
-"""Configuration: resolved the dlt way ([sources.serpstat] in .dlt/*.toml or SOURCES__SERPSTAT__*),
-validated here so that every mistake is one line naming the cause and the fix, before anything
-is fetched or written."""
+"""Configuration: declared once in `SerpstatConfiguration`, resolved the dlt way ([sources.serpstat]
+in .dlt/*.toml or SOURCES__SERPSTAT__*), and checked by its `validate()` so that every mistake is
+one line naming the cause and the fix, before anything is fetched or written."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
 
-from dlt.common.configuration import with_config
+from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
 from . import competitors
-from . import settings as S
+from . import constants as S
 from .client import DEFAULT_API_URL
 from .competitors import CompetitorSet
 from .normalize import InvalidDomain, normalize_target
@@ -37,18 +38,20 @@ class Target:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a run needs, validated. The token is kept apart (see `resolve_settings`)."""
+    """Everything a run needs, validated (`SerpstatConfiguration.validate`). The token is kept apart.
+
+    `targets` is empty only for commands that read what is loaded (models, report, status)."""
 
     targets: tuple[Target, ...]
-    api_url: str = DEFAULT_API_URL
-    complex_filter: list | None = None
-    page_size: int = S.DEFAULT_PAGE_SIZE
-    requests_per_second: float | None = S.DEFAULT_REQUESTS_PER_SECOND
-    max_credits_per_run: int | None = None
-    full_snapshot_every_days: int = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS
-    fetch_last_week: bool = True
-    lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS
-    duckdb_memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT
+    api_url: str
+    complex_filter: list | None
+    page_size: int
+    requests_per_second: float
+    max_credits_per_run: int | None
+    full_snapshot_every_days: int
+    fetch_last_week: bool
+    lost_confirmation_snapshots: int
+    duckdb_memory_limit: str
     # issue 15: every tracked domain with its competitors (the whole configuration, also under
     # --domain), and the alert channels; secrets are kept out of repr
     competitors: tuple[CompetitorSet, ...] = ()
@@ -60,6 +63,118 @@ class Settings:
     def filter_hash(self) -> str:
         return filter_hash(self.complex_filter)
 
+
+@configspec
+class SerpstatConfiguration(BaseConfiguration):
+    """Every setting of `[sources.serpstat]`, with its default (README: Configuration).
+
+    dlt resolves each field from TOML or the environment and coerces text to the field's type (a
+    value that is not one, like page_size = "ten", stops there); the `Any` fields take more than one
+    shape (a list, or its JSON or comma-separated text; a number or "none"). `validate()` then
+    checks the values and names each mistake and its fix in one line.
+    """
+
+    domains: Optional[Any] = None
+    """Tracked domains: "example.com" or {query = "example.com", search_type = "domain"} items, which
+    may name competitors = ["rival.com", {query = "rival.org", search_type = "domain"}]; in an
+    environment variable a JSON list or comma-separated names."""
+    # Optional so that a missing token reaches `validate()` and gets its one line, not dlt's list.
+    api_token: Optional[TSecretStrValue] = None
+    """Serpstat API token, sent as the `token` query parameter; never printed, logged or stored."""
+    api_url: str = DEFAULT_API_URL
+    """Serpstat's endpoint; override for proxies or the local emulator."""
+    search_type: str = S.DEFAULT_SEARCH_TYPE
+    """Default for domains items without their own: domain_with_subdomains or domain."""
+    complex_filter: Optional[Any] = None
+    """A Serpstat complexFilter (array of arrays: OR of AND groups) applied to every pull; changing
+    it starts a new series."""
+    page_size: int = S.DEFAULT_PAGE_SIZE
+    """Rows per request, 1-1000."""
+    requests_per_second: float = S.DEFAULT_REQUESTS_PER_SECOND
+    """Shared by every thread of a run (Serpstat: 1 on most plans, 10 on top plans)."""
+    max_credits_per_run: Optional[Any] = None
+    """Hard budget of a run, exceeded by at most one page; none by default."""
+    full_snapshot_every_days: int = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS
+    """`--kind auto`: a full snapshot when the last complete one is this many days old."""
+    fetch_last_week: bool = True
+    """`--kind auto`: also pull Serpstat's last_week filter on every run."""
+    lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS
+    """Consecutive complete full snapshots a domain must be missing from to be `confirmed` lost."""
+    duckdb_memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT
+    """DuckDB only: memory for the models build (loads get a quarter); beyond it DuckDB spills to
+    disk. A size like "1GB", at least 128MB."""
+    alert_min_domain_rank: int = 0
+    """Alerts list lost and new referring domains and gap opportunities of at least this rank, 0-100."""
+    alert_webhook_url: Optional[TSecretStrValue] = None
+    """A generic JSON webhook for alerts; never printed or logged. Slack is dlt's own
+    [runtime] slack_incoming_hook (see `validate`)."""
+
+    @property
+    def token(self) -> str | None:
+        """The API token without surrounding blanks; None when it is not set."""
+        token = self.api_token
+        return (token.strip() or None) if isinstance(token, str) else None
+
+    def validate(self, *, need_targets: bool = True, need_token: bool = False,
+                 only: Sequence[str] | None = None, slack_incoming_hook: Any = None) -> Settings:
+        """The settings, checked; ConfigError (one line: cause, then fix) on the first mistake.
+
+        `need_targets=False` is for commands that read what is loaded (models, report, status):
+        they work on it whatever the list says today, and with no domains configured at all.
+        `only` picks configured domains for `run --domain D...` (see `select_configured`).
+        `slack_incoming_hook` is dlt's [runtime] setting, which lives outside [sources.serpstat]."""
+        domains = select_configured(self.domains, self.search_type, list(only)) if only else self.domains
+        api_url, requests_per_second = self.api_url, self.requests_per_second
+        if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
+            raise ConfigError(f"api_url {api_url!r} is not an http(s) URL: leave it unset for "
+                              f"{DEFAULT_API_URL}")
+        try:
+            rps = float(requests_per_second)
+        except (TypeError, ValueError):
+            rps = -1.0
+        if not rps > 0 or rps == float("inf"):
+            raise ConfigError(f"requests_per_second {requests_per_second!r} is out of range: use a number "
+                              "above 0 (1 on most Serpstat plans, 10 on top plans)")
+        if need_targets or domains:
+            targets = parse_targets(domains, self.search_type)
+        else:
+            targets = ()
+            parse_search_type(self.search_type, "search_type")
+        # link_gap keeps every tracked domain's competitors, whatever --domain fetches (issue 15)
+        competitor_sets = parse_domains(self.domains, self.search_type)[1] if targets else ()
+        settings = Settings(
+            targets=targets,
+            api_url=api_url.rstrip("/") if api_url.endswith("//") else api_url,
+            complex_filter=parse_complex_filter(self.complex_filter),
+            page_size=_int(self.page_size, "page_size", 1, S.MAX_PAGE_SIZE),
+            requests_per_second=rps,
+            max_credits_per_run=None if self.max_credits_per_run in (None, "", "none")
+            else _int(self.max_credits_per_run, "max_credits_per_run", 1),
+            full_snapshot_every_days=_int(self.full_snapshot_every_days, "full_snapshot_every_days", 1),
+            fetch_last_week=_bool(self.fetch_last_week, "fetch_last_week"),
+            lost_confirmation_snapshots=_int(self.lost_confirmation_snapshots, "lost_confirmation_snapshots", 1),
+            duckdb_memory_limit=parse_memory_limit(self.duckdb_memory_limit),
+            competitors=competitor_sets,
+            alert_min_domain_rank=_int(self.alert_min_domain_rank, "alert_min_domain_rank", 0,
+                                       S.DOMAIN_RANK_RANGE[1]),
+            alert_webhook_url=_webhook_url(self.alert_webhook_url, "alert_webhook_url"),
+            slack_incoming_hook=_webhook_url(slack_incoming_hook, "runtime.slack_incoming_hook"),
+        )
+        if need_token and self.token is None:
+            raise ConfigError("Serpstat API token is missing: set api_token under [sources.serpstat] in "
+                              ".dlt/secrets.toml or SOURCES__SERPSTAT__API_TOKEN")
+        return settings
+
+
+
+@configspec
+class SerpstatSourceConfiguration(SerpstatConfiguration):
+    """The settings of the plain dlt source `serpstat()`, and what it files a load under."""
+
+    snapshot_date: Optional[str] = None
+    """YYYY-MM-DD the snapshot is filed under (default: today, UTC)."""
+    kind: str = "full"
+    """full (every referring domain) or last_week (Serpstat's last_week filter)."""
 
 def filter_hash(complex_filter: list | None) -> str:
     """Fingerprint of the user's complexFilter: a changed filter starts a new series."""
@@ -123,7 +238,8 @@ def _target(query: Any, search_type: Any, of: str | None = None) -> Target:
     what = f"competitor {query!r} of {of}" if of else f"{query!r}"
     search_type = parse_search_type(search_type, f"search_type of {what}")
     if not isinstance(query, str):
-        raise ConfigError(f"{'competitor' if of else 'domain'} {query!r} is not text: write domains = [\"example.com\"]")
+        raise ConfigError(f"{'competitor' if of else 'domain'} {query!r} is not text: "
+                          "write domains = [\"example.com\"]")
     try:
         return Target(normalize_target(query), search_type)
     except InvalidDomain as error:
@@ -262,51 +378,11 @@ def parse_date(value: str | None, name: str = "--snapshot-date") -> dt.date:
         raise ConfigError(f"{name} {value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-30") from None
 
 
-def build_settings(
-    *,
-    domains: Any,
-    api_url: Any = DEFAULT_API_URL,
-    search_type: Any = S.DEFAULT_SEARCH_TYPE,
-    complex_filter: Any = None,
-    page_size: Any = S.DEFAULT_PAGE_SIZE,
-    requests_per_second: Any = S.DEFAULT_REQUESTS_PER_SECOND,
-    max_credits_per_run: Any = None,
-    full_snapshot_every_days: Any = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS,
-    fetch_last_week: Any = True,
-    lost_confirmation_snapshots: Any = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
-    duckdb_memory_limit: Any = S.DEFAULT_DUCKDB_MEMORY_LIMIT,
-    alert_min_domain_rank: Any = 0,
-    alert_webhook_url: Any = None,
-    slack_incoming_hook: Any = None,
-) -> Settings:
-    if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
-        raise ConfigError(f"api_url {api_url!r} is not an http(s) URL: leave it unset for "
-                          f"{DEFAULT_API_URL}")
-    try:
-        rps = float(requests_per_second)
-    except (TypeError, ValueError):
-        rps = -1.0
-    if not rps > 0 or rps == float("inf"):
-        raise ConfigError(f"requests_per_second {requests_per_second!r} is out of range: use a number "
-                          "above 0 (1 on most Serpstat plans, 10 on top plans)")
-    targets, competitor_sets = parse_domains(domains, search_type)
-    return Settings(
-        targets=targets,
-        api_url=api_url.rstrip("/") if api_url.endswith("//") else api_url,
-        complex_filter=parse_complex_filter(complex_filter),
-        page_size=_int(page_size, "page_size", 1, S.MAX_PAGE_SIZE),
-        requests_per_second=rps,
-        max_credits_per_run=None if max_credits_per_run in (None, "", "none")
-        else _int(max_credits_per_run, "max_credits_per_run", 1),
-        full_snapshot_every_days=_int(full_snapshot_every_days, "full_snapshot_every_days", 1),
-        fetch_last_week=_bool(fetch_last_week, "fetch_last_week"),
-        lost_confirmation_snapshots=_int(lost_confirmation_snapshots, "lost_confirmation_snapshots", 1),
-        duckdb_memory_limit=parse_memory_limit(duckdb_memory_limit),
-        competitors=competitor_sets,
-        alert_min_domain_rank=_int(alert_min_domain_rank, "alert_min_domain_rank", 0, S.DOMAIN_RANK_RANGE[1]),
-        alert_webhook_url=_webhook_url(alert_webhook_url, "alert_webhook_url"),
-        slack_incoming_hook=_webhook_url(slack_incoming_hook, "runtime.slack_incoming_hook"),
-    )
+def build_settings(**options: Any) -> Settings:
+    """Settings from explicit values alone, defaults for the rest: no file or variable is read.
+    For code that runs the pipeline itself (the demo, tests, benchmarks)."""
+    slack_incoming_hook = options.pop("slack_incoming_hook", None)
+    return SerpstatConfiguration(**options).validate(slack_incoming_hook=slack_incoming_hook)
 
 
 def _webhook_url(value: Any, name: str) -> str | None:
@@ -319,33 +395,6 @@ def _webhook_url(value: Any, name: str) -> str | None:
     return value.strip()
 
 
-@with_config(sections=S.SOURCE_SECTION)
-def _resolve(
-    domains: Any = None,
-    # Optional so that a missing token reaches us and gets our one-line message, not dlt's list.
-    api_token: Optional[TSecretStrValue] = None,
-    api_url: Any = DEFAULT_API_URL,
-    search_type: Any = S.DEFAULT_SEARCH_TYPE,
-    complex_filter: Any = None,
-    page_size: Any = S.DEFAULT_PAGE_SIZE,
-    requests_per_second: Any = S.DEFAULT_REQUESTS_PER_SECOND,
-    max_credits_per_run: Any = None,
-    full_snapshot_every_days: Any = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS,
-    fetch_last_week: Any = True,
-    lost_confirmation_snapshots: Any = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
-    duckdb_memory_limit: Any = S.DEFAULT_DUCKDB_MEMORY_LIMIT,
-    alert_min_domain_rank: Any = 0,
-    alert_webhook_url: Optional[TSecretStrValue] = None,
-) -> tuple[dict, Any]:
-    options = dict(domains=domains, api_url=api_url, search_type=search_type, complex_filter=complex_filter,
-                   page_size=page_size, requests_per_second=requests_per_second,
-                   max_credits_per_run=max_credits_per_run, full_snapshot_every_days=full_snapshot_every_days,
-                   fetch_last_week=fetch_last_week, lost_confirmation_snapshots=lost_confirmation_snapshots,
-                   duckdb_memory_limit=duckdb_memory_limit, alert_min_domain_rank=alert_min_domain_rank,
-                   alert_webhook_url=alert_webhook_url)
-    return options, api_token
-
-
 def _slack_incoming_hook() -> Any:
     """dlt's own `runtime.slack_incoming_hook` setting (RUNTIME__SLACK_INCOMING_HOOK), a secret."""
     import dlt
@@ -354,6 +403,16 @@ def _slack_incoming_hook() -> Any:
         return dlt.secrets.get("runtime.slack_incoming_hook")
     except ConfigurationException:
         return None
+
+
+def read_configuration() -> SerpstatConfiguration:
+    """[sources.serpstat] as dlt resolves it from .dlt/config.toml, .dlt/secrets.toml and the
+    environment; not validated yet."""
+    try:
+        return resolve_configuration(SerpstatConfiguration(), sections=S.SOURCE_SECTION)
+    except ConfigurationException as error:
+        raise ConfigError(f"configuration could not be read ({str(error).splitlines()[0]}): "
+                          "check .dlt/config.toml and SOURCES__SERPSTAT__* variables") from None
 
 
 def select_configured(domains: Any, default_search_type: Any, wanted: list[str]) -> list[dict]:
@@ -386,21 +445,7 @@ def resolve_settings(domains_override: list[str] | None = None, need_token: bool
 
     Read-side commands (models, report, status) pass need_domains=False: they work on what is
     loaded, whatever the list says today."""
-    try:
-        options, token = _resolve()
-    except ConfigurationException as error:
-        raise ConfigError(f"configuration could not be read ({str(error).splitlines()[0]}): "
-                          "check .dlt/config.toml and SOURCES__SERPSTAT__* variables") from None
-    configured = options.get("domains")
-    if domains_override:
-        options["domains"] = select_configured(options.get("domains"), options.get("search_type"),
-                                               domains_override)
-    if not need_domains and not options.get("domains"):
-        options["domains"] = ["example.com"]  # a placeholder: these commands never fetch
-    settings = build_settings(**options, slack_incoming_hook=_slack_incoming_hook())
-    if domains_override:  # link_gap keeps every tracked domain's competitors, whatever --domain fetches
-        settings = replace(settings, competitors=parse_domains(configured, options.get("search_type"))[1])
-    if need_token and (not isinstance(token, str) or not token.strip()):
-        raise ConfigError("Serpstat API token is missing: set api_token under [sources.serpstat] in "
-                          ".dlt/secrets.toml or SOURCES__SERPSTAT__API_TOKEN")
-    return settings, (token.strip() if isinstance(token, str) else None)
+    config = read_configuration()
+    settings = config.validate(need_targets=need_domains, need_token=need_token, only=domains_override,
+                               slack_incoming_hook=_slack_incoming_hook())
+    return settings, config.token

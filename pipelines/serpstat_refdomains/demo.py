@@ -55,8 +55,8 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
             domains.append({"query": target, "competitors": list(rivals)} if rivals else target)
             for rival, size in rivals.items():
                 emulator.graph.set_profile(rival, Profile(base_size=size))
-                emulator.graph.add_named(rival, SHARED_DONORS + list(SISTER_HOSTS[:1]), DEMO_START - dt.timedelta(days=30),
-                                         rank=100)
+                emulator.graph.add_named(rival, SHARED_DONORS + list(SISTER_HOSTS[:1]),
+                                         DEMO_START - dt.timedelta(days=30), rank=100)
             if rivals:
                 emulator.graph.add_named(target, list(SISTER_HOSTS[1:]), DEMO_START - dt.timedelta(days=30), rank=100)
         settings = build_settings(domains=domains, requests_per_second=1000, api_url=emulator.url)

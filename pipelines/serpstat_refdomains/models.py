@@ -28,7 +28,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from . import competitors
-from . import settings as S
+from . import constants as S
 
 logger = logging.getLogger(__name__)
 

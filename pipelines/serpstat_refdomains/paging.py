@@ -14,21 +14,23 @@ This is where the pipeline earns or wastes the user's money. The rules (README: 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
-import queue
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
-from . import settings as S
+from . import constants as S
+from .budget import Budget, BudgetExhausted
 from .client import DepthCapError, RefDomainsPage, SerpstatClient, SerpstatError
 from .config import Target
+from .partitions import PREFIX_ALPHABET, Partition, plan_json, reusable_plan
+from .prefetch import in_order, settle
 from .rows import SnapshotRows
 
 logger = logging.getLogger(__name__)
@@ -39,48 +41,6 @@ SORT, ORDER = "domain_from", "asc"
 # extract have fixed costs, and each hands the GIL to the page threads (a convoy that cost
 # more than the conversion itself at one page per call).
 CONVERT_BATCH_ROWS = 10_000
-PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_."
-MAX_PREFIX = 16  # deeper than any sane set of names that share a start
-
-
-class BudgetExhausted(Exception):
-    """The run's credit budget (max_credits_per_run or the account balance) cannot cover this."""
-
-
-class Budget:
-    """Credits a run may still spend, shared by all its snapshots and threads.
-
-    Each request reserves the most it can cost (its page size) and settles to what it was billed.
-    A request is admitted while spent + reserved is below the limit, so however many pages are in
-    flight at once, the limit is exceeded by less than one page. `fits` refuses a whole
-    partition up front once its size is known.
-    """
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.spent = 0
-        self.reserved = 0
-        self._lock = threading.Lock()
-
-    def reserve(self, most: int) -> None:
-        with self._lock:
-            if self.limit is not None and self.spent + self.reserved >= self.limit:
-                raise BudgetExhausted(f"credit budget of {self.limit} reached")
-            self.reserved += most
-
-    def settle(self, reserved: int, charged: int) -> None:
-        with self._lock:
-            self.reserved -= reserved
-            self.spent += charged
-
-    def fits(self, credits: int) -> bool:
-        with self._lock:
-            return self.limit is None or self.spent + self.reserved + credits <= self.limit
-
-    @property
-    def left(self) -> int | None:
-        with self._lock:
-            return None if self.limit is None else max(0, self.limit - self.spent)
 
 
 @dataclass(frozen=True)
@@ -129,72 +89,6 @@ class FetchStats:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     finished_at: dt.datetime | None = None
 
-
-@dataclass(frozen=True)
-class Partition:
-    """A slice of the result: domain_rank within `ranks`, domain_from starting with `prefix`."""
-
-    ranks: tuple[int, int] | None = None
-    prefix: str | None = None
-    # The rows of `prefix` that none of its one-character extensions from PREFIX_ALPHABET reaches
-    # (a non-ASCII letter next: CJK, Cyrillic, ...). They sort after every ASCII name, so they are
-    # its first rows in descending order: fetched that way, as many as the extensions missed.
-    tail: bool = False
-    # The one name equal to `prefix` itself (a donor `a` beside `aa.com` ... when `a` is split):
-    # no extension reaches it, and it sorts last in descending order, past the tail's boundary.
-    exact: bool = False
-
-    def conditions(self) -> list[dict]:
-        conds: list[dict] = []
-        if self.ranks is not None:
-            conds.append({"field": "domain_rank", "compareType": "between", "value": list(self.ranks)})
-        if self.prefix is not None:
-            compare = "eq" if self.exact else "startsWith"
-            conds.append({"field": "domain_from", "compareType": compare, "value": [self.prefix]})
-        return conds
-
-    def split(self) -> list["Partition"]:
-        """By name, never by a metric: a donor's domain_rank can change between the reads of two
-        rank partitions (two donors crossing a boundary in opposite directions would leave every
-        count in place and one donor on neither side); its name cannot."""
-        if self.tail or self.exact or len(self.prefix or "") >= MAX_PREFIX:
-            raise DepthCapError(f"Serpstat refuses even the first page of {self} as beyond its depth cap: "
-                                "this result cannot be split further; report it to Serpstat support")
-        children = [Partition(self.ranks, (self.prefix or "") + c) for c in PREFIX_ALPHABET]
-        exact = [Partition(self.ranks, self.prefix, exact=True)] if self.prefix else []
-        return [*children, *exact, Partition(self.ranks, self.prefix, tail=True)]
-
-    def covers(self, other: "Partition") -> bool:
-        """`other` lies inside this partition, split from it (its tail excluded)."""
-        mine = self.prefix or ""
-        return (other.ranks == self.ranks and other.prefix is not None
-                and (len(other.prefix) > len(mine) or other.exact) and other.prefix.startswith(mine))
-
-    def as_json(self, total: int) -> dict:
-        item = {"ranks": list(self.ranks) if self.ranks else None, "prefix": self.prefix, "total": total}
-        if self.tail:
-            item["tail"] = True
-        if self.exact:
-            item["exact"] = True
-        return item
-
-    @classmethod
-    def from_json(cls, item: dict) -> tuple["Partition", int | None]:
-        ranks = item.get("ranks")
-        return (cls(tuple(ranks) if ranks else None, item.get("prefix"), bool(item.get("tail")),
-                    bool(item.get("exact"))), item.get("total"))
-
-    def __str__(self) -> str:
-        parts = []
-        if self.ranks:
-            parts.append(f"rank {self.ranks[0]}-{self.ranks[1]}")
-        if self.prefix is not None:
-            parts.append(f"prefix {self.prefix!r}")
-        if self.tail:
-            parts.append("names no prefix reaches")
-        if self.exact:
-            parts.append("that name itself")
-        return ", ".join(parts) or "all"
 
 
 class SnapshotFetcher:
@@ -267,7 +161,7 @@ class SnapshotFetcher:
         stats.partitions = len(leaves)
         stats.expected_total = sum(total for _, total in leaves)
         if len(leaves) > 1:
-            stats.partition_plan = json.dumps([part.as_json(total) for part, total in leaves])
+            stats.partition_plan = plan_json(leaves)
         if unstable is not None:
             stats.status = S.STATUS_INCOMPLETE
             stats.error = f"{unstable}, on both attempts: fetch again later"
@@ -290,17 +184,10 @@ class SnapshotFetcher:
         the previous total seems to fit: Serpstat's window may be narrower than DEPTH_CAP (learned
         from a refused page, never stored), and a root read would then pay for rows up to it again
         every run."""
-        spec = self.spec
-        if spec.partition_plan:
-            try:
-                leaves = [Partition.from_json(item) for item in json.loads(spec.partition_plan)]
-            except (ValueError, TypeError, AttributeError):
-                leaves = []  # unreadable: start from the whole result
-            if leaves and not any(part.ranks for part, _ in leaves):
-                # plans cut by rank (an earlier release) are not reused: a donor whose rank moves
-                # mid-pull can fall between two rank ranges; start again from the whole result
-                return [(part, 1, total) for part, total in leaves]
-        return [(Partition(), 1, spec.previous_total)]
+        leaves = reusable_plan(self.spec.partition_plan)
+        if leaves:
+            return [(part, 1, total) for part, total in leaves]
+        return [(Partition(), 1, self.spec.previous_total)]
 
     def _needs_probe(self, part: Partition, expected: int | None) -> bool:
         """A 1-row count first, unless a full page 1 is surely not thrown away: the size is known
@@ -425,7 +312,7 @@ class SnapshotFetcher:
                     return _Unstable("the result changed while it was paged "
                                          f"(rows shifted across the end of page {offset // size + 1})")
         finally:
-            _settle([pending for _, _, pending in probes if isinstance(pending, Future)])
+            settle([pending for _, _, pending in probes if isinstance(pending, Future)])
         return _Verified(total, rows)
 
     def _probe(self, part: Partition, offset: int) -> "Future | RefDomainsPage":
@@ -442,25 +329,10 @@ class SnapshotFetcher:
 
     def _pages(self, part: Partition, numbers: range, size: int) -> Iterator[RefDomainsPage]:
         """Pages in order, fetched concurrently within a bounded window (the rate limiter paces them)."""
+        page = partial(self._page, part, size=size)
         if self.executor is None or len(numbers) <= 1:
-            for number in numbers:
-                yield self._page(part, number, size)
-            return
-        pending: list[Future] = []
-        queue = iter(numbers)
-        try:
-            for number in queue:
-                pending.append(self.executor.submit(self._page, part, number, size))
-                if len(pending) >= self.window:
-                    break
-            while pending:
-                page = pending.pop(0).result()
-                next_number = next(queue, None)
-                if next_number is not None:
-                    pending.append(self.executor.submit(self._page, part, next_number, size))
-                yield page
-        finally:
-            _settle(pending)
+            return map(page, numbers)
+        return in_order(self.executor, page, numbers, self.window)
 
     def _page(self, part: Partition, number: int, size: int) -> RefDomainsPage:
         self.budget.reserve(size)
@@ -519,67 +391,6 @@ class SnapshotFetcher:
             self.stats.nulled_values[f"{metric} {value}"] += 1
 
 
-class Prefetcher:
-    """Runs a fetcher in a background thread, up to `max_tables` converted batches (of up to
-    CONVERT_BATCH_ROWS rows) ahead of its consumer.
-
-    The run loads snapshots one after another; while dlt loads one, the next one's requests are
-    already on their way, so a rate-limited plan keeps using its whole rate. The queue bounds
-    memory; `cancel` stops a fetch whose results will not be wanted.
-    """
-
-    _DONE = object()
-
-    def __init__(self, fetcher: SnapshotFetcher, max_tables: int = 4) -> None:
-        self.fetcher = fetcher
-        self._queue: queue.Queue = queue.Queue(maxsize=max_tables)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name=f"prefetch {fetcher.spec.key}", daemon=True)
-        self._thread.start()
-
-    @property
-    def spec(self) -> SnapshotSpec:
-        return self.fetcher.spec
-
-    @property
-    def stats(self) -> FetchStats:
-        return self.fetcher.stats
-
-    def _produce(self) -> None:
-        tables = self.fetcher.tables()
-        try:
-            for table in tables:
-                if not self._put(table):
-                    return
-            self._put(self._DONE)
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put(error)
-        finally:
-            tables.close()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def tables(self) -> Iterator[pa.Table]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def cancel(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-
 @dataclass(frozen=True)
 class _Verified:
     """A partition read consistently: its total and its raw rows, in order."""
@@ -612,18 +423,6 @@ class _DepthCapped(Exception):
 
 def _moved(before: int, after: int) -> _Unstable:
     return _Unstable(f"the result changed while it was paged (its total moved from {before} to {after})")
-
-
-def _settle(futures: list[Future]) -> None:
-    """Cancel what has not started; wait for the rest, whose failure no longer matters."""
-    for future in futures:
-        future.cancel()
-    for future in futures:
-        if not future.cancelled():
-            try:
-                future.result()
-            except Exception:  # noqa: BLE001 - an abandoned request: its failure is moot
-                pass
 
 
 def _name(row: Any) -> Any:

@@ -30,7 +30,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import alerts, competitors, models
-from . import settings as S
+from . import constants as S
+from .budget import Budget, BudgetExhausted
 from .client import (
     AuthenticationError,
     CreditsExhaustedError,
@@ -42,9 +43,17 @@ from .client import (
     redact,
 )
 from .config import ConfigError, Settings, Target, parse_memory_megabytes
-from .paging import Budget, BudgetExhausted, FetchStats, Prefetcher, SnapshotFetcher, SnapshotSpec, snapshot_key
+from .paging import FetchStats, SnapshotFetcher, SnapshotSpec, snapshot_key
+from .prefetch import Prefetcher
 from .rows import describe_nulled
-from .source import SnapshotNotCommitted, attempt_row, ledger_row, ref_domains_resource, snapshots_resource
+from .source import (
+    SCOPED_MERGE_DESTINATIONS,
+    SnapshotNotCommitted,
+    attempt_row,
+    ledger_row,
+    ref_domains_resource,
+    snapshots_resource,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -381,6 +390,22 @@ def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str, snapshot_date: dt.dat
         pass
 
 
+def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
+    """PostgreSQL: an index on ref_domains.snapshot_key, so each snapshot's merge deletes its old
+    rows by the key (source.SCOPED_WRITE_DISPOSITION) instead of scanning the whole history. dlt
+    creates no secondary indexes; this runs before a run's loads (the first run creates the table,
+    the second the index; an existing history gets it on its first run after an upgrade)."""
+    if not _is(pipeline, "postgres"):
+        return  # DuckDB filters the key column quickly and an ART index would slow its inserts
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
+            index = client.escape_column_name(f"{S.REF_DOMAINS_TABLE}_snapshot_key")
+            client.execute_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} (snapshot_key)")
+    except DatabaseUndefinedRelation:
+        pass
+
+
 def rows_present(pipeline: dlt.Pipeline, day: dt.date, keys: list[str]) -> dict[str, int]:
     """Rows loaded per snapshot key of one day: one grouped count, restricted to that day (its
     blocks only, however long the history) and to the keys a run may fetch."""
@@ -590,6 +615,7 @@ def _run(settings: Settings, client: SerpstatClient, pipeline: dlt.Pipeline, lef
          kind: str, force: bool, build_models: bool, depth_cap: int, max_workers: int,
          progress: Callable[[SnapshotFetcher], None] | None) -> RunReport:
     finish_interrupted_load(pipeline)
+    ensure_snapshot_key_index(pipeline)
     ledger = read_ledger(pipeline)
     present = rows_present(pipeline, day, planned_keys(settings, day))
     todo, done = plan_snapshots(settings, ledger, day, kind, force, present)
@@ -702,7 +728,8 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetcher: Pr
     error: BaseException | None = None
     started = time.monotonic()
     try:
-        pipeline.run(ref_domains_resource([fetcher], keep=keep, deduplicate_in_merge=False),
+        scoped = any(_is(pipeline, name) for name in SCOPED_MERGE_DESTINATIONS)
+        pipeline.run(ref_domains_resource([fetcher], keep=keep, deduplicate_in_merge=False, scoped_merge=scoped),
                      loader_file_format=loader_file_format(pipeline))
     except Exception as raised:  # noqa: BLE001 - classified below; every path is recorded
         error = _root_cause(raised)

@@ -18,8 +18,8 @@ from typing import Any
 
 import dlt
 
+from . import constants as S
 from . import gap_report
-from . import settings as S
 
 FORMATS = ("text", "csv", "json", "html")
 TOP = 25

@@ -268,9 +268,11 @@ class SerpstatApi:
         extras = self.extra_fields or any(f.kind == "extra_fields" for f in fired)
         page_key = None if result_key is None or short else (result_key, page, size, as_strings, extras)
         bad_metrics = [f for f in fired if f.kind == "bad_metrics"]
-        if bad_metrics:
-            data = _Rendered(_dumps(_with_bad_metrics([self._row(d, as_strings, extras) for d in window],
-                                                      bad_metrics)))
+        rewrites = [f for f in fired if f.kind == "rewrite_rows"]
+        if bad_metrics or rewrites:
+            # rendered for this answer only: the page cache keeps what the index itself serves
+            rows = _with_bad_metrics([self._row(d, as_strings, extras) for d in window], bad_metrics)
+            data = _Rendered(_dumps(_rewritten(window, rows, rewrites)))
         else:
             data = self._render(window, page_key, as_strings, extras)
         with self._lock:
@@ -442,6 +444,12 @@ def _with_bad_metrics(rows: list[dict], faults: list[Fault]) -> list[dict]:
     for fault in faults:
         for row, value in zip(rows, fault.values):
             row[fault.metric] = value
+    return rows
+
+
+def _rewritten(window: list[Donor], rows: list[dict], faults: list[Fault]) -> list[Any]:
+    for fault in faults:
+        rows = [fault.rewrite(donor, row) for donor, row in zip(window, rows)]
     return rows
 
 

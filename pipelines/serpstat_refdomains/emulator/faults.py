@@ -10,13 +10,13 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 # Faults in the transport: nothing reaches the API, nothing is charged.
 TRANSPORT_KINDS = {"http_error", "drop", "malformed", "rate_limit", "http_429", "api_error", "wrong_api_query"}
 # Faults that change what the API answers (the request is processed and charged).
 DATA_KINDS = {"delay", "insert_rows", "extra_fields", "string_numbers", "empty", "bad_metrics",
-              "error_with_result", "short_page", "no_total"}
+              "rewrite_rows", "error_with_result", "short_page", "no_total"}
 # Faults that change the index itself just before the request is answered (a live index).
 CHURN_KINDS = {"insert_rows", "delete_rows", "swap_rows", "change_metrics"}
 DATA_KINDS |= CHURN_KINDS
@@ -56,6 +56,11 @@ class Fault:
                         `code`/`message` beside its result
         bad_metrics     in the answer's rows, set `metric` (ref_pages or domainRank) to each of
                         `values` in turn, from the first row on (values: e.g. "", -1, "n/a", 1.5)
+        rewrite_rows    send `rewrite(donor, row)` in place of each row of the answer: the donor
+                        (emulator.Donor) and the row as it would have gone out (a dict the
+                        function may change or replace by anything JSON can carry), for data
+                        no other kind makes (a name that is not text, a field left out, a row
+                        that is not an object). Charged as the page it replaces
         no_total        answer with `summary_info.total` null (rows and charge as usual)
         short_page      leave the last `count` rows out of the page while `total` still counts them
     """
@@ -78,6 +83,7 @@ class Fault:
     where: str | None = None  # churn: "before" or "after" the requested page's rows
     pick: float = 0.5  # churn: which rows of that stretch (0 = its first, towards 1 = its last)
     order: str | None = None  # only requests sorted this way ("asc" / "desc"); None: any
+    rewrite: Callable[[Any, dict], Any] | None = None  # rewrite_rows: (donor, row) -> the row sent
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -86,6 +92,8 @@ class Fault:
             raise ValueError(f"fault where must be 'before' or 'after', not {self.where!r}")
         if not 0 <= self.pick < 1:
             raise ValueError(f"fault pick must be in [0, 1), not {self.pick!r}")
+        if (self.kind == "rewrite_rows") != (self.rewrite is not None):
+            raise ValueError("a rewrite_rows fault needs rewrite=(donor, row) -> row, and only it takes one")
 
     def matches(self, method: str, query: str | None, page: int | None, last_week: bool,
                 order: str | None = None) -> bool:

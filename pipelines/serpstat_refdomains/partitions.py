@@ -1,0 +1,106 @@
+"""Cutting a result deeper than Serpstat's sortable window into partitions by name, and the
+partition plan the ledger keeps so the next pull of a snapshot starts from its leaves.
+
+A partition is a complexFilter slice of the result: `domain_from startsWith` a prefix, extended
+one character of PREFIX_ALPHABET at a time; the names no extension reaches (the prefix's tail)
+and the name equal to the prefix itself are partitions of their own. Their union is the result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .client import DepthCapError
+
+PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_."
+MAX_PREFIX = 16  # deeper than any sane set of names that share a start
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A slice of the result: domain_rank within `ranks`, domain_from starting with `prefix`."""
+
+    ranks: tuple[int, int] | None = None
+    prefix: str | None = None
+    # The rows of `prefix` that none of its one-character extensions from PREFIX_ALPHABET reaches
+    # (a non-ASCII letter next: CJK, Cyrillic, ...). They sort after every ASCII name, so they are
+    # its first rows in descending order: fetched that way, as many as the extensions missed.
+    tail: bool = False
+    # The one name equal to `prefix` itself (a donor `a` beside `aa.com` ... when `a` is split):
+    # no extension reaches it, and it sorts last in descending order, past the tail's boundary.
+    exact: bool = False
+
+    def conditions(self) -> list[dict]:
+        conds: list[dict] = []
+        if self.ranks is not None:
+            conds.append({"field": "domain_rank", "compareType": "between", "value": list(self.ranks)})
+        if self.prefix is not None:
+            compare = "eq" if self.exact else "startsWith"
+            conds.append({"field": "domain_from", "compareType": compare, "value": [self.prefix]})
+        return conds
+
+    def split(self) -> list["Partition"]:
+        """By name, never by a metric: a donor's domain_rank can change between the reads of two
+        rank partitions (two donors crossing a boundary in opposite directions would leave every
+        count in place and one donor on neither side); its name cannot."""
+        if self.tail or self.exact or len(self.prefix or "") >= MAX_PREFIX:
+            raise DepthCapError(f"Serpstat refuses even the first page of {self} as beyond its depth cap: "
+                                "this result cannot be split further; report it to Serpstat support")
+        children = [Partition(self.ranks, (self.prefix or "") + c) for c in PREFIX_ALPHABET]
+        exact = [Partition(self.ranks, self.prefix, exact=True)] if self.prefix else []
+        return [*children, *exact, Partition(self.ranks, self.prefix, tail=True)]
+
+    def covers(self, other: "Partition") -> bool:
+        """`other` lies inside this partition, split from it (its tail excluded)."""
+        mine = self.prefix or ""
+        return (other.ranks == self.ranks and other.prefix is not None
+                and (len(other.prefix) > len(mine) or other.exact) and other.prefix.startswith(mine))
+
+    def as_json(self, total: int) -> dict:
+        item = {"ranks": list(self.ranks) if self.ranks else None, "prefix": self.prefix, "total": total}
+        if self.tail:
+            item["tail"] = True
+        if self.exact:
+            item["exact"] = True
+        return item
+
+    @classmethod
+    def from_json(cls, item: dict) -> tuple["Partition", int | None]:
+        ranks = item.get("ranks")
+        return (cls(tuple(ranks) if ranks else None, item.get("prefix"), bool(item.get("tail")),
+                    bool(item.get("exact"))), item.get("total"))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.ranks:
+            parts.append(f"rank {self.ranks[0]}-{self.ranks[1]}")
+        if self.prefix is not None:
+            parts.append(f"prefix {self.prefix!r}")
+        if self.tail:
+            parts.append("names no prefix reaches")
+        if self.exact:
+            parts.append("that name itself")
+        return ", ".join(parts) or "all"
+
+
+
+def plan_json(leaves: list[tuple[Partition, int]]) -> str:
+    """The leaves a partitioned snapshot was read in, with their sizes: its `partition_plan`."""
+    return json.dumps([part.as_json(total) for part, total in leaves])
+
+
+def reusable_plan(plan: str | None) -> list[tuple[Partition, int | None]]:
+    """The leaves of a stored `partition_plan` a new pull may start from; none if it has to start
+    from the whole result."""
+    if not plan:
+        return []
+    try:
+        leaves = [Partition.from_json(item) for item in json.loads(plan)]
+    except (ValueError, TypeError, AttributeError):
+        return []  # unreadable: start from the whole result
+    if any(part.ranks for part, _ in leaves):
+        # plans cut by rank (an earlier release) are not reused: a donor whose rank moves
+        # mid-pull can fall between two rank ranges; start again from the whole result
+        return []
+    return leaves
