@@ -18,7 +18,7 @@ import dlt
 import pytest
 
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
-from serpstat_refdomains.models import unicode_name
+from serpstat_refdomains.models import catalog, unicode_name
 from serpstat_refdomains.normalize import registrable_domain
 from tests.helpers import (DAY, TOKEN, cli_env, fast_client, needs_postgres, pg_rows, postgres, query, ref_requests,
                            run_cli, run_pipeline, truth)
@@ -202,6 +202,13 @@ def test_link_gap_and_its_changes_equal_the_reference_on_postgres(gap_duckdb, tm
     assert len(got_gap) == len(gap) and set(got_gap) == gap
     got_changes = pg_rows(pg_dataset, f"SELECT {CHANGE_COLUMNS} FROM {{ds}}.link_gap_changes")
     assert len(got_changes) == len(changes) and set(got_changes) == changes
+    # and every step on the way, row for row as on DuckDB (snapshot keys name the same snapshots)
+    for model in ("stg_target_competitors", "int_link_gap_observations", "int_link_gap_side_rows",
+                  "int_link_gap_history", "int_link_gap_milestones"):
+        columns = ", ".join(c.name for c in catalog()[model].columns)
+        expected = sorted(query(gap_duckdb[0], f"SELECT {columns} FROM serpstat.{model}"), key=repr)
+        assert expected, f"{model} is empty: the comparison proves nothing"
+        assert sorted(pg_rows(pg_dataset, f"SELECT {columns} FROM {{ds}}.{model}"), key=repr) == expected, model
 
 
 def test_a_tracked_domain_without_a_complete_snapshot_has_no_gap(tmp_path, emulator):

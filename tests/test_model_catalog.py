@@ -10,12 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import dlt
 import psycopg2
+import pytest
+from dlt.common.schema.utils import new_table
 
 from serpstat_refdomains import models
 from serpstat_refdomains.emulator import Profile
@@ -174,3 +177,79 @@ def test_dlt_drop_of_every_resource_forgets_the_models_without_failing_on_views(
     left = {r[0] for r in query(tmp_path, "SELECT table_name FROM information_schema.tables "
                                           "WHERE table_schema = 'serpstat'")}
     assert set(MODELS) <= left and "ref_domains" not in left  # the loaded data went, the models stayed
+
+
+REFERENCE_SQL = Path(__file__).resolve().parent / "reference_sql"  # the models before layering
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
+def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator, warehouse, request):
+    """The layering renamed internal models (stg_full_snapshots, int_full_ref_domain_history, ...).
+    A warehouse built by the earlier version holds them, registered in dlt's schema as models: the
+    next build drops them from both, rebuilds the current ones, and leaves the user's own objects."""
+    if warehouse == "postgres":
+        dataset, destination = request.getfixturevalue("pg_dataset"), postgres()
+    else:
+        dataset, destination = "serpstat", dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    emulator.graph.set_profile("upgrade.com", Profile(base_size=80))
+    with fast_client(emulator) as client:
+        for week in range(2):
+            emulator.today = DAY + dt.timedelta(weeks=week)
+            run_pipeline(tmp_path, emulator, ["upgrade.com"], emulator.today, client=client, kind="full",
+                         destination=destination, dataset_name=dataset)
+    pipeline = refdomains_pipeline.make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
+    dialect = models.destination_dialect(pipeline)
+    earlier = {file.stem.split("_", 1)[1]: file.read_text() for file in sorted(REFERENCE_SQL.glob("*.sql"))}
+    with pipeline.sql_client() as client:
+        qualified = client.make_qualified_table_name
+        client.execute_sql(f"CREATE TABLE IF NOT EXISTS {qualified(NAMES_TABLE)} (ref_domain text, ref_domain_unicode text)")
+        for name, sql in earlier.items():  # as the earlier version built them, in its file order
+            select = models.transpile(sql.replace("{lost_confirmation_snapshots}", "2"), dialect, client.dataset_name,
+                                      set(earlier) | models.SOURCE_TABLES)
+            client.execute_sql(f"CREATE {'VIEW' if '-- materialized: view' in sql else 'TABLE'} {qualified(name)} "
+                               f"AS {select}")
+        client.execute_sql(f"CREATE VIEW {qualified('my_report')} AS SELECT 1 AS answer")
+    schema = pipeline.default_schema
+    for name, sql in earlier.items():
+        table = new_table(name, write_disposition="skip", resource=name, columns=[{"name": "x", "data_type": "bigint"}])
+        table[models.MODEL_HINT] = {"materialized": "view" if "-- materialized: view" in sql else "table"}
+        schema.update_table(table)
+    pipeline.schemas.save_schema(schema)
+    retired = set(earlier) - set(model_names())
+    assert retired >= {"stg_full_snapshots", "stg_full_ref_domains", "int_full_ref_domain_history"}
+
+    assert models.build(pipeline) == model_names()
+
+    with pipeline.sql_client() as client:
+        present = {r[0] for r in client.execute_sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", client.dataset_name)}
+        assert client.execute_sql(f"SELECT count(*) FROM {client.make_qualified_table_name('ref_domains_current')}")[0][0]
+    assert not retired & present
+    assert set(MODELS) | {"my_report", "ref_domains", "snapshots"} <= present
+    assert not retired & set(pipeline.default_schema.tables)
+    assert set(MODELS) <= set(pipeline.default_schema.tables)
+
+
+def test_an_installed_wheel_builds_the_same_models(tmp_path):
+    """sql/ ships inside the package with its layer folders: installed from a wheel, the runner
+    finds every model and orders it as in the repository."""
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"
+    for part in ("pyproject.toml", "README.md"):
+        (source / part).parent.mkdir(parents=True, exist_ok=True)
+        (source / part).write_bytes((root / part).read_bytes())
+    for folder in ("pipelines", "sql"):
+        shutil.copytree(root / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("*.whl"))
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    listed = subprocess.run([sys.executable, "-c", "from serpstat_refdomains import models; print(models.__file__); "
+                             "print(' '.join(m.layer + '/' + m.name for m in models.load_models()))"],
+                            capture_output=True, text=True, timeout=120, check=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    where, order = listed.stdout.splitlines()
+    assert where.startswith(str(tmp_path / "site"))
+    assert order.split() == [f"{m.layer}/{m.name}" for m in models.load_models()]

@@ -1,17 +1,23 @@
-"""The new and lost models against the anti-join queries they replaced, row for row.
-
-`new_ref_domains` and `lost_ref_domains` read each domain's full snapshots with `lag`/`lead`
-over its snapshot number (one sort) instead of anti-joining every snapshot against its
-neighbour (three to six times slower at a year of history). The queries below are the models as
-they were before that rewrite, kept verbatim as the reference: on randomized histories of several
+"""The models against the queries they replaced, row for row, on randomized histories of several
 series (gaps, returns, `last_week` pulls on and between full snapshot dates, incomplete and
-inconsistent snapshots, IDN names) both must give exactly the same rows.
+inconsistent snapshots, IDN names, a filter change).
+
+Two rewrites are checked here, each against its predecessor kept verbatim as the reference:
+- `new_ref_domains` and `lost_ref_domains` read each domain's full snapshots with `lag`/`lead`
+  over its snapshot number (one sort) instead of anti-joining every snapshot against its
+  neighbour (three to six times slower at a year of history). OLD_NEW_REF_DOMAINS and
+  OLD_LOST_REF_DOMAINS below are the anti-join models.
+- The models moved into layers (staging, intermediate, marts) with one series key and one table
+  of full-snapshot changes read by both new and lost. tests/reference_sql/ holds every model as
+  it was before (numbered files, DuckDB dialect), built beside the current ones in a schema of
+  its own; every public model must give the same rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -284,20 +290,27 @@ select * from final
 """
 
 START = dt.date(2026, 1, 5)
-SERIES = [("a.com", "domain_with_subdomains", "none"), ("a.com", "domain_with_subdomains", "f1"),
-          ("a.com", "domain", "none"), ("b.com", "domain_with_subdomains", "none")]
+WEEKS = range(12)
+# (target, search type, filter, weeks): two series of a.com side by side
+SERIES = [("a.com", "domain_with_subdomains", "none", WEEKS), ("a.com", "domain_with_subdomains", "f1", WEEKS),
+          ("a.com", "domain", "none", WEEKS), ("b.com", "domain_with_subdomains", "none", WEEKS)]
+# as a run makes them: a target's filter changes, and a new series starts where the old one stops
+# (one full snapshot a target and date, so "the latest full snapshot" of a target is one)
+SERIES_WITH_FILTER_CHANGE = [("a.com", "domain_with_subdomains", "none", range(0, 6)),
+                             ("a.com", "domain_with_subdomains", "f1", range(6, 12)),
+                             ("a.com", "domain", "none", WEEKS), ("b.com", "domain_with_subdomains", "none", WEEKS)]
 
 
-def random_history(seed: int) -> tuple[list[tuple], list[tuple]]:
+def random_history(seed: int, series: list[tuple] = SERIES) -> tuple[list[tuple], list[tuple]]:
     """Ledger rows and ref_domains rows of a random history: each series has its own donor pool,
     donors come and go with their own odds (so they return), weeks are skipped, pulls land on and
     between full snapshot dates, and some snapshots are not readable."""
     rng = random.Random(seed)
     ledger, rows = [], []
-    for target, search_type, filter_hash in SERIES:
+    for target, search_type, filter_hash, weeks in series:
         pool = [f"d{n}.{target}.example" for n in range(25)] + ["xn--bcher-kva.de", "xn--mnchen-3ya.de"]
         odds = {name: rng.choice((0.1, 0.5, 0.8, 0.95)) for name in pool}
-        for week in range(12):
+        for week in weeks:
             day = START + dt.timedelta(weeks=week)
             pulls = []
             if rng.random() < 0.8:  # a skipped week is a gap between full snapshots
@@ -324,6 +337,8 @@ def _warehouse(ledger: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnect
     con.execute("CREATE TABLE ref_domains (snapshot_key VARCHAR, ref_domain VARCHAR, registrable_domain VARCHAR, "
                 "domain_rank BIGINT, ref_pages BIGINT)")
     con.execute("CREATE TABLE stg_ref_domain_names (ref_domain VARCHAR, ref_domain_unicode VARCHAR)")
+    con.execute("CREATE TABLE target_competitors (target_domain VARCHAR, search_type VARCHAR, "
+                "competitor_domain VARCHAR, competitor_search_type VARCHAR)")  # the link gap's input: none here
     con.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ledger)
     if rows:
         con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?)", rows)
@@ -339,16 +354,58 @@ def _rows(con: duckdb.DuckDBPyConnection, select: str) -> list[tuple]:
     return sorted(con.execute(select).fetchall(), key=repr)
 
 
+REFERENCE_SQL = Path(__file__).resolve().parent / "reference_sql"
+PUBLIC_MODELS = ("new_ref_domains", "lost_ref_domains", "ref_domain_changes", "ref_domains_weekly",
+                 "ref_domains_current")
+
+
+def _build_reference_models(con: duckdb.DuckDBPyConnection) -> None:
+    """The models before layering, in schema `reference`, in their numbered order. DuckDB resolves
+    a view's tables in its own schema first, so each reads the reference models it always read,
+    and the loaded tables in main; queries run meanwhile see reference's models first too."""
+    con.execute("CREATE SCHEMA reference")
+    con.execute("SET search_path = 'reference,main'")
+    for file in sorted(REFERENCE_SQL.glob("*.sql")):
+        sql = file.read_text(encoding="utf-8").replace("{lost_confirmation_snapshots}", str(CONFIRM))
+        kind = "VIEW" if "-- materialized: view" in sql else "TABLE"
+        con.execute(f"CREATE {kind} reference.{file.stem.split('_', 1)[1]} AS {sql}")
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_new_and_lost_models_equal_the_anti_join_queries_they_replaced(seed):
     ledger, rows = random_history(seed)
     con = _warehouse(ledger, rows)
+    _build_reference_models(con)  # the staging the anti-join queries read
     old_new = _rows(con, OLD_NEW_REF_DOMAINS)
     old_lost = _rows(con, OLD_LOST_REF_DOMAINS.replace("{lost_confirmation_snapshots}", str(CONFIRM)))
-    assert _rows(con, "SELECT * FROM new_ref_domains") == old_new
-    assert _rows(con, "SELECT * FROM lost_ref_domains") == old_lost
+    assert _rows(con, "SELECT * FROM main.new_ref_domains") == old_new
+    assert _rows(con, "SELECT * FROM main.lost_ref_domains") == old_lost
     # the history exercises what the rewrite could get wrong
     detectors = {row[7] for row in old_new}
     assert {"snapshot_diff", "last_week"} <= detectors
     assert any(row[8] for row in old_new)  # a returning domain
     assert any(row[9] is not None for row in old_lost) and any(row[11] for row in old_lost)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("series", [SERIES, SERIES_WITH_FILTER_CHANGE], ids=["side_by_side", "filter_change"])
+def test_layered_models_equal_the_models_before_layering(seed, series):
+    ledger, rows = random_history(seed, series)
+    con = _warehouse(ledger, rows)
+    _build_reference_models(con)
+    models = PUBLIC_MODELS if series is SERIES_WITH_FILTER_CHANGE else ("new_ref_domains", "lost_ref_domains",
+                                                                        "ref_domain_changes")
+    for model in models:
+        columns = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                             "table_schema = 'reference' AND table_name = ? ORDER BY ordinal_position",
+                                             [model]).fetchall()]
+        assert columns == [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                                     "table_schema = 'main' AND table_name = ? "
+                                                     "ORDER BY ordinal_position", [model]).fetchall()], model
+        expected = _rows(con, f"SELECT * FROM reference.{model}")
+        assert _rows(con, f"SELECT * FROM main.{model}") == expected, model
+        assert expected, f"{model} is empty: the comparison proves nothing"
+    # both of a.com's filters are read: the history has the series change the test is about
+    filters = con.execute("SELECT DISTINCT filter_hash FROM main.stg_snapshots WHERE target_domain = 'a.com' "
+                          "AND search_type = 'domain_with_subdomains' AND snapshot_kind = 'full'").fetchall()
+    assert sorted(filters) == [("f1",), ("none",)]

@@ -7,12 +7,14 @@ reference of README's Models section written here in Python, never from the mode
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, NamedTuple
 
 import pytest
 import sqlglot
+from sqlglot import exp
 
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
-from serpstat_refdomains.models import load_models, render, transpile
+from serpstat_refdomains.models import ModelGraphError, load_models, render, transpile
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
 from tests.conftest import TOKEN
 from tests.helpers import fast_client, query, run_pipeline
@@ -28,29 +30,88 @@ def golden(tmp_path_factory):
     return workdir, fulls, pulls, statuses
 
 
-def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict]], target: str):
+class NewRow(NamedTuple):
+    """A row of new_ref_domains (without its display column)."""
+    target_domain: str
+    search_type: str
+    ref_domain: str
+    registrable_domain: str
+    detected_on: dt.date
+    previous_snapshot_date: dt.date | None
+    detected_by: str
+    is_returning: bool
+    domain_rank: int | None
+    ref_pages: int | None
+
+
+class LostRow(NamedTuple):
+    """A row of lost_ref_domains (without its display column)."""
+    target_domain: str
+    search_type: str
+    ref_domain: str
+    registrable_domain: str
+    lost_on: dt.date
+    last_seen_on: dt.date
+    domain_rank: int | None
+    ref_pages: int | None
+    returned_on: dt.date | None
+    consecutive_absences: int
+    confirmed: bool
+
+
+class WeekRow(NamedTuple):
+    target_domain: str
+    search_type: str
+    week_start: dt.date
+    ref_domains: int | None
+    new_ref_domains: int
+    lost_ref_domains: int
+    net_change: int
+
+
+class CurrentRow(NamedTuple):
+    """A row of ref_domains_current (without its display column)."""
+    target_domain: str
+    search_type: str
+    snapshot_date: dt.date
+    ref_domain: str
+    registrable_domain: str
+    domain_rank: int | None
+    ref_pages: int | None
+    first_seen_on: dt.date
+
+
+class Candidate(NamedTuple):
+    day: dt.date
+    order: int  # on one day the snapshot diff comes first
+    detector: str
+    row: Any  # the emulator's truth row: rank, pages
+
+
+def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict]],
+              target: str) -> tuple[set[NewRow], set[LostRow]]:
     """README's Models rules over the truth sets of the readable snapshots of one series."""
     fulls = sorted(fulls, key=lambda f: f[0])
-    candidates: dict[tuple, list] = {}
+    candidates: dict[tuple[str, int | None], list[Candidate]] = {}
     for i in range(1, len(fulls)):
         day, current = fulls[i]
         for name in current.keys() - fulls[i - 1][1].keys():
-            candidates.setdefault((name, i - 1), []).append((day, 0, "snapshot_diff", current[name]))
+            candidates.setdefault((name, i - 1), []).append(Candidate(day, 0, "snapshot_diff", current[name]))
     for day, pull in pulls:
         prior = [i for i, (d, _) in enumerate(fulls) if d < day]
         prev = prior[-1] if prior else None
         for name, row in pull.items():
             if prev is None or name not in fulls[prev][1]:
-                candidates.setdefault((name, prev), []).append((day, 1, "last_week", row))
+                candidates.setdefault((name, prev), []).append(Candidate(day, 1, "last_week", row))
     new = set()
     for (name, prev), found in candidates.items():
-        found.sort(key=lambda c: (c[0], c[1]))
-        day, _, _, row = found[0]
-        detectors = {c[2] for c in found}
+        first = min(found, key=lambda c: (c.day, c.order))
+        detectors = {c.detector for c in found}
         returning = prev is not None and any(name in fulls[j][1] for j in range(prev))
-        new.add((target, "domain_with_subdomains", name, registrable_domain(name), day,
-                 fulls[prev][0] if prev is not None else None,
-                 "both" if len(detectors) == 2 else detectors.pop(), returning, row.rank, row.pages))
+        new.add(NewRow(target, "domain_with_subdomains", name, registrable_domain(name), first.day,
+                       fulls[prev][0] if prev is not None else None,
+                       "both" if len(detectors) == 2 else detectors.pop(), returning, first.row.rank,
+                       first.row.pages))
     lost = set()
     for i in range(len(fulls) - 1):
         for name in fulls[i][1].keys() - fulls[i + 1][1].keys():
@@ -58,16 +119,14 @@ def reference(fulls: list[tuple[dt.date, dict]], pulls: list[tuple[dt.date, dict
             returned = later[0] if later else None
             absences = (returned if returned is not None else len(fulls)) - (i + 1)
             row = fulls[i][1][name]
-            lost.add((target, "domain_with_subdomains", name, registrable_domain(name), fulls[i + 1][0],
-                      fulls[i][0], row.rank, row.pages, fulls[returned][0] if returned is not None else None,
-                      absences, returned is None and absences >= CONFIRM))
+            lost.add(LostRow(target, "domain_with_subdomains", name, registrable_domain(name), fulls[i + 1][0],
+                             fulls[i][0], row.rank, row.pages, fulls[returned][0] if returned is not None else None,
+                             absences, returned is None and absences >= CONFIRM))
     return new, lost
 
 
-NEW_COLUMNS = ("target_domain, search_type, ref_domain, registrable_domain, detected_on, previous_snapshot_date, "
-               "detected_by, is_returning, domain_rank, ref_pages")
-LOST_COLUMNS = ("target_domain, search_type, ref_domain, registrable_domain, lost_on, last_seen_on, domain_rank, "
-                "ref_pages, returned_on, consecutive_absences, confirmed")
+NEW_COLUMNS = ", ".join(NewRow._fields)
+LOST_COLUMNS = ", ".join(LostRow._fields)
 
 
 def test_scenario_has_the_cases_it_claims(golden):
@@ -78,11 +137,13 @@ def test_scenario_has_the_cases_it_claims(golden):
     assert statuses[("last_week", START + 6 * week)] == "failed"
     assert len(fulls) == WEEKS - 2 and len(pulls) == WEEKS - 1
     new, lost = reference(fulls, pulls, "golden.com")
-    assert any(r[8] is not None for r in lost), "no domain lost and later returning"
-    assert any(r[9] == 1 and r[8] is not None for r in lost), "no domain absent for one snapshot only"
-    assert any(r[7] for r in new), "no returning new domain"
-    assert any(r[5] is None and r[6] == "last_week" for r in new), "no last_week detection on the baseline date"
-    assert any(r[6] == "both" for r in new) and any(r[6] == "snapshot_diff" for r in new)
+    assert any(r.returned_on is not None for r in lost), "no domain lost and later returning"
+    assert any(r.consecutive_absences == 1 and r.returned_on is not None for r in lost), \
+        "no domain absent for one snapshot only"
+    assert any(r.is_returning for r in new), "no returning new domain"
+    assert any(r.previous_snapshot_date is None and r.detected_by == "last_week" for r in new), \
+        "no last_week detection on the baseline date"
+    assert any(r.detected_by == "both" for r in new) and any(r.detected_by == "snapshot_diff" for r in new)
     known = [name for day, pull in pulls[1:] for name in pull
              if any(name in f for d, f in fulls if d < day)]
     assert known, "no last_week row that was already known"
@@ -105,30 +166,30 @@ def test_lost_ref_domains_match_the_truth(golden):
 def test_weekly_and_current_match_the_truth(golden):
     workdir, fulls, pulls, _ = golden
     new, lost = reference(fulls, pulls, "golden.com")
-    monday = lambda d: d - dt.timedelta(days=d.weekday())  # noqa: E731
+
+    def monday(day: dt.date) -> dt.date:
+        return day - dt.timedelta(days=day.weekday())
+
     weeks = {monday(d) for d, _ in fulls + pulls}
     expected = set()
     for week in weeks:
         in_week = [f for d, f in fulls if monday(d) == week]
-        n_new = sum(1 for r in new if monday(r[4]) == week)
-        n_lost = sum(1 for r in lost if monday(r[4]) == week)
-        expected.add(("golden.com", "domain_with_subdomains", week, len(in_week[-1]) if in_week else None,
-                      n_new, n_lost, n_new - n_lost))
-    got = set(query(workdir, "SELECT target_domain, search_type, week_start, ref_domains, new_ref_domains, "
-                             "lost_ref_domains, net_change FROM serpstat.ref_domains_weekly"))
+        n_new = sum(1 for r in new if monday(r.detected_on) == week)
+        n_lost = sum(1 for r in lost if monday(r.lost_on) == week)
+        expected.add(WeekRow("golden.com", "domain_with_subdomains", week, len(in_week[-1]) if in_week else None,
+                             n_new, n_lost, n_new - n_lost))
+    got = {WeekRow(*r) for r in query(workdir, f"SELECT {', '.join(WeekRow._fields)} FROM serpstat.ref_domains_weekly")}
     assert got == expected
-    assert any(r[3] is None for r in got), "the weeks of ignored full snapshots have no size"
+    assert any(r.ref_domains is None for r in got), "the weeks of ignored full snapshots have no size"
 
     last_day, last = fulls[-1]
     first_seen = {}
     for d, snapshot in sorted(fulls + pulls, key=lambda x: x[0]):
         for name in snapshot:
             first_seen.setdefault(name, d)
-    expected_current = {("golden.com", "domain_with_subdomains", last_day, name, registrable_domain(name),
-                         row.rank, row.pages, first_seen[name]) for name, row in last.items()}
-    got_current = set(query(workdir, "SELECT target_domain, search_type, snapshot_date, ref_domain, "
-                                     "registrable_domain, domain_rank, ref_pages, first_seen_on "
-                                     "FROM serpstat.ref_domains_current"))
+    expected_current = {CurrentRow("golden.com", "domain_with_subdomains", last_day, name, registrable_domain(name),
+                                   row.rank, row.pages, first_seen[name]) for name, row in last.items()}
+    got_current = set(query(workdir, f"SELECT {', '.join(CurrentRow._fields)} FROM serpstat.ref_domains_current"))
     assert got_current == expected_current
 
 
@@ -206,7 +267,7 @@ def test_filter_change_starts_a_new_series_without_mass_new_or_lost(tmp_path):
 
 @pytest.mark.parametrize("dialect", ["postgres", "bigquery", "snowflake", "duckdb"])
 def test_every_model_transpiles(dialect):
-    tables = {"ref_domains", "snapshots"} | {m.name for m in load_models()}
+    tables = {"ref_domains", "snapshots", "target_competitors"} | {m.name for m in load_models()}
     for model in load_models():
         sql = transpile(render(model, {"lost_confirmation_snapshots": 2}), dialect, "serpstat", tables)
         assert "serpstat" in sql and sql.lstrip().upper().startswith(("WITH", "SELECT"))
@@ -220,6 +281,125 @@ def test_render_refuses_non_integer_parameters():
         render(model, {"lost_confirmation_snapshots": "2; DROP TABLE snapshots"})
 
 
+def _join_blocks(model) -> list[str]:
+    """Each join of a model as `<kind> join <what it reads> on <condition>`, with table aliases
+    dropped and an import CTE (`x as (select * from model)`) read as the model it imports; and
+    each NOT EXISTS anti-join likewise."""
+    tree = sqlglot.parse_one(render(model, {"lost_confirmation_snapshots": 2}), read="duckdb")
+    imports = {}
+    for cte in tree.find_all(exp.CTE):
+        select = cte.this
+        tables = list(select.find_all(exp.Table))
+        if [type(e) for e in select.expressions] == [exp.Star] and len(tables) == 1 and not select.args.get("where"):
+            imports[cte.alias] = tables[0].name
+
+    def bare(node):
+        node = node.copy()
+        for column in node.find_all(exp.Column):
+            column.set("table", None)
+        for table in node.find_all(exp.Table):
+            table.set("alias", None)
+            table.set("this", exp.to_identifier(imports.get(table.name, table.name)))
+        return node
+
+    blocks = []
+    for join in tree.find_all(exp.Join):
+        condition = join.args.get("on")
+        conjuncts = sorted(bare(c).sql() for c in condition.flatten()) if isinstance(condition, exp.And) else \
+            [bare(condition).sql() if condition is not None else f"using {join.args.get('using')}"]
+        kind = " ".join(word for word in (join.side, join.kind) if word).lower() or "inner"
+        blocks.append(f"{kind} join {imports.get(join.this.name, join.this.name)} on " + " and ".join(conjuncts))
+    blocks += [f"anti-join {bare(node.this).sql()}" for node in tree.find_all(exp.Not)
+               if isinstance(node.this, exp.Exists)]
+    return blocks
+
+
+def test_no_join_or_anti_join_is_written_twice_across_the_models():
+    """The series is joined on series_key, computed once in staging; new and lost read one table of
+    changes; the donor's display name is looked up once: nothing is copied from model to model."""
+    seen: dict[str, str] = {}
+    for model in load_models():
+        for block in _join_blocks(model):
+            assert block not in seen, f"{model.name} repeats a join of {seen[block]}: {block}"
+            seen[block] = model.name
+            # the three series columns are never joined on again: series_key stands for them
+            assert "filter_hash = filter_hash" not in block, f"{model.name}: {block}"
+    assert len(seen) > 10  # the parse found the models' joins
+
+
+def test_models_import_what_they_read_at_the_top_and_read_only_lower_layers():
+    """dbt's shape: each model opens with import CTEs (`x as (select * from model)`), one per
+    relation it reads, and everything after reads those; staging reads the loaded tables, the layers
+    above read the layers below (or beside), never the loaded tables."""
+    layers = {m.name: m.layer for m in load_models()} | {"ref_domains": "loaded", "snapshots": "loaded",
+                                                         "stg_ref_domain_names": "staging",
+                                                         "target_competitors": "loaded"}
+    allowed = {"staging": {"loaded", "staging"}, "intermediate": {"staging", "intermediate"},
+               "marts": {"staging", "intermediate", "marts"}}
+    for model in load_models():
+        assert {layers[name] for name in model.depends_on} <= allowed[model.layer], model.name
+        tree = sqlglot.parse_one(render(model, {"lost_confirmation_snapshots": 2}), read="duckdb")
+        ctes = list(tree.args["with_"].expressions) if tree.args.get("with_") else []
+        imports = [cte for cte in ctes if [type(e) for e in cte.this.expressions] == [exp.Star]
+                   and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on)]
+        assert ctes[:len(imports)] == imports, f"{model.name}: import CTEs come first"
+        assert {t.name for cte in imports for t in cte.this.find_all(exp.Table)} == set(model.depends_on)
+        for cte in ctes[len(imports):] + [tree]:
+            body = cte.this if cte is not tree else tree.copy()
+            if cte is tree:
+                body.set("with_", None)
+            assert not {t.name for t in body.find_all(exp.Table)} & set(model.depends_on), \
+                f"{model.name}: {getattr(cte, 'alias', 'the final select')} reads a model directly"
+
+
+def _sql_folder(root, files: dict[str, str]):
+    for path, sql in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(sql)
+    return root
+
+
+def test_models_build_in_the_order_their_references_give_not_by_name_or_folder(tmp_path):
+    root = _sql_folder(tmp_path, {
+        "marts/a_report.sql": "-- materialized: view\nwith source as (select * from z_step) select * from source",
+        "intermediate/z_step.sql": "select * from b_clean where n > {limit}",
+        "staging/b_clean.sql": "with ledger as (select * from snapshots) select * from ledger",
+        "marts/m_other.sql": "select count(*) as n from a_report cross join stg_ref_domain_names",
+    })
+    models = load_models(root)
+    assert [(m.layer, m.name, m.materialized) for m in models] == [
+        ("staging", "b_clean", "table"), ("intermediate", "z_step", "table"), ("marts", "a_report", "view"),
+        ("marts", "m_other", "table")]
+    # a CTE is not a dependency; the loaded tables and the runner's names table are
+    assert [m.depends_on for m in models] == [("snapshots",), ("b_clean",), ("z_step",),
+                                              ("a_report", "stg_ref_domain_names")]
+
+
+def test_the_shipped_models_build_after_everything_they_read():
+    built: set[str] = set()
+    for model in load_models():
+        assert set(model.depends_on) - {"ref_domains", "snapshots", "stg_ref_domain_names",
+                                        "target_competitors"} <= built, model.name
+        built.add(model.name)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"marts/a.sql": "select * from b", "marts/b.sql": "select * from c", "staging/c.sql": "select * from a"},
+     r"^SQL models read each other in a cycle: (a -> c -> b -> a|b -> a -> c -> b|c -> b -> a -> c)$"),
+    ({"marts/a.sql": "select * from a"}, r"^SQL models read each other in a cycle: a -> a$"),
+    ({"marts/a.sql": "with x as (select * from snapshots) select * from x join stg_snapshot using (k)"},
+     r"^SQL model 'a' reads 'stg_snapshot', which is neither a model in sql/ nor a loaded table "
+     r"\(ref_domains, snapshots, stg_ref_domain_names\)$"),
+    ({"staging/a.sql": "select 1", "marts/a.sql": "select 2"},
+     r"^two SQL models are named 'a' \((staging/ and marts/|marts/ and staging/)\): model names must be unique"),
+    ({"marts/a.sql": "select from where"}, r"^SQL model 'a' does not parse: "),
+])
+def test_a_model_set_that_cannot_be_built_is_one_clear_error(tmp_path, files, message):
+    with pytest.raises(ModelGraphError, match=message) as raised:
+        load_models(_sql_folder(tmp_path, files))
+    assert "\n" not in str(raised.value)
+
+
 CHANGE_COLUMNS = ("event_date, target_domain, search_type, ref_domain, ref_domain_unicode, registrable_domain, change, "
                   "detected_by, confirmed, domain_rank, ref_pages")
 
@@ -228,9 +408,11 @@ def test_ref_domain_changes_equal_new_and_lost(golden):
     workdir, fulls, pulls, _ = golden
     new, lost = reference(fulls, pulls, "golden.com")
     display = dict(query(workdir, "SELECT ref_domain, ref_domain_unicode FROM serpstat.ref_domain_changes"))
-    expected = {(r[4], r[0], r[1], r[2], display[r[2]], r[3], "returned" if r[7] else "new", r[6], None, r[8], r[9])
-                for r in new}
-    expected |= {(r[4], r[0], r[1], r[2], display[r[2]], r[3], "lost", "snapshot_diff", r[10], r[6], r[7])
+    expected = {(r.detected_on, r.target_domain, r.search_type, r.ref_domain, display[r.ref_domain],
+                 r.registrable_domain, "returned" if r.is_returning else "new", r.detected_by, None, r.domain_rank,
+                 r.ref_pages) for r in new}
+    expected |= {(r.lost_on, r.target_domain, r.search_type, r.ref_domain, display[r.ref_domain],
+                  r.registrable_domain, "lost", "snapshot_diff", r.confirmed, r.domain_rank, r.ref_pages)
                  for r in lost}
     got = query(workdir, f"SELECT {CHANGE_COLUMNS} FROM serpstat.ref_domain_changes")
     assert len(got) == len(new) + len(lost)  # one row per event, none merged away
@@ -260,9 +442,12 @@ WEEK_SQL = {
 
 
 @pytest.mark.parametrize("dialect", sorted(WEEK_SQL))
-def test_weekly_model_starts_weeks_on_monday_in_every_dialect(dialect):
-    model = next(m for m in load_models() if m.name == "ref_domains_weekly")
-    sql = transpile(render(model, {}), dialect, "serpstat", {"stg_snapshots"})
+def test_week_start_is_computed_once_and_on_monday_in_every_dialect(dialect):
+    """stg_snapshots gives every snapshot its week; ref_domains_weekly and any later model read it."""
+    computing = [m for m in load_models() if "date_trunc(" in m.sql.lower()]
+    assert [m.name for m in computing] == ["stg_snapshots"]
+    assert "week_start" in next(m for m in load_models() if m.name == "ref_domains_weekly").sql
+    sql = transpile(render(computing[0], {}), dialect, "serpstat", {"snapshots", "ref_domains"})
     assert WEEK_SQL[dialect] in sql
     # neither BigQuery's Sunday WEEK nor Snowflake's WEEK_START-dependent truncation survives
     assert "TIMESTAMP_TRUNC" not in sql and "TRUNC(snapshot_date, WEEK)" not in sql

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SENT_TABLE = "alerts_sent"
+SENT_TABLE = S.ALERTS_SENT_TABLE
 # events listed per tracked domain and kind; the rest are counted in an "and N more" line
 TOP = 10
 KINDS = (("lost", "Lost (confirmed)"), ("new", "New"), ("gap_opened", "Link-gap opportunities"))

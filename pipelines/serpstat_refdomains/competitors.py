@@ -16,6 +16,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import constants as S
+
 if TYPE_CHECKING:
     import dlt
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TABLE = "target_competitors"
+TABLE = S.COMPETITORS_TABLE
 ITEM_KEYS = ("query", "search_type", "competitors")
 COMPETITOR_KEYS = ("query", "search_type")
 # (name, dlt data type, meaning): the table's columns, declared once for the DDL and dlt's schema

@@ -1,9 +1,12 @@
 """Runs the SQL models of sql/ against the pipeline's destination.
 
-Models are written once, in DuckDB's dialect, as plain SELECTs. This runner qualifies their table
-names with the pipeline's dataset, transpiles them with sqlglot for the destination, and
-materializes them in file order, inside one transaction, so a dashboard reads either the old
-models or the new ones, never half of each.
+Models are written once, in DuckDB's dialect, as plain SELECTs, one model a file, in layers like
+dbt's: sql/staging/ (the loaded tables made readable), sql/intermediate/ (steps shared by several
+models) and sql/marts/ (what users query). A model reads other models and the loaded tables by
+their bare names; the runner parses each model with sqlglot, builds them in the order those
+references give, qualifies the names with the pipeline's dataset, transpiles for the destination
+and materializes every model inside one transaction, so a dashboard reads either the old models or
+the new ones, never half of each.
 
 sql/models.toml declares each model's columns, types and meanings. After a build they are written
 to the warehouse as comments and to the pipeline's dlt schema, so `pipeline.dataset()` and dlt's
@@ -12,20 +15,23 @@ tools read the models like loaded tables (see `register_in_schema` for why dlt n
 
 from __future__ import annotations
 
+import graphlib
 import logging
 import re
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import dlt
 import pyarrow as pa
 import sqlglot
+from dlt.common.schema import Schema
 from dlt.common.schema.utils import new_table
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel
+from sqlglot.errors import ErrorLevel, ParseError
 
 from . import competitors
 from . import constants as S
@@ -58,11 +64,23 @@ MODEL_HINT = "x-refdomains-model"
 _INSERT_BATCH = 5000
 
 
+# Tables the models read that no SQL file builds: loaded by the pipeline, or kept by this runner.
+SOURCE_TABLES = frozenset({S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE, NAMES_TABLE, S.COMPETITORS_TABLE})
+# Build order among models that do not depend on each other, for a readable log and plan.
+LAYERS = ("staging", "intermediate", "marts")
+
+
+class ModelGraphError(ValueError):
+    """The SQL files do not form a buildable set: a cycle, an unknown table, a duplicate name."""
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
     materialized: str  # "view" or "table"
     sql: str  # a SELECT in DuckDB's dialect, with {placeholders}
+    layer: str = ""  # the folder under sql/: staging, intermediate or marts
+    depends_on: tuple[str, ...] = ()  # the models and loaded tables it reads, as its SQL names them
 
 
 @dataclass(frozen=True)
@@ -88,17 +106,68 @@ def catalog() -> dict[str, ModelDoc]:
             for name, spec in tomllib.loads(text).items()}
 
 
-def load_models() -> list[Model]:
-    """The models shipped in the package (sql/NNN_name.sql), in run order."""
-    files = sorted((f for f in resources.files("serpstat_refdomains.sql").iterdir()
-                    if f.name.endswith(".sql")), key=lambda f: f.name)
-    models = []
-    for file in files:
+def load_models(root: Traversable | None = None) -> list[Model]:
+    """The models under `root` (default: sql/ shipped in the package), in build order: every model
+    after the models it reads. The order comes from each model's own table references, so a new
+    model is one .sql file in a layer's folder (and its entry in sql/models.toml)."""
+    root = root if root is not None else resources.files("serpstat_refdomains.sql")
+    models: dict[str, Model] = {}
+    for layer, file in _sql_files(root):
+        name = file.name[:-len(".sql")]
+        if name in models:
+            raise ModelGraphError(f"two SQL models are named {name!r} ({models[name].layer}/ and {layer}/): "
+                                  "model names must be unique across sql/")
         text = file.read_text(encoding="utf-8")
         match = _MATERIALIZED.search(text)
-        name = file.name[:-4].split("_", 1)[1]
-        models.append(Model(name=name, materialized=match.group(1) if match else "table", sql=text))
-    return models
+        models[name] = Model(name=name, materialized=match.group(1) if match else "table", sql=text, layer=layer,
+                             depends_on=_references(name, text))
+    return _build_order(models)
+
+
+def _sql_files(folder: Traversable, layer: str = "") -> list[tuple[str, Traversable]]:
+    files = []
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            files += _sql_files(entry, f"{layer}/{entry.name}" if layer else entry.name)
+        elif entry.name.endswith(".sql"):
+            files.append((layer, entry))
+    return files
+
+
+def _references(name: str, sql: str) -> tuple[str, ...]:
+    """The tables a model's SELECT reads, less its own CTEs: what sqlglot parses for transpile()."""
+    try:
+        tree = sqlglot.parse_one(_PLACEHOLDER.sub("0", sql), read=SOURCE_DIALECT)
+    except ParseError as error:
+        raise ModelGraphError(f"SQL model {name!r} does not parse: {str(error).splitlines()[0]}") from None
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    return tuple(sorted({table.name for table in tree.find_all(exp.Table)
+                         if table.name not in ctes and not table.args.get("db")}))
+
+
+def _build_order(models: dict[str, Model]) -> list[Model]:
+    for model in models.values():
+        unknown = [table for table in model.depends_on if table not in models and table not in SOURCE_TABLES]
+        if unknown:
+            raise ModelGraphError(f"SQL model {model.name!r} reads {', '.join(map(repr, unknown))}, which is neither "
+                                  f"a model in sql/ nor a loaded table ({', '.join(sorted(SOURCE_TABLES))})")
+    sorter = graphlib.TopologicalSorter({name: [table for table in model.depends_on if table in models]
+                                         for name, model in models.items()})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        raise ModelGraphError("SQL models read each other in a cycle: " + " -> ".join(error.args[1])) from None
+    order: list[Model] = []
+    while sorter.is_active():
+        ready = sorted((models[name] for name in sorter.get_ready()), key=_layer_rank)
+        order += ready
+        sorter.done(*(model.name for model in ready))
+    return order
+
+
+def _layer_rank(model: Model) -> tuple[int, str]:
+    top = model.layer.split("/", 1)[0]
+    return (LAYERS.index(top) if top in LAYERS else len(LAYERS), model.name)
 
 
 def model_names() -> list[str]:
@@ -159,20 +228,24 @@ def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_L
     dialect = destination_dialect(pipeline)
     models = load_models()
     params = {"lost_confirmation_snapshots": int(lost_confirmation_snapshots)}
-    tables = {S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE, NAMES_TABLE, competitors.TABLE} | {m.name for m in models}
+    tables = SOURCE_TABLES | {m.name for m in models}
     with pipeline.sql_client() as client:
         if not _tables_exist(client):
             logger.info("no snapshots loaded yet: models not built")
             return []
+    retired = _retired_models(pipeline, {m.name for m in models})
+    with pipeline.sql_client() as client:
         statements = []
         if dialect == "postgres":
-            # PostgreSQL multiplies the selectivities of the models' multi-column joins (series
-            # columns + snapshot number + domain) into an estimate of one row and picks nested
-            # loops that take tens of minutes on a million rows; these are whole-table analytical
-            # joins, where hash joins are right. Fresh statistics help the rest of the plan.
+            # PostgreSQL multiplies the selectivities of the models' multi-column joins (series +
+            # snapshot number + domain) into an estimate of one row and picks nested loops that
+            # take tens of minutes on a million rows; these are whole-table analytical joins,
+            # where hash joins are right. Fresh statistics help the rest of the plan.
             statements.append("SET LOCAL enable_nestloop = off")
             statements += [f"ANALYZE {client.make_qualified_table_name(t)}"
                            for t in (S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE)]
+        # first, so no view of an earlier version is left reading a model rebuilt below
+        statements += [_drop(client, name, client.make_qualified_table_name(name)) for name in retired]
         for model in models:
             target = client.make_qualified_table_name(model.name)
             select = transpile(render(model, params), dialect, client.dataset_name, tables)
@@ -279,12 +352,10 @@ def schema_table(name: str, materialized: str) -> dict[str, Any]:
 def register_in_schema(pipeline: dlt.Pipeline, materialized: dict[str, str]) -> None:
     """Make the built models known to the pipeline's dlt schema, locally and in the warehouse's
     `_dlt_version`, so `pipeline.dataset()` and a fresh `dlt.dataset(...)` list and read them."""
-    if pipeline.default_schema_name is None:
-        pipeline.sync_destination()  # a fresh runner: the schema is in the warehouse
-        if pipeline.default_schema_name is None:
-            logger.warning("the pipeline has no dlt schema yet: models are not registered with dlt")
-            return
-    schema = pipeline.default_schema
+    schema = _dlt_schema(pipeline)
+    if schema is None:
+        logger.warning("the pipeline has no dlt schema yet: models are not registered with dlt")
+        return
     wanted = {NAMES_TABLE: "table", **materialized}
     for name, kind in wanted.items():
         table = schema_table(name, kind)
@@ -300,6 +371,23 @@ def register_in_schema(pipeline: dlt.Pipeline, materialized: dict[str, str]) -> 
     # stores the schema in the warehouse when its hash is new there; models already exist with
     # these columns, so dlt finds nothing to create or alter
     pipeline.sync_schema()
+
+
+def _dlt_schema(pipeline: dlt.Pipeline) -> Schema | None:
+    if pipeline.default_schema_name is None:
+        pipeline.sync_destination()  # a fresh runner: the schema is in the warehouse
+    return pipeline.default_schema if pipeline.default_schema_name is not None else None
+
+
+def _retired_models(pipeline: dlt.Pipeline, current: set[str]) -> list[str]:
+    """Models an earlier version built and registered that sql/ no longer has (renamed or
+    removed): the build drops them, so a warehouse holds no stale view of rows that moved on.
+    Only what the schema marks as a model is touched, never a user's own table or view."""
+    schema = _dlt_schema(pipeline)
+    if schema is None:
+        return []
+    return sorted(name for name, table in schema.tables.items()
+                  if MODEL_HINT in table and name not in current and name != NAMES_TABLE)
 
 
 def _described(table: dict[str, Any] | None) -> Any:

@@ -1,29 +1,31 @@
 -- materialized: table
 -- The link gap's timeline (README: Competitors and link gap). For each tracked domain with
--- competitors (target_competitors, written by every run), an observation is every date from the
--- tracked domain's first complete full snapshot on at which it or a competitor has a complete full
--- snapshot. At each observation every side, the tracked domain and each competitor, is read at its
--- latest complete full snapshot on or before that date: a competitor's incomplete or failed pull
--- changes nothing, its last complete snapshot stands. A side without any is left out.
-with configured as (
-    select target_domain, search_type, competitor_domain, competitor_search_type
-    from target_competitors
-    where competitor_domain is not null
+-- competitors, an observation is every date from the tracked domain's first complete full
+-- snapshot on at which it or a competitor has a complete full snapshot. At each observation every
+-- side, the tracked domain and each competitor, is read at its latest complete full snapshot on or
+-- before that date: a competitor's incomplete or failed pull changes nothing, its last complete
+-- snapshot stands. A side without any is left out. Sides are (domain, search type), whatever the
+-- filter, like ref_domains_current.
+with competitors as (
+    select * from stg_target_competitors
 ),
 
-full_snapshots as (
-    select distinct target_domain, search_type, snapshot_date
-    from stg_full_snapshots
+readable as (
+    select * from stg_snapshots
 ),
 
 -- the sides of each tracked domain's gap: the domain itself and each of its competitors
 sides as (
-    select target_domain, search_type, target_domain as side_domain, search_type as side_search_type,
+    select
+        target_domain,
+        search_type,
+        target_domain as side_domain,
+        search_type as side_search_type,
         true as is_target
-    from configured
+    from competitors
     union
     select target_domain, search_type, competitor_domain, competitor_search_type, false
-    from configured
+    from competitors
 ),
 
 side_snapshots as (
@@ -33,15 +35,17 @@ side_snapshots as (
         sides.side_domain,
         sides.side_search_type,
         sides.is_target,
+        snap.snapshot_key,
         snap.snapshot_date,
         lead(snap.snapshot_date) over (
             partition by sides.target_domain, sides.search_type, sides.side_domain, sides.side_search_type
             order by snap.snapshot_date
         ) as next_snapshot_date
     from sides
-    inner join full_snapshots as snap
+    inner join readable as snap
         on snap.target_domain = sides.side_domain
         and snap.search_type = sides.side_search_type
+    where snap.snapshot_kind = 'full'
 ),
 
 target_start as (
@@ -82,6 +86,7 @@ side_states as (
         side_snapshots.side_domain,
         side_snapshots.side_search_type,
         side_snapshots.is_target,
+        side_snapshots.snapshot_key,
         side_snapshots.snapshot_date
     from observations
     inner join side_snapshots

@@ -1,11 +1,11 @@
 -- materialized: table
 -- Every observation at which a donor is in a tracked domain's gap: listed by at least one
 -- competitor and not by the tracked domain. Marks where each unbroken stretch in the gap starts
--- and ends, and since when the current stretch has lasted. Numbers only besides the keys, plain
--- aggregates and one window sort: at a year of history this reads millions of rows, which DuckDB
--- must spill within its memory limit (an ordered or DISTINCT aggregate, or a join for display
--- names, here ran out of memory; carrying the names through made it seven times slower). The
--- rows link_gap shows get their names in int_link_gap_milestones.
+-- and ends. Numbers only besides the keys, plain aggregates and one window sort: at a year of
+-- history this reads millions of rows, which DuckDB must spill within its memory limit (an ordered
+-- or DISTINCT aggregate, or a join for display names, here ran out of memory; carrying the names
+-- through made it seven times slower). The rows link_gap shows get their names in
+-- int_link_gap_milestones.
 with side_rows as (
     select * from int_link_gap_side_rows
 ),
@@ -64,14 +64,6 @@ neighbours as (
     from in_gap
 ),
 
-stretches as (
-    select
-        neighbours.*,
-        (previous_seq is null or previous_seq < observation_seq - 1) as is_gap_start,
-        (next_seq is null or next_seq > observation_seq + 1) as is_gap_end
-    from neighbours
-),
-
 final as (
     select
         target_domain,
@@ -84,14 +76,9 @@ final as (
         max_domain_rank,
         competitor_ref_pages,
         comparable_from_seq,
-        is_gap_start,
-        is_gap_end,
-        -- the start of the stretch this observation belongs to: the latest start up to it
-        max(case when is_gap_start then observed_on end) over (
-            partition by target_domain, search_type, ref_domain order by observation_seq
-            rows between unbounded preceding and current row
-        ) as in_gap_since
-    from stretches
+        (previous_seq is null or previous_seq < observation_seq - 1) as is_gap_start,
+        (next_seq is null or next_seq > observation_seq + 1) as is_gap_end
+    from neighbours
 )
 
 select * from final

@@ -6,13 +6,17 @@ with milestones as (
     select * from int_link_gap_milestones
 ),
 
+states as (
+    select * from int_link_gap_observations
+),
+
 side_rows as (
     select * from int_link_gap_side_rows
 ),
 
 observations as (
     select distinct target_domain, search_type, observation_seq, observed_on
-    from int_link_gap_observations
+    from states
 ),
 
 opened as (
@@ -41,7 +45,7 @@ stretch_ends as (
         and observation_seq < latest_seq
 ),
 
--- the tracked domain's donors at each observation that ends a stretch: it got the link (won)
+-- the tracked domain's donors at each observation: one of them ends a stretch in the gap as won
 target_keys as (
     select distinct target_domain, search_type, observation_seq, gap_key
     from side_rows

@@ -1,0 +1,93 @@
+-- materialized: table
+-- One row per snapshot the models may read: `complete` in the ledger AND holding exactly the rows
+-- the ledger promises (a snapshot whose load was cut between its two tables would otherwise read
+-- as "everything lost"). Everything the models ask about a snapshot as a whole is answered here,
+-- once, on the small ledger: its series, its week, and its place among the series' full
+-- snapshots.
+with ledger as (
+    select * from snapshots
+),
+
+loaded_rows as (
+    select * from ref_domains
+),
+
+complete as (
+    select
+        snapshot_key,
+        target_domain,
+        search_type,
+        filter_hash,
+        snapshot_kind,
+        snapshot_date,
+        rows_loaded
+    from ledger
+    where status = 'complete'
+),
+
+rows_present as (
+    select snapshot_key, count(*) as rows_present
+    from loaded_rows
+    group by snapshot_key
+),
+
+consistent as (
+    select complete.*
+    from complete
+    left join rows_present on rows_present.snapshot_key = complete.snapshot_key
+    where coalesce(rows_present.rows_present, 0) = complete.rows_loaded
+),
+
+-- A series (target, search type, filter) is one integer from here on: the models join and
+-- partition on one narrow column instead of three text columns. It numbers this build's series
+-- only; nothing outside a build may keep it.
+in_series as (
+    select
+        consistent.*,
+        dense_rank() over (order by target_domain, search_type, filter_hash) as series_key,
+        -- the Monday of the ISO week; the runner spells it out for warehouses whose 'week' is not
+        cast(date_trunc('week', snapshot_date) as date) as week_start
+    from consistent
+),
+
+-- full snapshots numbered F0, F1, ... within their series
+numbered as (
+    select
+        in_series.*,
+        case
+            when snapshot_kind = 'full' then row_number() over (
+                partition by series_key, snapshot_kind
+                order by snapshot_date
+            )
+        end as full_seq
+    from in_series
+),
+
+-- The latest full snapshot of the series dated strictly before each snapshot: what a snapshot
+-- diff (for F(i+1), that is F(i)) and a last_week pull compare against. A join, not a running
+-- max over the series: BigQuery refuses the null ordering sqlglot must spell out for an ordered
+-- aggregate window.
+previous_full as (
+    select
+        snapshot.snapshot_key,
+        max(prior.full_seq) as previous_full_seq,
+        max(prior.snapshot_date) as previous_full_date
+    from numbered as snapshot
+    inner join numbered as prior
+        on prior.series_key = snapshot.series_key
+        and prior.snapshot_kind = 'full'
+        and prior.snapshot_date < snapshot.snapshot_date
+    group by snapshot.snapshot_key
+),
+
+placed as (
+    select
+        numbered.*,
+        previous_full.previous_full_seq,
+        previous_full.previous_full_date,
+        max(numbered.full_seq) over (partition by numbered.series_key) as last_full_seq
+    from numbered
+    left join previous_full on previous_full.snapshot_key = numbered.snapshot_key
+)
+
+select * from placed
