@@ -221,6 +221,7 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
     import pyarrow as pa
 
     from serpstat_refdomains import pipeline as run_pipeline
+    from serpstat_refdomains import warehouse
     from serpstat_refdomains.config import build_settings
     from serpstat_refdomains.normalize import normalize_domain, registrable_domains
     from serpstat_refdomains.paging import snapshot_key
@@ -284,7 +285,7 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
                                    "partitions) VALUES (%s, %s, %s, %s, %s, %s, 'complete', %s, %s, 1)",
                                    key, domain, search_type, kind, day, fhash, rows, rows)
     try:
-        with run_pipeline._duckdb_held_open(pipe, settings.duckdb_memory_limit):
+        with warehouse.duckdb_held_open(pipe, settings.duckdb_memory_limit):
             started, cpu = time.perf_counter(), time.process_time()
             run_pipeline._build_models(pipe, settings)
             seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu

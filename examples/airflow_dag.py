@@ -26,11 +26,12 @@ def refdomains_run():
     def load(ds: str | None = None) -> int:
         from serpstat_refdomains import pipeline
         from serpstat_refdomains.config import parse_date, resolve_settings
+        from serpstat_refdomains.results import OK_STATUSES
 
         settings, token = resolve_settings()
         report = pipeline.run(settings, token, snapshot_date=parse_date(ds), kind="auto",
                               destination="postgres")
-        failed = [r for r in report.results if r.status not in pipeline.OK_STATUSES]
+        failed = [r for r in report.results if r.status not in OK_STATUSES]
         if failed:  # completed snapshots are kept; Airflow's retry fetches only these again
             raise RuntimeError(f"{len(failed)} snapshot(s) not complete: {[str(r.target) for r in failed]}")
         return report.credits_spent

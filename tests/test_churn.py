@@ -113,7 +113,7 @@ def test_depth_cap_answer_on_every_first_page_fails_with_its_cause(tmp_path, emu
 def test_an_unexpected_extract_failure_names_its_cause(tmp_path):
     """dlt wraps an exception raised while extracting; the ledger line must carry the exception
     itself, not dlt's first line ("Pipeline execution failed at step=extract … with exception:")."""
-    from serpstat_refdomains.pipeline import _first_line, _root_cause
+    from serpstat_refdomains.errors import first_line, unwrap
 
     @dlt.resource(name="broken")
     def broken():
@@ -124,8 +124,8 @@ def test_an_unexpected_extract_failure_names_its_cause(tmp_path):
                        pipelines_dir=str(tmp_path / "pipelines"))
     with pytest.raises(Exception) as raised:
         run.run(broken())
-    cause = _root_cause(raised.value)
-    assert isinstance(cause, ValueError) and _first_line(cause) == "the real cause"
+    cause = unwrap(raised.value)
+    assert isinstance(cause, ValueError) and first_line(cause) == "the real cause"
 
 
 # --- the churn property test --------------------------------------------------------------

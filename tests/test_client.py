@@ -9,13 +9,13 @@ import traceback
 
 import pytest
 
-from serpstat_refdomains.client import (
+from serpstat_refdomains.client import SerpstatClient
+from serpstat_refdomains.errors import (
     AuthenticationError,
     CreditsExhaustedError,
     DepthCapError,
     InvalidRequestError,
     RateLimitError,
-    SerpstatClient,
     TransientError,
 )
 from serpstat_refdomains.emulator import Fault
@@ -208,7 +208,7 @@ def test_requests_per_second_spacing_holds_for_sequential_calls(emulator):
 
 
 # --- answers the client must read right (issue: codes, messages, shapes) -------------------------
-from serpstat_refdomains.client import EndpointError, SerpstatError  # noqa: E402
+from serpstat_refdomains.errors import EndpointError, SerpstatError  # noqa: E402
 
 PER_SECOND = "You have sent more requests per second than available"
 

@@ -11,7 +11,7 @@ import time
 import dlt
 import duckdb
 
-from serpstat_refdomains import pipeline as orchestration
+from serpstat_refdomains import warehouse
 from serpstat_refdomains.config import Target, filter_hash
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
@@ -67,7 +67,7 @@ def test_a_package_left_by_a_killed_run_is_loaded_not_fetched_again(tmp_path, em
     emulator.set_profile("packed.com", 1500)
     emulator.set_profile("other.com", 700)
     destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
-    interrupted = orchestration.make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    interrupted = warehouse.make_pipeline(destination, None, str(tmp_path / "pipelines"))
     spec = SnapshotSpec(Target("packed.com", "domain_with_subdomains"), "full", DAY, None,
                         filter_hash(None))
     with fast_client(emulator) as client:
@@ -88,7 +88,7 @@ def test_a_load_job_applied_twice_leaves_no_duplicates(tmp_path, emulator):
     the merge must still write each row once (found by the chaos test: a whole snapshot doubled)."""
     emulator.set_profile("twice.com", 1500)
     destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
-    crashed = orchestration.make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    crashed = warehouse.make_pipeline(destination, None, str(tmp_path / "pipelines"))
     spec = SnapshotSpec(Target("twice.com", "domain_with_subdomains"), "full", DAY, None, filter_hash(None))
     with fast_client(emulator) as client:
         crashed.extract(ref_domains_resource([SnapshotFetcher(client, spec)]))
@@ -114,7 +114,7 @@ def test_a_replayed_job_is_repaired_when_the_run_finishes_the_interrupted_load(t
     emulator.set_profile("other.com", 300)
     destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
     run_pipeline(tmp_path, emulator, ["other.com"], kind="full", destination=destination)  # tables exist
-    crashed = orchestration.make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    crashed = warehouse.make_pipeline(destination, None, str(tmp_path / "pipelines"))
     spec = SnapshotSpec(Target("twice.com", "domain_with_subdomains"), "full", DAY, None, filter_hash(None))
     with fast_client(emulator) as client:
         crashed.extract(ref_domains_resource([SnapshotFetcher(client, spec)], deduplicate_in_merge=False))

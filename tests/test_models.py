@@ -389,7 +389,7 @@ def test_the_shipped_models_build_after_everything_they_read():
     ({"marts/a.sql": "select * from a"}, r"^SQL models read each other in a cycle: a -> a$"),
     ({"marts/a.sql": "with x as (select * from snapshots) select * from x join stg_snapshot using (k)"},
      r"^SQL model 'a' reads 'stg_snapshot', which is neither a model in sql/ nor a loaded table "
-     r"\(ref_domains, snapshots, stg_ref_domain_names\)$"),
+     r"\(ref_domains, snapshots, stg_ref_domain_names, target_competitors\)$"),
     ({"staging/a.sql": "select 1", "marts/a.sql": "select 2"},
      r"^two SQL models are named 'a' \((staging/ and marts/|marts/ and staging/)\): model names must be unique"),
     ({"marts/a.sql": "select from where"}, r"^SQL model 'a' does not parse: "),

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serpstat_refdomains.normalize import InvalidDomain, normalize_domain, normalize_target, registrable_domain
+from serpstat_refdomains.errors import InvalidDomain
+from serpstat_refdomains.normalize import normalize_domain, normalize_target, registrable_domain
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -197,7 +197,7 @@ def test_the_rows_check_stays_fast_with_a_year_of_history(tmp_path):
     """The count behind the check reads one day's blocks, however long the history."""
     import time
 
-    from serpstat_refdomains import pipeline as orchestration
+    from serpstat_refdomains import ledger, warehouse
 
     database = tmp_path / "year.duckdb"
     with duckdb.connect(str(database)) as con:
@@ -209,10 +209,10 @@ def test_the_rows_check_stays_fast_with_a_year_of_history(tmp_path):
                     "FROM range(5200000) r(i)")
     day = dt.date(2025, 1, 6) + dt.timedelta(weeks=51)
     keys = [f"t{n}.com|domain_with_subdomains|{kind}|{day}" for n in range(7) for kind in ("full", "last_week")]
-    run = orchestration.make_pipeline(dlt.destinations.duckdb(str(database)), "serpstat", str(tmp_path / "p"))
-    orchestration.rows_present(run, day, keys)  # warm: the first call pays for opening the file
+    run = warehouse.make_pipeline(dlt.destinations.duckdb(str(database)), "serpstat", str(tmp_path / "p"))
+    ledger.rows_present(run, day, keys)  # warm: the first call pays for opening the file
     started = time.perf_counter()
-    counts = orchestration.rows_present(run, day, keys)
+    counts = ledger.rows_present(run, day, keys)
     elapsed = time.perf_counter() - started
     assert sum(counts.values()) == 100_000 and len(counts) == 7
     assert elapsed < 2.0, elapsed  # 0.05 s measured; the bound leaves room for a loaded CI machine
@@ -337,7 +337,7 @@ def test_preflight_with_exhausted_credits_says_so(tmp_path, emulator):
 
 
 def test_a_network_outage_at_the_preflight_is_transient(tmp_path, emulator):
-    from serpstat_refdomains.pipeline import OperationalError
+    from serpstat_refdomains.errors import OperationalError
 
     emulator.faults.add(Fault("drop", method=GET_STATS, times=-1))
     with pytest.raises(OperationalError, match="could not reach Serpstat.*run again later"):
@@ -350,7 +350,7 @@ def test_a_passwordless_url_still_lets_libpq_read_pgpass(tmp_path, monkeypatch):
     """The empty password filled in is 'none given' to libpq: .pgpass is still asked."""
     import psycopg2
 
-    from serpstat_refdomains.pipeline import resolve_destination
+    from serpstat_refdomains.warehouse import resolve_destination
 
     user_host = PG_URL.split("//", 1)[1]
     user, rest = user_host.split("@", 1)
@@ -369,14 +369,14 @@ def test_a_passwordless_url_still_lets_libpq_read_pgpass(tmp_path, monkeypatch):
 
 # --- found by the chaos test under load: a run killed while dlt was writing its package ---------
 def test_a_package_left_half_written_by_a_killed_extract_does_not_stop_the_next_run(tmp_path, emulator):
-    from serpstat_refdomains import pipeline as orchestration
+    from serpstat_refdomains import warehouse
     from serpstat_refdomains.config import Target, filter_hash
     from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
     from serpstat_refdomains.source import ref_domains_resource
 
     emulator.set_profile("cut.com", 300)
     destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
-    killed = orchestration.make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    killed = warehouse.make_pipeline(destination, None, str(tmp_path / "pipelines"))
     spec = SnapshotSpec(Target("cut.com", "domain_with_subdomains"), "full", DAY, None, filter_hash(None))
     with fast_client(emulator) as client:
         killed.extract(ref_domains_resource([SnapshotFetcher(client, spec)]))

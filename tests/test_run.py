@@ -236,12 +236,12 @@ def test_duckdb_stays_open_between_loads_of_a_run(tmp_path):
     """dlt closes DuckDB after every load, and closing the last connection checkpoints the file:
     with one load per snapshot that cost more than the loads. During a run the database must
     stay open (its write-ahead log is not folded in after each load) and be whole afterwards."""
-    from serpstat_refdomains.pipeline import _duckdb_held_open, make_pipeline
+    from serpstat_refdomains.warehouse import duckdb_held_open, make_pipeline
 
     database = tmp_path / "refdomains.duckdb"
     wal = tmp_path / "refdomains.duckdb.wal"
     run = make_pipeline(dlt.destinations.duckdb(str(database)), "serpstat", str(tmp_path / "pipelines"))
-    with _duckdb_held_open(run):
+    with duckdb_held_open(run):
         run.run([{"n": 1}], table_name="probe")
         run.run([{"n": 2}], table_name="probe")
         assert wal.exists() and wal.stat().st_size > 0, "the database was checkpointed (closed) after a load"

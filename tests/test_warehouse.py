@@ -16,7 +16,8 @@ import dlt
 import psycopg2
 import pytest
 
-from serpstat_refdomains import pipeline
+from serpstat_refdomains import ledger, warehouse
+from serpstat_refdomains.errors import ConcurrentRunError
 from serpstat_refdomains.models import model_names
 from tests.conftest import DAY
 from tests.helpers import fast_client, query, ref_requests, run_pipeline, snapshot_cost, truth
@@ -123,7 +124,7 @@ def _two_runs_at_once(tmp_path, emulator, **destination_options):
     deadline = dt.datetime.now() + dt.timedelta(seconds=30)
     while not any(e.page == 2 for e in ref_requests(emulator)) and dt.datetime.now() < deadline:
         threading.Event().wait(0.05)
-    with pytest.raises(pipeline.ConcurrentRunError, match="another refdomains run is loading") as second:
+    with pytest.raises(ConcurrentRunError, match="another refdomains run is loading") as second:
         run_pipeline(tmp_path / "two", emulator, ["slow.com"], kind="full", **destination_options)
     thread.join(timeout=60)
     return outcome["first"], second.value
@@ -184,8 +185,8 @@ def test_postgres_loads_through_csv_copy(tmp_path, emulator, pg_dataset):
     with fast_client(emulator) as client:
         run_pipeline(tmp_path, emulator, ["copy.com"], kind="full", destination=postgres(), dataset_name=pg_dataset,
                      client=client)
-    destination_pipeline = pipeline.make_pipeline(postgres(), pg_dataset, str(tmp_path / "pipelines"))
-    assert pipeline.loader_file_format(destination_pipeline) == "csv"
+    destination_pipeline = warehouse.make_pipeline(postgres(), pg_dataset, str(tmp_path / "pipelines"))
+    assert warehouse.loader_file_format(destination_pipeline) == "csv"
     trace = destination_pipeline.last_trace
     formats = {job.job_file_info.table_name: job.job_file_info.file_format
                for package in trace.last_normalize_info.load_packages for job in package.jobs["new_jobs"]
@@ -224,11 +225,11 @@ def test_rows_doubled_by_a_replayed_job_are_repaired_on_postgres(tmp_path, emula
     before = pg_rows(pg_dataset, "SELECT * FROM {ds}.ref_domains ORDER BY snapshot_key, ref_domain")
     pg_rows(pg_dataset, "INSERT INTO {ds}.ref_domains SELECT * FROM {ds}.ref_domains "
                         "WHERE target_domain = 'twice.com' RETURNING 1")
-    destination_pipeline = pipeline.make_pipeline(postgres(), pg_dataset, str(tmp_path / "pipelines"))
-    repaired = pipeline.repair_replayed_snapshots(destination_pipeline)
+    destination_pipeline = warehouse.make_pipeline(postgres(), pg_dataset, str(tmp_path / "pipelines"))
+    repaired = ledger.repair_replayed_snapshots(destination_pipeline)
     assert [key.split("|")[0] for key in repaired] == ["twice.com"]
     assert pg_rows(pg_dataset, "SELECT * FROM {ds}.ref_domains ORDER BY snapshot_key, ref_domain") == before
-    assert pipeline.repair_replayed_snapshots(destination_pipeline) == []
+    assert ledger.repair_replayed_snapshots(destination_pipeline) == []
 
 
 def _ref_domains_merge_sql(workdir) -> str:

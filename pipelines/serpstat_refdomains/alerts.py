@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from . import competitors
 from . import constants as S
 from .alert_channels import DEFAULT_RETRY, Channel, DeliveryFailed, Retry, channels, deliver, redact_url
+from .errors import first_line
 
 __all__ = ["DEFAULT_RETRY", "Alert", "Channel", "DeliveryFailed", "Event", "Retry", "after_run", "channels",
            "deliver", "dry_run", "pending", "record", "send_pending"]
@@ -277,7 +278,7 @@ def record(pipeline: "dlt.Pipeline", alert: Alert, sent_at: dt.datetime) -> None
         "sent_at": pa.array([sent_at] * len(alert.events), pa.timestamp("us", tz="UTC")),
     })
     resource = dlt.resource(table, name=SENT_TABLE, write_disposition="append")
-    from .pipeline import loader_file_format  # the run's format: CSV COPY into PostgreSQL
+    from .warehouse import loader_file_format  # the run's format: CSV COPY into PostgreSQL
 
     pipeline.run(resource, loader_file_format=loader_file_format(pipeline))
 
@@ -297,7 +298,7 @@ def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | 
         except Exception as error:  # noqa: BLE001 - an alert never fails a run
             logger.debug("reading pending alerts failed", exc_info=True)
             logger.warning("alert to %s not sent: its events could not be read (%s); they stay pending",
-                           channel.name, redact_url(_first_line(error), channel))
+                           channel.name, redact_url(first_line(error), channel))
             ok = False
             continue
         if not alert.events:
@@ -317,7 +318,7 @@ def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | 
         except Exception as error:  # noqa: BLE001 - delivered: say what the next alert will do
             logger.debug("recording the alert failed", exc_info=True)
             logger.warning("alert to %s delivered but not recorded (%s): the next alert repeats its %d events",
-                           channel.name, redact_url(_first_line(error), channel), len(alert.events))
+                           channel.name, redact_url(first_line(error), channel), len(alert.events))
             ok = False
             continue
         lines.append(f"alerts: {len(alert.events)} event{'s' * (len(alert.events) != 1)} sent to {channel.name}"
@@ -333,10 +334,8 @@ def after_run(pipeline: "dlt.Pipeline", settings: "Settings") -> list[str]:
         return send_pending(pipeline, settings)[0]
     except Exception as error:  # noqa: BLE001 - an alert never changes a run's outcome
         logger.debug("alerts failed", exc_info=True)
-        from .client import redact
-
         logger.warning("alerts not sent (%s): the events stay pending and go with the next alert",
-                       redact(_first_line(error)))
+                       first_line(error))
         return []
 
 
@@ -353,7 +352,3 @@ def dry_run(pipeline: "dlt.Pipeline", settings: "Settings") -> Iterator[str]:
         yield f"alerts (dry run, nothing sent) for {' and '.join(labels)}:"
         yield text
 
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:300] if lines else type(error).__name__

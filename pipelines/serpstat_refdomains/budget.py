@@ -3,11 +3,16 @@ thread of the run (README: Configuration, `max_credits_per_run`)."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from typing import Iterable
 
+from . import constants as S
+from .client import SerpstatClient
+from .errors import (AuthenticationError, BudgetExhausted, ConfigError, CreditsExhaustedError, OperationalError,
+                     SerpstatError, TransientError)
 
-class BudgetExhausted(Exception):
-    """The run's credit budget (max_credits_per_run or the account balance) cannot cover this."""
+logger = logging.getLogger(__name__)
 
 
 class Budget:
@@ -45,3 +50,46 @@ class Budget:
         with self._lock:
             return None if self.limit is None else max(0, self.limit - self.spent)
 
+
+
+def account_balance(client: SerpstatClient) -> int | None:
+    """The account balance from the free getStats, asked before anything is fetched or written;
+    ConfigError when a run cannot start at all (token refused, no credits left)."""
+    try:
+        stats = client.get_stats()
+    except AuthenticationError as error:
+        raise ConfigError(str(error)) from None
+    except CreditsExhaustedError as error:
+        raise ConfigError(f"nothing fetched: {error}") from None
+    except TransientError as error:
+        raise OperationalError(f"could not reach Serpstat for the credit preflight ({error}): nothing was "
+                               "fetched; run again later") from None
+    except SerpstatError as error:
+        raise ConfigError(f"Serpstat refused the credit preflight ({error}): check api_url") from None
+    if stats.left_lines is not None and stats.left_lines <= 0:
+        raise ConfigError("Serpstat API credits are exhausted (0 left): wait for the next billing period "
+                          "or buy credits")
+    return stats.left_lines
+
+
+def run_budget(max_credits_per_run: int | None, balance: int | None, estimates: Iterable[int | None]) -> Budget:
+    """The run's credit budget: max_credits_per_run or the account's balance, whichever is lower.
+
+    A balance below what the due snapshots are estimated to cost is worth a warning up front:
+    the snapshots that do not fit end skipped_budget."""
+    limits = [x for x in (max_credits_per_run, balance) if x is not None]
+    known = [estimate for estimate in estimates if estimate is not None]
+    if balance is not None and sum(known) > balance:
+        logger.warning("Serpstat balance %d is below the estimated need of %d credits: snapshots that do "
+                       "not fit are skipped_budget", balance, sum(known))
+    return Budget(min(limits) if limits else None)
+
+
+def may_fetch_together(budget: Budget, current: int | None, following: int | None) -> bool:
+    """Fetch a snapshot ahead of its turn only when the budget surely holds it and the current one:
+    a snapshot started and then skipped for budget would waste what it had fetched. Unknown sizes
+    count as a full 60,000-row window."""
+    if budget.limit is None:
+        return True
+    need = (current if current is not None else S.DEPTH_CAP) + (following if following is not None else S.DEPTH_CAP)
+    return budget.fits(need)

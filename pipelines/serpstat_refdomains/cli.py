@@ -19,7 +19,8 @@ from typing import Sequence
 from dlt.common.configuration.exceptions import ConfigurationException
 
 from . import constants as S
-from .config import ConfigError, parse_dataset_name, parse_date, resolve_settings
+from .config import parse_dataset_name, parse_date, resolve_settings
+from .errors import ConcurrentRunError, ConfigError, OperationalError, UsageError, first_line
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 DETAILS = "details with RUNTIME__LOG_LEVEL=DEBUG"
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "alerts":
             return _cmd_alerts(args)
-    except ConfigError as error:
+    except (UsageError, ConfigError, ConcurrentRunError) as error:  # nothing fetched, nothing written
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigurationException as error:
@@ -146,22 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _operational_message(error: BaseException) -> str:
-    from .client import redact
-    from .pipeline import OperationalError
-
     if isinstance(error, OperationalError):  # already says what failed and what to do
-        return redact(_one_line(error))
+        return _one_line(error)
     if isinstance(error, OSError):
         where = f" ({error.filename})" if getattr(error, "filename", None) else ""
         return (f"{error.strerror or type(error).__name__}{where}: check the disk and permissions, then "
                 "run again (what was loaded stays loaded)")
-    return (f"{type(error).__name__}: {redact(_one_line(error))}: run again; if it persists, report it "
+    return (f"{type(error).__name__}: {_one_line(error)}: run again; if it persists, report it "
             "(what was loaded stays loaded)")
 
 
 def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return " ".join(line.strip() for line in lines[:1])[:500] if lines else type(error).__name__
+    return first_line(error, limit=500)
 
 
 def _configure_logging() -> None:
@@ -176,7 +173,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     day = parse_date(args.snapshot_date)
     if args.kind not in S.RUN_KINDS:
-        raise ConfigError(f"--kind {args.kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
+        raise UsageError(f"--kind {args.kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
     settings, token = resolve_settings(domains_override=args.domain)
     assert token is not None
     report = pipeline.run(settings, token, snapshot_date=day, kind=args.kind, force=args.force,
@@ -211,21 +208,18 @@ def _print_report(report, competitors: set = frozenset()) -> None:
 
 def _existing_pipeline(args: argparse.Namespace):
     """The pipeline for read-side commands; a clear error when nothing was ever loaded."""
-    from . import pipeline
+    from . import warehouse
 
-    destination = pipeline.resolve_destination(args.destination)
+    destination = warehouse.resolve_destination(args.destination)
     if destination.destination_name == "duckdb" and args.destination in (None, "duckdb") \
             and not os.path.exists(f"{S.PIPELINE_NAME}.duckdb"):
         raise ConfigError(f"no {S.PIPELINE_NAME}.duckdb in this folder: run `refdomains run` first, "
                           "or cd to where it ran")
-    return pipeline.make_pipeline(destination, parse_dataset_name(args.dataset_name))
+    return warehouse.make_pipeline(destination, parse_dataset_name(args.dataset_name))
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from . import models
-
-    from .client import redact
-    from .pipeline import OperationalError
 
     settings, _ = resolve_settings(need_token=False, need_domains=False)
     loaded = _existing_pipeline(args)
@@ -233,7 +227,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         built = models.build(loaded, settings.lost_confirmation_snapshots)
     except Exception as error:  # noqa: BLE001 - said in one line; the traceback at DEBUG
         logger.debug("models build failed", exc_info=True)
-        raise OperationalError(f"the models could not be rebuilt ({redact(_one_line(error))}): the loaded "
+        raise OperationalError(f"the models could not be rebuilt ({_one_line(error)}): the loaded "
                                "snapshots are untouched; fix the cause, then run `refdomains models` again") from error
     print(f"built {len(built)} models: {', '.join(built)}" if built else "nothing loaded yet: no models built")
     return EXIT_OK
@@ -241,15 +235,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from . import report
-    from .normalize import InvalidDomain, normalize_target
+    from .errors import InvalidDomain
+    from .normalize import normalize_target
 
     if args.format not in report.FORMATS:
-        raise ConfigError(f"--format {args.format!r} is unknown: use one of {', '.join(report.FORMATS)}")
+        raise UsageError(f"--format {args.format!r} is unknown: use one of {', '.join(report.FORMATS)}")
     since = parse_date(args.since, "--since") if args.since else None
     try:
         domain = normalize_target(args.domain) if args.domain else None
     except InvalidDomain as error:
-        raise ConfigError(f"--domain: {error}") from None
+        raise UsageError(f"--domain: {error}") from None
     data = report.collect(_existing_pipeline(args), domain, since)
     text = report.render(data, args.format)
     if args.output:
@@ -262,11 +257,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from . import report
-    from .client import SerpstatClient, SerpstatError
+    from . import ledger, report
+    from .client import SerpstatClient
+    from .errors import SerpstatError
 
     settings, token = resolve_settings(need_token=False, need_domains=False)
-    rows, spent = report.latest_snapshots(_existing_pipeline(args))
+    rows, spent = ledger.latest_snapshots(_existing_pipeline(args))
     if not token:
         balance = "unknown (no api_token configured)"
     else:
@@ -283,7 +279,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_alerts(args: argparse.Namespace) -> int:
     """Issue 15: what `run` sends after its models build, on demand; exit 1 if a channel failed."""
     from . import alerts
-    from .pipeline import run_lock
+    from .warehouse import run_lock
 
     settings, _ = resolve_settings(need_token=False, need_domains=False)
     loaded = _existing_pipeline(args)
@@ -306,7 +302,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     if args.weeks < 2:
-        raise ConfigError(f"--weeks {args.weeks} is too few: new and lost need at least 2 weekly runs")
+        raise UsageError(f"--weeks {args.weeks} is too few: new and lost need at least 2 weekly runs")
     run_demo(weeks=args.weeks, directory=args.dir)
     return EXIT_OK
 
@@ -323,7 +319,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     for item in args.profile:
         domain, _, count = item.partition("=")
         if not domain or not count.isdigit():
-            raise ConfigError(f"--profile {item!r} is not DOMAIN=COUNT: write e.g. example.com=2500")
+            raise UsageError(f"--profile {item!r} is not DOMAIN=COUNT: write e.g. example.com=2500")
         emulator.set_profile(domain.strip(), int(count))
     token_note = "token demo-token" if args.token == "demo-token" else "token as given by --token"
     print(f"Serpstat emulator on {emulator.url} ({token_note}, day {day}); Ctrl-C stops it",

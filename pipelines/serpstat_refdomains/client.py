@@ -1,10 +1,11 @@
 """The one way this project calls Serpstat: JSON-RPC over HTTPS, throttled, retried, redacted.
 
 The client knows nothing of dlt. It owns the HTTP session, the rate limiter shared by every
-thread of a run, retries with backoff, the error taxonomy and credit accounting. Callers see
-methods (`get_ref_domains`, `get_stats`), never URLs, and never the token: Serpstat takes it as
-a query parameter, which requests and urllib3 like to print, so every path out of this module
-(log records, exception messages, reprs) is redacted.
+thread of a run, retries with backoff, reading each answer as data or as one of the errors of
+errors.py, and credit accounting. Callers see methods (`get_ref_domains`, `get_stats`), never
+URLs, and never the token: Serpstat takes it as a query parameter, which requests and urllib3
+like to print, so every path out of this module (log records, exception messages, reprs) is
+redacted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ import orjson
 import requests
 from tenacity import Retrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
+
+from .errors import (
+    AuthenticationError,
+    CreditsExhaustedError,
+    DepthCapError,
+    EmptyResult,
+    EndpointError,
+    InvalidRequestError,
+    RateLimitError,
+    SerpstatError,
+    TransientError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,58 +64,6 @@ INVALID_CODES = {400, 32016, 32018, 32116, 32117}
 DEPTH_CAP_MESSAGES = ("results use export", "use export report")
 WRONG_ENDPOINT_MESSAGES = ("wrong api query",)
 API_URL_FIX = f"set api_url to Serpstat's endpoint {DEFAULT_API_URL} (or remove it to use that default)"
-
-
-# --- errors ------------------------------------------------------------------------------
-class SerpstatError(Exception):
-    """Any error from the Serpstat API or the way to it. `code`/`api_message` as the API sent them."""
-
-    def __init__(self, message: str, code: int | None = None, api_message: str | None = None,
-                 charge: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
-        self.api_message = api_message
-        self.charge = charge  # credits the answer was billed although it is an error to us
-
-
-class AuthenticationError(SerpstatError):
-    """The token is missing, wrong, or the plan does not allow this method. Retrying cannot help."""
-
-
-class CreditsExhaustedError(SerpstatError):
-    """The account has no API credits left for this request."""
-
-
-class DepthCapError(SerpstatError):
-    """The page asked for lies beyond the sortable depth (page x size > 60,000)."""
-
-
-class InvalidRequestError(SerpstatError):
-    """The API refused the parameters (query, searchType, complexFilter, ...)."""
-
-
-class EmptyResult(SerpstatError):
-    """Serpstat's way of saying "no data" (an empty page to get_ref_domains, billed 1 credit)."""
-
-
-class EndpointError(SerpstatError):
-    """api_url does not lead to Serpstat's API (HTTP 404, or "Wrong API query!"): a configuration
-    error, never an empty result."""
-
-
-class TransientError(SerpstatError):
-    """A failure that may pass (5xx, timeout, dropped connection, bad JSON, rate limit).
-
-    Retried inside the client; raised to callers only once retries are exhausted.
-    """
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RateLimitError(TransientError):
-    """Serpstat answered a rate limit (429 or 32000, in the body; or HTTP 429)."""
 
 
 # --- results -----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def parse_competitors(value: Any, target: "Target", make_target: Callable[[Any, 
     `make_target(query, search_type, target_domain)` turns a query and search type into a Target (config's
     own rules and messages). A competitor without its own search_type takes its target's, so both
     sides of the gap are counted the same way."""
-    from .config import ConfigError
+    from .errors import ConfigError
 
     if value is None:
         return CompetitorSet(target)
@@ -142,12 +142,11 @@ def record_for_run(pipeline: "dlt.Pipeline", settings: "Settings") -> None:
     try:
         record(pipeline, settings)
     except Exception as error:  # noqa: BLE001 - never costs the run its loaded snapshots
-        from .client import redact
+        from .errors import first_line
 
         logger.debug("recording competitors failed", exc_info=True)
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         logger.warning("could not record the competitors in %s (%s): link_gap reads the previous run's",
-                       TABLE, redact(first))
+                       TABLE, first_line(error))
 
 
 def register(pipeline: "dlt.Pipeline") -> None:

@@ -20,11 +20,8 @@ from . import competitors
 from . import constants as S
 from .client import DEFAULT_API_URL
 from .competitors import CompetitorSet
-from .normalize import InvalidDomain, normalize_target
-
-
-class ConfigError(ValueError):
-    """A user mistake in configuration or flags. The message is one line: cause, then fix."""
+from .errors import ConfigError, InvalidDomain
+from .normalize import normalize_target
 
 
 @dataclass(frozen=True, order=True)

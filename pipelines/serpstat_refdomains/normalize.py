@@ -16,6 +16,8 @@ import idna.idnadata
 import idna.intranges
 from publicsuffixlist import PublicSuffixList
 
+from .errors import InvalidDomain
+
 # Letters, digits, hyphen, plus underscore: real hostnames in backlink indexes carry underscores
 # (`my_site.blogspot.com`), which IDNA2008 disallows; ASCII labels are therefore checked here
 # and only non-ASCII labels go through the IDNA codec.
@@ -28,15 +30,6 @@ MAX_DOMAIN_LENGTH = 253
 # become '.' before anything else looks at the name: `example.com。` is `example.com`, not a
 # different donor `example.com.` (a test checks this list against every code point).
 _FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
-
-
-class InvalidDomain(ValueError):
-    """A name that cannot be a domain. The message says why with the offending value; `reason`
-    says it without, so rejected rows can be counted by reason."""
-
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason or message
 
 
 # The bundled list ships with the package: no download at run time, results stable per release.

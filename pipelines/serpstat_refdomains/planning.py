@@ -1,0 +1,113 @@
+"""What a run fetches: the snapshots due for a day, from the configuration and the ledger.
+
+`auto` runs a full snapshot when the last complete one is `full_snapshot_every_days` old, plus a
+`last_week` pull when `fetch_last_week` is on; a snapshot already complete for the day is never
+paid for again unless forced (README: Command line).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import dlt
+
+from . import ledger
+from . import constants as S
+from .config import Settings
+from .ledger import LedgerRow
+from .paging import SnapshotSpec, snapshot_key
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlannedSnapshot:
+    spec: SnapshotSpec
+    existing: LedgerRow | None
+    # credits it will likely cost: the size of its series' latest complete pull of the same kind
+    estimate: int | None
+    # rows of this snapshot in the destination now (they must go unless it stays complete)
+    present: int = 0
+
+    @property
+    def was_complete(self) -> bool:
+        """Complete in the ledger AND with the rows the ledger promises: only then is it kept
+        until a complete result replaces it."""
+        return (self.existing is not None and self.existing.status == S.STATUS_COMPLETE
+                and self.existing.rows_loaded == self.present)
+
+
+def due_snapshots(pipeline: dlt.Pipeline, settings: Settings, day: dt.date, kind: str, force: bool
+                  ) -> tuple[list[PlannedSnapshot], list[PlannedSnapshot]]:
+    """`plan_snapshots` from what the destination holds: its ledger, checked against the rows
+    actually loaded for the day."""
+    return plan_snapshots(settings, ledger.read_ledger(pipeline), day, kind, force,
+                          ledger.rows_present(pipeline, day, planned_keys(settings, day)))
+
+
+def planned_keys(settings: Settings, day: dt.date) -> list[str]:
+    """Every snapshot key a run for `day` may fetch."""
+    return [snapshot_key(t.domain, t.search_type, k, day) for t in settings.targets for k in S.KINDS]
+
+
+def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.date, kind: str,
+                   force: bool, present: dict[str, int] | None = None
+                   ) -> tuple[list[PlannedSnapshot], list[PlannedSnapshot]]:
+    """Snapshots to fetch, and those already complete (reported, never paid for again).
+
+    `present` (rows per key, see ledger.rows_present) is checked against the ledger: a snapshot
+    recorded complete whose rows do not match (a crash between the two tables' merges) is fetched
+    again. Without it the ledger is trusted.
+    """
+    series_rows: dict[tuple, list[LedgerRow]] = {}
+    for row in ledger.values():
+        series_rows.setdefault((row.target_domain, row.search_type, row.filter_hash), []).append(row)
+    todo: list[PlannedSnapshot] = []
+    done: list[PlannedSnapshot] = []
+    for target in settings.targets:
+        complete = sorted((r for r in series_rows.get((target.domain, target.search_type, settings.filter_hash), [])
+                           if r.status == S.STATUS_COMPLETE), key=lambda r: r.snapshot_date)
+        previous_full = [r for r in complete if r.snapshot_kind == "full" and r.snapshot_date <= day]
+        kinds: list[str] = []
+        if kind in ("full", "last_week"):
+            kinds = [kind]
+        else:
+            if not previous_full or (day - previous_full[-1].snapshot_date).days >= settings.full_snapshot_every_days \
+                    or previous_full[-1].snapshot_date == day:
+                kinds.append("full")
+            if settings.fetch_last_week:
+                kinds.append("last_week")
+        for snapshot_kind in kinds:
+            key = snapshot_key(target.domain, target.search_type, snapshot_kind, day)
+            existing = ledger.get(key)
+            rows_now = existing.rows_loaded if present is None and existing else (present or {}).get(key, 0)
+            agrees = existing is not None and existing.rows_loaded == rows_now
+            if existing and existing.status == S.STATUS_COMPLETE and not agrees:
+                logger.warning("%s: the ledger says complete with %d rows, %d are loaded: fetching it again",
+                               key, existing.rows_loaded, rows_now)
+            same_kind = [r for r in complete if r.snapshot_kind == snapshot_kind]
+            spec = SnapshotSpec(
+                target=target, kind=snapshot_kind, snapshot_date=day, user_filter=settings.complex_filter,
+                filter_hash=settings.filter_hash, page_size=settings.page_size,
+                previous_rows=previous_full[-1].rows_loaded if previous_full and snapshot_kind == "full" else None,
+                **_what_the_ledger_knows(same_kind),
+            )
+            estimate = max(same_kind[-1].expected_total, 1) if same_kind else None
+            planned = PlannedSnapshot(spec, existing, estimate, rows_now)
+            if existing and existing.status == S.STATUS_COMPLETE and existing.filter_hash == settings.filter_hash \
+                    and agrees and not force:
+                done.append(planned)
+            else:
+                todo.append(planned)
+    return todo, done
+
+
+def _what_the_ledger_knows(same_kind: list[LedgerRow]) -> dict:
+    """The latest complete pull of the same kind: its total and leaf partitions (paging.py starts
+    from them instead of paying for a root page that would be thrown away)."""
+    if not same_kind:
+        return {}
+    return {"previous_total": same_kind[-1].expected_total, "partition_plan": same_kind[-1].partition_plan}
+

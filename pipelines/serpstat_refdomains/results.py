@@ -1,0 +1,59 @@
+"""What a run reports: one line per snapshot, the credits, and the exit code (README: Command line)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable
+
+from . import constants as S
+from .config import Target
+
+if TYPE_CHECKING:
+    from .planning import PlannedSnapshot
+
+# A snapshot complete before the run started: reported, never fetched or paid for again.
+ALREADY_COMPLETE = "already_complete"
+OK_STATUSES = {S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
+
+
+@dataclass
+class SnapshotResult:
+    """One line of a run's report."""
+
+    target: Target
+    kind: str
+    snapshot_date: dt.date
+    status: str
+    rows: int = 0
+    expected_total: int = 0
+    credits: int = 0
+    requests: int = 0
+    error: str | None = None
+    note: str | None = None  # about rows that loaded, e.g. unusable metric values loaded as NULL
+
+
+def already_complete(planned: Iterable[PlannedSnapshot]) -> list[SnapshotResult]:
+    """The report's lines for snapshots that were complete before the run started."""
+    return [SnapshotResult(p.spec.target, p.spec.kind, p.spec.snapshot_date, ALREADY_COMPLETE,
+                           rows=p.existing.rows_loaded, expected_total=p.existing.expected_total)
+            for p in planned if p.existing is not None]
+
+
+@dataclass
+class RunReport:
+    results: list[SnapshotResult] = field(default_factory=list)
+    credits_spent: int = 0
+    credits_left: int | None = None
+    models_built: bool = False
+    # why the models could not be rebuilt (the snapshots stay loaded); None when they were, or
+    # were not asked for
+    models_error: str | None = None
+    # issue 15: one line per alert channel (what was sent); failures are warnings, never the exit code
+    alerts: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every snapshot is complete, already was, or is suspect_empty (warned) and the
+        models were rebuilt; 1 otherwise (what loaded stays loaded)."""
+        return 0 if all(r.status in OK_STATUSES for r in self.results) and self.models_error is None else 1
