@@ -146,6 +146,17 @@ def test_demo_replays_six_weeks_offline(tmp_path):
                                 "(SELECT count(*) FROM serpstat.lost_ref_domains)").fetchall()[0]
     assert fulls == 6 and new > 0 and lost > 0
     assert not (tmp_path / "serpstat_refdomains.duckdb").exists()  # never the user's pipeline
+    # issue 15: a target with two competitors, its link gap and the alerts it would send
+    assert "LINK GAP of acme-shop.com" in done.stdout and "alerts (dry run, nothing sent)" in done.stdout
+    page = report.read_text()
+    assert "<h2>Link-gap opportunities" in page and '<pre class="alerts">' in page
+    with duckdb.connect(str(tmp_path / "demo" / "refdomains_demo.duckdb"), read_only=True) as con:
+        competitors = con.execute("SELECT count(DISTINCT competitor_domain) FROM serpstat.target_competitors "
+                                  "WHERE target_domain = 'acme-shop.com'").fetchall()[0][0]
+        shared, already = con.execute("SELECT count(*) FILTER (WHERE competitors_linking = 2), "
+                                      "count(*) FILTER (WHERE site_already_links) FROM serpstat.link_gap").fetchall()[0]
+        won = con.execute("SELECT count(*) FROM serpstat.link_gap_changes WHERE won").fetchall()[0][0]
+    assert competitors == 2 and shared >= 4 and already >= 1 and won == 2
 
 
 def test_emulator_command_serves_until_interrupted(tmp_path):

@@ -28,8 +28,10 @@ VALIDATION_ERRORS = [
                               "or 'example.com,example.org'"),
     ({"domains": 42}, f"domains must be a list, got int: {DOMAIN_EXAMPLE}"),
     ({"domains": [{"query": "a.com", "searchType": "domain"}]},
-     "domain item {'query': 'a.com', 'searchType': 'domain'} needs exactly 'query' and optionally 'search_type': "
-     'write {query = "example.com", search_type = "domain"}'),
+     # issue 15 added 'competitors': the line names the unknown key and every key there is
+     "domain item {'query': 'a.com', 'searchType': 'domain'} needs exactly 'query' and optionally 'search_type' "
+     "and 'competitors' (unknown key 'searchType'): "
+     'write {query = "example.com", search_type = "domain", competitors = ["rival.com"]}'),
     ({"domains": [42]}, f"domain 42 is not text: {DOMAIN_EXAMPLE}"),
     ({"domains": ["https://x.com/page"]},
      "bad domain in configuration: 'https://x.com/page' is a URL, not a domain: use the bare host, e.g. 'example.com'"),

@@ -337,6 +337,8 @@ def _warehouse(ledger: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnect
     con.execute("CREATE TABLE ref_domains (snapshot_key VARCHAR, ref_domain VARCHAR, registrable_domain VARCHAR, "
                 "domain_rank BIGINT, ref_pages BIGINT)")
     con.execute("CREATE TABLE stg_ref_domain_names (ref_domain VARCHAR, ref_domain_unicode VARCHAR)")
+    con.execute("CREATE TABLE target_competitors (target_domain VARCHAR, search_type VARCHAR, "
+                "competitor_domain VARCHAR, competitor_search_type VARCHAR)")  # the link gap's input: none here
     con.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ledger)
     if rows:
         con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?)", rows)

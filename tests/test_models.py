@@ -165,7 +165,7 @@ def test_filter_change_starts_a_new_series_without_mass_new_or_lost(tmp_path):
 
 @pytest.mark.parametrize("dialect", ["postgres", "bigquery", "snowflake", "duckdb"])
 def test_every_model_transpiles(dialect):
-    tables = {"ref_domains", "snapshots"} | {m.name for m in load_models()}
+    tables = {"ref_domains", "snapshots", "target_competitors"} | {m.name for m in load_models()}
     for model in load_models():
         sql = transpile(render(model, {"lost_confirmation_snapshots": 2}), dialect, "serpstat", tables)
         assert "serpstat" in sql and sql.lstrip().upper().startswith(("WITH", "SELECT"))
@@ -230,7 +230,8 @@ def test_models_import_what_they_read_at_the_top_and_read_only_lower_layers():
     relation it reads, and everything after reads those; staging reads the loaded tables, the layers
     above read the layers below (or beside), never the loaded tables."""
     layers = {m.name: m.layer for m in load_models()} | {"ref_domains": "loaded", "snapshots": "loaded",
-                                                         "stg_ref_domain_names": "staging"}
+                                                         "stg_ref_domain_names": "staging",
+                                                         "target_competitors": "loaded"}
     allowed = {"staging": {"loaded", "staging"}, "intermediate": {"staging", "intermediate"},
                "marts": {"staging", "intermediate", "marts"}}
     for model in load_models():
@@ -275,7 +276,8 @@ def test_models_build_in_the_order_their_references_give_not_by_name_or_folder(t
 def test_the_shipped_models_build_after_everything_they_read():
     built: set[str] = set()
     for model in load_models():
-        assert set(model.depends_on) - {"ref_domains", "snapshots", "stg_ref_domain_names"} <= built, model.name
+        assert set(model.depends_on) - {"ref_domains", "snapshots", "stg_ref_domain_names",
+                                        "target_competitors"} <= built, model.name
         built.add(model.name)
 
 
@@ -285,7 +287,7 @@ def test_the_shipped_models_build_after_everything_they_read():
     ({"marts/a.sql": "select * from a"}, r"^SQL models read each other in a cycle: a -> a$"),
     ({"marts/a.sql": "with x as (select * from snapshots) select * from x join stg_snapshot using (k)"},
      r"^SQL model 'a' reads 'stg_snapshot', which is neither a model in sql/ nor a loaded table "
-     r"\(ref_domains, snapshots, stg_ref_domain_names\)$"),
+     r"\(ref_domains, snapshots, stg_ref_domain_names, target_competitors\)$"),
     ({"staging/a.sql": "select 1", "marts/a.sql": "select 2"},
      r"^two SQL models are named 'a' \((staging/ and marts/|marts/ and staging/)\): model names must be unique"),
     ({"marts/a.sql": "select from where"}, r"^SQL model 'a' does not parse: "),

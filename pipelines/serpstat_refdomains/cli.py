@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
                             "and credits; credits spent this month; the balance from the free getStats.")
     _destination_arguments(status)
 
+    alert = sub.add_parser("alerts", help="send the change alerts not sent yet (--dry-run: print them)",
+                           description="Send each configured channel (runtime.slack_incoming_hook, "
+                           "alert_webhook_url) the events it has not received; `refdomains run` does this "
+                           "after every models build. --dry-run prints the messages and sends nothing.")
+    alert.add_argument("--dry-run", action="store_true", help="print what would be sent; send and record nothing")
+    _destination_arguments(alert)
+
     demo = sub.add_parser("demo", help="offline demo: emulator, six weekly runs, models, report",
                           description="No token, no network: replays weekly runs against a local emulator "
                           "into its own folder and writes report.html there.")
@@ -119,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_status(args)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "alerts":
+            return _cmd_alerts(args)
     except (UsageError, ConfigError, ConcurrentRunError) as error:  # nothing fetched, nothing written
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
@@ -160,6 +169,7 @@ def _configure_logging() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
+    from .competitors import competitor_only
 
     day = parse_date(args.snapshot_date)
     if args.kind not in S.RUN_KINDS:
@@ -169,16 +179,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = pipeline.run(settings, token, snapshot_date=day, kind=args.kind, force=args.force,
                           destination=args.destination, dataset_name=parse_dataset_name(args.dataset_name),
                           build_models=not args.no_models)
-    _print_report(report)
+    _print_report(report, competitor_only(settings))
     if report.models_error:
         print(f"error: {report.models_error} ({DETAILS})", file=sys.stderr)
     return report.exit_code
 
 
-def _print_report(report) -> None:
+def _print_report(report, competitors: set = frozenset()) -> None:
     header = ("target", "kind", "date", "status", "rows", "credits")
     lines = [header] + [
-        (str(r.target), r.kind, r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
+        (f"{r.target} (competitor)" if r.target in competitors else str(r.target), r.kind,
+         r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
         for r in report.results
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -191,6 +202,8 @@ def _print_report(report) -> None:
             print(f"  {r.target} {r.kind}: {r.note}")
     left = "unknown" if report.credits_left is None else str(report.credits_left)
     print(f"credits spent: {report.credits_spent}, left: {left}")
+    for line in report.alerts:  # issue 15
+        print(line)
 
 
 def _existing_pipeline(args: argparse.Namespace):
@@ -261,6 +274,28 @@ def _cmd_status(args: argparse.Namespace) -> int:
             balance = f"unavailable ({error})"
     sys.stdout.write(report.render_status(rows, spent, balance))
     return EXIT_OK
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    """Issue 15: what `run` sends after its models build, on demand; exit 1 if a channel failed."""
+    from . import alerts
+    from .warehouse import run_lock
+
+    settings, _ = resolve_settings(need_token=False, need_domains=False)
+    loaded = _existing_pipeline(args)
+    if args.dry_run:
+        for line in alerts.dry_run(loaded, settings):
+            print(line)
+        return EXIT_OK
+    if not alerts.channels(settings):
+        raise ConfigError("no alert channel is configured: set runtime.slack_incoming_hook "
+                          "(RUNTIME__SLACK_INCOMING_HOOK) or alert_webhook_url under [sources.serpstat] in "
+                          ".dlt/secrets.toml (SOURCES__SERPSTAT__ALERT_WEBHOOK_URL)")
+    with run_lock(loaded):  # a run sends the same alerts: never both at once
+        lines, ok = alerts.send_pending(loaded, settings)
+    for line in lines:
+        print(line)
+    return EXIT_OK if ok else EXIT_INCOMPLETE
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from dlt.common.configuration import configspec, resolve_configuration
@@ -16,8 +16,10 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
+from . import competitors
 from . import constants as S
 from .client import DEFAULT_API_URL
+from .competitors import CompetitorSet
 from .errors import ConfigError, InvalidDomain
 from .normalize import normalize_target
 
@@ -47,6 +49,12 @@ class Settings:
     fetch_last_week: bool
     lost_confirmation_snapshots: int
     duckdb_memory_limit: str
+    # issue 15: every tracked domain with its competitors (the whole configuration, also under
+    # --domain), and the alert channels; secrets are kept out of repr
+    competitors: tuple[CompetitorSet, ...] = ()
+    alert_min_domain_rank: int = 0
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    slack_incoming_hook: str | None = field(default=None, repr=False)
 
     @property
     def filter_hash(self) -> str:
@@ -64,7 +72,8 @@ class SerpstatConfiguration(BaseConfiguration):
     """
 
     domains: Optional[Any] = None
-    """Tracked domains: "example.com" or {query = "example.com", search_type = "domain"} items; in an
+    """Tracked domains: "example.com" or {query = "example.com", search_type = "domain"} items, which
+    may name competitors = ["rival.com", {query = "rival.org", search_type = "domain"}]; in an
     environment variable a JSON list or comma-separated names."""
     # Optional so that a missing token reaches `validate()` and gets its one line, not dlt's list.
     api_token: Optional[TSecretStrValue] = None
@@ -91,6 +100,11 @@ class SerpstatConfiguration(BaseConfiguration):
     duckdb_memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT
     """DuckDB only: memory for the models build (loads get a quarter); beyond it DuckDB spills to
     disk. A size like "1GB", at least 128MB."""
+    alert_min_domain_rank: int = 0
+    """Alerts list lost and new referring domains and gap opportunities of at least this rank, 0-100."""
+    alert_webhook_url: Optional[TSecretStrValue] = None
+    """A generic JSON webhook for alerts; never printed or logged. Slack is dlt's own
+    [runtime] slack_incoming_hook (see `validate`)."""
 
     @property
     def token(self) -> str | None:
@@ -99,12 +113,13 @@ class SerpstatConfiguration(BaseConfiguration):
         return (token.strip() or None) if isinstance(token, str) else None
 
     def validate(self, *, need_targets: bool = True, need_token: bool = False,
-                 only: Sequence[str] | None = None) -> Settings:
+                 only: Sequence[str] | None = None, slack_incoming_hook: Any = None) -> Settings:
         """The settings, checked; ConfigError (one line: cause, then fix) on the first mistake.
 
         `need_targets=False` is for commands that read what is loaded (models, report, status):
         they work on it whatever the list says today, and with no domains configured at all.
-        `only` picks configured domains for `run --domain D...` (see `select_configured`)."""
+        `only` picks configured domains for `run --domain D...` (see `select_configured`).
+        `slack_incoming_hook` is dlt's [runtime] setting, which lives outside [sources.serpstat]."""
         domains = select_configured(self.domains, self.search_type, list(only)) if only else self.domains
         api_url, requests_per_second = self.api_url, self.requests_per_second
         if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
@@ -122,6 +137,8 @@ class SerpstatConfiguration(BaseConfiguration):
         else:
             targets = ()
             parse_search_type(self.search_type, "search_type")
+        # link_gap keeps every tracked domain's competitors, whatever --domain fetches (issue 15)
+        competitor_sets = parse_domains(self.domains, self.search_type)[1] if targets else ()
         settings = Settings(
             targets=targets,
             api_url=api_url.rstrip("/") if api_url.endswith("//") else api_url,
@@ -134,6 +151,11 @@ class SerpstatConfiguration(BaseConfiguration):
             fetch_last_week=_bool(self.fetch_last_week, "fetch_last_week"),
             lost_confirmation_snapshots=_int(self.lost_confirmation_snapshots, "lost_confirmation_snapshots", 1),
             duckdb_memory_limit=parse_memory_limit(self.duckdb_memory_limit),
+            competitors=competitor_sets,
+            alert_min_domain_rank=_int(self.alert_min_domain_rank, "alert_min_domain_rank", 0,
+                                       S.DOMAIN_RANK_RANGE[1]),
+            alert_webhook_url=_webhook_url(self.alert_webhook_url, "alert_webhook_url"),
+            slack_incoming_hook=_webhook_url(slack_incoming_hook, "runtime.slack_incoming_hook"),
         )
         if need_token and self.token is None:
             raise ConfigError("Serpstat API token is missing: set api_token under [sources.serpstat] in "
@@ -159,6 +181,12 @@ def filter_hash(complex_filter: list | None) -> str:
 
 # --- parsing -----------------------------------------------------------------------------
 def parse_targets(domains: Any, default_search_type: str) -> tuple[Target, ...]:
+    """Every series a run fetches: the tracked domains, then their competitors (once each)."""
+    return parse_domains(domains, default_search_type)[0]
+
+
+def parse_domains(domains: Any, default_search_type: str) -> tuple[tuple[Target, ...], tuple[CompetitorSet, ...]]:
+    """The series to fetch, and each tracked domain with its competitors (issue 15)."""
     default_search_type = parse_search_type(default_search_type, "search_type")
     if isinstance(domains, str):
         text = domains.strip()
@@ -177,26 +205,42 @@ def parse_targets(domains: Any, default_search_type: str) -> tuple[Target, ...]:
         raise ConfigError(f"domains must be a list, got {type(domains).__name__}: "
                           "write domains = [\"example.com\"]")
     targets: list[Target] = []
+    sets: dict[Target, tuple[Target, ...]] = {}
     for item in domains:
         if isinstance(item, dict):
-            unknown = set(item) - {"query", "search_type"}
+            unknown = sorted(set(item) - set(competitors.ITEM_KEYS))
             if unknown or "query" not in item:
-                raise ConfigError(f"domain item {item!r} needs exactly 'query' and optionally 'search_type': "
-                                  "write {query = \"example.com\", search_type = \"domain\"}")
-            query = item["query"]
-            search_type = parse_search_type(item.get("search_type", default_search_type),
-                                            f"search_type of {query!r}")
+                reason = f"unknown key {', '.join(map(repr, unknown))}" if unknown else "no 'query'"
+                raise ConfigError(f"domain item {item!r} needs exactly 'query' and optionally 'search_type' and "
+                                  f"'competitors' ({reason}): write {{query = \"example.com\", search_type = "
+                                  "\"domain\", competitors = [\"rival.com\"]}")
+            target = _target(item["query"], item.get("search_type", default_search_type))
+            competitor_set = competitors.parse_competitors(item.get("competitors"), target, _target)
         else:
-            query, search_type = item, default_search_type
-        if not isinstance(query, str):
-            raise ConfigError(f"domain {query!r} is not text: write domains = [\"example.com\"]")
-        try:
-            target = Target(normalize_target(query), search_type)
-        except InvalidDomain as error:
-            raise ConfigError(f"bad domain in configuration: {error}") from None
+            target = _target(item, default_search_type)
+            competitor_set = competitors.CompetitorSet(target)
         if target not in targets:
             targets.append(target)
-    return tuple(targets)
+        # a domain listed twice keeps every competitor either item names
+        known = sets.get(target, ())
+        sets[target] = known + tuple(c for c in competitor_set.competitors if c not in known)
+    for rivals in sets.values():
+        targets += [c for c in rivals if c not in targets]
+    return tuple(targets), tuple(CompetitorSet(t, rivals) for t, rivals in sets.items())
+
+
+def _target(query: Any, search_type: Any, of: str | None = None) -> Target:
+    """One configured domain (or, with `of`, a competitor of that domain) as a Target, or the
+    ConfigError naming the mistake."""
+    what = f"competitor {query!r} of {of}" if of else f"{query!r}"
+    search_type = parse_search_type(search_type, f"search_type of {what}")
+    if not isinstance(query, str):
+        raise ConfigError(f"{'competitor' if of else 'domain'} {query!r} is not text: "
+                          "write domains = [\"example.com\"]")
+    try:
+        return Target(normalize_target(query), search_type)
+    except InvalidDomain as error:
+        raise ConfigError(f"bad {f'competitor of {of}' if of else 'domain'} in configuration: {error}") from None
 
 
 def parse_search_type(value: Any, what: str = "search_type") -> str:
@@ -334,7 +378,28 @@ def parse_date(value: str | None, name: str = "--snapshot-date") -> dt.date:
 def build_settings(**options: Any) -> Settings:
     """Settings from explicit values alone, defaults for the rest: no file or variable is read.
     For code that runs the pipeline itself (the demo, tests, benchmarks)."""
-    return SerpstatConfiguration(**options).validate()
+    slack_incoming_hook = options.pop("slack_incoming_hook", None)
+    return SerpstatConfiguration(**options).validate(slack_incoming_hook=slack_incoming_hook)
+
+
+def _webhook_url(value: Any, name: str) -> str | None:
+    """An alert channel's URL (a secret: the message never shows it)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or not value.strip().startswith(("http://", "https://")):
+        raise ConfigError(f"{name} is not an http(s) URL: set the whole webhook URL, e.g. "
+                          "https://hooks.example.com/...")
+    return value.strip()
+
+
+def _slack_incoming_hook() -> Any:
+    """dlt's own `runtime.slack_incoming_hook` setting (RUNTIME__SLACK_INCOMING_HOOK), a secret."""
+    import dlt
+
+    try:
+        return dlt.secrets.get("runtime.slack_incoming_hook")
+    except ConfigurationException:
+        return None
 
 
 def read_configuration() -> SerpstatConfiguration:
@@ -351,8 +416,9 @@ def select_configured(domains: Any, default_search_type: Any, wanted: list[str])
     """The configured items for `--domain D...`, with everything configured for them.
 
     `--domain` picks from the configuration rather than replacing it: D under another search
-    type would be another series (and a new, paid baseline), so D must be configured."""
-    configured = parse_targets(domains, default_search_type) if domains else ()
+    type would be another series (and a new, paid baseline), so D must be configured. A tracked
+    domain comes with its competitors; a competitor can be picked alone."""
+    configured, competitor_sets = parse_domains(domains, default_search_type) if domains else ((), ())
     chosen: list[Target] = []
     for item in wanted:
         try:
@@ -365,7 +431,9 @@ def select_configured(domains: Any, default_search_type: Any, wanted: list[str])
             raise ConfigError(f"--domain {item} is not configured (configured domains: {listed}): "
                               "add it to domains under [sources.serpstat] first")
         chosen += [t for t in matches if t not in chosen]
-    return [{"query": t.domain, "search_type": t.search_type} for t in chosen]
+    tracked = {s.target: s for s in competitor_sets}
+    return [competitors.as_item(tracked[t]) if t in tracked else {"query": t.domain, "search_type": t.search_type}
+            for t in chosen]
 
 
 def resolve_settings(domains_override: list[str] | None = None, need_token: bool = True,
@@ -375,5 +443,6 @@ def resolve_settings(domains_override: list[str] | None = None, need_token: bool
     Read-side commands (models, report, status) pass need_domains=False: they work on what is
     loaded, whatever the list says today."""
     config = read_configuration()
-    settings = config.validate(need_targets=need_domains, need_token=need_token, only=domains_override)
+    settings = config.validate(need_targets=need_domains, need_token=need_token, only=domains_override,
+                               slack_incoming_hook=_slack_incoming_hook())
     return settings, config.token

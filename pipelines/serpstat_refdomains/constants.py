@@ -9,6 +9,10 @@ REF_DOMAINS_TABLE = "ref_domains"
 SNAPSHOTS_TABLE = "snapshots"
 # append-only: one row per fetch attempt, so credits spent add up to what Serpstat charged
 ATTEMPTS_TABLE = "snapshot_attempts"
+# issue 15: the latest run's competitors (written by the run, read by link_gap), and what each
+# alert channel received
+COMPETITORS_TABLE = "target_competitors"
+ALERTS_SENT_TABLE = "alerts_sent"
 
 SEARCH_TYPES = ("domain", "domain_with_subdomains")
 DEFAULT_SEARCH_TYPE = "domain_with_subdomains"

@@ -2,6 +2,8 @@
 
 Starts the emulator on a free port, replays weekly runs into its own folder (its own DuckDB file
 and dlt working folder, never the user's pipeline), builds the models and writes a report.
+acme-shop.com is tracked with two competitors: the report shows its link gap, and the demo prints
+what `refdomains alerts --dry-run` would send.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Callable
 
 import dlt
 
-from . import pipeline, report
+from . import alerts, gap_report, pipeline, report
 from .client import SerpstatClient
 from .config import build_settings
 from .emulator import Fault, Profile, SerpstatEmulator
@@ -21,6 +23,15 @@ from .emulator import Fault, Profile, SerpstatEmulator
 DEMO_TOKEN = "demo-token"
 DEMO_START = dt.date(2026, 9, 7)  # a Monday
 DEMO_TARGETS = {"acme-shop.com": 900, "news-portal.org": 1600, "travel-blog.net": 400}
+DEMO_COMPETITORS = {"acme-shop.com": {"shopmart-rival.com": 500, "bargain-hub.net": 350}}
+# Sites that link to both competitors, then to acme-shop.com too (the gap won), or that a
+# competitor drops: scripted on top of the emulator's independent link graphs, which rarely share
+# a donor by chance.
+SHARED_DONORS = ["trade-journal.com", "www.retail-weekly.net", "bücher-markt.de", "deals-forum.org",
+                 "blog.consumer-guide.co.uk", "price-watch.io"]
+# a host of a site that already links to acme-shop.com through another host (site_already_links)
+SISTER_HOSTS = ("blog.partner-site.com", "shop.partner-site.com")
+WON_IN_WEEK = 3  # acme-shop.com gets a link from the first two shared donors
 DATABASE = "refdomains_demo.duckdb"
 
 
@@ -38,7 +49,17 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
     with SerpstatEmulator(token=DEMO_TOKEN, seed=2026, today=DEMO_START) as emulator:
         for target, size in DEMO_TARGETS.items():
             emulator.graph.set_profile(target, Profile(base_size=size))
-        settings = build_settings(domains=list(DEMO_TARGETS), requests_per_second=1000, api_url=emulator.url)
+        domains: list = []
+        for target in DEMO_TARGETS:
+            rivals = DEMO_COMPETITORS.get(target, {})
+            domains.append({"query": target, "competitors": list(rivals)} if rivals else target)
+            for rival, size in rivals.items():
+                emulator.graph.set_profile(rival, Profile(base_size=size))
+                emulator.graph.add_named(rival, SHARED_DONORS + list(SISTER_HOSTS[:1]),
+                                         DEMO_START - dt.timedelta(days=30), rank=100)
+            if rivals:
+                emulator.graph.add_named(target, list(SISTER_HOSTS[1:]), DEMO_START - dt.timedelta(days=30), rank=100)
+        settings = build_settings(domains=domains, requests_per_second=1000, api_url=emulator.url)
         with SerpstatClient(DEMO_TOKEN, api_url=emulator.url, requests_per_second=None,
                             backoff_initial=0.05, backoff_max=0.2) as client:
             for week in range(weeks):
@@ -46,6 +67,8 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
                 emulator.today = day
                 if week == 2:  # a flaky API week: the client retries, nothing is lost or paid twice
                     emulator.faults.add(Fault("http_error", query="news-portal.org", page=2, status=503, times=2))
+                if week == WON_IN_WEEK:  # two gap donors now link to acme-shop.com too: gaps won
+                    emulator.graph.add_named("acme-shop.com", SHARED_DONORS[:2], day, rank=100)
                 result = pipeline.run(settings, DEMO_TOKEN, snapshot_date=day, kind="auto",
                                       destination=destination, pipelines_dir=str(folder / "pipelines"),
                                       build_models=week == weeks - 1, progress=lambda fetcher: None,
@@ -55,11 +78,29 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
                     f"{result.credits_spent} credits")
         demo_pipeline = pipeline.make_pipeline(destination, None, str(folder / "pipelines"))
         data = report.collect(demo_pipeline)
+        data.alerts_preview = "\n".join(alerts.dry_run(demo_pipeline, settings))
     text = report.render_text(data)
     say("")
     say("\n".join(text.splitlines()[:40]))
+    gap = [r for r in data.gap if r["target_domain"] == "acme-shop.com"]
+    say("\n".join(gap_report.text_section(gap[:10])).replace(f"({len(gap[:10])} donors", f"({len(gap)} donors"))
+    with demo_pipeline.sql_client() as client:
+        changes = client.execute_sql(
+            f"SELECT change, count(*), sum(CASE WHEN won THEN 1 ELSE 0 END) FROM "
+            f"{client.make_qualified_table_name('link_gap_changes')} GROUP BY change ORDER BY change")
+    say("Link-gap changes over the weeks: " + ", ".join(
+        f"{n} {change}" + (f" ({won} won: the donor now links to acme-shop.com)" if change == "gap_closed" else "")
+        for change, n, won in changes))
+    say("")
+    preview = data.alerts_preview.splitlines()
+    # the first tracked domain's part of the message; report.html has all of it
+    ends = [i for i, line in enumerate(preview) if line.startswith("*") and i > 2]
+    say("\n".join(preview[:ends[0]] if ends else preview))
+    if ends:
+        say(f"… and the other tracked domains' events: the whole message is in {folder / 'report.html'}")
     out = folder / "report.html"
     out.write_text(report.render_html(data), encoding="utf-8")
-    say(f"\nDatabase: {folder / DATABASE}  (dataset `serpstat`; try the tables new_ref_domains, lost_ref_domains)")
+    say(f"\nDatabase: {folder / DATABASE}  (dataset `serpstat`; try the tables new_ref_domains, lost_ref_domains, "
+        "link_gap, link_gap_changes)")
     say(f"HTML report: {out}")
     return out

@@ -33,6 +33,7 @@ from dlt.common.schema.utils import new_table
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError
 
+from . import competitors
 from . import constants as S
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ _INSERT_BATCH = 5000
 
 
 # Tables the models read that no SQL file builds: loaded by the pipeline, or kept by this runner.
-SOURCE_TABLES = frozenset({S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE, NAMES_TABLE})
+SOURCE_TABLES = frozenset({S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE, NAMES_TABLE, S.COMPETITORS_TABLE})
 # Build order among models that do not depend on each other, for a readable log and plan.
 LAYERS = ("staging", "intermediate", "marts")
 
@@ -257,6 +258,7 @@ def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_L
                 statements.append(f"ANALYZE {target}")
         with client.begin_transaction():
             _update_names(client, dialect)
+            competitors.ensure_table(client, dialect)  # issue 15: link_gap's input, on any dataset
             for statement in statements:
                 client.execute_sql(statement)
     register_in_schema(pipeline, {m.name: m.materialized for m in models})

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import dlt
 from dlt.common.destination import Destination
 
-from . import ledger, models
+from . import alerts, competitors, ledger, models
 from . import constants as S
 from .client import SerpstatClient
 from .config import Settings
@@ -118,6 +118,7 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
 
     report.credits_spent = budget.spent
     report.credits_left = client.last_left_lines
+    competitors.record_for_run(pipeline, settings)  # issue 15: what link_gap and alerts read; never raises
     if options.build_models:
         try:
             report.models_built = _build_models(pipeline, settings)
@@ -125,6 +126,8 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
             logger.debug("models build failed", exc_info=True)
             report.models_error = (f"the models could not be rebuilt ({first_line(unwrap(error))}): "
                                    "the snapshots are loaded; fix the cause, then run `refdomains models`")
+        if report.models_built:
+            report.alerts = alerts.after_run(pipeline, settings)  # issue 15: never raises
     return report
 
 

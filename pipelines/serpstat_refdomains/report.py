@@ -19,6 +19,7 @@ from typing import Any
 import dlt
 
 from . import constants as S
+from . import gap_report
 from .ledger import LEDGER_COLUMNS, STATUS_COLUMNS
 
 FORMATS = ("text", "csv", "json", "html")
@@ -40,6 +41,8 @@ class ReportData:
     lost: list[dict[str, Any]] = field(default_factory=list)
     weekly: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    gap: list[dict[str, Any]] = field(default_factory=list)  # issue 15: link_gap
+    alerts_preview: str | None = None  # issue 15: the demo's `alerts --dry-run`
 
 
 def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | None = None) -> ReportData:
@@ -67,6 +70,7 @@ def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | 
                            "target_domain, search_type, week_start")
         data.ledger = rows(S.SNAPSHOTS_TABLE, LEDGER_COLUMNS, "snapshot_date",
                            "snapshot_date, target_domain, search_type, snapshot_kind")
+        data.gap = gap_report.collect(client, domain, since)
     return data
 
 
@@ -94,6 +98,7 @@ def render_text(data: ReportData) -> str:
                                     "returned_on"])
     if len(data.lost) > TOP:
         out.append(f"... {len(data.lost) - TOP} more")
+    out += gap_report.text_section(data.gap)
     out += ["", "Weekly summary:"]
     out += _table(data.weekly, ["target_domain", "week_start", "ref_domains", "new_ref_domains",
                                 "lost_ref_domains", "net_change"])
@@ -122,6 +127,7 @@ def render_json(data: ReportData) -> str:
         "lost_ref_domains": data.lost,
         "ref_domains_weekly": data.weekly,
         "snapshots": data.ledger,
+        "link_gap": data.gap,
     }
     return json.dumps(payload, default=_plain, indent=2, ensure_ascii=False) + "\n"
 
@@ -151,6 +157,7 @@ th{background:#f5f7fa;cursor:pointer;user-select:none}th[aria-sort=ascending]::a
 th[aria-sort=descending]::after{content:" \25BC"}.num{text-align:right}
 a{color:#1d4ed8;text-decoration:none}a:hover{text-decoration:underline}
 .legend{font-size:.8rem;color:#52606d}.legend span{margin-right:1rem}
+pre.alerts{background:#f5f7fa;padding:.6rem;font-size:.8rem;white-space:pre-wrap}
 """
 # Click a column header to sort its table; numbers and dates sort by their data-v value.
 _SORT_SCRIPT = """
@@ -362,6 +369,8 @@ def render_html(data: ReportData) -> str:
 {sum(credits.values()):,}. Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Hover a point or bar
 for its exact values; click a column header to sort.</p>
 {"".join(sections) or "<p>Nothing loaded yet.</p>"}
+{gap_report.html_section(data.gap)}
+{gap_report.alerts_html(data.alerts_preview)}
 <h2>Weekly summary</h2>
 {_html_table(data.weekly, WEEKLY_COLUMNS, _LABELS)}
 <h2>Credits per snapshot date</h2>
