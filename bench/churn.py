@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serpstat_refdomains.client import SerpstatClient  # noqa: E402
-from serpstat_refdomains.emulator import SerpstatEmulator  # noqa: E402
-from tests.churn_sim import CHURN_KINDS, Churn, trial  # noqa: E402
+from serpstat_refdomains.client import SerpstatClient
+from serpstat_refdomains.emulator import SerpstatEmulator
+from tests.churn_sim import CHURN_KINDS, Churn, trial
 
 DAY = dt.date(2026, 3, 2)
 TOKEN = "bench-token"

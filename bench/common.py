@@ -33,7 +33,8 @@ def measure(argv: list[str], env: dict[str, str] | None = None, cwd: str | Path 
         "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "elapsed = time.perf_counter() - t\n"
         "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps({'rc': done.returncode, 's': elapsed, 'rss': peak, 'out': done.stdout, 'err': done.stderr}))\n"
+        "print(json.dumps({'rc': done.returncode, 's': elapsed, 'rss': peak,\n"
+        "                  'out': done.stdout, 'err': done.stderr}))\n"
     )
     done = subprocess.run([PYTHON, "-c", probe, *argv], capture_output=True, text=True, env=env, cwd=cwd)
     result = json.loads(done.stdout)
@@ -72,8 +73,12 @@ def machine() -> str:
 def table(rows: list[tuple], header: tuple) -> str:
     cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]])
+
+    def line(r: tuple) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
 
 
 def now() -> float:

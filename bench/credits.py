@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 from common import PYTHON, ROOT, TOKEN, measure, pipeline_env, refdomains, workdir
+
 from serpstat_refdomains.emulator import SerpstatEmulator
 
 DAY = dt.date(2026, 3, 2)
@@ -27,7 +28,8 @@ def run() -> dict:
         emu.api.clear_log()
         peer_dir = workdir("credits-peer")
         measure([PYTHON, str(ROOT / "bench" / "peer_rest_api.py"), emu.url, TOKEN,
-                 str(peer_dir / "rest_api_peer.duckdb"), *domains], cwd=peer_dir, env=pipeline_env(peer_dir, emu.url, []))
+                 str(peer_dir / "rest_api_peer.duckdb"), *domains],
+                cwd=peer_dir, env=pipeline_env(peer_dir, emu.url, []))
         peer = emu.api.credits_charged
         peer_requests = sum(1 for e in emu.log if e.method.endswith("getRefDomains"))
     return {"targets": len(SIZES), "rows": rows, "empty_targets": empty, "minimum": rows + empty,

@@ -9,8 +9,8 @@ import time
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from common import workdir
+
 from serpstat_refdomains.rows import REF_DOMAINS_SCHEMA
 
 SNAPSHOTS, ROWS = 6, 55_000

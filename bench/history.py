@@ -18,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PYTHON, TOKEN, pipeline_env, refdomains, table  # noqa: E402
-from serpstat_refdomains.emulator import SerpstatEmulator  # noqa: E402
-from serpstat_refdomains.emulator.graph import Profile, in_last_week  # noqa: E402
+from common import PYTHON, TOKEN, pipeline_env, refdomains, table
+
+from serpstat_refdomains.emulator import SerpstatEmulator
+from serpstat_refdomains.emulator.graph import Profile, in_last_week
 
 START = dt.date(2026, 1, 5)  # a Monday
 PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
@@ -188,7 +189,8 @@ def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] |
                 probes = {t: 0 for t in truth}
                 for target, _, _, rows_loaded, parts, plan in ledger:
                     if int(parts or 0) > 1 and target in probes:
-                        probes[target] += partitioned_allowance(plan, page_size, paged_cost(int(rows_loaded), page_size))
+                        probes[target] += partitioned_allowance(plan, page_size,
+                                                                paged_cost(int(rows_loaded), page_size))
                 excess = {t: charged.get(t, 0) - low - probes[t] for t, (_, low) in truth.items()}
                 credits = sum(charged.values())
                 rows = sum(r for r, _ in truth.values())
@@ -272,7 +274,7 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
                             continue
                         seen.add(ref)
                         for column, value in zip(columns, (key, target.domain, S_TYPE, day, kind, ref, donor.name,
-                                                           registrable, donor.ref_pages, donor.rank)):
+                                                           registrable, donor.ref_pages, donor.rank), strict=False):
                             columns[column].append(value)
                     ledger.append((key, target.domain, S_TYPE, kind, day, settings.filter_hash, len(seen)))
             total += len(columns["snapshot_key"])
@@ -391,7 +393,7 @@ def main() -> None:
         weeks_done: list[Week] = []
         out["runs"][name] = {"weeks": weeks_done}
 
-        def keep(week: Week, echo=echo, weeks_done=weeks_done) -> None:
+        def keep(week: Week, echo=echo, weeks_done=weeks_done, name: str = name) -> None:
             weeks_done.append(week)
             out["runs"][name]["weeks"] = [dataclasses.asdict(w) for w in weeks_done]
             out["runs"][name]["summary"] = summary(weeks_done)

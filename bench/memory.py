@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 from common import TOKEN, measure, pipeline_env, refdomains, workdir
+
 from serpstat_refdomains.emulator import SerpstatEmulator
 
 DAY = dt.date(2026, 3, 2)

@@ -10,8 +10,8 @@ import os
 import time
 
 import dlt
-
 from common import workdir
+
 from serpstat_refdomains import models
 
 TARGETS, SNAPSHOTS, ROWS = 10, 10, 10_000
@@ -26,7 +26,8 @@ DROP TABLE IF EXISTS {ds}.ref_domains CASCADE;
 DROP TABLE IF EXISTS {ds}.snapshots CASCADE;
 CREATE TABLE {ds}.ref_domains AS
 SELECT
-    'target' || t || '.com|domain_with_subdomains|full|' || CAST(CAST('{start}' AS DATE) + CAST(7 * s AS INTEGER) AS VARCHAR) AS snapshot_key,
+    'target' || t || '.com|domain_with_subdomains|full|'
+        || CAST(CAST('{start}' AS DATE) + CAST(7 * s AS INTEGER) AS VARCHAR) AS snapshot_key,
     'target' || t || '.com' AS target_domain,
     'domain_with_subdomains' AS search_type,
     CAST(CAST('{start}' AS DATE) + CAST(7 * s AS INTEGER) AS DATE) AS snapshot_date,
@@ -81,7 +82,7 @@ def run(postgres: bool = True) -> dict:
     if postgres:
         try:
             result["postgres"] = build(dlt.destinations.postgres(PG_URL), "bench_models", "postgres")
-        except Exception as error:  # noqa: BLE001 - reported, not fatal for the other numbers
+        except Exception as error:  # reported, not fatal for the other numbers
             result["postgres"] = {"error": str(error).splitlines()[0]}
     return result
 

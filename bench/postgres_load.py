@@ -8,8 +8,8 @@ import os
 import uuid
 
 import psycopg2
-
 from common import TOKEN, measure, pipeline_env, refdomains, workdir
+
 from serpstat_refdomains.emulator import SerpstatEmulator
 
 DAY = dt.date(2026, 3, 2)

@@ -8,15 +8,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import credits  # noqa: E402
-import duckdb_share  # noqa: E402
-import history  # noqa: E402
-import memory  # noqa: E402
-import models_build  # noqa: E402
-import postgres_load  # noqa: E402
-import rate_limit  # noqa: E402
-import throughput  # noqa: E402
-from common import machine, table  # noqa: E402
+import credits
+import duckdb_share
+import history
+import memory
+import models_build
+import postgres_load
+import rate_limit
+import throughput
+from common import machine, table
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ import pytest
 # No telemetry calls from test runs (there is no network here anyway); set before dlt is imported.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
-from serpstat_refdomains.emulator import SerpstatEmulator  # noqa: E402
-from tests.helpers import DAY, PG_URL, TOKEN, fast_client  # noqa: E402
+from serpstat_refdomains.emulator import SerpstatEmulator
+from tests.helpers import DAY, PG_URL, TOKEN, fast_client
 
 __all__ = ["DAY", "TOKEN"]  # re-exported for the test modules that still import them from here
 

@@ -77,7 +77,7 @@ def ledger(workdir: Path, target: str, kind: str = "full") -> dict:
     columns = [r[0] for r in query(workdir, "SELECT column_name FROM information_schema.columns WHERE "
                                             "table_schema = 'serpstat' AND table_name = 'snapshots' "
                                             "ORDER BY ordinal_position")]
-    return dict(zip(columns, rows[0])) if rows else {}
+    return dict(zip(columns, rows[0], strict=False)) if rows else {}
 
 
 def truth(emulator, target: str, day: dt.date | None = None, last_week: bool = False) -> set[str]:

@@ -42,7 +42,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 prefix = "/services" if self.path.startswith("/services") else "/hooks"
                 with receiver._lock:
@@ -250,6 +250,7 @@ def _settings(workdir, emulator, receiver, slack: bool = True):
 
 def _pipeline(workdir):
     import dlt
+
     from serpstat_refdomains import pipeline
     return pipeline.make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
                                   str(workdir / "pipelines"))

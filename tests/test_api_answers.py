@@ -53,7 +53,8 @@ def test_per_second_limit_32000_mid_snapshot_is_waited_out(tmp_path, emulator):
     report = run_pipeline(tmp_path, emulator, ["busy.com"], kind="full", settings_options={"page_size": 10})
     assert [(r.status, r.rows) for r in report.results] == [("complete", 50)]
     assert set(loaded_domains(tmp_path, "busy.com")) == truth(emulator, "busy.com")
-    assert emulator.api.credits_charged == snapshot_cost(50, 10)  # the refused requests cost nothing, nothing was paid twice
+    # the refused requests cost nothing, nothing was paid twice
+    assert emulator.api.credits_charged == snapshot_cost(50, 10)
 
 
 def test_depth_cap_answer_under_code_32018_splits_instead_of_failing(tmp_path, emulator):
@@ -77,5 +78,6 @@ def test_a_page_without_a_total_fails_instead_of_loading_page_one_as_the_snapsho
     assert "without summary_info.total" in result.error
     row = ledger(tmp_path, "nototal.com")
     # the page was billed: the ledger and the run's total say so (status sums what was charged)
-    assert row["rows_loaded"] == 0 and row["credits_spent"] == report.credits_spent == emulator.api.credits_charged == 10
+    assert row["rows_loaded"] == 0
+    assert row["credits_spent"] == report.credits_spent == emulator.api.credits_charged == 10
     assert query(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ref_domains'") == [(0,)]

@@ -28,9 +28,10 @@ def test_bad_metrics_load_as_null_and_keep_every_donor(tmp_path, emulator):
     assert (result.status, result.rows) == ("complete", 30)
     assert set(loaded_domains(tmp_path, "metrics.com")) == truth(emulator, "metrics.com")
     row = ledger(tmp_path, "metrics.com")
-    assert (row["status"], row["rows_loaded"], row["rows_rejected"], row["metrics_nulled"]) == ("complete", 30, 0, NULLED)
-    nulls = query(tmp_path, "SELECT count(*) FILTER (WHERE domain_rank IS NULL), count(*) FILTER (WHERE ref_pages IS NULL) "
-                            "FROM serpstat.ref_domains")
+    assert (row["status"], row["rows_loaded"], row["rows_rejected"], row["metrics_nulled"]) == (
+        "complete", 30, 0, NULLED)
+    nulls = query(tmp_path, "SELECT count(*) FILTER (WHERE domain_rank IS NULL), "
+                            "count(*) FILTER (WHERE ref_pages IS NULL) FROM serpstat.ref_domains")
     assert nulls == [(len(DOMAIN_RANKS), len(REF_PAGES))]
     assert result.note == (f"{NULLED} unusable metric values loaded as NULL: domainRank 'n/a' (2), "
                            "domainRank -1 (1), domainRank 1.5 (1), domainRank true (1), ref_pages '' (1), 2 more")

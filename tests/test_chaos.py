@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
 from tests.helpers import TOKEN, fast_client, run_pipeline
-from tests.scenarios import Row
 from tests.model_reference import LOST_COLUMNS, NEW_COLUMNS, reference
+from tests.scenarios import Row
 
 EXAMPLES = int(os.environ.get("CHAOS_EXAMPLES", "4"))
 START = dt.date(2026, 4, 6)
@@ -169,7 +169,7 @@ def check_invariants(db: Path, truth_at: dict, models_fresh: bool, all_complete_
     assert dupes == [], f"duplicate rows: {dupes[:3]}"
     STATS["invariant:no duplicates"] += 1
     complete = {k: v for k, v in ledger.items() if v[0] == "complete"}
-    for key, (status, rows_loaded, *_rest) in complete.items():
+    for key, (_status, rows_loaded, *_rest) in complete.items():
         assert rows[key] == set(truth_at[key]), f"complete snapshot {key} differs from the truth"
         assert rows_loaded == len(rows[key])
         STATS["invariant:complete equals truth"] += 1

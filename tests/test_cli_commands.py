@@ -133,7 +133,7 @@ def test_read_commands_in_an_empty_folder_say_what_to_do(tmp_path, emulator):
 def test_demo_replays_six_weeks_offline(tmp_path):
     env = {k: v for k, v in cli_env(tmp_path, type("E", (), {"url": "http://127.0.0.1:9/v4"})(), "x.com").items()
            if not k.startswith("SOURCES__")}
-    done = subprocess.run(REFDOMAINS + ["demo", "--dir", str(tmp_path / "demo")], cwd=tmp_path, env=env,
+    done = subprocess.run([*REFDOMAINS, "demo", "--dir", str(tmp_path / "demo")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("week ") >= 6 and "NEW referring domains" in done.stdout
@@ -160,14 +160,15 @@ def test_demo_replays_six_weeks_offline(tmp_path):
 
 
 def test_emulator_command_serves_until_interrupted(tmp_path):
-    proc = subprocess.Popen(REFDOMAINS + ["emulator", "--port", "0", "--token", "t0k", "--day", "2026-03-02",
-                                          "--profile", "fixed.com=1234"],
+    proc = subprocess.Popen([*REFDOMAINS, "emulator", "--port", "0", "--token", "t0k", "--day", "2026-03-02",
+                             "--profile", "fixed.com=1234"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         url = re.search(r"on (http://\S+/v4)", line).group(1)
-        answer = requests.post(f"{url}?token=t0k", json={"id": 7, "method": "SerpstatBacklinksProcedure.getRefDomains",
-                                                          "params": {"query": "fixed.com", "size": 1}}, timeout=5).json()
+        request = {"id": 7, "method": "SerpstatBacklinksProcedure.getRefDomains",
+                   "params": {"query": "fixed.com", "size": 1}}
+        answer = requests.post(f"{url}?token=t0k", json=request, timeout=5).json()
         assert answer["result"]["summary_info"]["total"] == 1234 and answer["id"] == "7"
         assert "t0k" not in line
     finally:
@@ -197,7 +198,8 @@ def test_html_report_charts_draw_in_headless_chromium(loaded, tmp_path):
       // every label inside its chart's viewBox
       const spills = [...document.querySelectorAll('svg.chart text')].filter(t => {
         const b = t.getBBox(), v = t.ownerSVGElement.viewBox.baseVal;
-        return b.x < v.x - 1 || b.y < v.y - 1 || b.x + b.width > v.x + v.width + 1 || b.y + b.height > v.y + v.height + 1;
+        return b.x < v.x - 1 || b.y < v.y - 1
+          || b.x + b.width > v.x + v.width + 1 || b.y + b.height > v.y + v.height + 1;
       }).length;
       const overflow = document.documentElement.scrollWidth - document.documentElement.clientWidth;
       const table = document.querySelector('section.target table.sortable');

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -10,15 +11,17 @@ import traceback
 import pytest
 
 from serpstat_refdomains.client import SerpstatClient
+from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.errors import (
     AuthenticationError,
     CreditsExhaustedError,
     DepthCapError,
+    EndpointError,
     InvalidRequestError,
     RateLimitError,
+    SerpstatError,
     TransientError,
 )
-from serpstat_refdomains.emulator import Fault
 from tests.helpers import TOKEN, fast_client
 
 
@@ -112,7 +115,7 @@ def test_missing_token_is_refused_before_any_request():
 
 def test_credits_exhausted_stops_at_once(emulator, client):
     emulator.api.set_balance(5)
-    with pytest.raises(CreditsExhaustedError, match="credits are exhausted.*32012"):
+    with pytest.raises(CreditsExhaustedError, match=r"credits are exhausted.*32012"):
         client.get_ref_domains("example.com", size=100)
     assert len(emulator.log) == 1
 
@@ -155,7 +158,7 @@ def test_rate_limiter_is_shared_across_threads(emulator):
         for t in threads:
             t.join()
     stamps = sorted(e.at for e in emulator.log)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert len(stamps) == 12
     # 12 calls at 20/s from 4 threads: spread over at least 11 intervals of 50 ms
     assert stamps[-1] - stamps[0] >= 11 * 0.05 * 0.9
@@ -208,7 +211,6 @@ def test_requests_per_second_spacing_holds_for_sequential_calls(emulator):
 
 
 # --- answers the client must read right (issue: codes, messages, shapes) -------------------------
-from serpstat_refdomains.errors import EndpointError, SerpstatError  # noqa: E402
 
 PER_SECOND = "You have sent more requests per second than available"
 

@@ -57,7 +57,8 @@ VALIDATION_ERRORS = [
      "complex_filter must not contain last_week: the pipeline adds it itself for last_week pulls "
      "(fetch_last_week, --kind last_week)"),
     ({"complex_filter": [[{"additional_filters": "subdomains"}]]},
-     "complex_filter additional_filters 'subdomains' is unknown: use one of no_subdomains, only_subdomains, only_hosts"),
+     "complex_filter additional_filters 'subdomains' is unknown: "
+     "use one of no_subdomains, only_subdomains, only_hosts"),
     ({"complex_filter": [[{"field": "check", "compareType": "gt", "value": [1]}]]},
      "complex_filter field 'check' is unknown: use one of domain_links, domain_from, domain_rank"),
     ({"complex_filter": [[{"field": "domain_rank", "compareType": "above", "value": [1]}]]},
@@ -136,9 +137,9 @@ def test_explicit_settings_read_no_file_or_variable(monkeypatch):
 
 def test_no_domains_is_no_targets_for_read_only_use():
     assert SerpstatConfiguration().validate(need_targets=False).targets == ()
-    with pytest.raises(ConfigError, match="^no domains to track"):
+    with pytest.raises(ConfigError, match=r"^no domains to track"):
         SerpstatConfiguration().validate()
-    with pytest.raises(ConfigError, match="^search_type 'url' is unknown"):
+    with pytest.raises(ConfigError, match=r"^search_type 'url' is unknown"):
         SerpstatConfiguration(search_type="url").validate(need_targets=False)
 
 def resolve_in(workdir: Path, env: dict[str, str], code: str) -> dict:

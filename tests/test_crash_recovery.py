@@ -16,8 +16,20 @@ from serpstat_refdomains.config import Target, filter_hash
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
 from serpstat_refdomains.source import ref_domains_resource
-from tests.helpers import (DAY, REFDOMAINS, cli_env, fast_client, ledger, loaded_domains, query, ref_requests,
-                           run_cli, run_pipeline, snapshot_cost, truth)
+from tests.helpers import (
+    DAY,
+    REFDOMAINS,
+    cli_env,
+    fast_client,
+    ledger,
+    loaded_domains,
+    query,
+    ref_requests,
+    run_cli,
+    run_pipeline,
+    snapshot_cost,
+    truth,
+)
 
 
 def test_killed_mid_run_then_rerun_pays_nothing_twice(tmp_path, emulator):
@@ -27,7 +39,7 @@ def test_killed_mid_run_then_rerun_pays_nothing_twice(tmp_path, emulator):
     emulator.faults.add(Fault("delay", query="second.com", page=2, seconds=30, times=1))
     env = cli_env(tmp_path, emulator, '["first.com", "second.com", "third.com"]')
     day = DAY.isoformat()
-    proc = subprocess.Popen(REFDOMAINS + ["run", "--snapshot-date", day, "--kind", "full", "--no-models"],
+    proc = subprocess.Popen([*REFDOMAINS, "run", "--snapshot-date", day, "--kind", "full", "--no-models"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # kill once first.com's load package is committed, while second.com still waits on its page
     loaded = tmp_path / "dlt" / "pipelines" / "serpstat_refdomains" / "load" / "loaded"

@@ -8,13 +8,25 @@ import dlt
 import pytest
 from dlt.common.exceptions import DltException
 
-from serpstat_refdomains import constants as S, errors
+from serpstat_refdomains import constants as S
+from serpstat_refdomains import errors
 from serpstat_refdomains.cli import main
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.config import build_settings
-from serpstat_refdomains.errors import (AuthenticationError, BudgetExhausted, ConcurrentRunError, ConfigError,
-                                        CreditsExhaustedError, EndpointError, InvalidRequestError, RefdomainsError,
-                                        UsageError, classify, first_line, unwrap)
+from serpstat_refdomains.errors import (
+    AuthenticationError,
+    BudgetExhausted,
+    ConcurrentRunError,
+    ConfigError,
+    CreditsExhaustedError,
+    EndpointError,
+    InvalidRequestError,
+    RefdomainsError,
+    UsageError,
+    classify,
+    first_line,
+    unwrap,
+)
 from serpstat_refdomains.pipeline import RunOptions
 from serpstat_refdomains.warehouse import destination_type, make_pipeline
 from tests.helpers import DAY, TOKEN, ref_requests, run_pipeline

@@ -72,7 +72,8 @@ def test_hostile_rows_are_loaded_safely_or_rejected_with_reasons(tmp_path, emula
         assert all(ranks[d.name] == 47 for d in padded)
     nulled = [d for d in donors if variant(d.name) in NULLED_METRICS]
     assert row["metrics_nulled"] == len(nulled) > 0
-    metrics = {r[0]: r[1:] for r in query(tmp_path, "SELECT domain_from, ref_pages, domain_rank FROM serpstat.ref_domains")}
+    loaded = query(tmp_path, "SELECT domain_from, ref_pages, domain_rank FROM serpstat.ref_domains")
+    metrics = {r[0]: r[1:] for r in loaded}
     for donor in nulled:
         field = NULLED_METRICS[variant(donor.name)][0]
         assert metrics[donor.name][0 if field == "ref_pages" else 1] is None
@@ -123,7 +124,8 @@ HOSTILE_CONFIG = [
     ({"SOURCES__SERPSTAT__FETCH_LAST_WEEK": "sometimes"}, [], "fetch_last_week"),
     ({"SOURCES__SERPSTAT__LOST_CONFIRMATION_SNAPSHOTS": "0"}, [], "lost_confirmation_snapshots"),
     ({"SOURCES__SERPSTAT__API_URL": "ftp://api.serpstat.com/v4"}, [], "api_url"),
-    ({"SOURCES__SERPSTAT__COMPLEX_FILTER": '[[{"additional_filters": "last_week"}]]'}, [], "must not contain last_week"),
+    ({"SOURCES__SERPSTAT__COMPLEX_FILTER": '[[{"additional_filters": "last_week"}]]'}, [],
+     "must not contain last_week"),
     ({"SOURCES__SERPSTAT__COMPLEX_FILTER": '[[{"field": "domain_rank", "compareType": "between", "value": [1]}]]'},
      [], "between takes two numbers"),
     ({"SOURCES__SERPSTAT__COMPLEX_FILTER": '[[{"field": "domain_rank", "compareType": "contains", "value": [1]}]]'},

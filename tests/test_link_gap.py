@@ -20,8 +20,20 @@ import pytest
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.models import catalog, unicode_name
 from serpstat_refdomains.normalize import registrable_domain
-from tests.helpers import (DAY, TOKEN, cli_env, fast_client, needs_postgres, pg_rows, postgres, query, ref_requests,
-                           run_cli, run_pipeline, truth)
+from tests.helpers import (
+    DAY,
+    TOKEN,
+    cli_env,
+    fast_client,
+    needs_postgres,
+    pg_rows,
+    postgres,
+    query,
+    ref_requests,
+    run_cli,
+    run_pipeline,
+    truth,
+)
 from tests.scenarios import day_set
 
 START = dt.date(2026, 2, 2)  # a Monday
@@ -148,7 +160,7 @@ def gap_duckdb(tmp_path_factory):
 
 
 def test_the_scenario_covers_what_it_claims(gap_duckdb):
-    workdir, sides, statuses = gap_duckdb
+    _workdir, sides, statuses = gap_duckdb
     assert statuses[(TWO, START + dt.timedelta(weeks=3))] == "incomplete"
     assert not sides[DOWN] and {s for (d, _), s in statuses.items() if d == DOWN} == {"failed"}
     gap, changes = reference(sides, TARGET, COMPETITORS)
@@ -328,7 +340,8 @@ def query_file(workdir: Path, sql: str) -> list[tuple]:
 def test_target_competitors_is_readable_through_dlt_and_models_build_without_it(tmp_path, emulator):
     """Through dlt's dataset API like the models; and a dataset no run of this version wrote still
     builds every model (an empty gap)."""
-    from serpstat_refdomains import models, pipeline as refdomains_pipeline
+    from serpstat_refdomains import models
+    from serpstat_refdomains import pipeline as refdomains_pipeline
     emulator.graph.set_profile("mine.com", 10)
     emulator.graph.set_profile("rival.com", 10)
     database = str(tmp_path / "refdomains.duckdb")
@@ -349,7 +362,8 @@ def test_report_has_a_link_gap_section_per_target_highest_rank_first(gap_duckdb)
     import json
     import re
 
-    from serpstat_refdomains import pipeline as refdomains_pipeline, report
+    from serpstat_refdomains import pipeline as refdomains_pipeline
+    from serpstat_refdomains import report
     workdir = gap_duckdb[0]
     pipe = refdomains_pipeline.make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
                                              str(workdir / "pipelines"))

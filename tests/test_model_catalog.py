@@ -21,12 +21,12 @@ import pytest
 from dlt.common.schema.utils import new_table
 
 from serpstat_refdomains import models
-from serpstat_refdomains.emulator import Profile
 from serpstat_refdomains import pipeline as refdomains_pipeline
+from serpstat_refdomains.emulator import Profile
 from serpstat_refdomains.models import NAMES_TABLE, catalog, model_names
-from tests.helpers import PG_URL, DAY, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
+from tests.helpers import DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
 
-MODELS = [NAMES_TABLE] + model_names()
+MODELS = [NAMES_TABLE, *model_names()]
 DUCKDB_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "DATE": "date", "BOOLEAN": "bool"}
 POSTGRES_TYPES = {"character varying": "text", "text": "text", "bigint": "bigint", "date": "date", "boolean": "bool"}
 
@@ -200,7 +200,8 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
     earlier = {file.stem.split("_", 1)[1]: file.read_text() for file in sorted(REFERENCE_SQL.glob("*.sql"))}
     with pipeline.sql_client() as client:
         qualified = client.make_qualified_table_name
-        client.execute_sql(f"CREATE TABLE IF NOT EXISTS {qualified(NAMES_TABLE)} (ref_domain text, ref_domain_unicode text)")
+        client.execute_sql(f"CREATE TABLE IF NOT EXISTS {qualified(NAMES_TABLE)} "
+                           "(ref_domain text, ref_domain_unicode text)")
         for name, sql in earlier.items():  # as the earlier version built them, in its file order
             select = models.transpile(sql.replace("{lost_confirmation_snapshots}", "2"), dialect, client.dataset_name,
                                       set(earlier) | models.SOURCE_TABLES)
@@ -221,7 +222,8 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
     with pipeline.sql_client() as client:
         present = {r[0] for r in client.execute_sql(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", client.dataset_name)}
-        assert client.execute_sql(f"SELECT count(*) FROM {client.make_qualified_table_name('ref_domains_current')}")[0][0]
+        current = client.make_qualified_table_name("ref_domains_current")
+        assert client.execute_sql(f"SELECT count(*) FROM {current}")[0][0]
     assert not retired & present
     assert set(MODELS) | {"my_report", "ref_domains", "snapshots"} <= present
     assert not retired & set(pipeline.default_schema.tables)
@@ -239,10 +241,10 @@ def test_an_installed_wheel_builds_the_same_models(tmp_path):
     for folder in ("pipelines", "sql"):
         shutil.copytree(root / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
                    check=True, capture_output=True, timeout=300)
     wheel = next((tmp_path / "dist").glob("*.whl"))
-    subprocess.run(pip + ["install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     listed = subprocess.run([sys.executable, "-c", "from serpstat_refdomains import models; print(models.__file__); "
                              "print(' '.join(m.layer + '/' + m.name for m in models.load_models()))"],

@@ -7,6 +7,7 @@ reference of README's Models section written here in Python, never from the mode
 from __future__ import annotations
 
 import datetime as dt
+
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -19,7 +20,6 @@ from tests.model_reference import CONFIRM, LOST_COLUMNS, NEW_COLUMNS, CurrentRow
 from tests.scenarios import START, WEEKS, replay_golden
 
 
-
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("golden")
@@ -28,7 +28,7 @@ def golden(tmp_path_factory):
 
 
 def test_scenario_has_the_cases_it_claims(golden):
-    workdir, fulls, pulls, statuses = golden
+    _workdir, fulls, pulls, statuses = golden
     week = dt.timedelta(weeks=1)
     assert statuses[("full", START + 3 * week)] == "incomplete"
     assert statuses[("full", START + 5 * week)] == "suspect_empty"
@@ -242,7 +242,7 @@ def test_models_import_what_they_read_at_the_top_and_read_only_lower_layers():
                    and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on)]
         assert ctes[:len(imports)] == imports, f"{model.name}: import CTEs come first"
         assert {t.name for cte in imports for t in cte.this.find_all(exp.Table)} == set(model.depends_on)
-        for cte in ctes[len(imports):] + [tree]:
+        for cte in [*ctes[len(imports):], tree]:
             body = cte.this if cte is not tree else tree.copy()
             if cte is tree:
                 body.set("with_", None)
@@ -380,4 +380,5 @@ def test_readme_dashboard_queries_run_and_return_rows(golden):
     assert len(queries) == 4
     for sql in queries:
         assert query(golden[0], sql), sql.splitlines()[0]
-    assert query(golden[0], "SELECT event_date AS time, change, count(*) FROM serpstat.ref_domain_changes GROUP BY 1, 2")
+    assert query(golden[0],
+                 "SELECT event_date AS time, change, count(*) FROM serpstat.ref_domain_changes GROUP BY 1, 2")

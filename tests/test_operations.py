@@ -16,8 +16,23 @@ import pytest
 
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.emulator.api import GET_STATS
-from tests.helpers import (DAY, PG_URL, TOKEN, cli_env, fast_client, ledger, loaded_domains, needs_postgres, pg_rows,
-                           query, ref_requests, run_cli, run_pipeline, snapshot_cost, truth)
+from tests.helpers import (
+    DAY,
+    PG_URL,
+    TOKEN,
+    cli_env,
+    fast_client,
+    ledger,
+    loaded_domains,
+    needs_postgres,
+    pg_rows,
+    query,
+    ref_requests,
+    run_cli,
+    run_pipeline,
+    snapshot_cost,
+    truth,
+)
 
 NOTHING = [[{"field": "domain_rank", "compareType": "between", "value": [1000, 2000]}]]  # ranks are 0-100
 
@@ -340,7 +355,7 @@ def test_a_network_outage_at_the_preflight_is_transient(tmp_path, emulator):
     from serpstat_refdomains.errors import OperationalError
 
     emulator.faults.add(Fault("drop", method=GET_STATS, times=-1))
-    with pytest.raises(OperationalError, match="could not reach Serpstat.*run again later"):
+    with pytest.raises(OperationalError, match=r"could not reach Serpstat.*run again later"):
         run_pipeline(tmp_path, emulator, ["example.com"], kind="full")
     assert ref_requests(emulator) == [] and not (tmp_path / "refdomains.duckdb").exists()
 

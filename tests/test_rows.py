@@ -66,7 +66,8 @@ def test_columnar_pages_equal_row_by_row(pages):
     # a donor is rejected for its name (or for not being an object), never for a metric
     assert all(reason.startswith(("domain", "invalid", "row is not")) for reason in fast_reasons)
     # each report is a NULL in a loaded row (the others are nulls or absent fields as sent)
-    assert len(fast_nulled) <= sum((row["ref_pages"] is None) + (row["domain_rank"] is None) for row in fast.to_pylist())
+    nulls = sum((row["ref_pages"] is None) + (row["domain_rank"] is None) for row in fast.to_pylist())
+    assert len(fast_nulled) <= nulls
 
 
 def test_clean_pages_take_the_columnar_path_and_duplicates_collapse():
@@ -78,8 +79,10 @@ def test_clean_pages_take_the_columnar_path_and_duplicates_collapse():
     rows = SnapshotRows(CONSTANTS, reasons.append)
     table = rows.table(page)
     again = rows.table([{"domain_from": "xn--bcher-kva.de", "ref_pages": 9, "domainRank": 9}])  # seen on page 1
-    assert [(r["ref_domain"], r["domain_from"], r["registrable_domain"], r["ref_pages"]) for r in table.to_pylist()] == [
-        ("shop.example.com", "Shop.Example.COM.", "example.com", 3), ("xn--bcher-kva.de", "Bücher.de", "xn--bcher-kva.de", 1)]
+    loaded = [(r["ref_domain"], r["domain_from"], r["registrable_domain"], r["ref_pages"]) for r in table.to_pylist()]
+    assert loaded == [
+        ("shop.example.com", "Shop.Example.COM.", "example.com", 3),
+        ("xn--bcher-kva.de", "Bücher.de", "xn--bcher-kva.de", 1)]
     assert again.num_rows == 0
     assert reasons == ["invalid label"]
     assert table.column("snapshot_key").to_pylist() == [CONSTANTS["snapshot_key"]] * 2
@@ -93,7 +96,8 @@ BAD_METRICS = [("", None), (-1, None), ("n/a", None), (1.5, None), (True, None),
 def test_a_bad_metric_nulls_the_metric_and_keeps_the_donor():
     """The rule for usable metrics, path by path: every donor loads; an unusable value is NULL and
     named (metric, value as sent); a usable one is coerced; null is NULL without a report."""
-    page = [{"domain_from": f"d{i}.com", "ref_pages": value, "domainRank": value} for i, (value, _) in enumerate(BAD_METRICS)]
+    page = [{"domain_from": f"d{i}.com", "ref_pages": value, "domainRank": value}
+            for i, (value, _) in enumerate(BAD_METRICS)]
     for row_by_row in (False, True):
         table, reasons, nulled = _convert([page], row_by_row)
         rows = table.to_pylist()

@@ -144,7 +144,7 @@ def test_idn_mixed_case_www_and_string_numbers(tmp_path, emulator):
         assert ref_domain == normalize_domain(raw) and registrable == registrable_domain(ref_domain)
         assert (pages, rank, links) == (donor.ref_pages, donor.rank, donor.ref_pages)
         assert isinstance(pages, int) and check == donor.first_detected(DAY).isoformat()
-        kinds["idn"] += not raw.isascii() and ref_domain.startswith("xn--") or ".xn--" in ref_domain
+        kinds["idn"] += (not raw.isascii() and ref_domain.startswith("xn--")) or ".xn--" in ref_domain
         kinds["upper"] += raw != raw.lower()
         kinds["www"] += raw.startswith("www.")
     assert all(kinds.values()), kinds

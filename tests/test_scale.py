@@ -51,7 +51,8 @@ def test_a_bad_duckdb_memory_limit_is_one_line_and_exit_2(tmp_path, value):
     done = subprocess.run([sys.executable, "-m", "serpstat_refdomains.cli", "run"], capture_output=True, text=True,
                           env=env, cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and "duckdb_memory_limit" in done.stderr and "at least 128MB" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert "duckdb_memory_limit" in done.stderr and "at least 128MB" in done.stderr
     assert "Traceback" not in done.stderr and TOKEN not in done.stderr
     assert not list(tmp_path.glob("*.duckdb"))
 
@@ -63,7 +64,8 @@ def test_a_failed_models_build_is_one_line_and_exit_1_with_the_snapshots_kept(tm
     env = {"SOURCES__SERPSTAT__API_TOKEN": TOKEN, "SOURCES__SERPSTAT__DOMAINS": '["kept.example.com"]',
            "SOURCES__SERPSTAT__API_URL": emulator.url, "SOURCES__SERPSTAT__REQUESTS_PER_SECOND": "1000",
            "RUNTIME__DLTHUB_TELEMETRY": "false", "DLT_DATA_DIR": str(tmp_path / "dlt"), "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, "-m", "serpstat_refdomains.cli", "run", "--kind", "full", "--snapshot-date", DAY.isoformat()]
+    argv = [sys.executable, "-m", "serpstat_refdomains.cli", "run", "--kind", "full",
+            "--snapshot-date", DAY.isoformat()]
     assert subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path).returncode == 0
     database = tmp_path / "serpstat_refdomains.duckdb"
     with duckdb.connect(str(database)) as con:  # a column the models read is gone

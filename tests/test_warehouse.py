@@ -17,9 +17,22 @@ import pytest
 from serpstat_refdomains import ledger, warehouse
 from serpstat_refdomains.errors import ConcurrentRunError
 from serpstat_refdomains.models import model_names
-from tests.helpers import (_PG_ERROR, DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, ref_requests,
-                           run_pipeline, snapshot_cost, truth)
+from tests.helpers import (
+    _PG_ERROR,
+    DAY,
+    PG_URL,
+    fast_client,
+    needs_postgres,
+    pg_rows,
+    postgres,
+    query,
+    ref_requests,
+    run_pipeline,
+    snapshot_cost,
+    truth,
+)
 from tests.scenarios import replay_golden
+
 
 @pytest.fixture(scope="module")
 def duckdb_golden(tmp_path_factory):
@@ -30,7 +43,7 @@ def duckdb_golden(tmp_path_factory):
 
 @needs_postgres
 def test_models_are_identical_on_postgres(duckdb_golden, tmp_path, pg_dataset):
-    fulls, pulls, statuses = replay_golden(tmp_path, destination=postgres(), dataset_name=pg_dataset)
+    _fulls, _pulls, statuses = replay_golden(tmp_path, destination=postgres(), dataset_name=pg_dataset)
     assert "incomplete" in statuses.values() and "suspect_empty" in statuses.values()
     for model in model_names():
         columns = [r[0] for r in query(duckdb_golden, "SELECT column_name FROM information_schema.columns "
@@ -235,6 +248,6 @@ def test_postgres_replaces_a_snapshot_through_the_snapshot_key_index(tmp_path, e
     assert plan["Node Type"] == "ModifyTable" and plan["Relation Name"] == "ref_domains", plan
     # the staging keys are read once (an InitPlan); the history itself only through the index
     (history,) = [child for child in plan["Plans"] if child.get("Parent Relationship") != "InitPlan"]
-    scans = [history] + history.get("Plans", [])
+    scans = [history, *history.get("Plans", [])]
     assert any(node.get("Index Name") == "ref_domains_snapshot_key" for node in scans), plan
     assert not any(node["Node Type"] == "Seq Scan" for node in scans), plan

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 # The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
 
-__all__ = ["serpstat", "__version__"]
+__all__ = ["__version__", "serpstat"]
 
 if TYPE_CHECKING:
     from .source import serpstat

@@ -49,7 +49,7 @@ class DeliveryFailed(Exception):
         self.transient = transient
 
 
-def channels(settings: "Settings") -> list[Channel]:
+def channels(settings: Settings) -> list[Channel]:
     """The configured channels; their URLs are registered for redaction from every log."""
     from .client import register_secret
 
@@ -76,7 +76,7 @@ def redact_url(text: str, channel: Channel) -> str:
     return text
 
 
-def deliver(channel: Channel, alert: "Alert", retry: Retry | None = None) -> int:
+def deliver(channel: Channel, alert: Alert, retry: Retry | None = None) -> int:
     """Send the alert, retrying transient failures with exponential backoff; returns the attempts
     made. Raises DeliveryFailed."""
     retry = retry or DEFAULT_RETRY
@@ -100,7 +100,7 @@ def deliver(channel: Channel, alert: "Alert", retry: Retry | None = None) -> int
     return attempts
 
 
-def _send_webhook(channel: Channel, alert: "Alert", timeout: float) -> None:
+def _send_webhook(channel: Channel, alert: Alert, timeout: float) -> None:
     try:
         response = requests.post(channel.url, json=alert.payload(), timeout=(min(timeout, 5.0), timeout),
                                  headers={"X-Refdomains-Alert-Id": alert.alert_id})
@@ -123,7 +123,7 @@ class _DropDltSlackWarning(logging.Filter):
         return "notification to slack" not in record.getMessage()
 
 
-def _send_slack(channel: Channel, alert: "Alert", timeout: float) -> None:
+def _send_slack(channel: Channel, alert: Alert, timeout: float) -> None:
     """dlt's `send_slack_message`, which has no timeout of its own: a try that hangs is given up
     after `timeout` seconds (its daemon thread cannot keep the process alive)."""
     from dlt.common.runtime.slack import send_slack_message
@@ -134,7 +134,7 @@ def _send_slack(channel: Channel, alert: "Alert", timeout: float) -> None:
         try:
             send_slack_message(channel.url, alert.text())
             outcome["error"] = None
-        except BaseException as error:  # noqa: BLE001 - classified below, without its text (it holds the URL)
+        except BaseException as error:  # classified below, without its text (it holds the URL)
             outcome["error"] = error
 
     quiet = _DropDltSlackWarning()

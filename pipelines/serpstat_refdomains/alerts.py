@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import competitors
 from . import constants as S
@@ -173,7 +174,7 @@ def _tracked(client, alias: str) -> str:
             f"AND tracked.search_type = {alias}.search_type)")
 
 
-def pending(pipeline: "dlt.Pipeline", channel: str, min_rank: int = 0) -> Alert:
+def pending(pipeline: dlt.Pipeline, channel: str, min_rank: int = 0) -> Alert:
     """The events `channel` has not received, from the models as they are built now."""
     with pipeline.sql_client() as client:
         def table(name: str) -> str:
@@ -225,7 +226,7 @@ def pending(pipeline: "dlt.Pipeline", channel: str, min_rank: int = 0) -> Alert:
     return Alert(channel, events, last_sent_at, spent, since)
 
 
-def _event(row: tuple) -> Event:
+def _event(row: Sequence[Any]) -> Event:
     target, search_type, change, ref_domain, day, unicode, rank, previous, linked_by = row
     day = day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day))
     if change == "lost":
@@ -241,7 +242,7 @@ def _event(row: tuple) -> Event:
 def _utc(value: Any) -> dt.datetime:
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _credits_since(client, since: dt.datetime | None) -> tuple[int, dt.datetime | None]:
@@ -258,7 +259,7 @@ def _credits_since(client, since: dt.datetime | None) -> tuple[int, dt.datetime 
 
 
 # --- the record --------------------------------------------------------------------------
-def record(pipeline: "dlt.Pipeline", alert: Alert, sent_at: dt.datetime) -> None:
+def record(pipeline: dlt.Pipeline, alert: Alert, sent_at: dt.datetime) -> None:
     """Append what the channel received to `alerts_sent` (one dlt load; `listed` = named in the
     message, else counted in an "and N more" line)."""
     import dlt
@@ -284,8 +285,8 @@ def record(pipeline: "dlt.Pipeline", alert: Alert, sent_at: dt.datetime) -> None
 
 
 # --- the whole step ----------------------------------------------------------------------
-def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | None = None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+def send_pending(pipeline: dlt.Pipeline, settings: Settings, retry: Retry | None = None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
                  ) -> tuple[list[str], bool]:
     """Deliver and record each channel's pending events; returns one line per channel that took
     its alert (or had nothing new), and whether every channel did. A channel that fails is one
@@ -295,7 +296,7 @@ def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | 
     for channel in channels(settings):
         try:
             alert = pending(pipeline, channel.name, settings.alert_min_domain_rank)
-        except Exception as error:  # noqa: BLE001 - an alert never fails a run
+        except Exception as error:  # an alert never fails a run
             logger.debug("reading pending alerts failed", exc_info=True)
             logger.warning("alert to %s not sent: its events could not be read (%s); they stay pending",
                            channel.name, redact_url(first_line(error), channel))
@@ -315,7 +316,7 @@ def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | 
             continue
         try:
             record(pipeline, alert, clock())
-        except Exception as error:  # noqa: BLE001 - delivered: say what the next alert will do
+        except Exception as error:  # delivered: say what the next alert will do
             logger.debug("recording the alert failed", exc_info=True)
             logger.warning("alert to %s delivered but not recorded (%s): the next alert repeats its %d events",
                            channel.name, redact_url(first_line(error), channel), len(alert.events))
@@ -326,22 +327,22 @@ def send_pending(pipeline: "dlt.Pipeline", settings: "Settings", retry: Retry | 
     return lines, ok
 
 
-def after_run(pipeline: "dlt.Pipeline", settings: "Settings") -> list[str]:
+def after_run(pipeline: dlt.Pipeline, settings: Settings) -> list[str]:
     """The run's alert step: nothing without a channel; never raises."""
     try:
         if not channels(settings):
             return []
         return send_pending(pipeline, settings)[0]
-    except Exception as error:  # noqa: BLE001 - an alert never changes a run's outcome
+    except Exception as error:  # an alert never changes a run's outcome
         logger.debug("alerts failed", exc_info=True)
         logger.warning("alerts not sent (%s): the events stay pending and go with the next alert",
                        first_line(error))
         return []
 
 
-def dry_run(pipeline: "dlt.Pipeline", settings: "Settings") -> Iterator[str]:
+def dry_run(pipeline: dlt.Pipeline, settings: Settings) -> Iterator[str]:
     """What each channel would receive now (a channel never alerted when none is configured)."""
-    names = [c.name for c in channels(settings)] or [None]
+    names: list[str | None] = [c.name for c in channels(settings)] or [None]
     previews: dict[str, list[str]] = {}
     for name in names:
         alert = pending(pipeline, name or "", settings.alert_min_domain_rank)

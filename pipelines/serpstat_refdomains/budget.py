@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import constants as S
 from .client import SerpstatClient
-from .errors import (AuthenticationError, BudgetExhausted, ConfigError, CreditsExhaustedError, OperationalError,
-                     SerpstatError, TransientError)
+from .errors import (
+    AuthenticationError,
+    BudgetExhausted,
+    ConfigError,
+    CreditsExhaustedError,
+    OperationalError,
+    SerpstatError,
+    TransientError,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -10,16 +10,19 @@ one line on stderr: cause, then what to do; the traceback only at RUNTIME__LOG_L
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from typing import NoReturn
 
 from dlt.common.configuration.exceptions import ConfigurationException
 
 from . import constants as S
-from .config import parse_dataset_name, parse_date, resolve_settings
+from .config import Target, parse_dataset_name, parse_date, resolve_settings
 from .errors import ConcurrentRunError, ConfigError, OperationalError, UsageError, first_line
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
@@ -30,7 +33,7 @@ logger = logging.getLogger(__name__)
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"error: {message}: see '{self.prog} --help'\n")
 
 
@@ -139,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: completed snapshots are kept; run again to finish", file=sys.stderr)
         return EXIT_INCOMPLETE
-    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
+    except Exception as error:  # the last line of defence: one line, exit 1
         logger.debug("%s failed", args.command, exc_info=True)
         print(f"error: {_operational_message(error)} ({DETAILS})", file=sys.stderr)
         return EXIT_INCOMPLETE
@@ -185,7 +188,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _print_report(report, competitors: set = frozenset()) -> None:
+def _print_report(report, competitors: AbstractSet[Target] = frozenset()) -> None:
     header = ("target", "kind", "date", "status", "rows", "credits")
     lines = [header] + [
         (f"{r.target} (competitor)" if r.target in competitors else str(r.target), r.kind,
@@ -194,7 +197,7 @@ def _print_report(report, competitors: set = frozenset()) -> None:
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip())
     for r in report.results:
         if r.error and r.status != "complete":
             print(f"  {r.target} {r.kind}: {r.error}")
@@ -225,7 +228,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     loaded = _existing_pipeline(args)
     try:
         built = models.build(loaded, settings.lost_confirmation_snapshots)
-    except Exception as error:  # noqa: BLE001 - said in one line; the traceback at DEBUG
+    except Exception as error:  # said in one line; the traceback at DEBUG
         logger.debug("models build failed", exc_info=True)
         raise OperationalError(f"the models could not be rebuilt ({_one_line(error)}): the loaded "
                                "snapshots are untouched; fix the cause, then run `refdomains models` again") from error
@@ -324,10 +327,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     token_note = "token demo-token" if args.token == "demo-token" else "token as given by --token"
     print(f"Serpstat emulator on {emulator.url} ({token_note}, day {day}); Ctrl-C stops it",
           flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         emulator.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 

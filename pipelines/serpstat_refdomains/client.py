@@ -14,13 +14,14 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 import requests
-from tenacity import Retrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
 from .errors import (
@@ -210,7 +211,7 @@ class SerpstatClient:
     def close(self) -> None:
         self._session.close()
 
-    def __enter__(self) -> "SerpstatClient":
+    def __enter__(self) -> SerpstatClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

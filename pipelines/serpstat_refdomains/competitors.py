@@ -13,8 +13,9 @@ configuration, which the SQL models cannot read: every run writes it to the tabl
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from . import constants as S
 
@@ -43,15 +44,15 @@ DESCRIPTION = ("Configuration, written by every `refdomains run`: each tracked d
 class CompetitorSet:
     """A tracked domain and its competitors, in configuration order."""
 
-    target: "Target"
-    competitors: tuple["Target", ...] = ()
+    target: Target
+    competitors: tuple[Target, ...] = ()
 
 
 def _fold_www(domain: str) -> str:
     return domain[4:] if domain.startswith("www.") and domain.count(".") > 1 else domain
 
 
-def parse_competitors(value: Any, target: "Target", make_target: Callable[[Any, Any, str], "Target"]) -> CompetitorSet:
+def parse_competitors(value: Any, target: Target, make_target: Callable[[Any, Any, str], Target]) -> CompetitorSet:
     """The `competitors` of one `domains` item, validated: every mistake is one ConfigError line.
 
     `make_target(query, search_type, target_domain)` turns a query and search type into a Target (config's
@@ -64,7 +65,7 @@ def parse_competitors(value: Any, target: "Target", make_target: Callable[[Any, 
     if not isinstance(value, (list, tuple)):
         raise ConfigError(f"competitors of {target.domain} must be a list, got {type(value).__name__}: "
                           f"write competitors = [\"rival.com\", {{query = \"rival.org\", search_type = \"domain\"}}]")
-    competitors: list["Target"] = []
+    competitors: list[Target] = []
     for item in value:
         if isinstance(item, dict):
             unknown = sorted(set(item) - set(COMPETITOR_KEYS))
@@ -94,7 +95,7 @@ def as_item(competitor_set: CompetitorSet) -> dict:
     return item
 
 
-def competitor_only(settings: "Settings") -> set["Target"]:
+def competitor_only(settings: Settings) -> set[Target]:
     """Series fetched only because a tracked domain names them as competitors."""
     tracked = {s.target for s in settings.competitors}
     return {c for s in settings.competitors for c in s.competitors if c not in tracked}
@@ -112,14 +113,15 @@ def ensure_table(client, dialect: str) -> None:
     client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
 
 
-def record(pipeline: "dlt.Pipeline", settings: "Settings") -> None:
+def record(pipeline: dlt.Pipeline, settings: Settings) -> None:
     """Replace `target_competitors` with this run's configuration, in one transaction.
 
     The whole configuration, also under `--domain` (config keeps it in `settings.competitors`):
     link_gap then always reads the latest run's competitors, whichever domains it fetched."""
     from .models import destination_dialect
 
-    rows = [(s.target.domain, s.target.search_type, c.domain, c.search_type)
+    rows: list[tuple[str, str, str | None, str | None]] = [
+        (s.target.domain, s.target.search_type, c.domain, c.search_type)
             for s in settings.competitors for c in s.competitors]
     rows += [(s.target.domain, s.target.search_type, None, None) for s in settings.competitors if not s.competitors]
     with pipeline.sql_client() as client:
@@ -136,12 +138,12 @@ def record(pipeline: "dlt.Pipeline", settings: "Settings") -> None:
     register(pipeline)
 
 
-def record_for_run(pipeline: "dlt.Pipeline", settings: "Settings") -> None:
+def record_for_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
     """`record`, for a run: a failure is a warning (the snapshots are loaded; the models then
     read the configuration the previous run recorded)."""
     try:
         record(pipeline, settings)
-    except Exception as error:  # noqa: BLE001 - never costs the run its loaded snapshots
+    except Exception as error:  # never costs the run its loaded snapshots
         from .errors import first_line
 
         logger.debug("recording competitors failed", exc_info=True)
@@ -149,7 +151,7 @@ def record_for_run(pipeline: "dlt.Pipeline", settings: "Settings") -> None:
                        TABLE, first_line(error))
 
 
-def register(pipeline: "dlt.Pipeline") -> None:
+def register(pipeline: dlt.Pipeline) -> None:
     """Declare the table in the pipeline's dlt schema, so `pipeline.dataset()` reads it.
 
     Write disposition `skip` and no seen-data mark, like the models: dlt never loads, alters or
@@ -169,7 +171,7 @@ def register(pipeline: "dlt.Pipeline") -> None:
     pipeline.schemas.save_schema(schema)
 
 
-def read(pipeline: "dlt.Pipeline") -> list[tuple[str, str, str | None, str | None]]:
+def read(pipeline: dlt.Pipeline) -> list[tuple[str, str, str | None, str | None]]:
     """The configuration the latest run recorded; [] when no run has recorded one."""
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 

@@ -8,8 +8,9 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.exceptions import ConfigurationException
@@ -71,25 +72,25 @@ class SerpstatConfiguration(BaseConfiguration):
     checks the values and names each mistake and its fix in one line.
     """
 
-    domains: Optional[Any] = None
+    domains: Any | None = None
     """Tracked domains: "example.com" or {query = "example.com", search_type = "domain"} items, which
     may name competitors = ["rival.com", {query = "rival.org", search_type = "domain"}]; in an
     environment variable a JSON list or comma-separated names."""
     # Optional so that a missing token reaches `validate()` and gets its one line, not dlt's list.
-    api_token: Optional[TSecretStrValue] = None
+    api_token: TSecretStrValue | None = None
     """Serpstat API token, sent as the `token` query parameter; never printed, logged or stored."""
     api_url: str = DEFAULT_API_URL
     """Serpstat's endpoint; override for proxies or the local emulator."""
     search_type: str = S.DEFAULT_SEARCH_TYPE
     """Default for domains items without their own: domain_with_subdomains or domain."""
-    complex_filter: Optional[Any] = None
+    complex_filter: Any | None = None
     """A Serpstat complexFilter (array of arrays: OR of AND groups) applied to every pull; changing
     it starts a new series."""
     page_size: int = S.DEFAULT_PAGE_SIZE
     """Rows per request, 1-1000."""
     requests_per_second: float = S.DEFAULT_REQUESTS_PER_SECOND
     """Shared by every thread of a run (Serpstat: 1 on most plans, 10 on top plans)."""
-    max_credits_per_run: Optional[Any] = None
+    max_credits_per_run: Any | None = None
     """Hard budget of a run, exceeded by at most one page; none by default."""
     full_snapshot_every_days: int = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS
     """`--kind auto`: a full snapshot when the last complete one is this many days old."""
@@ -102,7 +103,7 @@ class SerpstatConfiguration(BaseConfiguration):
     disk. A size like "1GB", at least 128MB."""
     alert_min_domain_rank: int = 0
     """Alerts list lost and new referring domains and gap opportunities of at least this rank, 0-100."""
-    alert_webhook_url: Optional[TSecretStrValue] = None
+    alert_webhook_url: TSecretStrValue | None = None
     """A generic JSON webhook for alerts; never printed or logged. Slack is dlt's own
     [runtime] slack_incoming_hook (see `validate`)."""
 
@@ -168,7 +169,7 @@ class SerpstatConfiguration(BaseConfiguration):
 class SerpstatSourceConfiguration(SerpstatConfiguration):
     """The settings of the plain dlt source `serpstat()`, and what it files a load under."""
 
-    snapshot_date: Optional[str] = None
+    snapshot_date: str | None = None
     """YYYY-MM-DD the snapshot is filed under (default: today, UTC)."""
     kind: str = "full"
     """full (every referring domain) or last_week (Serpstat's last_week filter)."""
@@ -345,6 +346,7 @@ def parse_memory_limit(value: Any) -> str:
         raise ConfigError(f"duckdb_memory_limit {value!r} is not a memory size of at least "
                           f"{S.MIN_DUCKDB_MEMORY_MB}MB: write e.g. \"{S.DEFAULT_DUCKDB_MEMORY_LIMIT}\" or \"2GB\"")
     match = _MEMORY.match(value)
+    assert match is not None  # parse_memory_megabytes read it
     return f"{match.group(1)}{match.group(2).upper()}"
 
 
@@ -368,7 +370,7 @@ def parse_dataset_name(value: str | None) -> str | None:
 
 def parse_date(value: str | None, name: str = "--snapshot-date") -> dt.date:
     if value is None:
-        return dt.datetime.now(dt.timezone.utc).date()
+        return dt.datetime.now(dt.UTC).date()
     try:
         return dt.date.fromisoformat(value)
     except (TypeError, ValueError):

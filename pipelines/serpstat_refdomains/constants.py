@@ -1,4 +1,5 @@
-"""Constants of the public contract (README: Configuration, Tables, Models): names users, tests and dashboards rely on."""
+"""Constants of the public contract (README: Configuration, Tables, Models): names users, tests and
+dashboards rely on."""
 
 PIPELINE_NAME = "serpstat_refdomains"
 DATASET_NAME = "serpstat"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import dlt
 
@@ -87,7 +87,7 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
     with demo_pipeline.sql_client() as client:
         changes = client.execute_sql(
             f"SELECT change, count(*), sum(CASE WHEN won THEN 1 ELSE 0 END) FROM "
-            f"{client.make_qualified_table_name('link_gap_changes')} GROUP BY change ORDER BY change")
+            f"{client.make_qualified_table_name('link_gap_changes')} GROUP BY change ORDER BY change") or []
     say("Link-gap changes over the weeks: " + ", ".join(
         f"{n} {change}" + (f" ({won} won: the donor now links to acme-shop.com)" if change == "gap_closed" else "")
         for change, n, won in changes))

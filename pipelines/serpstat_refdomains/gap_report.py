@@ -24,7 +24,8 @@ def collect(client, domain: str | None = None, since: dt.date | None = None) -> 
     """`link_gap`, highest rank first per tracked domain; [] when the models predate it."""
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-    conditions, params = [], []
+    conditions: list[str] = []
+    params: list[Any] = []
     if domain:
         conditions.append("target_domain = %s")
         params.append(domain)
@@ -35,7 +36,7 @@ def collect(client, domain: str | None = None, since: dt.date | None = None) -> 
     sql = (f"SELECT {', '.join(COLUMNS)} FROM {client.make_qualified_table_name('link_gap')}{where} "
            "ORDER BY target_domain, search_type, max_domain_rank DESC NULLS LAST, competitors_linking DESC, ref_domain")
     try:
-        return [dict(zip(COLUMNS, row)) for row in client.execute_sql(sql, *params) or []]
+        return [dict(zip(COLUMNS, row, strict=False)) for row in client.execute_sql(sql, *params) or []]
     except DatabaseUndefinedRelation:
         return []
 

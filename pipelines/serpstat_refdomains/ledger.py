@@ -18,12 +18,14 @@ import datetime as dt
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import dlt
 import pyarrow as pa
 from dlt.common.exceptions import DltException
+from dlt.common.schema.typing import TDeleteInsertStrategyDict
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.resource import DltResource
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -40,7 +42,7 @@ logger = logging.getLogger(__name__)
 # snapshot replaces exactly its rows. Compound merge keys are concatenated before comparison in
 # some dlt code paths (dlt#4244), so ("a.com", "bc") could match ("a.comb", "c"); `snapshot_key`
 # joins its parts with "|", which no domain, search type, kind or date contains.
-WRITE_DISPOSITION = {"disposition": "merge", "strategy": "delete-insert"}
+WRITE_DISPOSITION: TDeleteInsertStrategyDict = {"disposition": "merge", "strategy": "delete-insert"}
 SNAPSHOT_KEY = "snapshot_key"
 
 SNAPSHOTS_SCHEMA = pa.schema([
@@ -153,7 +155,7 @@ def ledger_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None,
         "partitions": stats.partitions,
         "partition_plan": stats.partition_plan,
         "started_at": stats.started_at,
-        "finished_at": stats.finished_at or dt.datetime.now(dt.timezone.utc),
+        "finished_at": stats.finished_at or dt.datetime.now(dt.UTC),
         "error": message,
     }
 
@@ -168,7 +170,7 @@ def attempt_row(spec: SnapshotSpec, stats: FetchStats, status: str | None = None
         "credits_spent": stats.credits_spent,
         "rows_loaded": stats.rows_loaded if rows_loaded is None else rows_loaded,
         "started_at": stats.started_at,
-        "finished_at": stats.finished_at or dt.datetime.now(dt.timezone.utc),
+        "finished_at": stats.finished_at or dt.datetime.now(dt.UTC),
         "error": error if error is not None else stats.error,
     }
 
@@ -202,7 +204,7 @@ def write_outcome(pipeline: dlt.Pipeline, rows: list[dict[str, Any]],
         return
     try:
         pipeline.run(snapshots_resource(rows, attempts), loader_file_format=loader_file_format(pipeline))
-    except Exception as error:  # noqa: BLE001 - the ledger is best effort once the fetch failed
+    except Exception as error:  # the ledger is best effort once the fetch failed
         logger.error("could not record the snapshot outcome in the ledger: %s", first_line(error))
 
 
@@ -211,7 +213,7 @@ def record_unloaded(pipeline: dlt.Pipeline, spec: SnapshotSpec, stats: FetchStat
     """Record a fetch none of whose rows were loaded, whatever it fetched: its attempt, and its
     ledger row (0 rows, `status`, `error`) unless the complete snapshot already loaded is kept."""
     unloaded = dataclasses.replace(stats, rows_loaded=0, metrics_nulled=0, nulled_values=Counter(),
-                                   finished_at=dt.datetime.now(dt.timezone.utc))
+                                   finished_at=dt.datetime.now(dt.UTC))
     write_outcome(pipeline, [] if complete_kept else [ledger_row(spec, unloaded, status=status, error=error)],
                   [attempt_row(spec, unloaded, status=status, error=error)])
 
@@ -226,7 +228,7 @@ def record_unfetched(pipeline: dlt.Pipeline, spec: SnapshotSpec, fetched: FetchS
                                                                                    rows_loaded=0)
     stats.error = (f"not fetched: {reason}" if not stats.requests
                    else f"stopped after {stats.requests} requests ({stats.credits_spent} credits): {reason}")
-    stats.finished_at = dt.datetime.now(dt.timezone.utc)
+    stats.finished_at = dt.datetime.now(dt.UTC)
     attempts = [attempt_row(spec, stats)] if stats.requests else []
     if complete_kept:
         write_outcome(pipeline, [], attempts)
@@ -297,8 +299,8 @@ def latest_snapshots(pipeline: dlt.Pipeline) -> tuple[list[dict[str, Any]], int]
     Credits are summed over `snapshot_attempts`, every fetch attempt whatever became of it: the
     ledger keeps only each snapshot's latest attempt. A dataset loaded before that table existed
     falls back to the ledger."""
-    month_start = dt.datetime(*dt.datetime.now(dt.timezone.utc).date().replace(day=1).timetuple()[:3],
-                              tzinfo=dt.timezone.utc)
+    month_start = dt.datetime(*dt.datetime.now(dt.UTC).date().replace(day=1).timetuple()[:3],
+                              tzinfo=dt.UTC)
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
         rows = client.execute_sql(
@@ -312,7 +314,7 @@ def latest_snapshots(pipeline: dlt.Pipeline) -> tuple[list[dict[str, Any]], int]
             table = client.make_qualified_table_name(S.ATTEMPTS_TABLE)
         spent = client.execute_sql(f"SELECT coalesce(sum(credits_spent), 0) FROM {table} WHERE started_at >= %s",
                                    month_start)
-    return [dict(zip(STATUS_COLUMNS, row)) for row in rows or []], int(spent[0][0] if spent else 0)
+    return [dict(zip(STATUS_COLUMNS, row, strict=False)) for row in rows or []], int(spent[0][0] if spent else 0)
 
 
 # --- keeping the rows and the ledger in agreement ----------------------------------------

@@ -19,16 +19,19 @@ import graphlib
 import logging
 import re
 import tomllib
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Any
+from typing import Any, cast
 
 import dlt
 import pyarrow as pa
 import sqlglot
+from dlt.common.data_types.typing import TDataType
 from dlt.common.schema import Schema
+from dlt.common.schema.typing import TTableSchema
 from dlt.common.schema.utils import new_table
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError
@@ -184,7 +187,7 @@ def render(model: Model, params: dict[str, int]) -> str:
     return _PLACEHOLDER.sub(value, model.sql)
 
 
-def transpile(sql: str, dialect: str, dataset: str, tables: set[str]) -> str:
+def transpile(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) -> str:
     """The SELECT for `dialect`, with our tables qualified by `dataset`; raises on anything
     sqlglot cannot express in that dialect."""
     tree = sqlglot.parse_one(sql, read=SOURCE_DIALECT)
@@ -220,7 +223,8 @@ def destination_dialect(pipeline: dlt.Pipeline) -> str:
         raise ValueError(f"models have no SQL dialect for destination {destination_type!r}") from None
 
 
-def build(pipeline: dlt.Pipeline, lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS) -> list[str]:
+def build(pipeline: dlt.Pipeline,
+          lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS) -> list[str]:
     """Materialize every model in the pipeline's dataset; returns their names.
 
     Returns [] when nothing has been loaded yet (no ledger to read).
@@ -310,7 +314,8 @@ def _update_names(client, dialect: str) -> None:
     # elsewhere literals in batches, not bound parameters (a thousand a statement bind slowly);
     # quotes are doubled and the values are domain names
     for start in range(0, len(rows), _INSERT_BATCH):
-        values = ", ".join(f"({_literal(name)}, {_literal(shown)})" for name, shown in rows[start:start + _INSERT_BATCH])
+        batch = rows[start:start + _INSERT_BATCH]
+        values = ", ".join(f"({_literal(name)}, {_literal(shown)})" for name, shown in batch)
         client.execute_sql(f"INSERT INTO {names} (ref_domain, ref_domain_unicode) VALUES {values}")
     if dialect in COMMENT_DIALECTS:
         for statement in _comments(client, NAMES_TABLE, "TABLE"):
@@ -332,7 +337,7 @@ def _comments(client, name: str, kind: str) -> list[str]:
     return statements
 
 
-def schema_table(name: str, materialized: str) -> dict[str, Any]:
+def schema_table(name: str, materialized: str) -> TTableSchema:
     """A model as a dlt schema table.
 
     write_disposition "skip": dlt never loads into it; no `seen-data` mark: dlt's drop and refresh
@@ -342,9 +347,10 @@ def schema_table(name: str, materialized: str) -> dict[str, Any]:
     """
     doc = catalog()[name]
     table = new_table(name, write_disposition="skip", resource=name,
-                      columns=[{"name": c.name, "data_type": c.data_type, "nullable": True,
+                      columns=[{"name": c.name, "data_type": cast(TDataType, c.data_type), "nullable": True,
                                 "description": c.description} for c in doc.columns])
     table["description"] = doc.description
+    # dlt keeps "x-" hints in a table schema, but its TypedDict has no key for them
     table[MODEL_HINT] = {"materialized": materialized}  # type: ignore[literal-required]
     return table
 
@@ -390,7 +396,7 @@ def _retired_models(pipeline: dlt.Pipeline, current: set[str]) -> list[str]:
                   if MODEL_HINT in table and name not in current and name != NAMES_TABLE)
 
 
-def _described(table: dict[str, Any] | None) -> Any:
+def _described(table: TTableSchema | None) -> Any:
     if table is None:
         return None
     return (table.get("description"), table.get("write_disposition"), table.get("resource"), table.get(MODEL_HINT),

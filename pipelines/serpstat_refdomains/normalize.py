@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 import idna
 import idna.idnadata
@@ -152,7 +153,7 @@ class _SuffixRules:
     """
 
     def __init__(self, psl: PublicSuffixList) -> None:
-        rules = getattr(psl, "_publicsuffix", None)
+        rules: Any = getattr(psl, "_publicsuffix", None)  # the library's private rule set, if it has one
         self.readable = isinstance(rules, frozenset | set)
         parts: set[str] = set()
         wild_parents: set[str] = set()
@@ -209,7 +210,8 @@ def registrable_domains(names: list[str]) -> list[str]:
     rules = _suffix_rules()
     if not rules.readable:
         return [registrable_domain(name) for name in names]
-    parts, wild_parents, result = rules.right_parts, rules.wild_parents, []
+    parts, wild_parents = rules.right_parts, rules.wild_parents
+    result: list[str] = []
     append = result.append
     for name in names:
         last = name.rfind(".")

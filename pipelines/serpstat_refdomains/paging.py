@@ -18,10 +18,11 @@ import logging
 import math
 import threading
 from collections import Counter
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -86,7 +87,7 @@ class FetchStats:
     partitions: int = 0
     partition_plan: str | None = None  # the leaves as JSON, when the result was partitioned
     error: str | None = None
-    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     finished_at: dt.datetime | None = None
 
 
@@ -106,7 +107,7 @@ class SnapshotFetcher:
         depth_cap: int = S.DEPTH_CAP,
         executor: ThreadPoolExecutor | None = None,
         window: int = 8,
-        progress: Callable[["SnapshotFetcher"], None] | None = None,
+        progress: Callable[[SnapshotFetcher], None] | None = None,
     ) -> None:
         self.client = client
         self.spec = spec
@@ -122,7 +123,7 @@ class SnapshotFetcher:
                                    "snapshot_kind": spec.kind}, self._reject, self._null)
 
     # --- public --------------------------------------------------------------------------
-    def tables(self) -> Iterator[pa.Table]:
+    def tables(self) -> Generator[pa.Table, None, None]:
         """Arrow tables of the snapshot's rows; `stats.status` is final when this is exhausted.
 
         A partition is held (at most a depth cap of raw rows, a few MB) until it is verified
@@ -175,7 +176,7 @@ class SnapshotFetcher:
                            "(retried once): check the target in Serpstat, then rerun with --force")
         else:
             stats.status = S.STATUS_COMPLETE
-        stats.finished_at = dt.datetime.now(dt.timezone.utc)
+        stats.finished_at = dt.datetime.now(dt.UTC)
 
     # --- partitions ----------------------------------------------------------------------
     def _planned(self) -> list[tuple[Partition, int, int | None]]:
@@ -196,7 +197,7 @@ class SnapshotFetcher:
             return part != Partition()
         return expected > self.depth_cap // 2
 
-    def _fetch_partition(self, part: Partition, probe: bool) -> "_Verified | _Split | _Unstable":
+    def _fetch_partition(self, part: Partition, probe: bool) -> _Verified | _Split | _Unstable:
         """One attempt at a partition: its rows if every page agreed, else why not."""
         size = self.spec.page_size
         try:
@@ -225,7 +226,7 @@ class SnapshotFetcher:
                 logger.info("%s: depth cap is %d rows; splitting %s", self.spec.key, self.depth_cap, part)
             return _Split("Serpstat's depth cap")
 
-    def _fetch_tail(self, part: Partition, reached: int) -> "_Verified | _Split | _Unstable":
+    def _fetch_tail(self, part: Partition, reached: int) -> _Verified | _Split | _Unstable:
         """The names of a partition its one-character extensions did not reach: its last rows by
         name, read in descending order down to the first name an extension reaches.
 
@@ -281,7 +282,7 @@ class SnapshotFetcher:
         return _Verified(len(tail), tail)
 
     def _read_pages(self, part: Partition, first: RefDomainsPage, total: int, pages: int,
-                    size: int) -> "_Verified | _Unstable":
+                    size: int) -> _Verified | _Unstable:
         """Pages 2.. of an attempt, checked as they come, and the seams between them probed."""
         short = _short_page(first, 1, total, size)
         if short:
@@ -290,7 +291,7 @@ class SnapshotFetcher:
         edges = [(_name(first.rows[0]), _name(first.rows[-1]))]
         probes: list[tuple[int, Any, Any]] = []  # (offset, expected name, future or page)
         try:
-            for number, page in zip(range(2, pages + 1), self._pages(part, range(2, pages + 1), size)):
+            for number, page in zip(range(2, pages + 1), self._pages(part, range(2, pages + 1), size), strict=False):
                 if page.total != total:
                     return _moved(total, page.total)
                 short = _short_page(page, number, total, size)
@@ -315,7 +316,7 @@ class SnapshotFetcher:
             settle([pending for _, _, pending in probes if isinstance(pending, Future)])
         return _Verified(total, rows)
 
-    def _probe(self, part: Partition, offset: int) -> "Future | RefDomainsPage":
+    def _probe(self, part: Partition, offset: int) -> Future | RefDomainsPage:
         """The single row at `offset` (a 1-row page), in the background when pages are."""
         if self.executor is None:
             return self._page(part, offset + 1, 1)

@@ -40,7 +40,7 @@ class Partition:
             conds.append({"field": "domain_from", "compareType": compare, "value": [self.prefix]})
         return conds
 
-    def split(self) -> list["Partition"]:
+    def split(self) -> list[Partition]:
         """By name, never by a metric: a donor's domain_rank can change between the reads of two
         rank partitions (two donors crossing a boundary in opposite directions would leave every
         count in place and one donor on neither side); its name cannot."""
@@ -51,7 +51,7 @@ class Partition:
         exact = [Partition(self.ranks, self.prefix, exact=True)] if self.prefix else []
         return [*children, *exact, Partition(self.ranks, self.prefix, tail=True)]
 
-    def covers(self, other: "Partition") -> bool:
+    def covers(self, other: Partition) -> bool:
         """`other` lies inside this partition, split from it (its tail excluded)."""
         mine = self.prefix or ""
         return (other.ranks == self.ranks and other.prefix is not None
@@ -66,7 +66,7 @@ class Partition:
         return item
 
     @classmethod
-    def from_json(cls, item: dict) -> tuple["Partition", int | None]:
+    def from_json(cls, item: dict) -> tuple[Partition, int | None]:
         ranks = item.get("ranks")
         return (cls(tuple(ranks) if ranks else None, item.get("prefix"), bool(item.get("tail")),
                     bool(item.get("exact"))), item.get("total"))

@@ -11,20 +11,21 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import dlt
 from dlt.common.destination import Destination
 
 from . import alerts, competitors, ledger, models
 from . import constants as S
+from .budget import Budget, account_balance, may_fetch_together, run_budget
 from .client import SerpstatClient
 from .config import Settings
 from .errors import SnapshotNotCommitted, UsageError, classify, first_line, unwrap
-from .budget import Budget, account_balance, may_fetch_together, run_budget
 from .paging import SnapshotFetcher
 from .planning import PlannedSnapshot, due_snapshots
 from .prefetch import Prefetcher
@@ -32,8 +33,17 @@ from .progress import Progress
 from .results import RunReport, SnapshotResult, already_complete
 from .rows import describe_nulled
 from .source import SCOPED_MERGE_DESTINATIONS, ref_domains_resource
-from .warehouse import (destination_errors, destination_type, duckdb_for_models, duckdb_held_open,
-                        ensure_snapshot_key_index, loader_file_format, make_pipeline, resolve_destination, run_lock)
+from .warehouse import (
+    destination_errors,
+    destination_type,
+    duckdb_for_models,
+    duckdb_held_open,
+    ensure_snapshot_key_index,
+    loader_file_format,
+    make_pipeline,
+    resolve_destination,
+    run_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +132,7 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
     if options.build_models:
         try:
             report.models_built = _build_models(pipeline, settings)
-        except Exception as error:  # noqa: BLE001 - the snapshots are loaded; say why the models are not
+        except Exception as error:  # the snapshots are loaded; say why the models are not
             logger.debug("models build failed", exc_info=True)
             report.models_error = (f"the models could not be rebuilt ({first_line(unwrap(error))}): "
                                    "the snapshots are loaded; fix the cause, then run `refdomains models`")
@@ -132,7 +142,7 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
 
 
 def _look_ahead(todo: list[PlannedSnapshot], budget: Budget, start: Callable[[PlannedSnapshot], Prefetcher],
-                stopped: Callable[[], bool]) -> Iterator[tuple[PlannedSnapshot, Prefetcher | None]]:
+                stopped: Callable[[], bool]) -> Generator[tuple[PlannedSnapshot, Prefetcher | None], None, None]:
     """Each planned snapshot with its fetch, begun when its turn comes or earlier, as the
     look-ahead of the snapshot before it: while dlt loads one snapshot, the next ones' requests go
     out, so a rate-limited plan keeps using its whole rate.
@@ -186,7 +196,7 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetch: Pref
         pipeline.run(ref_domains_resource([fetch], keep=keep, deduplicate_in_merge=False,
                                           scoped_merge=destination_type(pipeline) in SCOPED_MERGE_DESTINATIONS),
                      loader_file_format=loader_file_format(pipeline))
-    except Exception as raised:  # noqa: BLE001 - classified below; every path is recorded
+    except Exception as raised:  # classified below; every path is recorded
         error = unwrap(raised)
     stats = fetch.stats
     logger.info("%s: %s, %d rows, %d credits, %.2fs", spec.key, stats.status, stats.rows_loaded,

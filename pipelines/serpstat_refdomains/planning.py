@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import dlt
 
-from . import ledger
 from . import constants as S
+from . import ledger
 from .config import Settings
 from .ledger import LedgerRow
 from .paging import SnapshotSpec, snapshot_key

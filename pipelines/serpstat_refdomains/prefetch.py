@@ -3,10 +3,12 @@ background while dlt loads the current one. The rate limiter, not these, paces t
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -44,10 +46,8 @@ def settle(futures: list[Future]) -> None:
         future.cancel()
     for future in futures:
         if not future.cancelled():
-            try:
-                future.result()
-            except Exception:  # noqa: BLE001 - an abandoned request: its failure is moot
-                pass
+            with contextlib.suppress(Exception):
+                future.result()  # an abandoned request: its failure is moot
 
 
 class Prefetcher:
@@ -83,7 +83,7 @@ class Prefetcher:
                 if not self._put(table):
                     return
             self._put(self._DONE)
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+        except BaseException as error:  # handed to the consumer, raised there
             self._put(error)
         finally:
             tables.close()

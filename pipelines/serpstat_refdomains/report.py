@@ -50,7 +50,8 @@ def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | 
     data = ReportData(domain=domain, since=since)
     with pipeline.sql_client() as client:
         def rows(table: str, columns: list[str], date_column: str, order: str) -> list[dict[str, Any]]:
-            conditions, params = [], []
+            conditions: list[str] = []
+            params: list[Any] = []
             if domain:
                 conditions.append("target_domain = %s")
                 params.append(domain)
@@ -60,7 +61,7 @@ def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | 
             where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             sql = (f"SELECT {', '.join(columns)} FROM {client.make_qualified_table_name(table)}{where} "
                    f"ORDER BY {order}")
-            return [dict(zip(columns, row)) for row in client.execute_sql(sql, *params) or []]
+            return [dict(zip(columns, row, strict=False)) for row in client.execute_sql(sql, *params) or []]
 
         data.new = rows("new_ref_domains", NEW_COLUMNS, "detected_on",
                         "domain_rank DESC NULLS LAST, detected_on DESC, ref_domain")
@@ -82,7 +83,7 @@ def render(data: ReportData, fmt: str) -> str:
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
     cells = [columns] + [["" if r[c] is None else str(r[c]) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip() for row in cells]
 
 
 def render_text(data: ReportData) -> str:
@@ -109,7 +110,7 @@ def render_text(data: ReportData) -> str:
 # --- csv / json ----------------------------------------------------------------------------
 def render_csv(data: ReportData) -> str:
     """One long table: a `section` column (new, lost, weekly) and the union of their columns."""
-    columns = ["section"] + list(dict.fromkeys(NEW_COLUMNS + LOST_COLUMNS + WEEKLY_COLUMNS))
+    columns = ["section", *list(dict.fromkeys(NEW_COLUMNS + LOST_COLUMNS + WEEKLY_COLUMNS))]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -366,7 +367,7 @@ def render_html(data: ReportData) -> str:
 <body>
 <h1>Referring domains of {scope}{html.escape(since)}</h1>
 <p>{len(data.new):,} new and {len(data.lost):,} lost referring domains in {len(keys)} target(s); credits spent:
-{sum(credits.values()):,}. Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Hover a point or bar
+{sum(credits.values()):,}. Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Hover a point or bar
 for its exact values; click a column header to sort.</p>
 {"".join(sections) or "<p>Nothing loaded yet.</p>"}
 {gap_report.html_section(data.gap)}

@@ -14,9 +14,11 @@ source for users who compose their own pipeline.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import dlt
+from dlt.common.schema.typing import TDeleteInsertStrategyDict
 from dlt.extract.resource import DltResource
 
 from . import constants as S
@@ -52,7 +54,7 @@ REF_DOMAINS_HINTS = dlt.mark.make_hints(
 # replaces its rows in 5.4M, ~10 ms instead of ~0.7 s for a new snapshot. DuckDB runs the same
 # condition as a filter on the key column (0.12 s instead of 0.48 s at 5.4M rows). dlt accepts it
 # as the merge's destination scope; other destinations keep the merge key.
-SCOPED_WRITE_DISPOSITION = {
+SCOPED_WRITE_DISPOSITION: TDeleteInsertStrategyDict = {
     **WRITE_DISPOSITION,
     "destination_scope": f"{SNAPSHOT_KEY} = ANY (ARRAY(SELECT DISTINCT {SNAPSHOT_KEY} FROM {{staging_table}}))",
 }
@@ -118,6 +120,7 @@ def serpstat(
     requests_per_second: float = dlt.config.value,
     snapshot_date: str | None = dlt.config.value,
     kind: str = dlt.config.value,
+    # dlt injects it; the annotation stays the plain spec type, which is what dlt reads to build it
     config: SerpstatSourceConfiguration = None,  # type: ignore[assignment]
 ) -> DltResource:
     """Snapshots of the referring domains of every configured domain, as one load.
@@ -135,7 +138,9 @@ def serpstat(
     if kind not in S.KINDS:
         raise ValueError(f"kind {kind!r} is unknown: use one of {', '.join(S.KINDS)}")
     day = parse_date(snapshot_date, "snapshot_date")
-    client = SerpstatClient(config.token, api_url=settings.api_url,
+    token = config.token
+    assert token is not None  # validate(need_token=True) refused a missing one
+    client = SerpstatClient(token, api_url=settings.api_url,
                             requests_per_second=settings.requests_per_second)
     fetchers = [
         SnapshotFetcher(client, SnapshotSpec(target, kind, day, settings.complex_filter, settings.filter_hash,

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, cast
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 from dlt.common.exceptions import DltException
+from dlt.common.typing import TLoaderFileFormat
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from . import constants as S
@@ -32,6 +33,7 @@ def resolve_destination(destination: str | Destination | None) -> Destination:
         return destination
     try:
         resolved = Destination.from_reference(destination or S.DEFAULT_DESTINATION)
+        assert resolved is not None  # None only for no reference at all
     except (DestinationException, ImportError) as error:
         raise ConfigError(f"destination {destination!r} is unknown or not installed "
                           f"({type(error).__name__}): use duckdb, postgres, bigquery, snowflake, "
@@ -82,7 +84,7 @@ def _passwordless_postgres() -> Destination | None:
     try:
         if dlt.secrets.get("destination.postgres.credentials.password") is not None:
             return None
-        configured = dlt.secrets.get("destination.postgres.credentials")
+        configured: Any = dlt.secrets.get("destination.postgres.credentials")
         credentials = PostgresCredentials()
         if isinstance(configured, str) and configured.strip():
             credentials.parse_native_representation(configured.strip())
@@ -106,7 +108,8 @@ def make_pipeline(destination: str | Destination | None = None, dataset_name: st
         pipeline_name=S.PIPELINE_NAME,
         destination=resolve_destination(destination),
         dataset_name=dataset_name or S.DATASET_NAME,
-        pipelines_dir=pipelines_dir,
+        # None is dlt's default (its annotation lacks Optional)
+        pipelines_dir=pipelines_dir,  # type: ignore[arg-type]
     )
 
 
@@ -126,9 +129,12 @@ def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
         pass
 
 
-def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
-    """Arrow pages load fastest into PostgreSQL as CSV (COPY); elsewhere dlt's default (parquet)."""
-    return "csv" if destination_type(pipeline) == "postgres" else None
+def loader_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat:
+    """Arrow pages load fastest into PostgreSQL as CSV (COPY); elsewhere dlt's default (parquet).
+
+    None is what `Pipeline.run(loader_file_format=None)` defaults to (its default); dlt annotates
+    the parameter without Optional, hence the cast."""
+    return "csv" if destination_type(pipeline) == "postgres" else cast(TLoaderFileFormat, None)
 
 
 @contextmanager
@@ -246,8 +252,14 @@ def load_memory_limit(memory_limit: str) -> str:
     Loads stream (copy, then delete and insert by snapshot key) on one thread, so a small pool
     only costs re-reads, while a large one fills with pages: a 1M-row run peaked 1.28x a 100k one
     at 128MB, 2.27x at 512MB (bench/memory.py)."""
-    megabytes = parse_memory_megabytes(memory_limit)
+    megabytes = _megabytes(memory_limit)
     return f"{max(S.LOAD_MEMORY_MB, int(megabytes / S.LOAD_MEMORY_SHARE))}MB"
+
+
+def _megabytes(memory_limit: str) -> float:
+    megabytes = parse_memory_megabytes(memory_limit)
+    assert megabytes is not None  # config.parse_memory_limit validated the setting
+    return megabytes
 
 
 def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
@@ -260,7 +272,7 @@ def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
     """
     if destination_type(pipeline) != "duckdb":
         return
-    threads = max(1, min(os.cpu_count() or 1, int(parse_memory_megabytes(memory_limit) // S.MIN_DUCKDB_MEMORY_MB)))
+    threads = max(1, min(os.cpu_count() or 1, int(_megabytes(memory_limit) // S.MIN_DUCKDB_MEMORY_MB)))
     with pipeline.sql_client() as client:
         client.execute_sql(f"SET memory_limit = '{memory_limit}'")
         client.execute_sql(f"SET threads = {threads}")

@@ -244,6 +244,7 @@ class SerpstatApi:
         if (page - 1) * size + 1 > self.depth_cap:
             raise ApiError(402, f"To get more than {self.depth_cap} results use export report methods")
 
+        rows: list[Donor]
         if any(f.kind == "empty" for f in fired):
             result_key, rows = None, []
         else:
@@ -271,8 +272,8 @@ class SerpstatApi:
         rewrites = [f for f in fired if f.kind == "rewrite_rows"]
         if bad_metrics or rewrites:
             # rendered for this answer only: the page cache keeps what the index itself serves
-            rows = _with_bad_metrics([self._row(d, as_strings, extras) for d in window], bad_metrics)
-            data = _Rendered(_dumps(_rewritten(window, rows, rewrites)))
+            rendered = _with_bad_metrics([self._row(d, as_strings, extras) for d in window], bad_metrics)
+            data = _Rendered(_dumps(_rewritten(window, rendered, rewrites)))
         else:
             data = self._render(window, page_key, as_strings, extras)
         with self._lock:
@@ -308,7 +309,7 @@ class SerpstatApi:
             # after the page: just after its anchor; before it: just before its anchor
             self.graph.insert_beside(query, anchor, after=added is after, day=self.today)
 
-    def _render(self, window: list[Donor], key: tuple | None, as_strings: bool, extras: bool) -> "_Rendered":
+    def _render(self, window: list[Donor], key: tuple | None, as_strings: bool, extras: bool) -> _Rendered:
         """Rows of one page as JSON, cached by everything that decides them (the result set's
         key, page, size, value modes): the emulator must not be the benchmarks' bottleneck."""
         if key is not None:
@@ -442,14 +443,16 @@ class SerpstatApi:
 
 def _with_bad_metrics(rows: list[dict], faults: list[Fault]) -> list[dict]:
     for fault in faults:
-        for row, value in zip(rows, fault.values):
+        for row, value in zip(rows, fault.values, strict=False):
             row[fault.metric] = value
     return rows
 
 
 def _rewritten(window: list[Donor], rows: list[dict], faults: list[Fault]) -> list[Any]:
     for fault in faults:
-        rows = [fault.rewrite(donor, row) for donor, row in zip(window, rows)]
+        rewrite = fault.rewrite
+        assert rewrite is not None  # Fault() refuses a rewrite_rows fault without one
+        rows = [rewrite(donor, row) for donor, row in zip(window, rows, strict=False)]
     return rows
 
 

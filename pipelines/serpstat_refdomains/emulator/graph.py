@@ -242,8 +242,8 @@ class LinkGraph:
     def _generate(self, key: str, profile: Profile) -> list[Donor]:
         rng = _rng(self.seed, key, "profile")
         if profile.size is not None:
-            donors = [self._static_donor(key, i) for i in range(profile.size)]
-            return donors if profile.rank is None else [replace(d, rank=profile.rank) for d in donors]
+            static = [self._static_donor(key, i) for i in range(profile.size)]
+            return static if profile.rank is None else [replace(d, rank=profile.rank) for d in static]
         base = profile.base_size if profile.base_size is not None else 100 + rng.randrange(1900)
         births_per_day = base / MEAN_LIFETIME_DAYS
         donors: list[Donor] = []

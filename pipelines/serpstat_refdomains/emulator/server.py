@@ -6,13 +6,14 @@ api.serpstat.com, so the client's transport, retries and redaction are exercised
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from .api import SerpstatApi
@@ -23,13 +24,13 @@ API_PATHS = {"/v4", "/v4/"}
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, as a real client session uses
     # Headers and body go out in two writes: with Nagle's algorithm on, the body waits for the
     # client's delayed ACK (~40 ms a request), which would make the emulator the bottleneck.
     disable_nagle_algorithm = True
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+    def do_POST(self) -> None:  # http.server naming
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -42,15 +43,13 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(response.delay)
         if response.drop:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         headers = {"Content-Type": "application/json; charset=utf-8", **response.headers}
         self._send(response.status, response.body, headers)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._send(405, b"Method Not Allowed", {"Content-Type": "text/plain", "Allow": "POST"})
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -64,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test): nothing to answer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         # The request line carries ?token=...: never log it.
         return
 
@@ -92,7 +91,8 @@ class SerpstatEmulator:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        # an AF_INET server: its address is (host, port); typeshed allows bytes for other families
+        host, port = cast(tuple[str, int], self._server.server_address[:2])
         return f"http://{host}:{port}/v4"
 
     @property
@@ -123,7 +123,7 @@ class SerpstatEmulator:
     def set_profile(self, target: str, size: int) -> None:
         self.api.graph.set_profile(target, size)
 
-    def start(self) -> "SerpstatEmulator":
+    def start(self) -> SerpstatEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="serpstat-emulator",
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -138,7 +138,7 @@ class SerpstatEmulator:
     def serve_forever(self) -> None:
         self._server.serve_forever()
 
-    def __enter__(self) -> "SerpstatEmulator":
+    def __enter__(self) -> SerpstatEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
