@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 LOCK_VENV := .venv-lock
 LOCK_TOOLS := pip==26.3 pip-tools==7.6.2
 
-.PHONY: install test demo bench chaos lock clean
+.PHONY: install test lint demo bench chaos lock clean
 
+# The lock pins the test and lint extras too, so this one install brings pytest, ruff and mypy.
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -22,6 +23,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# Ruff (style, imports, likely bugs) over all the Python; mypy over the package ([tool.mypy]).
+lint: $(STAMP)
+	$(BIN)/ruff check pipelines tests bench
+	$(BIN)/mypy
 
 demo: $(STAMP)
 	$(BIN)/refdomains demo
@@ -37,7 +43,7 @@ chaos: $(STAMP)
 # `make lock LOCK_FLAGS=--upgrade-package=dlt`. setuptools is pinned too (--allow-unsafe): dlt
 # needs it at run time, and pip's hash-checking mode refuses any dependency the lock does not pin.
 lock: $(LOCK_VENV)/.installed
-	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --extra test \
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --extra test --extra lint \
 		--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
 		$(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
 
