@@ -46,12 +46,13 @@ def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = N
                               **(settings_options or {}))
     own = client is None
     client = client or fast_client(emulator)
+    options.setdefault("progress", lambda fetcher: None)
     try:
         return pipeline.run(
             settings, TOKEN, snapshot_date=day or emulator.today,
             destination=destination or dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")),
             pipelines_dir=str(workdir / "pipelines"), build_models=build_models,
-            progress=lambda fetcher: None, client=client, **options)
+            client=client, **options)
     finally:
         if own:
             client.close()

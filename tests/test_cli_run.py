@@ -3,10 +3,13 @@ write nothing, and the database in the folder it runs in."""
 
 from __future__ import annotations
 
+import io
+
 import duckdb
 
 from serpstat_refdomains.emulator import Fault
-from tests.helpers import DAY, TOKEN, cli_env, ref_requests, run_cli
+from serpstat_refdomains.progress import Progress
+from tests.helpers import DAY, TOKEN, cli_env, ref_requests, run_cli, run_pipeline
 
 
 def test_run_prints_a_table_and_exit_code_1_on_failure(tmp_path, emulator):
@@ -68,3 +71,16 @@ def test_each_folder_keeps_its_own_database_under_one_dlt_data_dir(tmp_path, emu
         with duckdb.connect(str(folder / "serpstat_refdomains.duckdb"), read_only=True) as con:
             assert con.execute("SELECT target_domain, count(*) FROM serpstat.ref_domains GROUP BY 1").fetchall() \
                 == [(domain, rows)]
+
+
+def test_progress_lines_say_how_many_of_the_expected_rows_are_verified(tmp_path, emulator):
+    """An outside review saw `0 rows, 1 requests, 7 credits` for a snapshot that loaded: rows are
+    held until verified, so the line must not read as if the paid rows were lost."""
+    emulator.set_profile("progress.com", 250)
+    stream = io.StringIO()
+    run_pipeline(tmp_path, emulator, ["progress.com"], kind="full", progress=Progress(stream=stream, every=0.0),
+                 settings_options={"page_size": 100})
+    lines = stream.getvalue().splitlines()
+    assert lines and all(line.startswith("progress.com full: ") for line in lines)
+    assert all(" 0 rows," not in line for line in lines), lines
+    assert lines[-1] == f"progress.com full: 7 requests, {emulator.api.credits_charged} credits", lines

@@ -21,7 +21,10 @@ class Progress:
 
     def __call__(self, fetcher: SnapshotFetcher) -> None:
         stats = fetcher.stats
-        line = (f"{fetcher.spec.target} {fetcher.spec.kind}: {stats.rows_loaded} rows, "
+        # rows count only once their partition is verified (usually after the last request), so a
+        # line in flight shows the requests and credits alone, not "0 rows" beside paid requests
+        rows = f"{stats.rows_loaded} of {stats.expected_total} rows verified, " if stats.expected_total else ""
+        line = (f"{fetcher.spec.target} {fetcher.spec.kind}: {rows}"
                 f"{stats.requests} requests, {stats.credits_spent} credits")
         now = time.monotonic()
         if self.tty:
