@@ -21,6 +21,7 @@ import psycopg2
 import pytest
 
 from serpstat_refdomains import pipeline
+from serpstat_refdomains.results import RunReport
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.config import build_settings
 from serpstat_refdomains.normalize import normalize_domain
@@ -41,7 +42,7 @@ def fast_client(emulator, **options: Any) -> SerpstatClient:
 # --- the pipeline, in this process -----------------------------------------------------------
 def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = None, *, client=None,
                  settings_options: dict | None = None, build_models: bool = False, destination: Any = None,
-                 **options: Any) -> pipeline.RunReport:
+                 **options: Any) -> RunReport:
     settings = build_settings(domains=domains, api_url=emulator.url, requests_per_second=1000,
                               **(settings_options or {}))
     own = client is None
