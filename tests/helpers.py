@@ -24,6 +24,7 @@ from serpstat_refdomains import pipeline
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.config import build_settings
 from serpstat_refdomains.normalize import normalize_domain
+from serpstat_refdomains.results import RunReport
 
 TOKEN = "tok-SECRET-7f3a9c"  # distinctive, so a leak is found by a plain substring scan
 DAY = dt.date(2026, 3, 2)
@@ -41,7 +42,7 @@ def fast_client(emulator, **options: Any) -> SerpstatClient:
 # --- the pipeline, in this process -----------------------------------------------------------
 def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = None, *, client=None,
                  settings_options: dict | None = None, build_models: bool = False, destination: Any = None,
-                 **options: Any) -> pipeline.RunReport:
+                 **options: Any) -> RunReport:
     settings = build_settings(domains=domains, api_url=emulator.url, requests_per_second=1000,
                               **(settings_options or {}))
     own = client is None

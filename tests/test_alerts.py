@@ -251,8 +251,8 @@ def _settings(workdir, emulator, receiver, slack: bool = True):
 def _pipeline(workdir):
     import dlt
 
-    from serpstat_refdomains import pipeline
-    return pipeline.make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
+    from serpstat_refdomains import warehouse
+    return warehouse.make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
                                   str(workdir / "pipelines"))
 
 

@@ -340,8 +340,7 @@ def query_file(workdir: Path, sql: str) -> list[tuple]:
 def test_target_competitors_is_readable_through_dlt_and_models_build_without_it(tmp_path, emulator):
     """Through dlt's dataset API like the models; and a dataset no run of this version wrote still
     builds every model (an empty gap)."""
-    from serpstat_refdomains import models
-    from serpstat_refdomains import pipeline as refdomains_pipeline
+    from serpstat_refdomains import models, warehouse
     emulator.graph.set_profile("mine.com", 10)
     emulator.graph.set_profile("rival.com", 10)
     database = str(tmp_path / "refdomains.duckdb")
@@ -352,7 +351,7 @@ def test_target_competitors_is_readable_through_dlt_and_models_build_without_it(
     assert attached.dataset()["target_competitors"].fetchall() == [("mine.com", ST, "rival.com", ST)]
     with attached.sql_client() as client:
         client.execute_sql("DROP TABLE serpstat.target_competitors")
-    built = models.build(refdomains_pipeline.make_pipeline(dlt.destinations.duckdb(database), None,
+    built = models.build(warehouse.make_pipeline(dlt.destinations.duckdb(database), None,
                                                            str(tmp_path / "pipelines")))
     assert "link_gap" in built
     assert query(tmp_path, "SELECT count(*) FROM serpstat.link_gap") == [(0,)]
@@ -362,10 +361,9 @@ def test_report_has_a_link_gap_section_per_target_highest_rank_first(gap_duckdb)
     import json
     import re
 
-    from serpstat_refdomains import pipeline as refdomains_pipeline
-    from serpstat_refdomains import report
+    from serpstat_refdomains import report, warehouse
     workdir = gap_duckdb[0]
-    pipe = refdomains_pipeline.make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
+    pipe = warehouse.make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
                                              str(workdir / "pipelines"))
     data = report.collect(pipe)
     expected = query(workdir, "SELECT ref_domain, ref_domain_unicode FROM serpstat.link_gap "

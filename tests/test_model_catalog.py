@@ -20,10 +20,10 @@ import psycopg2
 import pytest
 from dlt.common.schema.utils import new_table
 
-from serpstat_refdomains import models
-from serpstat_refdomains import pipeline as refdomains_pipeline
+from serpstat_refdomains import constants, models
 from serpstat_refdomains.emulator import Profile
 from serpstat_refdomains.models import NAMES_TABLE, catalog, model_names
+from serpstat_refdomains.warehouse import make_pipeline
 from tests.helpers import DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
 
 MODELS = [NAMES_TABLE, *model_names()]
@@ -65,7 +65,7 @@ def test_every_model_is_read_through_dlt_dataset_after_another_load(tmp_path, em
     _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
     counts = {name: query(tmp_path, f"SELECT count(*) FROM serpstat.{name}")[0][0] for name in MODELS}
 
-    attached = dlt.attach(refdomains_pipeline.S.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
+    attached = dlt.attach(constants.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
                           destination=dlt.destinations.duckdb(database))
     _read_every_model(attached.dataset(), counts)
     # a machine without the pipeline's folder reads the schema dlt stored in the warehouse
@@ -74,7 +74,7 @@ def test_every_model_is_read_through_dlt_dataset_after_another_load(tmp_path, em
     assert attached.sync_schema() == {}
     # and dlt's command line lists them with the loaded tables
     info = subprocess.run([str(Path(sys.executable).parent / "dlt"), "pipeline", "--pipelines-dir",
-                           str(tmp_path / "pipelines"), refdomains_pipeline.S.PIPELINE_NAME, "info", "-v"],
+                           str(tmp_path / "pipelines"), constants.PIPELINE_NAME, "info", "-v"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"})
     assert info.returncode == 0, info.stderr
@@ -87,7 +87,7 @@ def test_every_model_is_read_through_dlt_dataset_after_another_load(tmp_path, em
 def test_every_model_is_read_through_dlt_dataset_on_postgres(tmp_path, emulator, pg_dataset):
     _build_then_load_again(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
     counts = {name: pg_rows(pg_dataset, f"SELECT count(*) FROM {{ds}}.{name}")[0][0] for name in MODELS}
-    attached = dlt.attach(refdomains_pipeline.S.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
+    attached = dlt.attach(constants.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
                           destination=postgres())
     _read_every_model(attached.dataset(), counts)
     _read_every_model(dlt.dataset(postgres(), pg_dataset), counts)
@@ -132,7 +132,7 @@ def test_unicode_names_are_kept_once_for_every_idn_domain(tmp_path, emulator):
     """The display names are kept incrementally: a rebuild adds the names loaded since, one row a name."""
     destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
     _build_then_load_again(tmp_path, emulator, destination=destination)
-    models.build(refdomains_pipeline.make_pipeline(destination, None, str(tmp_path / "pipelines")))
+    models.build(make_pipeline(destination, None, str(tmp_path / "pipelines")))
     rows = query(tmp_path, f"SELECT ref_domain, count(*) FROM serpstat.{NAMES_TABLE} GROUP BY 1 HAVING count(*) > 1")
     assert rows == []
     idn = query(tmp_path, "SELECT count(DISTINCT ref_domain) FROM serpstat.ref_domains WHERE ref_domain LIKE '%xn--%'")
@@ -168,7 +168,7 @@ def test_dlt_drop_of_every_resource_forgets_the_models_without_failing_on_views(
     from dlt.pipeline.helpers import pipeline_drop
     database = str(tmp_path / "refdomains.duckdb")
     _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
-    attached = dlt.attach(refdomains_pipeline.S.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
+    attached = dlt.attach(constants.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
                           destination=dlt.destinations.duckdb(database))
     pipeline_drop(attached, resources=["re:.*"])()
     assert attached.default_schema.data_table_names() == []
@@ -195,7 +195,7 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
             emulator.today = DAY + dt.timedelta(weeks=week)
             run_pipeline(tmp_path, emulator, ["upgrade.com"], emulator.today, client=client, kind="full",
                          destination=destination, dataset_name=dataset)
-    pipeline = refdomains_pipeline.make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
+    pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
     dialect = models.destination_dialect(pipeline)
     earlier = {file.stem.split("_", 1)[1]: file.read_text() for file in sorted(REFERENCE_SQL.glob("*.sql"))}
     with pipeline.sql_client() as client:

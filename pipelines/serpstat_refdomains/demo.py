@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dlt
 
-from . import alerts, gap_report, pipeline, report
+from . import alerts, gap_report, pipeline, report, warehouse
 from .client import SerpstatClient
 from .config import build_settings
 from .emulator import Fault, Profile, SerpstatEmulator
@@ -76,7 +76,7 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
                 statuses = ", ".join(sorted({r.status for r in result.results}))
                 say(f"week {week + 1}/{weeks} {day}: {len(result.results)} snapshots ({statuses}), "
                     f"{result.credits_spent} credits")
-        demo_pipeline = pipeline.make_pipeline(destination, None, str(folder / "pipelines"))
+        demo_pipeline = warehouse.make_pipeline(destination, None, str(folder / "pipelines"))
         data = report.collect(demo_pipeline)
         data.alerts_preview = "\n".join(alerts.dry_run(demo_pipeline, settings))
     text = report.render_text(data)

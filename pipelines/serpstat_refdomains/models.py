@@ -38,6 +38,7 @@ from sqlglot.errors import ErrorLevel, ParseError
 
 from . import competitors
 from . import constants as S
+from .warehouse import destination_type
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +217,11 @@ def _iso_week_start(node: exp.Expression, dialect: str) -> exp.Expression:
 
 
 def destination_dialect(pipeline: dlt.Pipeline) -> str:
-    destination_type = pipeline.destination.destination_type.rsplit(".", 1)[-1]
+    kind = destination_type(pipeline)
     try:
-        return DIALECTS[destination_type]
+        return DIALECTS[kind]
     except KeyError:
-        raise ValueError(f"models have no SQL dialect for destination {destination_type!r}") from None
+        raise ValueError(f"models have no SQL dialect for destination {kind!r}") from None
 
 
 def build(pipeline: dlt.Pipeline,

@@ -28,8 +28,9 @@ import pyarrow as pa
 
 from . import constants as S
 from .budget import Budget, BudgetExhausted
-from .client import DepthCapError, RefDomainsPage, SerpstatClient, SerpstatError
+from .client import RefDomainsPage, SerpstatClient
 from .config import Target
+from .errors import DepthCapError, SerpstatError
 from .partitions import PREFIX_ALPHABET, Partition, plan_json, reusable_plan
 from .prefetch import in_order, settle
 from .rows import SnapshotRows

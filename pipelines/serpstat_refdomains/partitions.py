@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .client import DepthCapError
+from .errors import DepthCapError
 
 PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_."
 MAX_PREFIX = 16  # deeper than any sane set of names that share a start

@@ -27,7 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .normalize import _ASCII_DOMAIN, MAX_DOMAIN_LENGTH, InvalidDomain, normalize_domain, registrable_domains
+from .errors import InvalidDomain
+from .normalize import _ASCII_DOMAIN, MAX_DOMAIN_LENGTH, normalize_domain, registrable_domains
 
 INT64_MAX = 2**63 - 1
 KNOWN_FIELDS = frozenset({"domain_from", "ref_pages", "domainRank"})
