@@ -251,3 +251,35 @@ def test_postgres_replaces_a_snapshot_through_the_snapshot_key_index(tmp_path, e
     scans = [history, *history.get("Plans", [])]
     assert any(node.get("Index Name") == "ref_domains_snapshot_key" for node in scans), plan
     assert not any(node["Node Type"] == "Seq Scan" for node in scans), plan
+
+
+@needs_postgres
+def test_a_loader_role_that_cannot_index_the_table_still_loads(tmp_path, emulator, pg_dataset, caplog):
+    """Only a table's owner may index it: a role that may write the dataset but does not own
+    `ref_domains` gets one warning and loads correctly, by dlt's slower delete."""
+    emulator.set_profile("owner.com", 40)
+    second = DAY + dt.timedelta(days=7)
+    run_pipeline(tmp_path, emulator, ["owner.com"], DAY, kind="full", destination=postgres(), dataset_name=pg_dataset)
+    role = f"{pg_dataset}_loader"
+    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        for schema in (pg_dataset, f"{pg_dataset}_staging"):
+            cur.execute(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{role}"')
+            cur.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+    try:
+        as_loader = PG_URL.replace("postgresql://postgres:", f"postgresql://{role}:")
+        emulator.today = second
+        with caplog.at_level("WARNING"):
+            report = run_pipeline(tmp_path, emulator, ["owner.com"], second, kind="full",
+                                  destination=dlt.destinations.postgres(as_loader), dataset_name=pg_dataset)
+        assert [r.status for r in report.results] == ["complete"]
+        assert pg_rows(pg_dataset, "SELECT snapshot_date, count(*) FROM {ds}.ref_domains GROUP BY 1 ORDER BY 1") == \
+            [(DAY, len(truth(emulator, "owner.com", DAY))), (second, len(truth(emulator, "owner.com", second)))]
+        assert pg_rows(pg_dataset, "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND tablename = "
+                                   "'ref_domains'", (pg_dataset,)) == [(0,)]
+        warnings = [r.getMessage() for r in caplog.records if "ref_domains_snapshot_key" in r.getMessage()]
+        assert len(warnings) == 1 and "loads stay correct but slower" in warnings[0], warnings
+    finally:
+        with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{role}" CASCADE')
+            cur.execute(f'DROP ROLE "{role}"')

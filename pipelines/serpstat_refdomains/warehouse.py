@@ -8,6 +8,7 @@ kind of destination asks `destination_type(pipeline)`.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,11 +20,13 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 from dlt.common.exceptions import DltException
 from dlt.common.typing import TLoaderFileFormat
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseUndefinedRelation
 
 from . import constants as S
 from .config import parse_memory_megabytes
 from .errors import ConcurrentRunError, ConfigError, OperationalError, RefdomainsError, first_line, unwrap
+
+logger = logging.getLogger(__name__)
 
 
 # --- which destination -------------------------------------------------------------------
@@ -127,6 +130,12 @@ def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
             client.execute_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} (snapshot_key)")
     except DatabaseUndefinedRelation:
         pass
+    except DatabaseTerminalException as error:
+        # only the table's owner may index it: a loader role that may write but not own the table
+        # still loads correctly, by dlt's slower delete (a scan of the history per snapshot)
+        logger.warning("could not create the index %s on %s (%s): loads stay correct but slower; "
+                       "create it as the table's owner", f"{S.REF_DOMAINS_TABLE}_snapshot_key",
+                       S.REF_DOMAINS_TABLE, first_line(unwrap(error)))
 
 
 def loader_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat:
