@@ -159,10 +159,16 @@ def test_demo_replays_six_weeks_offline(tmp_path):
     assert competitors == 2 and shared >= 4 and already >= 1 and won == 2
 
 
+def _interruptible() -> None:
+    # a test run started as a background job inherits SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt in the child: give it the default, as a terminal's Ctrl-C finds it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_emulator_command_serves_until_interrupted(tmp_path):
     proc = subprocess.Popen([*REFDOMAINS, "emulator", "--port", "0", "--token", "t0k", "--day", "2026-03-02",
                              "--profile", "fixed.com=1234"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     try:
         line = proc.stdout.readline()
         url = re.search(r"on (http://\S+/v4)", line).group(1)
