@@ -88,10 +88,11 @@ def ref_domains_resource(
     REF_DOMAINS_HINTS). `scoped_merge` deletes the replaced rows through the snapshot key's
     index instead (see SCOPED_WRITE_DISPOSITION); only for SCOPED_MERGE_DESTINATIONS.
     """
-    if deduplicate_in_merge:
-        hints = REF_DOMAINS_DEDUPLICATED_HINTS
+    scoped = scoped_merge and not deduplicate_in_merge
+    if scoped:
+        hints = REF_DOMAINS_SCOPED_HINTS
     else:
-        hints = REF_DOMAINS_SCOPED_HINTS if scoped_merge else REF_DOMAINS_HINTS
+        hints = REF_DOMAINS_DEDUPLICATED_HINTS if deduplicate_in_merge else REF_DOMAINS_HINTS
 
     def rows() -> Iterator[Any]:
         for fetcher in fetchers:
@@ -102,7 +103,8 @@ def ref_domains_resource(
             yield from outcome_tables([ledger_row(fetcher.spec, fetcher.stats)],
                                       [attempt_row(fetcher.spec, fetcher.stats)])
 
-    if scoped_merge and not deduplicate_in_merge:
+    # the resource's own table hints agree with its items' (a scoped table has no merge key)
+    if scoped:
         return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
                             write_disposition=SCOPED_WRITE_DISPOSITION)
     return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
