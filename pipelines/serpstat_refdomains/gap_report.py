@@ -3,7 +3,6 @@ of its competitors that do not link to it, highest domain rank first."""
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 from typing import Any
 
@@ -20,25 +19,8 @@ _LABELS = {"ref_domain": "referring domain", "max_domain_rank": "rank", "competi
            "site_already_links": "site links to you", "in_gap_since": "in the gap since"}
 
 
-def collect(client, domain: str | None = None, since: dt.date | None = None) -> list[dict[str, Any]]:
-    """`link_gap`, highest rank first per tracked domain; [] when the models predate it."""
-    from dlt.destinations.exceptions import DatabaseUndefinedRelation
-
-    conditions: list[str] = []
-    params: list[Any] = []
-    if domain:
-        conditions.append("target_domain = %s")
-        params.append(domain)
-    if since:
-        conditions.append("in_gap_since >= %s")
-        params.append(since)
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    sql = (f"SELECT {', '.join(COLUMNS)} FROM {client.make_qualified_table_name('link_gap')}{where} "
-           "ORDER BY target_domain, search_type, max_domain_rank DESC NULLS LAST, competitors_linking DESC, ref_domain")
-    try:
-        return [dict(zip(COLUMNS, row, strict=False)) for row in client.execute_sql(sql, *params) or []]
-    except DatabaseUndefinedRelation:
-        return []
+# highest rank first per tracked domain (report.collect reads `link_gap` with the other models)
+ORDER = "target_domain, search_type, max_domain_rank DESC NULLS LAST, competitors_linking DESC, ref_domain"
 
 
 def _per_target(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from . import constants as S
 from . import gap_report
@@ -45,23 +46,29 @@ class ReportData:
     alerts_preview: str | None = None  # issue 15: the demo's `alerts --dry-run`
 
 
+def select_rows(client: Any, table: str, columns: list[str], date_column: str, order: str,
+                domain: str | None = None, since: dt.date | None = None) -> list[dict[str, Any]]:
+    """One model's rows as dicts, for one tracked domain and from a date when given; every user
+    value goes in as a query parameter."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    if domain:
+        conditions.append("target_domain = %s")
+        params.append(domain)
+    if since:
+        conditions.append(f"{date_column} >= %s")
+        params.append(since)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = f"SELECT {', '.join(columns)} FROM {client.make_qualified_table_name(table)}{where} ORDER BY {order}"
+    return [dict(zip(columns, row, strict=False)) for row in client.execute_sql(sql, *params) or []]
+
+
 def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | None = None) -> ReportData:
-    """Read the models and the ledger; every user value goes in as a query parameter."""
+    """Read the models and the ledger."""
     data = ReportData(domain=domain, since=since)
     with pipeline.sql_client() as client:
         def rows(table: str, columns: list[str], date_column: str, order: str) -> list[dict[str, Any]]:
-            conditions: list[str] = []
-            params: list[Any] = []
-            if domain:
-                conditions.append("target_domain = %s")
-                params.append(domain)
-            if since:
-                conditions.append(f"{date_column} >= %s")
-                params.append(since)
-            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-            sql = (f"SELECT {', '.join(columns)} FROM {client.make_qualified_table_name(table)}{where} "
-                   f"ORDER BY {order}")
-            return [dict(zip(columns, row, strict=False)) for row in client.execute_sql(sql, *params) or []]
+            return select_rows(client, table, columns, date_column, order, domain, since)
 
         data.new = rows("new_ref_domains", NEW_COLUMNS, "detected_on",
                         "domain_rank DESC NULLS LAST, detected_on DESC, ref_domain")
@@ -71,7 +78,10 @@ def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | 
                            "target_domain, search_type, week_start")
         data.ledger = rows(S.SNAPSHOTS_TABLE, LEDGER_COLUMNS, "snapshot_date",
                            "snapshot_date, target_domain, search_type, snapshot_kind")
-        data.gap = gap_report.collect(client, domain, since)
+        try:
+            data.gap = rows("link_gap", gap_report.COLUMNS, "in_gap_since", gap_report.ORDER)
+        except DatabaseUndefinedRelation:
+            data.gap = []  # models built before link_gap existed
     return data
 
 
