@@ -185,12 +185,15 @@ def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] |
                     charged[entry.query or ""] = charged.get(entry.query or "", 0) + entry.charge
                 truth = minimum_credits(emulator, targets, day, page_size)
                 ledger = dest.ledger(day)
-                # a result over the depth cap is read per leaf partition (README's Credits formula)
+                # a result over the depth cap is read per leaf partition, and a series' first pull
+                # starts with a 1-row count: its size is unknown (README's Credits formula)
                 probes = {t: 0 for t in truth}
                 for target, _, _, rows_loaded, parts, plan in ledger:
                     if int(parts or 0) > 1 and target in probes:
                         probes[target] += partitioned_allowance(plan, page_size,
                                                                 paged_cost(int(rows_loaded), page_size))
+                    elif week == 0 and target in probes:
+                        probes[target] += 1
                 excess = {t: charged.get(t, 0) - low - probes[t] for t, (_, low) in truth.items()}
                 credits = sum(charged.values())
                 rows = sum(r for r, _ in truth.values())

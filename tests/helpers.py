@@ -90,10 +90,12 @@ def ref_requests(emulator, target: str | None = None) -> list:
     return [e for e in emulator.log if e.method == RD and (target is None or e.query == target)]
 
 
-def snapshot_cost(total: int, size: int = 1000) -> int:
+def snapshot_cost(total: int, size: int = 1000, *, first_pull: bool = True) -> int:
     """Credits of one unpartitioned snapshot: its rows (an empty answer costs 1) plus the shift
-    guard's two 1-row probes at each seam between pages."""
-    return max(total, 1) + 2 * max(math.ceil(total / size) - 1, 0)
+    guard's two 1-row probes at each seam between pages, plus, on the series' first pull (its
+    size unknown), the 1-row count sent before page 1 (which is all an empty result costs)."""
+    count = 1 if first_pull and total > 0 else 0
+    return count + max(total, 1) + 2 * max(math.ceil(total / size) - 1, 0)
 
 
 # --- `refdomains` as a process -----------------------------------------------------------------

@@ -20,7 +20,7 @@ def test_run_prints_a_table_and_exit_code_1_on_failure(tmp_path, emulator):
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["target", "kind", "date", "status", "rows", "credits"]
-    assert lines[1].split() == ["good.com", "full", DAY.isoformat(), "complete", "10", "10"]
+    assert lines[1].split() == ["good.com", "full", DAY.isoformat(), "complete", "10", "11"]  # count + rows
     assert lines[2].split()[:4] == ["down.com", "full", DAY.isoformat(), "failed"]
     assert "32016 Large query domains not supported" in done.stdout
     assert TOKEN not in done.stdout + done.stderr
@@ -83,4 +83,5 @@ def test_progress_lines_say_how_many_of_the_expected_rows_are_verified(tmp_path,
     lines = stream.getvalue().splitlines()
     assert lines and all(line.startswith("progress.com full: ") for line in lines)
     assert all(" 0 rows," not in line for line in lines), lines
-    assert lines[-1] == f"progress.com full: 7 requests, {emulator.api.credits_charged} credits", lines
+    # the count, three pages, two 1-row probes at each of the two seams
+    assert lines[-1] == f"progress.com full: 8 requests, {emulator.api.credits_charged} credits", lines

@@ -41,7 +41,7 @@ def from_the_plan(row: dict, cap: int) -> int:
     return sum(1 for t in prefixes if t > cap // 2) + prefixes.count(0) + len(tails)
 
 
-def test_first_fetch_over_the_depth_cap_pays_one_root_page_then_rows(tmp_path, emulator):
+def test_first_fetch_over_the_depth_cap_pays_a_one_row_count_then_rows(tmp_path, emulator):
     emulator.api.depth_cap = CAP
     emulator.set_profile("big.com", TOTAL)
     run_pipeline(tmp_path, emulator, ["big.com"], kind="full", settings_options={"page_size": SIZE}, depth_cap=CAP)
@@ -50,9 +50,9 @@ def test_first_fetch_over_the_depth_cap_pays_one_root_page_then_rows(tmp_path, e
     leaves = leaves_of(row)
     assert sum(leaves) == TOTAL and row["partitions"] == len(leaves)
     assert len(leaves) == 40, "one split: 39 prefixes and the names none of them reaches"
-    # the root's page 1 (its size was unknown), a 1-row probe of each of the 40 partitions, the
-    # rows, the seams, one unpartitioned count at the end
-    expected = SIZE + 40 + read_cost(row) + 1
+    # a 1-row count of the root (its size was unknown: no page of 100 rows is thrown away), a
+    # 1-row probe of each of the 40 partitions, the rows, the seams, one unpartitioned count
+    expected = 1 + 40 + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -88,8 +88,9 @@ def test_learned_depth_cap_is_the_offset_of_the_refused_page(tmp_path, emulator)
     in_flight = [e for e in ref_requests(emulator)
                  if e.complex_filter is None and e.order == "asc" and e.size == 1 and e.page > 1]
     assert len(in_flight) <= 2
-    # pages 1-5 of the root, read before the refusal, then as a first pull over the cap
-    expected = 5 * SIZE + len(in_flight) + 40 + read_cost(row) + 1
+    # the root's count (1,200 fits the configured 60,000), its pages 1-5, read before the
+    # refusal, then as a first pull over the cap
+    expected = 1 + 5 * SIZE + len(in_flight) + 40 + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -111,8 +112,8 @@ def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulat
     [tail] = [leaf for leaf in plan if leaf.get("tail")]
     non_ascii = [n for n in emulator.graph.truth("onerank.com", emulator.today) if not n[0].isascii()]
     assert tail["total"] == len(non_ascii) > 0
-    # the root's page 1, a 1-row probe of each of the 40 partitions, the rows, the seams, one count
-    expected = 10 + 40 + read_cost(row, 10) + 1
+    # the root's count, a 1-row probe of each of the 40 partitions, the rows, the seams, one count
+    expected = 1 + 40 + read_cost(row, 10) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -124,7 +125,7 @@ def test_a_61000_row_target_at_page_size_1000_costs_its_rows_from_the_second_pul
     leaves = leaves_of(first)
     assert first["status"] == "complete" and sum(leaves) == 61_000
 
-    assert first["credits_spent"] == 1000 + 40 + read_cost(first, 1000) + 1
+    assert first["credits_spent"] == 1 + 40 + read_cost(first, 1000) + 1
     emulator.api.clear_log()
     run_pipeline(tmp_path, emulator, ["big61k.com"], emulator.today + dt.timedelta(days=7), kind="full")
     row = ledger(tmp_path, "big61k.com")

@@ -243,7 +243,8 @@ def test_a_competitor_shared_by_two_targets_is_fetched_once(tmp_path, emulator):
                {"query": "second.com", "competitors": ["Shared-Rival.com", "own-rival.com"]}]
     report = run_pipeline(tmp_path, emulator, domains, build_models=True, kind="full")
     assert [str(r.target) for r in report.results] == ["first.com", "second.com", "shared-rival.com", "own-rival.com"]
-    assert len(ref_requests(emulator, "shared-rival.com")) == 1
+    # one pull: its 1-row count (a first pull) and its one page
+    assert [(e.page, e.size) for e in ref_requests(emulator, "shared-rival.com")] == [(1, 1), (1, 1000)]
     assert query(tmp_path, "SELECT target_domain, competitor_domain FROM serpstat.target_competitors "
                            "ORDER BY 1, 2") == [
         ("first.com", "shared-rival.com"), ("second.com", "own-rival.com"), ("second.com", "shared-rival.com")]
@@ -262,7 +263,7 @@ def test_a_domain_listed_as_a_target_and_as_a_competitor_is_fetched_once(tmp_pat
                {"query": "b-site.com", "competitors": ["a-site.com"]}]
     report = run_pipeline(tmp_path, emulator, domains, build_models=True, kind="full")
     assert [str(r.target) for r in report.results] == ["a-site.com", "b-site.com"]
-    assert len(ref_requests(emulator)) == 2
+    assert len(ref_requests(emulator)) == 4  # one pull each: a count and a page
     assert query(tmp_path, "SELECT target_domain, count(*) FROM serpstat.link_gap GROUP BY 1 ORDER BY 1") == [
         ("a-site.com", 12), ("b-site.com", 10)]
 

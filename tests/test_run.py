@@ -23,12 +23,15 @@ def test_exact_pages_and_credits(tmp_path, emulator, total):
     seams = max(pages - 1, 0)
     full = [e for e in requests if e.size == 1000]
     # pages 2.. go out concurrently: their order in the log varies, their set does not
-    assert sorted(e.page for e in full) == list(range(1, max(pages, 1) + 1))
-    assert requests[0].page == 1 and requests[0].size == 1000
+    assert sorted(e.page for e in full) == list(range(1, pages + 1))
+    # a first pull does not know its size: a 1-row count comes first (an empty result ends there),
+    # so no page 1 of 1,000 rows is paid for and thrown away when the result is over the depth cap
+    assert requests[0].page == 1 and requests[0].size == 1
+    counted = 1 if total else 0
     # the shift guard: the row either side of every seam between two pages, one credit each
-    probes = [e for e in requests if e.size == 1]
+    probes = [e for e in requests[1:] if e.size == 1]
     assert sorted(e.page for e in probes) == sorted(p for k in range(1, pages) for p in (k * 1000, k * 1000 + 1))
-    cost = max(total, 1) + 2 * seams
+    cost = max(total, 1) + 2 * seams + counted
     assert emulator.api.credits_charged == cost
     assert report.credits_spent == cost
     [result] = report.results
@@ -36,7 +39,7 @@ def test_exact_pages_and_credits(tmp_path, emulator, total):
     assert sorted(loaded_domains(tmp_path, "target.com")) == sorted(truth(emulator, "target.com"))
     row = ledger(tmp_path, "target.com")
     assert (row["status"], row["expected_total"], row["rows_loaded"], row["requests"], row["credits_spent"]) == (
-        "complete", total, total, max(pages, 1) + 2 * seams, cost)
+        "complete", total, total, 1 + pages + 2 * seams, cost)
     assert row["credits_left"] == 10_000_000 - cost
     assert report.exit_code == 0
 
@@ -57,11 +60,12 @@ def test_depth_cap_splits_into_partitions_whose_union_is_the_snapshot(tmp_path, 
     assert all((e.page - 1) * e.size + 1 <= 300 for e in requests), "a page beyond the depth cap"
     charged = sum(e.charge for e in requests)
     assert row["credits_spent"] == charged == report.credits_spent
-    # waste: one top-level page, 1-credit probes, one count to check the union, and the boundary
-    # row read past the names no prefix reaches (inside their page when there are any)
+    # waste: 1-credit probes (the first a count of the whole result), one count to check the
+    # union, and the boundary row read past the names no prefix reaches (inside their page when
+    # there are any); no page of the whole result is paid for and thrown away
     probes = [e for e in requests if e.size == 1]
     boundaries = sum(1 for leaf in json.loads(row["partition_plan"]) if leaf.get("tail") and leaf["total"])
-    assert charged == 1000 + 100 + len(probes) + boundaries
+    assert charged == 1000 + len(probes) + boundaries
 
 
 def test_depth_cap_learned_from_the_api(tmp_path, emulator):
@@ -82,7 +86,7 @@ def test_rerun_same_date_spends_nothing_and_force_replaces(tmp_path, emulator):
     assert again.results[0].status == "already_complete" and again.exit_code == 0
     emulator.set_profile("a.com", 1200)  # the index changed since
     forced = run_pipeline(tmp_path, emulator, ["a.com"], kind="full", force=True)
-    assert forced.results[0].status == "complete" and forced.credits_spent == snapshot_cost(1200)
+    assert forced.results[0].status == "complete" and forced.credits_spent == snapshot_cost(1200, first_pull=False)
     loaded = loaded_domains(tmp_path, "a.com")
     assert len(loaded) == len(set(loaded)) == 1200
     assert set(loaded) == truth(emulator, "a.com")
@@ -171,14 +175,16 @@ def test_budget_too_small_for_one_target(tmp_path, emulator):
     statuses = {str(r.target): r.status for r in report.results}
     assert statuses == {"small.com": "complete", "large.com": "skipped_budget"}
     assert report.exit_code == 1
-    assert report.credits_spent <= 1500 + 1000  # never more than one page over
+    # small.com's count and rows, then large.com's count: its 3,000 rows do not fit, and none is paid
+    assert report.credits_spent == snapshot_cost(100) + 1
+    assert [(e.query, e.size) for e in ref_requests(emulator)][-1] == ("large.com", 1)
     assert loaded_domains(tmp_path, "large.com") == []
     assert ledger(tmp_path, "large.com")["status"] == "skipped_budget"
-    # known from the ledger now: the next run with the same budget skips it without a request
+    # the next run with the same budget skips it for the same 1-credit count
     emulator.api.clear_log()
     run_pipeline(tmp_path, emulator, ["large.com"], DAY + dt.timedelta(days=1), kind="full",
                  settings_options={"max_credits_per_run": 1500})
-    assert len(ref_requests(emulator)) == 1  # page 1 only: no history of a complete pull yet
+    assert [(e.page, e.size) for e in ref_requests(emulator)] == [(1, 1)]  # no history of a complete pull yet
 
 
 def test_auto_kind_full_every_n_days_plus_last_week(tmp_path, emulator):
@@ -229,7 +235,7 @@ def test_plain_dlt_source_loads_a_snapshot_with_its_ledger(tmp_path, emulator):
     assert set(loaded_domains(tmp_path, "plain.com")) == truth(emulator, "plain.com")
     assert (ledger(tmp_path, "plain.com")["status"], ledger(tmp_path, "plain.com")["rows_loaded"]) == ("complete", 1200)
     assert (ledger(tmp_path, "plain.org")["status"], ledger(tmp_path, "plain.org")["credits_spent"]) == ("complete", 1)
-    assert emulator.api.credits_charged == snapshot_cost(1200) + 1
+    assert emulator.api.credits_charged == snapshot_cost(1200) + snapshot_cost(0)
 
 
 def test_duckdb_stays_open_between_loads_of_a_run(tmp_path):

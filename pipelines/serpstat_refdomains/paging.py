@@ -192,11 +192,11 @@ class SnapshotFetcher:
         return [(Partition(), 1, self.spec.previous_total)]
 
     def _needs_probe(self, part: Partition, expected: int | None) -> bool:
-        """A 1-row count first, unless a full page 1 is surely not thrown away: the size is known
-        to be far below the depth cap, or (a first pull) the whole result, whose size is unknown."""
-        if expected is None:
-            return part != Partition()
-        return expected > self.depth_cap // 2
+        """A 1-row count first, unless the size is known to be well inside the depth cap: then
+        page 1 is surely not thrown away. A first pull's size is unknown, and a full page 1 of a
+        result over the cap would be paid for and discarded (1,000 credits at the default size)
+        to save the 1 credit the count costs."""
+        return expected is None or expected > self.depth_cap // 2
 
     def _fetch_partition(self, part: Partition, probe: bool) -> _Verified | _Split | _Unstable:
         """One attempt at a partition: its rows if every page agreed, else why not."""
@@ -212,6 +212,8 @@ class SnapshotFetcher:
                 return _Split(f"{total} rows")
             pages = math.ceil(total / size)
             if probe and total > 0:
+                if not self.budget.fits(total):  # known from the count: skip it for 1 credit, not a page
+                    raise _budget_error(total, self.budget)
                 first = self._page(part, 1, size)
                 if first.total != total:
                     return _moved(total, first.total)
