@@ -32,12 +32,10 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_REQUESTS_PER_SECOND = 1.0
 DEFAULT_FULL_SNAPSHOT_EVERY_DAYS = 7
 DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
-# DuckDB's memory limit for a run's models build (loads get a quarter, at least 128MB); beyond
-# it DuckDB spills to `<database>.tmp` instead of failing. Its buffer pool fills up to the limit
-# once the database is larger than it, so a run's peak RSS is the process plus this: at 512MB
-# the build of a year of 240k rows a week added 548 MB, at 256MB 310 MB, 1.5x slower (40 -> 60 s)
-# and within 128MB for each of two threads (bench/history.py, README "A year of history").
-DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
+# DuckDB's memory limit for a run's models build (loads get a quarter); beyond it DuckDB spills
+# to `<database>.tmp` instead of failing. At 512MB a run of 240k rows a week peaks near 800 MB
+# RSS whatever the history (bench/history.py).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
 # What DuckDB needs per thread: at 64MB a 2-thread join could not pin its blocks and failed
 # instead of spilling. Also the smallest duckdb_memory_limit accepted.
 MIN_DUCKDB_MEMORY_MB = 128
