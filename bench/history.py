@@ -226,7 +226,6 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
     import pyarrow as pa
 
     from serpstat_refdomains import pipeline as run_pipeline
-    from serpstat_refdomains import warehouse
     from serpstat_refdomains.config import build_settings
     from serpstat_refdomains.normalize import normalize_domain, registrable_domains
     from serpstat_refdomains.paging import snapshot_key
@@ -290,10 +289,9 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
                                    "partitions) VALUES (%s, %s, %s, %s, %s, %s, 'complete', %s, %s, 1)",
                                    key, domain, search_type, kind, day, fhash, rows, rows)
     try:
-        with warehouse.duckdb_held_open(pipe, settings.duckdb_memory_limit):
-            started, cpu = time.perf_counter(), time.process_time()
-            run_pipeline._build_models(pipe, settings)
-            seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        started, cpu = time.perf_counter(), time.process_time()
+        run_pipeline.build_models(pipe, settings)
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
         return {"destination": destination, "weeks": weeks, "rows": total, "seconds": round(seconds, 2),
                 "cpu_seconds": round(cpu_seconds, 2), "database_mb": round(dest.size_mb(), 1)}
     finally:

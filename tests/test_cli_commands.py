@@ -122,6 +122,30 @@ def test_models_command_rebuilds(loaded):
     assert "ref_domain_changes" in done.stdout
 
 
+def test_models_command_builds_within_the_duckdb_memory_limit(loaded, monkeypatch, capsys):
+    """`refdomains models` ignored duckdb_memory_limit: it built in DuckDB's default of 80% of the
+    machine's RAM, without the spill folder a run gives its build."""
+    from serpstat_refdomains import cli, models
+
+    workdir, env = loaded
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SOURCES__SERPSTAT__DUCKDB_MEMORY_LIMIT", "300MB")
+    monkeypatch.chdir(workdir)
+    seen = {}
+    real_build = models.build
+
+    def build(pipeline, *args, **kwargs):  # what the build's DuckDB is set to, read from DuckDB itself
+        with pipeline.sql_client() as client:
+            seen["settings"] = client.execute_sql(
+                "SELECT current_setting('memory_limit'), current_setting('temp_directory')")[0]
+        return real_build(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr(models, "build", build)
+    assert cli.main(["models"]) == 0, capsys.readouterr().err
+    assert seen["settings"] == ("286.1 MiB", f"{workdir / 'serpstat_refdomains.duckdb'}.tmp")  # 300 MB
+
+
 def test_read_commands_in_an_empty_folder_say_what_to_do(tmp_path, emulator):
     env = cli_env(tmp_path, emulator, "example.com")
     for command in ("report", "status", "models"):

@@ -222,12 +222,12 @@ def _existing_pipeline(args: argparse.Namespace):
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from . import models
+    from .pipeline import build_models
 
     settings, _ = resolve_settings(need_token=False, need_domains=False)
     loaded = _existing_pipeline(args)
     try:
-        built = models.build(loaded, settings.lost_confirmation_snapshots)
+        built = build_models(loaded, settings)  # with a run's DuckDB memory limit and spill folder
     except Exception as error:  # said in one line; the traceback at DEBUG
         logger.debug("models build failed", exc_info=True)
         raise OperationalError(f"the models could not be rebuilt ({_one_line(error)}): the loaded "

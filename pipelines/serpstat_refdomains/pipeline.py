@@ -131,7 +131,7 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
     competitors.record_for_run(pipeline, settings)  # issue 15: what link_gap and alerts read; never raises
     if options.build_models:
         try:
-            report.models_built = _build_models(pipeline, settings)
+            report.models_built = bool(build_models(pipeline, settings))
         except Exception as error:  # the snapshots are loaded; say why the models are not
             logger.debug("models build failed", exc_info=True)
             report.models_error = (f"the models could not be rebuilt ({first_line(unwrap(error))}): "
@@ -236,9 +236,15 @@ def _record_without_fetch(pipeline: dlt.Pipeline, planned: PlannedSnapshot, stat
                           requests=stats.requests, error=stats.error)
 
 
-def _build_models(pipeline: dlt.Pipeline, settings: Settings) -> bool:
-    duckdb_for_models(pipeline, settings.duckdb_memory_limit)
-    started, cpu = time.monotonic(), time.process_time()
-    built = bool(models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots))
-    logger.info("models built in %.2fs (%.2fs of CPU)", time.monotonic() - started, time.process_time() - cpu)
+def build_models(pipeline: dlt.Pipeline, settings: Settings) -> list[str]:
+    """The models build of a run and of `refdomains models`; returns the models built.
+
+    On DuckDB it runs within `duckdb_memory_limit`, spilling beside the database: the settings
+    live as long as the database is held open, so a caller outside a run holds it here.
+    """
+    with duckdb_held_open(pipeline, settings.duckdb_memory_limit):
+        duckdb_for_models(pipeline, settings.duckdb_memory_limit)
+        started, cpu = time.monotonic(), time.process_time()
+        built = models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots)
+        logger.info("models built in %.2fs (%.2fs of CPU)", time.monotonic() - started, time.process_time() - cpu)
     return built
