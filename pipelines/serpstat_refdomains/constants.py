@@ -32,13 +32,18 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_REQUESTS_PER_SECOND = 1.0
 DEFAULT_FULL_SNAPSHOT_EVERY_DAYS = 7
 DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
-# DuckDB's memory limit for a run's models build (loads get a quarter); beyond it DuckDB spills
-# to `<database>.tmp` instead of failing. At 512MB a run of 240k rows a week peaks near 800 MB
-# RSS whatever the history (bench/history.py).
-DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
-# What DuckDB needs per thread: at 64MB a 2-thread join could not pin its blocks and failed
-# instead of spilling. Also the smallest duckdb_memory_limit accepted.
+# DuckDB's memory limit for a run's models build (loads get a quarter, at least 128MB); beyond
+# it DuckDB spills to `<database>.tmp` instead of failing. Its buffer pool fills up to the limit
+# once the database outgrows it, so a run's peak RSS is the process plus the limit (README,
+# "A year of history"): at 256MB on one thread a 12-week build peaked at 472 MB, at 512MB on two
+# at 806 MB and slower.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
+# DuckDB's stated minimum per thread (about 125MB), and the smallest duckdb_memory_limit accepted.
 MIN_DUCKDB_MEMORY_MB = 128
+# The models build gets one thread per this much of the limit (DuckDB's guide: 1-4 GB a thread).
+# At the 128MB minimum a thread, two threads' hash tables pinned the whole pool and the build
+# failed ("failed to pin block") in the year soak: at 256MB in week 2, at 512MB in week 5.
+MEMORY_MB_PER_MODELS_THREAD = 1024
 # Loads stream on one thread in this share of the limit, and at least LOAD_MEMORY_MB.
 LOAD_MEMORY_SHARE = 4
 LOAD_MEMORY_MB = 128

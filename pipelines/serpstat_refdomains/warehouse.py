@@ -272,16 +272,17 @@ def _megabytes(memory_limit: str) -> float:
 
 
 def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
-    """On DuckDB, give the models build the run's whole memory limit and the threads it can feed.
+    """On DuckDB, give the models build the run's whole memory limit and a thread per 1GB of it.
 
-    The build joins over the whole history, and every core that has the 128MB DuckDB needs for a
-    thread gets one (at 64MB, two threads of a join could not pin their blocks and failed instead
-    of spilling). Never RESET: in DuckDB 1.5 `RESET memory_limit` reads back as reset but leaves
-    the buffer pool at the loads' limit.
+    The build joins and aggregates over the whole history; each thread pins its own hash tables,
+    so threads at DuckDB's bare minimum (128MB each) filled the pool with pinned blocks and failed
+    instead of spilling. One thread below 1GB also ran faster here: the other core is busy with
+    the run's Python. Never RESET: in DuckDB 1.5 `RESET memory_limit` reads back as reset but
+    leaves the buffer pool at the loads' limit.
     """
     if destination_type(pipeline) != "duckdb":
         return
-    threads = max(1, min(os.cpu_count() or 1, int(_megabytes(memory_limit) // S.MIN_DUCKDB_MEMORY_MB)))
+    threads = max(1, min(os.cpu_count() or 1, int(_megabytes(memory_limit) // S.MEMORY_MB_PER_MODELS_THREAD)))
     with pipeline.sql_client() as client:
         client.execute_sql(f"SET memory_limit = '{memory_limit}'")
         client.execute_sql(f"SET threads = {threads}")
