@@ -253,3 +253,40 @@ def test_duckdb_stays_open_between_loads_of_a_run(tmp_path):
         assert wal.exists() and wal.stat().st_size > 0, "the database was checkpointed (closed) after a load"
     assert not wal.exists() or wal.stat().st_size == 0  # checkpointed once, at the end
     assert query(tmp_path, "SELECT n FROM serpstat.probe ORDER BY n") == [(1,), (2,)]
+
+
+@pytest.mark.parametrize("limit", [5_001, 5_008, 5_009])
+def test_a_budget_below_a_reads_full_cost_skips_it_before_paying_for_rows(tmp_path, emulator, limit):
+    """5,000 rows at pages of 1,000 cost 5,009 on a first pull (count, rows, 8 seam probes). The
+    budget checks counted the rows alone: a limit of 5,001-5,008 let the read start, paid for
+    nearly every row, then ran out at the last seams and threw them all away."""
+    emulator.set_profile("five.com", 5_000)
+    report = run_pipeline(tmp_path, emulator, ["five.com"], kind="full",
+                          settings_options={"max_credits_per_run": limit})
+    row = ledger(tmp_path, "five.com")
+    if limit >= snapshot_cost(5_000):
+        assert (row["status"], row["rows_loaded"], emulator.api.credits_charged) == ("complete", 5_000, 5_009)
+        return
+    assert (row["status"], row["rows_loaded"], report.exit_code) == ("skipped_budget", 0, 1)
+    assert emulator.api.credits_charged == row["credits_spent"] == 1  # the count alone
+    # known from the ledger now? No complete pull yet: the next run counts again, for 1 credit
+    emulator.api.clear_log()
+    run_pipeline(tmp_path, emulator, ["five.com"], DAY + dt.timedelta(days=1), kind="full",
+                 settings_options={"max_credits_per_run": limit})
+    assert emulator.api.credits_charged == 1
+
+
+@pytest.mark.parametrize("limit", [5_001, 5_007, 5_008])
+def test_a_later_pull_whose_full_cost_does_not_fit_is_skipped_without_a_request(tmp_path, emulator, limit):
+    """The previous complete pull says 5,000 rows: reading them again costs 5,008 (no count). A
+    limit below that skips the snapshot before any request; it used to read page 1 and more."""
+    emulator.set_profile("five.com", 5_000)
+    run_pipeline(tmp_path, emulator, ["five.com"], kind="full")
+    emulator.api.clear_log()
+    report = run_pipeline(tmp_path, emulator, ["five.com"], DAY + dt.timedelta(days=7), kind="full",
+                          settings_options={"max_credits_per_run": limit})
+    status = ledger(tmp_path, "five.com")["status"]
+    if limit >= snapshot_cost(5_000, first_pull=False):
+        assert (status, emulator.api.credits_charged) == ("complete", 5_008)
+        return
+    assert (status, report.exit_code, ref_requests(emulator)) == ("skipped_budget", 1, [])

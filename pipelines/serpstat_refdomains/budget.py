@@ -4,6 +4,7 @@ thread of the run (README: Configuration, `max_credits_per_run`)."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterable
 
@@ -20,6 +21,14 @@ from .errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def read_cost(rows: int, page_size: int) -> int:
+    """Credits of reading `rows` (known from a count) in pages of `page_size`: the rows, 1 for an
+    empty result, and the shift guard's two 1-row probes at each seam between pages. A budget
+    check that counted the rows alone let a read start that could not finish: its rows were
+    paid for, then thrown away when the budget ran out at the last seams."""
+    return max(rows, 1) + 2 * max(math.ceil(rows / page_size) - 1, 0)
 
 
 class Budget:

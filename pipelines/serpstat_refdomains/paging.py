@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from . import constants as S
-from .budget import Budget, BudgetExhausted
+from .budget import Budget, BudgetExhausted, read_cost
 from .client import RefDomainsPage, SerpstatClient
 from .config import Target
 from .errors import DepthCapError, SerpstatError
@@ -212,15 +212,16 @@ class SnapshotFetcher:
                 return _Split(f"{total} rows")
             pages = math.ceil(total / size)
             if probe and total > 0:
-                if not self.budget.fits(total):  # known from the count: skip it for 1 credit, not a page
-                    raise _budget_error(total, self.budget)
+                if not self.budget.fits(read_cost(total, size)):  # known from the count: 1 credit, not a page
+                    raise _budget_error(read_cost(total, size), self.budget)
                 first = self._page(part, 1, size)
                 if first.total != total:
                     return _moved(total, first.total)
             if pages == 0:
                 return _Verified(0, [])
-            if not self.budget.fits(total - first.count):
-                raise _budget_error(total - first.count, self.budget)
+            still = total - first.count + 2 * (pages - 1)  # the rows after page 1 and every seam
+            if not self.budget.fits(still):
+                raise _budget_error(still, self.budget)
             return self._read_pages(part, first, total, pages, size)
         except _DepthCapped as capped:
             if capped.offset > 0:

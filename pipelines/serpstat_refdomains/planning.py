@@ -15,6 +15,7 @@ import dlt
 
 from . import constants as S
 from . import ledger
+from .budget import read_cost
 from .config import Settings
 from .ledger import LedgerRow
 from .paging import SnapshotSpec, snapshot_key
@@ -94,7 +95,7 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
                 previous_rows=previous_full[-1].rows_loaded if previous_full and snapshot_kind == "full" else None,
                 **_what_the_ledger_knows(same_kind),
             )
-            estimate = max(same_kind[-1].expected_total, 1) if same_kind else None
+            estimate = read_cost(same_kind[-1].expected_total, settings.page_size) if same_kind else None
             planned = PlannedSnapshot(spec, existing, estimate, rows_now)
             if existing and existing.status == S.STATUS_COMPLETE and existing.filter_hash == settings.filter_hash \
                     and agrees and not force:
