@@ -203,3 +203,40 @@ def test_token_is_nowhere_after_a_faulty_debug_session(tmp_path, emulator):
     secret = TOKEN.encode()
     hits = [str(p.relative_to(tmp_path)) for p in files if secret in p.read_bytes()]
     assert hits == [], f"the token is in {hits}"
+
+
+def test_a_row_rejected_for_want_of_a_name_makes_no_donor_lost(tmp_path, emulator):
+    """An outside review: one donor's row sent without a name in week 2 of three made a complete
+    snapshot without that donor, so lost_ref_domains said it was lost in week 2 and
+    new_ref_domains that it returned in week 3. A snapshot with a nameless row proves no absence:
+    a donor missing from it is lost only when the next snapshot that lists every donor lacks it
+    too, and then it was last seen where it was last held."""
+    import datetime as dt
+
+    emulator.set_profile("nameless.com", 300)
+    donors = sorted(emulator.graph.active("nameless.com", DAY), key=lambda d: d.name)
+    blurred, gone = donors[10], donors[20]
+    weeks = [DAY + dt.timedelta(days=7 * w) for w in range(3)]
+
+    def no_name(donor, row):
+        if donor.name == blurred.name:
+            row["domain_from"] = None
+        return row
+
+    for week, day in enumerate(weeks):
+        emulator.today = day
+        emulator.faults.clear()
+        if week == 1:  # the nameless row, and a donor whose links really go
+            emulator.faults.add(Fault("rewrite_rows", query="nameless.com", rewrite=no_name, times=-1))
+            emulator.graph.remove_donors("nameless.com", [gone])
+        report = run_pipeline(tmp_path, emulator, ["nameless.com"], day, kind="full", build_models=True)
+        assert report.exit_code == 0 and report.models_built
+    rejected = query(tmp_path, "SELECT snapshot_date, status, rows_rejected FROM serpstat.snapshots ORDER BY 1")
+    assert [(str(d), s, r) for d, s, r in rejected] == [
+        (str(weeks[0]), "complete", 0), (str(weeks[1]), "complete", 1), (str(weeks[2]), "complete", 0)]
+    lost = query(tmp_path, "SELECT ref_domain, lost_on, last_seen_on, returned_on FROM serpstat.lost_ref_domains")
+    # the real loss is seen in week 3, the first snapshot since that lists every donor; the
+    # nameless donor is neither lost nor back
+    assert [(r, str(on), str(seen), back) for r, on, seen, back in lost] == [
+        (gone.name, str(weeks[2]), str(weeks[0]), None)]
+    assert query(tmp_path, "SELECT count(*) FROM serpstat.new_ref_domains") == [(0,)]

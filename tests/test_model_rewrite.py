@@ -333,13 +333,14 @@ def random_history(seed: int, series: list[tuple] = SERIES) -> tuple[list[tuple]
 def _warehouse(ledger: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("CREATE TABLE snapshots (snapshot_key VARCHAR, target_domain VARCHAR, search_type VARCHAR, "
-                "filter_hash VARCHAR, snapshot_kind VARCHAR, snapshot_date DATE, status VARCHAR, rows_loaded BIGINT)")
+                "filter_hash VARCHAR, snapshot_kind VARCHAR, snapshot_date DATE, status VARCHAR, rows_loaded BIGINT, "
+                "rows_rejected BIGINT DEFAULT 0)")
     con.execute("CREATE TABLE ref_domains (snapshot_key VARCHAR, ref_domain VARCHAR, registrable_domain VARCHAR, "
                 "domain_rank BIGINT, ref_pages BIGINT)")
     con.execute("CREATE TABLE stg_ref_domain_names (ref_domain VARCHAR, ref_domain_unicode VARCHAR)")
     con.execute("CREATE TABLE target_competitors (target_domain VARCHAR, search_type VARCHAR, "
                 "competitor_domain VARCHAR, competitor_search_type VARCHAR)")  # the link gap's input: none here
-    con.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ledger)
+    con.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", ledger)
     if rows:
         con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?)", rows)
     con.execute("INSERT INTO stg_ref_domain_names VALUES ('xn--bcher-kva.de', 'bücher.de')")
