@@ -286,7 +286,7 @@ def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
     with pipeline.sql_client() as client:
         # The run's loads are committed but, with the database held open, not yet written to the
         # file: DuckDB holds them as in-memory table data (72 MB after week 2 of the year soak,
-        # whose build then failed at 256MB with "failed to pin block", all of the pool pinned).
+        # whose build then failed at 256MB with "failed to pin block": nothing left to evict).
         # Written now, they are file pages the build may evict; the same write would otherwise
         # happen when the run closes the database.
         client.execute_sql("CHECKPOINT")
