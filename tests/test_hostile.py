@@ -208,9 +208,9 @@ def test_token_is_nowhere_after_a_faulty_debug_session(tmp_path, emulator):
 def test_a_row_rejected_for_want_of_a_name_makes_no_donor_lost(tmp_path, emulator):
     """An outside review: one donor's row sent without a name in week 2 of three made a complete
     snapshot without that donor, so lost_ref_domains said it was lost in week 2 and
-    new_ref_domains that it returned in week 3. A snapshot with a nameless row proves no absence:
-    a donor missing from it is lost only when the next snapshot that lists every donor lacks it
-    too, and then it was last seen where it was last held."""
+    new_ref_domains that it returned in week 3. A full snapshot with a nameless row proves no
+    absence: the models compare around it, so a donor really gone since week 1 is lost in week 3,
+    last seen in week 1, and the nameless one is neither lost nor back."""
     import datetime as dt
 
     emulator.set_profile("nameless.com", 300)
@@ -240,3 +240,24 @@ def test_a_row_rejected_for_want_of_a_name_makes_no_donor_lost(tmp_path, emulato
     assert [(r, str(on), str(seen), back) for r, on, seen, back in lost] == [
         (gone.name, str(weeks[2]), str(weeks[0]), None)]
     assert query(tmp_path, "SELECT count(*) FROM serpstat.new_ref_domains") == [(0,)]
+
+
+def test_a_baseline_with_a_nameless_row_makes_no_donor_new(tmp_path, emulator):
+    """The second review: the first full snapshot (the baseline) had one donor's row without a
+    name, so the next week's snapshot reported that donor NEW, with an alert. Present throughout."""
+    import datetime as dt
+
+    emulator.set_profile("baseline.com", 200)
+    blurred = sorted(emulator.graph.active("baseline.com", DAY), key=lambda d: d.name)[5]
+    for week in range(3):
+        day = DAY + dt.timedelta(days=7 * week)
+        emulator.today = day
+        emulator.faults.clear()
+        if week == 0:
+            emulator.faults.add(Fault("rewrite_rows", query="baseline.com", times=-1,
+                                      rewrite=lambda donor, row: {**row, "domain_from": None}
+                                      if donor.name == blurred.name else row))
+        assert run_pipeline(tmp_path, emulator, ["baseline.com"], day, kind="full", build_models=True).exit_code == 0
+    assert query(tmp_path, "SELECT count(*) FROM serpstat.new_ref_domains") == [(0,)]
+    assert query(tmp_path, "SELECT count(*) FROM serpstat.lost_ref_domains") == [(0,)]
+    assert query(tmp_path, "SELECT count(*) FROM serpstat.ref_domain_changes") == [(0,)]

@@ -2,10 +2,6 @@
 -- The changes between consecutive complete full snapshots of a series, one row per domain and
 -- change: `added` at F(i+1) when it is in F(i+1) and not in F(i), `removed` at F(i+1) when it is
 -- in F(i) and not in F(i+1). What new_ref_domains (added) and lost_ref_domains (removed) read.
--- Only a snapshot that lists every donor (no row rejected for want of a name) proves an absence:
--- a domain missing from one with rejected rows is neither removed there nor added again after
--- it; when it is still missing from the next snapshot that lists every donor, it is removed
--- there, last seen where it was last held.
 --
 -- One window over (series, domain) ordered by snapshot number gives each full row the snapshots
 -- that held the same domain just before and after it: one sort of the history instead of an
@@ -39,56 +35,19 @@ held as (
     where snapshot_kind = 'full'
 ),
 
--- a gap either side of the row: the few rows that may change something
+-- F0, the baseline, adds nothing; a row of the series' last snapshot is removed from no later
+-- one: both drop out at the join with the snapshot the change is seen in, below
 flagged as (
     select
         held.*,
-        held_seq_before is null or held_seq_before < full_seq - 1 as gap_before,
-        held_seq_after is null or held_seq_after > full_seq + 1 as gap_after
+        held_seq_before is null or held_seq_before < full_seq - 1 as added_here,
+        held_seq_after is null or held_seq_after > full_seq + 1 as removed_next
     from held
 ),
 
-gapped_rows as (
-    select * from flagged
-    where gap_before or gap_after
-),
-
--- the full snapshot each change is seen in, and the one before it
-seen_in as (
-    select
-        series_key,
-        target_domain,
-        search_type,
-        full_seq,
-        snapshot_date,
-        previous_full_date,
-        next_conclusive_full_seq,
-        last_full_seq
-    from readable
-    where snapshot_kind = 'full'
-),
-
--- A gap counts where a snapshot that lists every donor lies in it. F0, the baseline, adds
--- nothing, and a row with no such snapshot after it is removed from none: both drop out at the
--- join with the snapshot the change is seen in, below.
 changed_rows as (
-    select
-        gapped_rows.*,
-        gapped_rows.held_seq_before is null
-        or coalesce(held_before.next_conclusive_full_seq < gapped_rows.full_seq, false) as added_here,
-        coalesce(
-            gapped_rows.held_seq_after is null
-            or gapped_rows.held_seq_after > held_here.next_conclusive_full_seq,
-            false
-        ) as removed_next,
-        held_here.next_conclusive_full_seq as removal_seq
-    from gapped_rows
-    inner join seen_in as held_here
-        on held_here.series_key = gapped_rows.series_key
-        and held_here.full_seq = gapped_rows.full_seq
-    left join seen_in as held_before
-        on held_before.series_key = gapped_rows.series_key
-        and held_before.full_seq = gapped_rows.held_seq_before
+    select * from flagged
+    where added_here or removed_next
 ),
 
 -- a domain held in F(i) only is both added at F(i) and removed at F(i+1): two rows
@@ -102,11 +61,18 @@ events as (
     select
         changed_rows.*,
         change_kinds.change,
-        case when change_kinds.change = 'added' then full_seq else removal_seq end as change_seq
+        case when change_kinds.change = 'added' then full_seq else full_seq + 1 end as change_seq
     from changed_rows
     inner join change_kinds
         on (change_kinds.change = 'added' and changed_rows.added_here)
         or (change_kinds.change = 'removed' and changed_rows.removed_next)
+),
+
+-- the full snapshot each change is seen in, and the one before it
+seen_in as (
+    select series_key, target_domain, search_type, full_seq, snapshot_date, previous_full_date, last_full_seq
+    from readable
+    where snapshot_kind = 'full'
 ),
 
 final as (
@@ -116,10 +82,7 @@ final as (
         seen_in.search_type,
         seen_in.full_seq,
         seen_in.snapshot_date,
-        -- a removed domain was last seen in the snapshot that held it
-        case
-            when events.change = 'removed' then events.snapshot_date else seen_in.previous_full_date
-        end as previous_snapshot_date,
+        seen_in.previous_full_date as previous_snapshot_date,
         events.ref_domain,
         events.ref_domain_unicode,
         events.change,

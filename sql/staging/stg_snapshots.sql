@@ -20,12 +20,14 @@ complete as (
         filter_hash,
         snapshot_kind,
         snapshot_date,
-        rows_loaded,
-        -- every row the API sent had a usable name: only such a snapshot proves a domain absent
-        -- (a row rejected for want of a name may have been any donor)
-        coalesce(rows_rejected, 0) = 0 as lists_every_donor
+        rows_loaded
     from ledger
     where status = 'complete'
+        -- A full snapshot missing a row for want of a usable name proves no donor absent (the
+        -- row may have been any of them): comparing it would report a donor lost, or new again,
+        -- or a gap opened and closed, that never changed. Its series compares around it. A
+        -- last_week pull lists new donors only: one missing name hides one, so it is kept.
+        and (snapshot_kind <> 'full' or coalesce(rows_rejected, 0) = 0)
 ),
 
 rows_present as (
@@ -83,32 +85,14 @@ previous_full as (
     group by snapshot.snapshot_key
 ),
 
--- The first full snapshot after each full one that lists every donor: where a domain held in
--- the earlier one and missing since is seen lost (int_full_snapshot_changes).
-next_conclusive as (
-    select
-        snapshot.snapshot_key,
-        min(later.full_seq) as next_conclusive_full_seq
-    from numbered as snapshot
-    inner join numbered as later
-        on later.series_key = snapshot.series_key
-        and later.snapshot_kind = 'full'
-        and later.lists_every_donor
-        and later.full_seq > snapshot.full_seq
-    where snapshot.snapshot_kind = 'full'
-    group by snapshot.snapshot_key
-),
-
 placed as (
     select
         numbered.*,
         previous_full.previous_full_seq,
         previous_full.previous_full_date,
-        next_conclusive.next_conclusive_full_seq,
         max(numbered.full_seq) over (partition by numbered.series_key) as last_full_seq
     from numbered
     left join previous_full on previous_full.snapshot_key = numbered.snapshot_key
-    left join next_conclusive on next_conclusive.snapshot_key = numbered.snapshot_key
 )
 
 select * from placed
