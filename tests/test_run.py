@@ -290,3 +290,17 @@ def test_a_later_pull_whose_full_cost_does_not_fit_is_skipped_without_a_request(
         assert (status, emulator.api.credits_charged) == ("complete", 5_008)
         return
     assert (status, report.exit_code, ref_requests(emulator)) == ("skipped_budget", 1, [])
+
+
+def test_a_budget_equal_to_a_reads_cost_completes_it_when_its_last_page_is_short(tmp_path, emulator):
+    """The second review: 5,001 rows cost 5,011 on a later pull, and a budget of exactly 5,011
+    ended skipped_budget with 5,001-5,003 credits paid (5 runs in 6): the last page, one row, held
+    a whole page of the budget while the seam probes asked, and one was refused."""
+    emulator.set_profile("five.com", 5_001)
+    run_pipeline(tmp_path, emulator, ["five.com"], kind="full")
+    for week in range(1, 4):  # the refusal depended on timing: several pulls
+        emulator.api.clear_log()
+        run_pipeline(tmp_path, emulator, ["five.com"], DAY + dt.timedelta(days=7 * week), kind="full",
+                     settings_options={"max_credits_per_run": snapshot_cost(5_001, first_pull=False)})
+        row = ledger(tmp_path, "five.com")
+        assert (row["status"], row["rows_loaded"], emulator.api.credits_charged) == ("complete", 5_001, 5_011), week

@@ -295,7 +295,8 @@ class SnapshotFetcher:
         edges = [(_name(first.rows[0]), _name(first.rows[-1]))]
         probes: list[tuple[int, Any, Any]] = []  # (offset, expected name, future or page)
         try:
-            for number, page in zip(range(2, pages + 1), self._pages(part, range(2, pages + 1), size), strict=False):
+            for number, page in zip(range(2, pages + 1), self._pages(part, range(2, pages + 1), size, total),
+                                    strict=False):
                 if page.total != total:
                     return _moved(total, page.total)
                 short = _short_page(page, number, total, size)
@@ -332,15 +333,19 @@ class SnapshotFetcher:
         the cap would cost every row read before it, read again after the split."""
         return total <= size or math.ceil(total / size) * size <= self.depth_cap
 
-    def _pages(self, part: Partition, numbers: range, size: int) -> Iterator[RefDomainsPage]:
+    def _pages(self, part: Partition, numbers: range, size: int, total: int) -> Iterator[RefDomainsPage]:
         """Pages in order, fetched concurrently within a bounded window (the rate limiter paces them)."""
-        page = partial(self._page, part, size=size)
+        page = partial(self._page, part, size=size, total=total)
         if self.executor is None or len(numbers) <= 1:
             return map(page, numbers)
         return in_order(self.executor, page, numbers, self.window)
 
-    def _page(self, part: Partition, number: int, size: int) -> RefDomainsPage:
-        self.budget.reserve(size)
+    def _page(self, part: Partition, number: int, size: int, total: int | None = None) -> RefDomainsPage:
+        # The most it can cost: a page, or what is left of a known total on its last page. A
+        # whole page held for a last page of one row refused a seam probe of a budget that
+        # had room for the read, after every row was paid for.
+        most = size if total is None else max(1, min(size, total - (number - 1) * size))
+        self.budget.reserve(most)
         charged = 0
         try:
             page = self.client.get_ref_domains(
@@ -353,7 +358,7 @@ class SnapshotFetcher:
             charged = error.charge  # a page billed and then found unusable is still paid for
             raise
         finally:
-            self.budget.settle(size, charged)
+            self.budget.settle(most, charged)
             with self._lock:
                 self.stats.requests += 1
                 self.stats.credits_spent += charged
