@@ -137,3 +137,35 @@ def test_a_runs_loads_are_written_to_the_file_before_its_models_build(tmp_path, 
         models.build = real_build
     assert report.exit_code == 0 and report.models_built
     assert seen["in_memory_mb"] < 1, seen
+
+
+def test_a_models_build_that_runs_out_of_duckdb_memory_is_built_again_with_twice_the_limit(
+        tmp_path, emulator, caplog):
+    """DuckDB does not spill everything: the year soak's builds ran out of 512MB in week 5 (and of
+    256MB in week 2) where bigger later builds did not, and the run exited 1 with its models
+    stale. The build is rolled back and built again with twice the limit. Here the first attempt
+    also aggregates one list DuckDB cannot spill: 400,000 strings do not fit 128MB, but 256MB."""
+    from serpstat_refdomains import models
+
+    emulator.set_profile("tight.com", 300)
+    limits: list[str] = []
+    real_build = models.build
+
+    def build(pipeline, *args, **kwargs):
+        with pipeline.sql_client() as client:
+            limits.append(client.execute_sql("SELECT current_setting('memory_limit')")[0][0])
+            client.execute_sql("SELECT length(list(repeat('x', 200) || i::VARCHAR)) FROM range(400000) t(i)")
+        return real_build(pipeline, *args, **kwargs)
+
+    models.build = build
+    try:
+        with caplog.at_level("WARNING"):
+            report = run_pipeline(tmp_path, emulator, ["tight.com"], build_models=True,
+                                  settings_options={"duckdb_memory_limit": "128MB"})
+    finally:
+        models.build = real_build
+    assert limits == ["122.0 MiB", "244.1 MiB"]  # 128MB, then 256MB
+    assert report.exit_code == 0 and report.models_built and report.models_error is None
+    assert "ran out of duckdb_memory_limit 128MB" in caplog.text and "building it again with 256MB" in caplog.text
+    with duckdb.connect(str(tmp_path / "refdomains.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM serpstat.ref_domains_current").fetchone() == (300,)

@@ -271,6 +271,17 @@ def _megabytes(memory_limit: str) -> float:
     return megabytes
 
 
+def out_of_duckdb_memory(error: BaseException) -> bool:
+    """DuckDB ran out of its memory limit: what it held could not be spilled."""
+    import duckdb
+
+    return isinstance(unwrap(error), duckdb.OutOfMemoryException)
+
+
+def doubled_memory_limit(memory_limit: str) -> str:
+    return f"{int(_megabytes(memory_limit) * 2)}MB"
+
+
 def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
     """On DuckDB, give the models build the run's whole memory limit and a thread per 1GB of it.
 
