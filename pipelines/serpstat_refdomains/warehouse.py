@@ -285,11 +285,10 @@ def doubled_memory_limit(memory_limit: str) -> str:
 def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
     """On DuckDB, give the models build the run's whole memory limit and a thread per 1GB of it.
 
-    The build joins and aggregates over the whole history; each thread pins its own hash tables,
-    so threads at DuckDB's bare minimum (128MB each) filled the pool with pinned blocks and failed
-    instead of spilling. One thread below 1GB also ran faster here: the other core is busy with
-    the run's Python. Never RESET: in DuckDB 1.5 `RESET memory_limit` reads back as reset but
-    leaves the buffer pool at the loads' limit.
+    The build joins and aggregates over the whole history and each thread holds its own hash
+    tables: DuckDB's guide asks 1-4 GB a thread, and below 1GB one thread also ran faster here (the
+    other core is busy with the run's Python). Never RESET: in DuckDB 1.5 `RESET memory_limit`
+    reads back as reset but leaves the buffer pool at the loads' limit.
     """
     if destination_type(pipeline) != "duckdb":
         return
