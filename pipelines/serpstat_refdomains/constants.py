@@ -39,14 +39,12 @@ DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
 # pool fills up to the limit once the database outgrows it: a run's peak RSS is the process plus
 # the limit.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
-# DuckDB's stated minimum per thread (about 125MB), and the smallest duckdb_memory_limit accepted.
+# DuckDB's stated minimum per thread (about 125MB): the models build gets a thread per this much
+# of the limit, up to the cores; also the smallest duckdb_memory_limit accepted. Fewer threads do
+# not make a build fit: week 5 of the year soak ran out of 512MB on one thread as on two
+# (pipeline.build_models then builds again with twice the limit), and on one thread the build of
+# 28 weeks took 40 s alone on the machine, on the way past 60 s at a year.
 MIN_DUCKDB_MEMORY_MB = 128
-# The models build gets one thread per this much of the limit (DuckDB's guide: 1-4 GB a thread).
-# Each thread holds its own hash tables; on this 2-core machine one thread also built a 12-week
-# history faster than two at 512MB (21.0 s against 26.0 s), the other core being busy with the
-# run. It does not make a build fit: week 5 of the year soak ran out of 512MB on one thread as
-# on two (pipeline.build_models then builds again with twice the limit).
-MEMORY_MB_PER_MODELS_THREAD = 1024
 # Loads stream on one thread in this share of the limit, and at least LOAD_MEMORY_MB.
 LOAD_MEMORY_SHARE = 4
 LOAD_MEMORY_MB = 128

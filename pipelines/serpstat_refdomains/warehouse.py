@@ -283,16 +283,16 @@ def doubled_memory_limit(memory_limit: str) -> str:
 
 
 def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
-    """On DuckDB, give the models build the run's whole memory limit and a thread per 1GB of it.
+    """On DuckDB, give the models build the run's whole memory limit and the threads it can feed.
 
-    The build joins and aggregates over the whole history and each thread holds its own hash
-    tables: DuckDB's guide asks 1-4 GB a thread, and below 1GB one thread also ran faster here (the
-    other core is busy with the run's Python). Never RESET: in DuckDB 1.5 `RESET memory_limit`
-    reads back as reset but leaves the buffer pool at the loads' limit.
+    The build runs after the fetching is done, so every core that has the 128MB DuckDB needs for
+    a thread gets one (at 64MB, two threads of a join could not pin their blocks and failed
+    instead of spilling). Never RESET: in DuckDB 1.5 `RESET memory_limit` reads back as reset but
+    leaves the buffer pool at the loads' limit.
     """
     if destination_type(pipeline) != "duckdb":
         return
-    threads = max(1, min(os.cpu_count() or 1, int(_megabytes(memory_limit) // S.MEMORY_MB_PER_MODELS_THREAD)))
+    threads = max(1, min(os.cpu_count() or 1, int(_megabytes(memory_limit) // S.MIN_DUCKDB_MEMORY_MB)))
     with pipeline.sql_client() as client:
         # The run's loads are committed but, with the database held open, not yet written to the
         # file: DuckDB holds them as in-memory table data (72 MB after week 2 of the year soak,
