@@ -295,10 +295,9 @@ def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
     threads = max(1, min(os.cpu_count() or 1, int(_megabytes(memory_limit) // S.MIN_DUCKDB_MEMORY_MB)))
     with pipeline.sql_client() as client:
         # The run's loads are committed but, with the database held open, not yet written to the
-        # file: DuckDB holds them as in-memory table data (72 MB after week 2 of the year soak,
-        # whose build then failed at 256MB with "failed to pin block": nothing left to evict).
-        # Written now, they are file pages the build may evict; the same write would otherwise
-        # happen when the run closes the database.
+        # file: DuckDB holds them as in-memory table data (72 MB after week 2 of the year soak),
+        # memory the build cannot evict. Written now, they are file pages it may; the same write
+        # would otherwise happen when the run closes the database.
         client.execute_sql("CHECKPOINT")
         client.execute_sql(f"SET memory_limit = '{memory_limit}'")
         client.execute_sql(f"SET threads = {threads}")
