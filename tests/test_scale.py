@@ -113,7 +113,7 @@ def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path,
     assert 0 < over_cap[0] <= SHORT_CAP + 1 and all(excess <= 0 for excess in over_cap[1:]), over_cap
 
 
-def test_a_runs_loads_are_written_to_the_file_before_its_models_build(tmp_path, emulator):
+def test_a_runs_loads_are_written_to_the_file_before_its_models_build(tmp_path, emulator, monkeypatch):
     """With the database held open through a run, its loads stayed in DuckDB's memory as table
     data until the end of the run: week 2 of the year soak built its models with 72 MB of them
     and failed at 256MB ("failed to pin block"). The build now starts with none in memory."""
@@ -130,17 +130,14 @@ def test_a_runs_loads_are_written_to_the_file_before_its_models_build(tmp_path, 
                 "WHERE tag = 'IN_MEMORY_TABLE'")[0][0]
         return real_build(pipeline, *args, **kwargs)
 
-    models.build = build
-    try:
-        report = run_pipeline(tmp_path, emulator, ["held.com"], build_models=True)
-    finally:
-        models.build = real_build
+    monkeypatch.setattr(models, "build", build)
+    report = run_pipeline(tmp_path, emulator, ["held.com"], build_models=True)
     assert report.exit_code == 0 and report.models_built
     assert seen["in_memory_mb"] < 1, seen
 
 
 def test_a_models_build_that_runs_out_of_duckdb_memory_is_built_again_with_twice_the_limit(
-        tmp_path, emulator, caplog):
+        tmp_path, emulator, caplog, monkeypatch):
     """DuckDB does not spill everything: the year soak's builds ran out of 512MB in week 5 (and of
     256MB in week 2) where bigger later builds did not, and the run exited 1 with its models
     stale. The build is rolled back and built again with twice the limit. Here the first attempt
@@ -157,13 +154,10 @@ def test_a_models_build_that_runs_out_of_duckdb_memory_is_built_again_with_twice
             client.execute_sql("SELECT length(list(repeat('x', 200) || i::VARCHAR)) FROM range(400000) t(i)")
         return real_build(pipeline, *args, **kwargs)
 
-    models.build = build
-    try:
-        with caplog.at_level("WARNING"):
-            report = run_pipeline(tmp_path, emulator, ["tight.com"], build_models=True,
-                                  settings_options={"duckdb_memory_limit": "128MB"})
-    finally:
-        models.build = real_build
+    monkeypatch.setattr(models, "build", build)
+    with caplog.at_level("WARNING"):
+        report = run_pipeline(tmp_path, emulator, ["tight.com"], build_models=True,
+                              settings_options={"duckdb_memory_limit": "128MB"})
     assert limits == ["122.0 MiB", "244.1 MiB"]  # 128MB, then 256MB
     assert report.exit_code == 0 and report.models_built and report.models_error is None
     assert "ran out of duckdb_memory_limit 128MB" in caplog.text and "building it again with 256MB" in caplog.text

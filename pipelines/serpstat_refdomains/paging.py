@@ -219,7 +219,7 @@ class SnapshotFetcher:
                     return _moved(total, first.total)
             if pages == 0:
                 return _Verified(0, [])
-            still = total - first.count + 2 * (pages - 1)  # the rows after page 1 and every seam
+            still = read_cost(total, size) - first.count  # the rows after page 1 and every seam
             if not self.budget.fits(still):
                 raise _budget_error(still, self.budget)
             return self._read_pages(part, first, total, pages, size)
