@@ -219,9 +219,11 @@ def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] |
 
 def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | None = None,
               folder: Path | None = None) -> dict:
-    """One models build over `weeks` weekly snapshots written straight from the emulator's truth
-    (what `weeks` clean runs load), with a run's DuckDB settings: the build time at a year of
-    history without replaying the year. Returns rows, seconds and CPU seconds."""
+    """The models builds at `weeks` weekly snapshots written straight from the emulator's truth
+    (what `weeks` clean runs load), with a run's DuckDB settings, without replaying the year: the
+    first build over weeks 1 to N-1 (what an upgrade or `refdomains models --full-refresh` does),
+    then week N's build, in a process of its own for its peak RSS (what a weekly run does: the
+    incremental model compares week N's snapshots only). Returns rows, seconds, CPU seconds, RSS."""
     import dlt
     import pyarrow as pa
 
@@ -241,7 +243,8 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
         for target in targets:
             emulator.graph.set_profile(target.domain, Profile(base_size=max(1, round(target.size / ACTIVE_PER_BASE))))
         names: dict[str, tuple[str, str]] = {}
-        ledger, total = [], 0
+        ledger: list[tuple] = []
+        total, first = 0, {}
         with pipe.sql_client() as client:
             ds = client.fully_qualified_dataset_name()
             client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {ds}")
@@ -281,21 +284,42 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
                     ledger.append((key, target.domain, S_TYPE, kind, day, settings.filter_hash, len(seen)))
             total += len(columns["snapshot_key"])
             _append(pipe, destination, pa.table(columns))
-        with pipe.sql_client() as client:
-            ds = client.fully_qualified_dataset_name()
-            for key, domain, search_type, kind, day, fhash, rows in ledger:
-                client.execute_sql(f"INSERT INTO {ds}.snapshots (snapshot_key, target_domain, search_type, "
-                                   "snapshot_kind, snapshot_date, filter_hash, status, expected_total, rows_loaded, "
-                                   "partitions) VALUES (%s, %s, %s, %s, %s, %s, 'complete', %s, %s, 1)",
-                                   key, domain, search_type, kind, day, fhash, rows, rows)
+            with pipe.sql_client() as client:
+                ds = client.fully_qualified_dataset_name()
+                for key, domain, search_type, kind, day, fhash, rows in ledger:
+                    client.execute_sql(f"INSERT INTO {ds}.snapshots (snapshot_key, target_domain, search_type, "
+                                       "snapshot_kind, snapshot_date, filter_hash, status, expected_total, "
+                                       "rows_loaded, partitions) VALUES (%s, %s, %s, %s, %s, %s, 'complete', %s, "
+                                       "%s, 1)", key, domain, search_type, kind, day, fhash, rows, rows)
+            ledger.clear()
+            if week == weeks - 2:
+                started, cpu = time.perf_counter(), time.process_time()
+                run_pipeline.build_models(pipe, settings)
+                first = {"first_build_seconds": round(time.perf_counter() - started, 2),
+                         "first_build_cpu_seconds": round(time.process_time() - cpu, 2)}
     try:
-        started, cpu = time.perf_counter(), time.process_time()
-        run_pipeline.build_models(pipe, settings)
-        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-        return {"destination": destination, "weeks": weeks, "rows": total, "seconds": round(seconds, 2),
-                "cpu_seconds": round(cpu_seconds, 2), "database_mb": round(dest.size_mb(), 1)}
+        weekly = _measured([PYTHON, "-c", _WEEKLY_BUILD, str(folder), destination, dest.dataset,
+                            ",".join(t.domain for t in targets)], dict(os.environ), folder)
+        if weekly["rc"] != 0:
+            raise RuntimeError(f"week {weeks}'s models build failed: {weekly['err'].strip()[-500:]}")
+        return {"destination": destination, "weeks": weeks, "rows": total, **first,
+                "weekly_build_seconds": round(weekly["s"], 2), "weekly_build_cpu_seconds": round(weekly["cpu"], 2),
+                "weekly_build_peak_rss_mb": round(weekly["rss"], 1), "database_mb": round(dest.size_mb(), 1)}
     finally:
         dest.drop()
+
+
+# week N's models build of models_at, alone in a process: argv = folder, destination, dataset, domains
+_WEEKLY_BUILD = f"""
+import sys, dlt
+from serpstat_refdomains import pipeline as run_pipeline
+from serpstat_refdomains.config import build_settings
+folder, destination, dataset, domains = sys.argv[1:5]
+target = (dlt.destinations.duckdb(folder + "/serpstat_refdomains.duckdb") if destination == "duckdb"
+          else dlt.destinations.postgres({PG_URL!r}))
+pipe = dlt.pipeline("models_at", destination=target, dataset_name=dataset, pipelines_dir=folder + "/p")
+run_pipeline.build_models(pipe, build_settings(domains=domains.split(",")))
+"""
 
 
 S_TYPE = "domain_with_subdomains"

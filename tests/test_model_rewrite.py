@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from serpstat_refdomains import models
 from serpstat_refdomains.models import load_models, render
 
 CONFIRM = 2
@@ -334,21 +335,47 @@ def _warehouse(ledger: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnect
     con = duckdb.connect()
     con.execute("CREATE TABLE snapshots (snapshot_key VARCHAR, target_domain VARCHAR, search_type VARCHAR, "
                 "filter_hash VARCHAR, snapshot_kind VARCHAR, snapshot_date DATE, status VARCHAR, rows_loaded BIGINT, "
-                "rows_rejected BIGINT DEFAULT 0)")
+                "rows_rejected BIGINT DEFAULT 0, finished_at TIMESTAMP WITH TIME ZONE)")
     con.execute("CREATE TABLE ref_domains (snapshot_key VARCHAR, ref_domain VARCHAR, registrable_domain VARCHAR, "
-                "domain_rank BIGINT, ref_pages BIGINT)")
+                "domain_rank BIGINT, ref_pages BIGINT, snapshot_date DATE, snapshot_kind VARCHAR)")
     con.execute("CREATE TABLE stg_ref_domain_names (ref_domain VARCHAR, ref_domain_unicode VARCHAR)")
     con.execute("CREATE TABLE target_competitors (target_domain VARCHAR, search_type VARCHAR, "
                 "competitor_domain VARCHAR, competitor_search_type VARCHAR)")  # the link gap's input: none here
-    con.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", ledger)
+    if ledger:
+        con.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL)", ledger)
     if rows:
-        con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?, NULL, NULL)", rows)
+        con.execute("UPDATE ref_domains SET snapshot_date = snapshots.snapshot_date, snapshot_kind = "
+                    "snapshots.snapshot_kind FROM snapshots WHERE snapshots.snapshot_key = ref_domains.snapshot_key")
     con.execute("INSERT INTO stg_ref_domain_names VALUES ('xn--bcher-kva.de', 'bücher.de')")
-    params = {"lost_confirmation_snapshots": CONFIRM}
-    for model in load_models():
-        kind = "VIEW" if model.materialized == "view" else "TABLE"
-        con.execute(f"CREATE {kind} {model.name} AS {render(model, params)}")
+    build_in(con)
     return con
+
+
+class DuckDBClient:
+    """The little of dlt's sql client that models.materialize uses, on a bare DuckDB connection."""
+    dataset_name = "main"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def execute_sql(self, sql: str, *args) -> list[tuple]:
+        cursor = self.con.execute(sql.replace("%s", "?"), list(args))
+        return cursor.fetchall() if cursor.description else []
+
+    def make_qualified_table_name(self, name: str) -> str:
+        return f"main.{name}"
+
+    def escape_column_name(self, name: str) -> str:
+        return f'"{name}"'
+
+
+def build_in(con: duckdb.DuckDBPyConnection, *, full_refresh: bool = False) -> None:
+    """Every model, as the runner materializes them (incremental ones keep their rows)."""
+    client = DuckDBClient(con)
+    for model in load_models():
+        models.materialize(client, model, render(model, models.model_params(CONFIRM)), "duckdb",
+                           full_refresh=full_refresh)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, select: str) -> list[tuple]:
@@ -410,3 +437,131 @@ def test_layered_models_equal_the_models_before_layering(seed, series):
     filters = con.execute("SELECT DISTINCT filter_hash FROM main.stg_snapshots WHERE target_domain = 'a.com' "
                           "AND search_type = 'domain_with_subdomains' AND snapshot_kind = 'full'").fetchall()
     assert sorted(filters) == [("f1",), ("none",)]
+
+
+# --- incremental: int_snapshot_pair_changes keeps its comparisons between builds -----------------
+EVERY_MODEL = [m.name for m in load_models() if m.materialized != "view"] + \
+    [m.name for m in load_models() if m.materialized == "view"]
+
+
+def _empty_warehouse() -> duckdb.DuckDBPyConnection:
+    return _warehouse([], [])
+
+
+def _put(con: duckdb.DuckDBPyConnection, entry: tuple, names: list[tuple], pulled: int) -> None:
+    """Load one snapshot as a run does: its ledger row and rows replace whatever the key held."""
+    key, day = entry[0], entry[5]
+    con.execute("DELETE FROM snapshots WHERE snapshot_key = ?", [key])
+    con.execute("DELETE FROM ref_domains WHERE snapshot_key = ?", [key])
+    con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                [*entry[:7], len(names), dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=pulled)])
+    if names:
+        con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(*row, day, entry[4]) for row in names])
+
+
+def _state(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    return {name: _rows(con, f"SELECT * FROM main.{name}") for name in EVERY_MODEL}
+
+
+def _rebuilt(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """Every model built from nothing over the same loaded tables, in a database of its own."""
+    fresh = _empty_warehouse()
+    for table in ("snapshots", "ref_domains"):
+        fresh.execute(f"DELETE FROM {table}")
+        fresh.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(con.execute(f'SELECT * FROM {table} LIMIT 0').description))})",
+                          con.execute(f"SELECT * FROM {table}").fetchall())
+    build_in(fresh)
+    return _state(fresh)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_incremental_builds_equal_a_full_rebuild_after_every_load(seed):
+    """Week by week, as runs load them, with what a real history does besides: a snapshot that
+    arrives after later ones (a backfill), one pulled again with other rows (--force), one that
+    stops being readable (cut load) and one that becomes readable again. After every load, every
+    model equals the models built from nothing over the same tables, row for row."""
+    rng = random.Random(1000 + seed)
+    ledger, rows = random_history(seed, SERIES_WITH_FILTER_CHANGE)
+    by_key: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_key.setdefault(row[0], []).append(row[1:])
+    fulls = [e for e in ledger if e[4] == "full" and e[6] == "complete" and len(by_key.get(e[0], [])) == e[7]]
+    late = set(e[0] for e in rng.sample(fulls[1:], 2))  # loaded two weeks after their date
+    con = _empty_warehouse()
+    pulled = 0
+    days = sorted({e[5] for e in ledger})
+    events = {"reloaded": 0, "cut": 0, "mended": 0, "backfilled": 0}
+    for step, day in enumerate(days):
+        todays = [e for e in ledger if e[5] == day and e[0] not in late]
+        todays += [e for e in ledger if e[0] in late and e[5] == day - dt.timedelta(weeks=2)]
+        events["backfilled"] += sum(e[0] in late for e in todays)
+        for entry in todays:
+            pulled += 1
+            _put(con, entry, [(entry[0], *r) for r in by_key.get(entry[0], [])], pulled)
+            if entry[7] != len(by_key.get(entry[0], [])):  # the history's cut loads stay cut
+                con.execute("UPDATE snapshots SET rows_loaded = ? WHERE snapshot_key = ?", [entry[7], entry[0]])
+        loaded = [r[0] for r in con.execute("SELECT snapshot_key FROM snapshots WHERE snapshot_kind = 'full' "
+                                            "AND status = 'complete'").fetchall()]
+        if step % 3 == 2 and loaded:  # pulled again: one donor fewer, one more, other metrics
+            key = rng.choice(loaded)
+            names = con.execute("SELECT * FROM ref_domains WHERE snapshot_key = ?", [key]).fetchall()
+            entry = con.execute("SELECT * FROM snapshots WHERE snapshot_key = ?", [key]).fetchone()
+            kept = [(*n[:3], (n[3] or 0) + 1, n[4]) for n in names[1:]] + [(key, f"again{step}.example",
+                                                                             "again.example", 5, 1)]
+            pulled += 1
+            _put(con, entry[:7], kept, pulled)
+            events["reloaded"] += 1
+        if step % 4 == 3 and loaded:  # a load cut between its tables: the snapshot is not readable
+            key = rng.choice(loaded)
+            con.execute("UPDATE snapshots SET rows_loaded = rows_loaded + 1 WHERE snapshot_key = ?", [key])
+            events["cut"] += 1
+        if step % 4 == 1:  # and mended: readable again
+            mended = con.execute("UPDATE snapshots SET rows_loaded = (SELECT count(*) FROM ref_domains r WHERE "
+                                 "r.snapshot_key = snapshots.snapshot_key) WHERE snapshot_kind = 'full' AND "
+                                 "status = 'complete' AND snapshot_key IN (SELECT snapshot_key FROM snapshots "
+                                 "WHERE snapshot_kind = 'full' ORDER BY snapshot_key LIMIT 3)").fetchall()
+            events["mended"] += int(mended[0][0]) if mended else 0
+        build_in(con)
+        assert _state(con) == _rebuilt(con), f"after loading {day}"
+    assert all(events.values()), events
+    # the comparisons were kept, not redone: one marker row per pair listed now, none of pairs gone
+    pairs = con.execute("SELECT count(*) FROM int_full_snapshot_pairs").fetchone()[0]
+    assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE change = 'compared'").fetchone() \
+        == (pairs,)
+    assert pairs > 10
+
+
+def test_a_build_compares_only_the_pairs_a_load_added():
+    """The incremental model runs its SELECT over pending pairs only: a build after one more week
+    compares one pair a series, and a build with nothing new compares none."""
+    ledger, rows = random_history(3)
+    con = _warehouse(ledger, rows)
+    compared = set(con.execute("SELECT pair_key FROM int_snapshot_pair_changes WHERE change = 'compared'")
+                   .fetchall())
+    before = {r[0] for r in con.execute("SELECT pair_key FROM int_full_snapshot_pairs").fetchall()}
+    assert {k for (k,) in compared} == before
+    # tag the kept rows: a build that recompared them would replace their tags' rows
+    con.execute("UPDATE int_snapshot_pair_changes SET registrable_domain = 'kept' WHERE change = 'compared'")
+    build_in(con)
+    assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE change = 'compared' AND "
+                       "registrable_domain = 'kept'").fetchone() == (len(before),)
+    day = START + dt.timedelta(weeks=20)
+    for target, search_type, filter_hash, _ in SERIES:
+        latest = con.execute("SELECT snapshot_key FROM stg_snapshots WHERE target_domain = ? AND search_type = ? "
+                             "AND filter_hash = ? AND snapshot_kind = 'full' ORDER BY snapshot_date DESC LIMIT 1",
+                             [target, search_type, filter_hash]).fetchone()
+        names = con.execute("SELECT * FROM ref_domains WHERE snapshot_key = ?", [latest[0]]).fetchall()
+        key = f"{target}|{search_type}|{filter_hash}|full|{day}"
+        _put(con, (key, target, search_type, filter_hash, "full", day, "complete"),
+             [(key, *n[1:5]) for n in names[1:]], 10_000)
+    build_in(con)
+    assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE change = 'compared' AND "
+                       "registrable_domain = 'kept'").fetchone() == (len(before),)
+    assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE change = 'compared' AND "
+                       "registrable_domain IS NULL").fetchone() == (len(SERIES),)
+    # the week's one lost donor a series, seen through the kept comparisons and the new ones
+    assert con.execute("SELECT count(*) FROM lost_ref_domains WHERE lost_on = ?", [day]).fetchone() == (len(SERIES),)
+    build_in(con, full_refresh=True)
+    assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE registrable_domain = 'kept'") \
+        .fetchone() == (0,)

@@ -13,7 +13,7 @@ import sqlglot
 from sqlglot import exp
 
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
-from serpstat_refdomains.models import ModelGraphError, load_models, render, transpile
+from serpstat_refdomains.models import ModelGraphError, load_models, model_params, render, transpile
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
 from tests.helpers import TOKEN, fast_client, query, run_pipeline
 from tests.model_reference import CONFIRM, LOST_COLUMNS, NEW_COLUMNS, CurrentRow, WeekRow, reference
@@ -167,7 +167,7 @@ def test_filter_change_starts_a_new_series_without_mass_new_or_lost(tmp_path):
 def test_every_model_transpiles(dialect):
     tables = {"ref_domains", "snapshots", "target_competitors"} | {m.name for m in load_models()}
     for model in load_models():
-        sql = transpile(render(model, {"lost_confirmation_snapshots": 2}), dialect, "serpstat", tables)
+        sql = transpile(render(model, model_params(2)), dialect, "serpstat", tables)
         assert "serpstat" in sql and sql.lstrip().upper().startswith(("WITH", "SELECT"))
         # what we emit must read back in the target dialect
         sqlglot.parse_one(sql, read=dialect)
@@ -183,7 +183,7 @@ def _join_blocks(model) -> list[str]:
     """Each join of a model as `<kind> join <what it reads> on <condition>`, with table aliases
     dropped and an import CTE (`x as (select * from model)`) read as the model it imports; and
     each NOT EXISTS anti-join likewise."""
-    tree = sqlglot.parse_one(render(model, {"lost_confirmation_snapshots": 2}), read="duckdb")
+    tree = sqlglot.parse_one(render(model, model_params(2)), read="duckdb")
     imports = {}
     for cte in tree.find_all(exp.CTE):
         select = cte.this
@@ -236,17 +236,20 @@ def test_models_import_what_they_read_at_the_top_and_read_only_lower_layers():
                "marts": {"staging", "intermediate", "marts"}}
     for model in load_models():
         assert {layers[name] for name in model.depends_on} <= allowed[model.layer], model.name
-        tree = sqlglot.parse_one(render(model, {"lost_confirmation_snapshots": 2}), read="duckdb")
+        tree = sqlglot.parse_one(render(model, model_params(2)), read="duckdb")
         ctes = list(tree.args["with_"].expressions) if tree.args.get("with_") else []
         imports = [cte for cte in ctes if [type(e) for e in cte.this.expressions] == [exp.Star]
-                   and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on)]
+                   and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on)
+                   # an incremental model imports its own rows too
+                   or model.materialized == "incremental" and cte.this.sql() == f"SELECT * FROM {model.name}"]
         assert ctes[:len(imports)] == imports, f"{model.name}: import CTEs come first"
-        assert {t.name for cte in imports for t in cte.this.find_all(exp.Table)} == set(model.depends_on)
+        own = {model.name} if model.materialized == "incremental" else set()
+        assert {t.name for cte in imports for t in cte.this.find_all(exp.Table)} == set(model.depends_on) | own
         for cte in [*ctes[len(imports):], tree]:
             body = cte.this if cte is not tree else tree.copy()
             if cte is tree:
                 body.set("with_", None)
-            assert not {t.name for t in body.find_all(exp.Table)} & set(model.depends_on), \
+            assert not {t.name for t in body.find_all(exp.Table)} & (set(model.depends_on) | own), \
                 f"{model.name}: {getattr(cte, 'alias', 'the final select')} reads a model directly"
 
 

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                             description="Rebuild new_ref_domains, lost_ref_domains, ref_domains_weekly and "
                             "ref_domains_current in the pipeline's dataset.")
     _destination_arguments(models)
+    models.add_argument("--full-refresh", action="store_true",
+                        help="compare every pair of snapshots again instead of only the new ones "
+                             "(int_snapshot_pair_changes keeps its comparisons between builds)")
 
     rep = sub.add_parser("report", help="new and lost referring domains and the weekly summary",
                          description="New and lost referring domains (highest domain rank first) and the "
@@ -227,7 +230,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     settings, _ = resolve_settings(need_token=False, need_domains=False)
     loaded = _existing_pipeline(args)
     try:
-        built = build_models(loaded, settings)  # with a run's DuckDB memory limit and spill folder
+        # with a run's DuckDB memory limit and spill folder
+        built = build_models(loaded, settings, full_refresh=args.full_refresh)
     except Exception as error:  # said in one line; the traceback at DEBUG
         logger.debug("models build failed", exc_info=True)
         raise OperationalError(f"the models could not be rebuilt ({_one_line(error)}): the loaded "

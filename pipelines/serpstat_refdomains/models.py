@@ -57,7 +57,11 @@ DIALECTS = {
     "clickhouse": "clickhouse",
     "athena": "athena",
 }
-_MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table)\s*$", re.MULTILINE)
+_MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table|incremental)\s*$", re.MULTILINE)
+# An incremental model keeps its rows between builds: `unique_key` names the column that groups
+# them, `keys` the model that lists the keys still wanted (see materialize_incremental).
+_UNIQUE_KEY = re.compile(r"^--\s*unique_key:\s*(\w+)\s*$", re.MULTILINE)
+_KEYS = re.compile(r"^--\s*keys:\s*(\w+)\s*$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # Warehouses whose `COMMENT ON TABLE/VIEW/COLUMN ... IS '...'` the runner writes.
 COMMENT_DIALECTS = {"duckdb", "postgres"}
@@ -66,6 +70,10 @@ NAMES_TABLE = "stg_ref_domain_names"
 # Marks a dlt schema table as one of ours, so a model dropped from sql/ leaves the schema too.
 MODEL_HINT = "x-refdomains-model"
 _INSERT_BATCH = 5000
+# The loaded rows an incremental model's SELECT reads at most in one step (int_snapshot_pair_changes:
+# the rows of the snapshot pairs it compares): a first build over a year of history is many steps
+# of this size, not one the size of the history.
+PAIR_BATCH_ROWS = 2_000_000
 
 
 # Tables the models read that no SQL file builds: loaded by the pipeline, or kept by this runner.
@@ -81,10 +89,12 @@ class ModelGraphError(ValueError):
 @dataclass(frozen=True)
 class Model:
     name: str
-    materialized: str  # "view" or "table"
+    materialized: str  # "view", "table" or "incremental"
     sql: str  # a SELECT in DuckDB's dialect, with {placeholders}
     layer: str = ""  # the folder under sql/: staging, intermediate or marts
     depends_on: tuple[str, ...] = ()  # the models and loaded tables it reads, as its SQL names them
+    unique_key: str | None = None  # incremental: the column whose values the rows are kept by
+    keys_from: str | None = None  # incremental: the model listing the keys still wanted
 
 
 @dataclass(frozen=True)
@@ -123,8 +133,15 @@ def load_models(root: Traversable | None = None) -> list[Model]:
                                   "model names must be unique across sql/")
         text = file.read_text(encoding="utf-8")
         match = _MATERIALIZED.search(text)
-        models[name] = Model(name=name, materialized=match.group(1) if match else "table", sql=text, layer=layer,
-                             depends_on=_references(name, text))
+        materialized = match.group(1) if match else "table"
+        unique_key, keys_from = _UNIQUE_KEY.search(text), _KEYS.search(text)
+        depends_on = _references(name, text, reads_itself=materialized == "incremental")
+        if materialized == "incremental" and not (unique_key and keys_from and keys_from.group(1) in depends_on):
+            raise ModelGraphError(f"incremental SQL model {name!r} needs `-- unique_key: <column>` and "
+                                  "`-- keys: <model it reads that lists the keys to keep>`")
+        models[name] = Model(name=name, materialized=materialized, sql=text, layer=layer, depends_on=depends_on,
+                             unique_key=unique_key.group(1) if unique_key and materialized == "incremental" else None,
+                             keys_from=keys_from.group(1) if keys_from and materialized == "incremental" else None)
     return _build_order(models)
 
 
@@ -138,15 +155,17 @@ def _sql_files(folder: Traversable, layer: str = "") -> list[tuple[str, Traversa
     return files
 
 
-def _references(name: str, sql: str) -> tuple[str, ...]:
-    """The tables a model's SELECT reads, less its own CTEs: what sqlglot parses for transpile()."""
+def _references(name: str, sql: str, reads_itself: bool = False) -> tuple[str, ...]:
+    """The tables a model's SELECT reads, less its own CTEs (and itself, for an incremental model,
+    which reads the rows it kept): what sqlglot parses for transpile()."""
     try:
         tree = sqlglot.parse_one(_PLACEHOLDER.sub("0", sql), read=SOURCE_DIALECT)
     except ParseError as error:
         raise ModelGraphError(f"SQL model {name!r} does not parse: {str(error).splitlines()[0]}") from None
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     return tuple(sorted({table.name for table in tree.find_all(exp.Table)
-                         if table.name not in ctes and not table.args.get("db")}))
+                         if table.name not in ctes and not (reads_itself and table.name == name)
+                         and not table.args.get("db")}))
 
 
 def _build_order(models: dict[str, Model]) -> list[Model]:
@@ -224,15 +243,23 @@ def destination_dialect(pipeline: dlt.Pipeline) -> str:
         raise ValueError(f"models have no SQL dialect for destination {kind!r}") from None
 
 
+def model_params(lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS) -> dict[str, int]:
+    """The values of the models' {placeholders}."""
+    return {"lost_confirmation_snapshots": int(lost_confirmation_snapshots), "pair_batch_rows": PAIR_BATCH_ROWS}
+
+
 def build(pipeline: dlt.Pipeline,
-          lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS) -> list[str]:
+          lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS, *,
+          full_refresh: bool = False) -> list[str]:
     """Materialize every model in the pipeline's dataset; returns their names.
 
-    Returns [] when nothing has been loaded yet (no ledger to read).
+    Incremental models keep their rows and add what the new snapshots need; `full_refresh`
+    builds them from nothing, as a first build does. Returns [] when nothing has been loaded yet
+    (no ledger to read).
     """
     dialect = destination_dialect(pipeline)
     models = load_models()
-    params = {"lost_confirmation_snapshots": int(lost_confirmation_snapshots)}
+    params = model_params(lost_confirmation_snapshots)
     tables = SOURCE_TABLES | {m.name for m in models}
     with pipeline.sql_client() as client:
         if not _tables_exist(client):
@@ -240,34 +267,97 @@ def build(pipeline: dlt.Pipeline,
             return []
     retired = _retired_models(pipeline, {m.name for m in models})
     with pipeline.sql_client() as client:
-        statements = []
-        if dialect == "postgres":
-            # PostgreSQL multiplies the selectivities of the models' multi-column joins (series +
-            # snapshot number + domain) into an estimate of one row and picks nested loops that
-            # take tens of minutes on a million rows; these are whole-table analytical joins,
-            # where hash joins are right. Fresh statistics help the rest of the plan.
-            statements.append("SET LOCAL enable_nestloop = off")
-            statements += [f"ANALYZE {client.make_qualified_table_name(t)}"
-                           for t in (S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE)]
-        # first, so no view of an earlier version is left reading a model rebuilt below
-        statements += [_drop(client, name, client.make_qualified_table_name(name)) for name in retired]
-        for model in models:
-            target = client.make_qualified_table_name(model.name)
-            select = transpile(render(model, params), dialect, client.dataset_name, tables)
-            kind = "VIEW" if model.materialized == "view" else "TABLE"
-            statements.append(_drop(client, model.name, target))
-            statements.append(f"CREATE {kind} {target} AS {select}")
-            if dialect in COMMENT_DIALECTS:
-                statements += _comments(client, model.name, kind)
-            if dialect == "postgres" and kind == "TABLE":
-                statements.append(f"ANALYZE {target}")
         with client.begin_transaction():
+            if dialect == "postgres":
+                # PostgreSQL multiplies the selectivities of the models' multi-column joins (series +
+                # snapshot number + domain) into an estimate of one row and picks nested loops that
+                # take tens of minutes on a million rows; these are whole-table analytical joins,
+                # where hash joins are right. Fresh statistics help the rest of the plan.
+                client.execute_sql("SET LOCAL enable_nestloop = off")
+                for table in (S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE):
+                    client.execute_sql(f"ANALYZE {client.make_qualified_table_name(table)}")
+            # first, so no view of an earlier version is left reading a model rebuilt below
+            for name in retired:
+                client.execute_sql(_drop(client, name, client.make_qualified_table_name(name)))
             _update_names(client, dialect)
             competitors.ensure_table(client, dialect)  # issue 15: link_gap's input, on any dataset
-            for statement in statements:
-                client.execute_sql(statement)
+            for model in models:
+                select = transpile(render(model, params), dialect, client.dataset_name, tables)
+                materialize(client, model, select, dialect, full_refresh=full_refresh)
     register_in_schema(pipeline, {m.name: m.materialized for m in models})
     return [m.name for m in models]
+
+
+def materialize(client, model: Model, select: str, dialect: str, *, full_refresh: bool = False) -> None:
+    """Build one model from its transpiled SELECT, through a dlt sql client (or one alike)."""
+    target = client.make_qualified_table_name(model.name)
+    if model.materialized == "incremental":
+        materialize_incremental(client, model, select, dialect, full_refresh=full_refresh)
+        kind = "TABLE"
+    else:
+        kind = "VIEW" if model.materialized == "view" else "TABLE"
+        client.execute_sql(_drop(client, model.name, target))
+        client.execute_sql(f"CREATE {kind} {target} AS {select}")
+    if dialect in COMMENT_DIALECTS:
+        for statement in _comments(client, model.name, kind):
+            client.execute_sql(statement)
+    if dialect == "postgres" and kind == "TABLE":
+        client.execute_sql(f"ANALYZE {target}")
+
+
+def materialize_incremental(client, model: Model, select: str, dialect: str, *, full_refresh: bool = False) -> None:
+    """Keep an incremental model's rows and bring them up to date, like dbt's delete+insert.
+
+    The rows of keys that `model.keys_from` no longer lists are deleted; then the model's SELECT,
+    which reads the model itself to leave out the keys it holds, runs again and again until every
+    listed key has rows (each SELECT may take a bounded share of them). A table whose columns are
+    not the catalog's (an older version of the model), or `full_refresh`, starts from nothing.
+    """
+    assert model.unique_key and model.keys_from
+    target = client.make_qualified_table_name(model.name)
+    columns = [c.name for c in catalog()[model.name].columns]
+    if full_refresh or _table_columns(client, model.name) not in (None, columns):
+        client.execute_sql(_drop(client, model.name, target))
+    if _table_columns(client, model.name) is None:
+        types = {c.name: _sql_type(c.data_type, dialect) for c in catalog()[model.name].columns}
+        client.execute_sql(f"CREATE TABLE {target} ("
+                           + ", ".join(f"{client.escape_column_name(c)} {types[c]}" for c in columns) + ")")
+    key = client.escape_column_name(model.unique_key)
+    keys = client.make_qualified_table_name(model.keys_from)
+    client.execute_sql(f"DELETE FROM {target} WHERE {key} NOT IN (SELECT {key} FROM {keys})")
+    listed = ", ".join(client.escape_column_name(c) for c in columns)
+    pending_sql = f"SELECT count(*) FROM {keys} WHERE {key} NOT IN (SELECT {key} FROM {target})"
+    pending = _count(client, pending_sql)
+    while pending:
+        # the column list names each column of the SELECT: one the model lacks fails here
+        client.execute_sql(f"INSERT INTO {target} ({listed}) SELECT {listed} FROM ({select}) model_rows")
+        left = _count(client, pending_sql)
+        if left >= pending:
+            raise ModelGraphError(f"incremental SQL model {model.name!r} added no rows for the {left} keys of "
+                                  f"{model.keys_from} it lacks: its SELECT must return rows for some of them")
+        pending = left
+
+
+def _count(client, sql: str) -> int:
+    rows = client.execute_sql(sql)
+    return int(rows[0][0]) if rows else 0
+
+
+def _table_columns(client, name: str) -> list[str] | None:
+    """A table's columns in order; None if the dataset has no table of that name."""
+    rows = client.execute_sql(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "ORDER BY ordinal_position", client.dataset_name, name)
+    if not rows:
+        return None
+    kind = client.execute_sql(
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        client.dataset_name, name)
+    return [r[0] for r in rows] if kind and "VIEW" not in str(kind[0][0]).upper() else []
+
+
+def _sql_type(data_type: str, dialect: str) -> str:
+    return exp.DataType.build({"bool": "boolean"}.get(data_type, data_type)).sql(dialect=dialect)
 
 
 # --- IDN display names ---------------------------------------------------------------------

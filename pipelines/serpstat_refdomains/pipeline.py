@@ -238,7 +238,7 @@ def _record_without_fetch(pipeline: dlt.Pipeline, planned: PlannedSnapshot, stat
                           requests=stats.requests, error=stats.error)
 
 
-def build_models(pipeline: dlt.Pipeline, settings: Settings) -> list[str]:
+def build_models(pipeline: dlt.Pipeline, settings: Settings, *, full_refresh: bool = False) -> list[str]:
     """The models build of a run and of `refdomains models`; returns the models built.
 
     On DuckDB it runs within `duckdb_memory_limit`, spilling beside the database: the settings
@@ -250,7 +250,7 @@ def build_models(pipeline: dlt.Pipeline, settings: Settings) -> list[str]:
     limit = settings.duckdb_memory_limit
     with duckdb_held_open(pipeline, limit):
         try:
-            return _timed_build(pipeline, settings, limit)
+            return _timed_build(pipeline, settings, limit, full_refresh)
         except Exception as error:
             if destination_type(pipeline) != "duckdb" or not out_of_duckdb_memory(error):
                 raise
@@ -258,12 +258,13 @@ def build_models(pipeline: dlt.Pipeline, settings: Settings) -> list[str]:
             logger.warning("the models build ran out of duckdb_memory_limit %s (%s): building it again with %s; "
                            "set duckdb_memory_limit to %s to spare the first attempt",
                            limit, first_line(unwrap(error)), larger, larger)
-            return _timed_build(pipeline, settings, larger)
+            return _timed_build(pipeline, settings, larger, full_refresh)
 
 
-def _timed_build(pipeline: dlt.Pipeline, settings: Settings, memory_limit: str) -> list[str]:
+def _timed_build(pipeline: dlt.Pipeline, settings: Settings, memory_limit: str, full_refresh: bool) -> list[str]:
     duckdb_for_models(pipeline, memory_limit)
     started, cpu = time.monotonic(), time.process_time()
-    built = models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots)
+    built = models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots,
+                         full_refresh=full_refresh)
     logger.info("models built in %.2fs (%.2fs of CPU)", time.monotonic() - started, time.process_time() - cpu)
     return built

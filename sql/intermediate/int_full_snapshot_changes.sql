@@ -1,103 +1,74 @@
 -- materialized: table
 -- The changes between consecutive complete full snapshots of a series, one row per domain and
 -- change: `added` at F(i+1) when it is in F(i+1) and not in F(i), `removed` at F(i+1) when it is
--- in F(i) and not in F(i+1). What new_ref_domains (added) and lost_ref_domains (removed) read.
+-- in F(i) and not in F(i+1); and `baseline`, each domain of F0, where its history starts. What
+-- new_ref_domains (added) and lost_ref_domains (removed) read, and what tells the other models
+-- whether a full snapshot held a domain: the last change at or before it says.
 --
--- One window over (series, domain) ordered by snapshot number gives each full row the snapshots
--- that held the same domain just before and after it: one sort of the history instead of an
--- anti-join of every snapshot against its neighbour. A table, so that sort runs once a build,
--- not once for each model that reads it. (snapshot_key, ref_domain) is the key of ref_domains:
--- a domain is in a snapshot once.
-with snapshot_rows as (
-    select * from stg_ref_domains
+-- The comparisons themselves are kept by int_snapshot_pair_changes, which compares each pair of
+-- snapshots once; here they are placed in their series. A domain's changes alternate (added,
+-- removed, added, ...) from its first, `added` or `baseline`, so its history follows from its
+-- changes alone, never from the snapshots' rows: it was first held at its first change, and a
+-- `removed` domain returns at its next. One window over the changes, not over every row of every
+-- snapshot.
+with pairs as (
+    select * from int_full_snapshot_pairs
 ),
 
-readable as (
-    select * from stg_snapshots
+pair_changes as (
+    select * from int_snapshot_pair_changes
 ),
 
-held as (
+changes as (
     select
-        series_key,
-        full_seq,
-        snapshot_date,
-        ref_domain,
-        ref_domain_unicode,
-        registrable_domain,
-        domain_rank,
-        ref_pages,
-        -- one window spec for all four: one sort (a named WINDOW clause is not portable)
-        lag(full_seq) over (partition by series_key, ref_domain order by full_seq) as held_seq_before,
-        lead(full_seq) over (partition by series_key, ref_domain order by full_seq) as held_seq_after,
-        lead(snapshot_date) over (partition by series_key, ref_domain order by full_seq) as held_date_after,
-        first_value(full_seq) over (partition by series_key, ref_domain order by full_seq) as first_seq
-    from snapshot_rows
-    where snapshot_kind = 'full'
+        pairs.series_key,
+        pairs.target_domain,
+        pairs.search_type,
+        pairs.full_seq,
+        pairs.snapshot_date,
+        pairs.previous_snapshot_date,
+        pair_changes.ref_domain,
+        pair_changes.ref_domain_unicode,
+        -- F0 is paired with nothing: its donors are no change, the baseline
+        case when pairs.previous_snapshot_key is null then 'baseline' else pair_changes.change end as change,
+        pair_changes.registrable_domain,
+        pair_changes.domain_rank,
+        pair_changes.ref_pages,
+        pairs.last_full_seq
+    from pair_changes
+    inner join pairs on pairs.pair_key = pair_changes.pair_key
+    where pair_changes.change in ('added', 'removed')
 ),
 
--- F0, the baseline, adds nothing; a row of the series' last snapshot is removed from no later
--- one: both drop out at the join with the snapshot the change is seen in, below
-flagged as (
+-- one window spec for all three: one sort (a named WINDOW clause is not portable)
+in_history as (
     select
-        held.*,
-        held_seq_before is null or held_seq_before < full_seq - 1 as added_here,
-        held_seq_after is null or held_seq_after > full_seq + 1 as removed_next
-    from held
-),
-
-changed_rows as (
-    select * from flagged
-    where added_here or removed_next
-),
-
--- a domain held in F(i) only is both added at F(i) and removed at F(i+1): two rows
-change_kinds as (
-    select 'added' as change
-    union all
-    select 'removed' as change
-),
-
-events as (
-    select
-        changed_rows.*,
-        change_kinds.change,
-        case when change_kinds.change = 'added' then full_seq else full_seq + 1 end as change_seq
-    from changed_rows
-    inner join change_kinds
-        on (change_kinds.change = 'added' and changed_rows.added_here)
-        or (change_kinds.change = 'removed' and changed_rows.removed_next)
-),
-
--- the full snapshot each change is seen in, and the one before it
-seen_in as (
-    select series_key, target_domain, search_type, full_seq, snapshot_date, previous_full_date, last_full_seq
-    from readable
-    where snapshot_kind = 'full'
+        changes.*,
+        first_value(full_seq) over (partition by series_key, ref_domain order by full_seq) as first_seq,
+        lead(full_seq) over (partition by series_key, ref_domain order by full_seq) as next_change_seq,
+        lead(snapshot_date) over (partition by series_key, ref_domain order by full_seq) as next_change_date
+    from changes
 ),
 
 final as (
     select
-        seen_in.series_key,
-        seen_in.target_domain,
-        seen_in.search_type,
-        seen_in.full_seq,
-        seen_in.snapshot_date,
-        seen_in.previous_full_date as previous_snapshot_date,
-        events.ref_domain,
-        events.ref_domain_unicode,
-        events.change,
-        events.registrable_domain,
-        events.domain_rank,
-        events.ref_pages,
-        events.first_seq,
-        case when events.change = 'removed' then events.held_seq_after end as returned_seq,
-        case when events.change = 'removed' then events.held_date_after end as returned_on,
-        seen_in.last_full_seq
-    from events
-    inner join seen_in
-        on seen_in.series_key = events.series_key
-        and seen_in.full_seq = events.change_seq
-    where seen_in.previous_full_date is not null
+        series_key,
+        target_domain,
+        search_type,
+        full_seq,
+        snapshot_date,
+        previous_snapshot_date,
+        ref_domain,
+        ref_domain_unicode,
+        change,
+        registrable_domain,
+        domain_rank,
+        ref_pages,
+        first_seq,
+        case when change = 'removed' then next_change_seq end as returned_seq,
+        case when change = 'removed' then next_change_date end as returned_on,
+        last_full_seq
+    from in_history
 )
 
 select * from final

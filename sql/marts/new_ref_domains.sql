@@ -10,10 +10,10 @@ pulled_rows as (
     select * from stg_ref_domains
 ),
 
--- the same rows imported again for the full snapshots: a CTE read twice is materialized whole
--- (DuckDB, PostgreSQL), 13M rows at a year of history
-full_rows as (
-    select * from stg_ref_domains
+-- the same changes imported again for what the full snapshots knew of the pulled domains: a CTE
+-- read twice is materialized whole (DuckDB, PostgreSQL)
+known_changes as (
+    select * from int_full_snapshot_changes
 ),
 
 -- in F(i+1) and not in F(i)
@@ -42,7 +42,9 @@ last_week_rows as (
 ),
 
 -- what the full snapshots knew of the few domains the last_week pulls listed: when each first
--- held it, and whether the snapshot the pull compares against did
+-- held it, and whether the snapshot the pull compares against did, read from the domains' changes
+-- (never from the history's rows): held if its last change at or before that snapshot left it
+-- held (added or baseline, not removed)
 listed as (
     select distinct series_key, ref_domain, previous_full_seq
     from last_week_rows
@@ -53,13 +55,17 @@ known as (
         listed.series_key,
         listed.ref_domain,
         listed.previous_full_seq,
-        min(full_rows.full_seq) as first_seq,
-        max(case when full_rows.full_seq = listed.previous_full_seq then 1 else 0 end) as held_before_pull
+        min(known_changes.first_seq) as first_seq,
+        -- the last change: 2 x its position, + 1 if it left the domain held
+        coalesce(max(
+            case when known_changes.full_seq <= listed.previous_full_seq then
+                2 * known_changes.full_seq + case when known_changes.change = 'removed' then 0 else 1 end
+            end
+        ) % 2, 0) as held_before_pull
     from listed
-    inner join full_rows
-        on full_rows.series_key = listed.series_key
-        and full_rows.ref_domain = listed.ref_domain
-    where full_rows.snapshot_kind = 'full'
+    inner join known_changes
+        on known_changes.series_key = listed.series_key
+        and known_changes.ref_domain = listed.ref_domain
     group by listed.series_key, listed.ref_domain, listed.previous_full_seq
 ),
 

@@ -8,8 +8,12 @@ snapshot_rows as (
     select * from stg_ref_domains
 ),
 
--- the same rows imported again for the first sightings: a CTE read twice is materialized whole
-all_rows as (
+changes as (
+    select * from int_full_snapshot_changes
+),
+
+-- the same rows imported again for the last_week pulls: a CTE read twice is materialized whole
+pulled_rows as (
     select * from stg_ref_domains
 ),
 
@@ -31,10 +35,24 @@ current_rows as (
     where latest.recency = 1
 ),
 
--- first readable snapshot of the series (full or last_week) that lists the domain
-first_seen as (
-    select series_key, ref_domain, min(snapshot_date) as first_seen_on
-    from all_rows
+-- The first readable snapshot of the series (full or last_week) that lists the domain, without
+-- reading the history's rows: the first full snapshot to hold it is F(first_seq) of its changes
+-- (a domain of F0 has its baseline there); last_week pulls are few.
+first_held as (
+    select distinct series_key, ref_domain, first_seq
+    from changes
+),
+
+full_dates as (
+    select series_key, full_seq, snapshot_date
+    from readable
+    where snapshot_kind = 'full'
+),
+
+first_pulled as (
+    select series_key, ref_domain, min(snapshot_date) as first_pulled_on
+    from pulled_rows
+    where snapshot_kind = 'last_week'
     group by series_key, ref_domain
 ),
 
@@ -48,11 +66,20 @@ final as (
         current_rows.registrable_domain,
         current_rows.domain_rank,
         current_rows.ref_pages,
-        first_seen.first_seen_on
+        case
+            when first_pulled.first_pulled_on < full_dates.snapshot_date then first_pulled.first_pulled_on
+            else full_dates.snapshot_date
+        end as first_seen_on
     from current_rows
-    inner join first_seen
-        on first_seen.series_key = current_rows.series_key
-        and first_seen.ref_domain = current_rows.ref_domain
+    inner join first_held
+        on first_held.series_key = current_rows.series_key
+        and first_held.ref_domain = current_rows.ref_domain
+    inner join full_dates
+        on full_dates.series_key = current_rows.series_key
+        and full_dates.full_seq = first_held.first_seq
+    left join first_pulled
+        on first_pulled.series_key = current_rows.series_key
+        and first_pulled.ref_domain = current_rows.ref_domain
 )
 
 select * from final

@@ -20,7 +20,11 @@ complete as (
         filter_hash,
         snapshot_kind,
         snapshot_date,
-        rows_loaded
+        rows_loaded,
+        -- the snapshot as loaded now: another pull of it (--force, a rerun) changes this
+        snapshot_key
+            || '@' || coalesce(cast(finished_at as varchar), '')
+            || '#' || cast(rows_loaded as varchar) as snapshot_version
     from ledger
     where status = 'complete'
         -- A full snapshot missing a row for want of a usable name proves no donor absent (the

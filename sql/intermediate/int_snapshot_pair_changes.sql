@@ -1,0 +1,136 @@
+-- materialized: incremental
+-- unique_key: pair_key
+-- keys: int_full_snapshot_pairs
+-- The donors that changed between the two snapshots of each pair in int_full_snapshot_pairs:
+-- `added` (in F(i+1), not in F(i)) and `removed` (in F(i), not in F(i+1)), with the domain's
+-- metrics from the snapshot that holds it, and one `compared` row per pair, so a pair without
+-- changes is known to be compared. F0, paired with nothing, has every donor `added`: the baseline.
+--
+-- Incremental: a pair's snapshots never change under its key, so a build compares only the pairs
+-- it has not compared yet (a weekly run: one per series) and the runner deletes the rows of pairs
+-- that are gone. The work and memory of a build follow a week's snapshots, not the history. The
+-- runner repeats this SELECT until no pair is left, each time over the next pairs (below), so a
+-- first build over a long history is many bounded steps. `refdomains models --full-refresh`
+-- compares every pair again.
+with pairs as (
+    select * from int_full_snapshot_pairs
+),
+
+compared as (
+    select * from int_snapshot_pair_changes
+),
+
+snapshot_rows as (
+    select * from stg_ref_domains
+),
+
+pending as (
+    select pairs.*
+    from pairs
+    where not exists (
+        select 1
+        from compared
+        where compared.pair_key = pairs.pair_key
+    )
+),
+
+-- The next step's pairs: in key order, while their rows stay within {pair_batch_rows} (at least one
+-- pair), among the first 500 pending. The running total is a self-join over those 500: BigQuery
+-- refuses the null ordering sqlglot spells out for an ordered aggregate window.
+numbered as (
+    select
+        pending.*,
+        row_number() over (order by pair_key) as pending_seq
+    from pending
+),
+
+first_pending as (
+    select * from numbered
+    where pending_seq <= 500
+),
+
+running as (
+    select
+        first_pending.pair_key,
+        first_pending.snapshot_key,
+        first_pending.snapshot_date,
+        first_pending.previous_snapshot_key,
+        first_pending.previous_snapshot_date,
+        first_pending.pair_rows,
+        sum(before_it.pair_rows) as rows_through
+    from first_pending
+    inner join first_pending as before_it on before_it.pending_seq <= first_pending.pending_seq
+    group by
+        first_pending.pair_key,
+        first_pending.snapshot_key,
+        first_pending.snapshot_date,
+        first_pending.previous_snapshot_key,
+        first_pending.previous_snapshot_date,
+        first_pending.pair_rows
+),
+
+batch as (
+    select * from running
+    where rows_through - pair_rows < {pair_batch_rows}
+),
+
+-- both snapshots of each pair, read in one join: a pair's F(i) and F(i+1) are its two sides
+sides as (
+    select pair_key, previous_snapshot_key as snapshot_key, previous_snapshot_date as snapshot_date, 'earlier' as side
+    from batch
+    where previous_snapshot_key is not null
+    union all
+    select pair_key, snapshot_key, snapshot_date, 'later' as side
+    from batch
+),
+
+side_rows as (
+    select
+        sides.pair_key,
+        sides.side,
+        snapshot_rows.ref_domain,
+        snapshot_rows.ref_domain_unicode,
+        snapshot_rows.registrable_domain,
+        snapshot_rows.domain_rank,
+        snapshot_rows.ref_pages
+    from sides
+    -- by date as well: DuckDB then skips the blocks of other days
+    inner join snapshot_rows
+        on snapshot_rows.snapshot_date = sides.snapshot_date
+        and snapshot_rows.snapshot_key = sides.snapshot_key
+),
+
+-- a domain on one side only: its one row gives the values (a domain is in a snapshot once)
+changed as (
+    select
+        pair_key,
+        ref_domain,
+        max(ref_domain_unicode) as ref_domain_unicode,
+        case when max(side) = 'earlier' then 'removed' else 'added' end as change,
+        max(registrable_domain) as registrable_domain,
+        max(domain_rank) as domain_rank,
+        max(ref_pages) as ref_pages
+    from side_rows
+    group by pair_key, ref_domain
+    having count(*) = 1
+),
+
+markers as (
+    select
+        pair_key,
+        cast(null as varchar) as ref_domain,
+        cast(null as varchar) as ref_domain_unicode,
+        'compared' as change,
+        cast(null as varchar) as registrable_domain,
+        cast(null as bigint) as domain_rank,
+        cast(null as bigint) as ref_pages
+    from batch
+),
+
+final as (
+    select * from changed
+    union all
+    select * from markers
+)
+
+select * from final
