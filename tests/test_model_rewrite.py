@@ -468,9 +468,9 @@ def _rebuilt(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
     """Every model built from nothing over the same loaded tables, in a database of its own."""
     fresh = _empty_warehouse()
     for table in ("snapshots", "ref_domains"):
-        fresh.execute(f"DELETE FROM {table}")
-        fresh.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(con.execute(f'SELECT * FROM {table} LIMIT 0').description))})",
-                          con.execute(f"SELECT * FROM {table}").fetchall())
+        rows = con.execute(f"SELECT * FROM {table}").fetchall()
+        if rows:
+            fresh.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
     build_in(fresh)
     return _state(fresh)
 

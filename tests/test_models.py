@@ -238,10 +238,10 @@ def test_models_import_what_they_read_at_the_top_and_read_only_lower_layers():
         assert {layers[name] for name in model.depends_on} <= allowed[model.layer], model.name
         tree = sqlglot.parse_one(render(model, model_params(2)), read="duckdb")
         ctes = list(tree.args["with_"].expressions) if tree.args.get("with_") else []
-        imports = [cte for cte in ctes if [type(e) for e in cte.this.expressions] == [exp.Star]
-                   and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on)
+        imports = [cte for cte in ctes if ([type(e) for e in cte.this.expressions] == [exp.Star]
+                   and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on))
                    # an incremental model imports its own rows too
-                   or model.materialized == "incremental" and cte.this.sql() == f"SELECT * FROM {model.name}"]
+                   or (model.materialized == "incremental" and cte.this.sql() == f"SELECT * FROM {model.name}")]
         assert ctes[:len(imports)] == imports, f"{model.name}: import CTEs come first"
         own = {model.name} if model.materialized == "incremental" else set()
         assert {t.name for cte in imports for t in cte.this.find_all(exp.Table)} == set(model.depends_on) | own
