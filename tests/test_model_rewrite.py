@@ -526,7 +526,7 @@ def test_incremental_builds_equal_a_full_rebuild_after_every_load(seed):
         assert _state(con) == _rebuilt(con), f"after loading {day}"
     assert all(events.values()), events
     # the comparisons were kept, not redone: one marker row per pair listed now, none of pairs gone
-    pairs = con.execute("SELECT count(*) FROM int_full_snapshot_pairs").fetchone()[0]
+    pairs = con.execute("SELECT count(*) FROM int_snapshot_pairs").fetchone()[0]
     assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE change = 'compared'").fetchone() \
         == (pairs,)
     assert pairs > 10
@@ -539,7 +539,7 @@ def test_a_build_compares_only_the_pairs_a_load_added():
     con = _warehouse(ledger, rows)
     compared = set(con.execute("SELECT pair_key FROM int_snapshot_pair_changes WHERE change = 'compared'")
                    .fetchall())
-    before = {r[0] for r in con.execute("SELECT pair_key FROM int_full_snapshot_pairs").fetchall()}
+    before = {r[0] for r in con.execute("SELECT pair_key FROM int_snapshot_pairs").fetchall()}
     assert {k for (k,) in compared} == before
     # tag the kept rows: a build that recompared them would replace their tags' rows
     con.execute("UPDATE int_snapshot_pair_changes SET registrable_domain = 'kept' WHERE change = 'compared'")

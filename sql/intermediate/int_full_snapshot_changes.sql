@@ -12,7 +12,7 @@
 -- `removed` domain returns at its next. One window over the changes, not over every row of every
 -- snapshot.
 with pairs as (
-    select * from int_full_snapshot_pairs
+    select * from int_snapshot_pairs
 ),
 
 pair_changes as (
@@ -36,7 +36,9 @@ changes as (
         pair_changes.ref_pages,
         pairs.last_full_seq
     from pair_changes
-    inner join pairs on pairs.pair_key = pair_changes.pair_key
+    inner join pairs
+        on pairs.pair_key = pair_changes.pair_key
+        and pairs.pair_kind = 'full'
     where pair_changes.change in ('added', 'removed')
 ),
 

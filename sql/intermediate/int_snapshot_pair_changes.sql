@@ -1,10 +1,11 @@
 -- materialized: incremental
 -- unique_key: pair_key
--- keys: int_full_snapshot_pairs
--- The donors that changed between the two snapshots of each pair in int_full_snapshot_pairs:
--- `added` (in F(i+1), not in F(i)) and `removed` (in F(i), not in F(i+1)), with the domain's
--- metrics from the snapshot that holds it, and one `compared` row per pair, so a pair without
--- changes is known to be compared. F0, paired with nothing, has every donor `added`: the baseline.
+-- keys: int_snapshot_pairs
+-- The donors that differ between the two snapshots of each pair in int_snapshot_pairs: `added`
+-- (in the later, not in the earlier) and, for full pairs, `removed` (in F(i), not in F(i+1)),
+-- with the domain's metrics from the snapshot that holds it, and one `compared` row per pair, so
+-- a pair without changes is known to be compared. F0, paired with nothing, has every donor
+-- `added`: the baseline. A last_week pull's `added` donors are the ones it detects as new.
 --
 -- Incremental: a pair's snapshots never change under its key, so a build compares only the pairs
 -- it has not compared yet (a weekly run: one per series) and the runner deletes the rows of pairs
@@ -13,7 +14,7 @@
 -- first build over a long history is many bounded steps. `refdomains models --full-refresh`
 -- compares every pair again.
 with pairs as (
-    select * from int_full_snapshot_pairs
+    select * from int_snapshot_pairs
 ),
 
 compared as (
@@ -52,6 +53,7 @@ first_pending as (
 running as (
     select
         first_pending.pair_key,
+        first_pending.pair_kind,
         first_pending.snapshot_key,
         first_pending.snapshot_date,
         first_pending.previous_snapshot_key,
@@ -62,6 +64,7 @@ running as (
     inner join first_pending as before_it on before_it.pending_seq <= first_pending.pending_seq
     group by
         first_pending.pair_key,
+        first_pending.pair_kind,
         first_pending.snapshot_key,
         first_pending.snapshot_date,
         first_pending.previous_snapshot_key,
@@ -74,19 +77,21 @@ batch as (
     where rows_through - pair_rows < {pair_batch_rows}
 ),
 
--- both snapshots of each pair, read in one join: a pair's F(i) and F(i+1) are its two sides
+-- both snapshots of each pair, read in one join: the earlier and the later side
 sides as (
-    select pair_key, previous_snapshot_key as snapshot_key, previous_snapshot_date as snapshot_date, 'earlier' as side
+    select pair_key, pair_kind, previous_snapshot_key as snapshot_key, previous_snapshot_date as snapshot_date,
+        'earlier' as side
     from batch
     where previous_snapshot_key is not null
     union all
-    select pair_key, snapshot_key, snapshot_date, 'later' as side
+    select pair_key, pair_kind, snapshot_key, snapshot_date, 'later' as side
     from batch
 ),
 
 side_rows as (
     select
         sides.pair_key,
+        sides.pair_kind,
         sides.side,
         snapshot_rows.ref_domain,
         snapshot_rows.ref_domain_unicode,
@@ -100,7 +105,8 @@ side_rows as (
         and snapshot_rows.snapshot_key = sides.snapshot_key
 ),
 
--- a domain on one side only: its one row gives the values (a domain is in a snapshot once)
+-- a domain on one side only: its one row gives the values (a domain is in a snapshot once); of a
+-- last_week pair only the pulled side's (the full snapshot's other donors are no news)
 changed as (
     select
         pair_key,
@@ -111,8 +117,8 @@ changed as (
         max(domain_rank) as domain_rank,
         max(ref_pages) as ref_pages
     from side_rows
-    group by pair_key, ref_domain
-    having count(*) = 1
+    group by pair_key, pair_kind, ref_domain
+    having count(*) = 1 and (pair_kind = 'full' or max(side) = 'later')
 ),
 
 markers as (

@@ -6,14 +6,14 @@ with changes as (
     select * from int_full_snapshot_changes
 ),
 
-pulled_rows as (
-    select * from stg_ref_domains
-),
-
--- the same changes imported again for what the full snapshots knew of the pulled domains: a CTE
--- read twice is materialized whole (DuckDB, PostgreSQL)
+-- the same changes imported again for when each pulled domain was first held: a CTE read twice
+-- is materialized whole (DuckDB, PostgreSQL)
 known_changes as (
     select * from int_full_snapshot_changes
+),
+
+last_week_rows as (
+    select * from int_last_week_additions
 ),
 
 -- in F(i+1) and not in F(i)
@@ -36,37 +36,10 @@ diff_candidates as (
     where change = 'added'
 ),
 
-last_week_rows as (
-    select * from pulled_rows
-    where snapshot_kind = 'last_week'
-),
-
--- what the full snapshots knew of the few domains the last_week pulls listed: when each first
--- held it, and whether the snapshot the pull compares against did, read from the domains' changes
--- (never from the history's rows): held if its last change at or before that snapshot left it
--- held (added or baseline, not removed)
-listed as (
-    select distinct series_key, ref_domain, previous_full_seq
-    from last_week_rows
-),
-
-known as (
-    select
-        listed.series_key,
-        listed.ref_domain,
-        listed.previous_full_seq,
-        min(known_changes.first_seq) as first_seq,
-        -- the last change: 2 x its position, + 1 if it left the domain held
-        coalesce(max(
-            case when known_changes.full_seq <= listed.previous_full_seq then
-                2 * known_changes.full_seq + case when known_changes.change = 'removed' then 0 else 1 end
-            end
-        ) % 2, 0) as held_before_pull
-    from listed
-    inner join known_changes
-        on known_changes.series_key = listed.series_key
-        and known_changes.ref_domain = listed.ref_domain
-    group by listed.series_key, listed.ref_domain, listed.previous_full_seq
+-- when a full snapshot first held each domain a pull detected (null: none ever did)
+first_held as (
+    select distinct series_key, ref_domain, first_seq
+    from known_changes
 ),
 
 -- in a pull and not in the latest full snapshot dated strictly before it (if any)
@@ -81,16 +54,14 @@ last_week_candidates as (
         last_week_rows.domain_rank,
         last_week_rows.ref_pages,
         last_week_rows.snapshot_date as detected_on,
-        last_week_rows.previous_full_date as previous_snapshot_date,
+        last_week_rows.previous_snapshot_date,
         last_week_rows.previous_full_seq as previous_seq,
         'last_week' as detected_by,
-        known.first_seq
+        first_held.first_seq
     from last_week_rows
-    left join known
-        on known.series_key = last_week_rows.series_key
-        and known.ref_domain = last_week_rows.ref_domain
-        and known.previous_full_seq = last_week_rows.previous_full_seq
-    where coalesce(known.held_before_pull, 0) = 0
+    left join first_held
+        on first_held.series_key = last_week_rows.series_key
+        and first_held.ref_domain = last_week_rows.ref_domain
 ),
 
 candidates as (

@@ -12,14 +12,14 @@ changes as (
     select * from int_full_snapshot_changes
 ),
 
--- the same rows imported again for the last_week pulls: a CTE read twice is materialized whole
-pulled_rows as (
-    select * from stg_ref_domains
+pulled as (
+    select * from int_last_week_additions
 ),
 
 latest as (
     select
         snapshot_key,
+        snapshot_date,
         row_number() over (
             partition by target_domain, search_type
             order by snapshot_date desc
@@ -31,13 +31,17 @@ latest as (
 current_rows as (
     select snapshot_rows.*
     from snapshot_rows
-    inner join latest on latest.snapshot_key = snapshot_rows.snapshot_key
+    -- by date as well: DuckDB then reads only the blocks of the latest days
+    inner join latest
+        on latest.snapshot_date = snapshot_rows.snapshot_date
+        and latest.snapshot_key = snapshot_rows.snapshot_key
     where latest.recency = 1
 ),
 
 -- The first readable snapshot of the series (full or last_week) that lists the domain, without
 -- reading the history's rows: the first full snapshot to hold it is F(first_seq) of its changes
--- (a domain of F0 has its baseline there); last_week pulls are few.
+-- (a domain of F0 has its baseline there); a pull that listed it earlier did not find it in the
+-- full snapshot before it, so it is among that pull's additions.
 first_held as (
     select distinct series_key, ref_domain, first_seq
     from changes
@@ -51,8 +55,7 @@ full_dates as (
 
 first_pulled as (
     select series_key, ref_domain, min(snapshot_date) as first_pulled_on
-    from pulled_rows
-    where snapshot_kind = 'last_week'
+    from pulled
     group by series_key, ref_domain
 ),
 
