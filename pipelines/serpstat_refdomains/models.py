@@ -73,7 +73,7 @@ _INSERT_BATCH = 5000
 # The loaded rows an incremental model's SELECT reads at most in one step (int_snapshot_pair_changes:
 # the rows of the snapshot pairs it compares): a first build over a year of history is many steps
 # of this size, not one the size of the history.
-PAIR_BATCH_ROWS = 2_000_000
+PAIR_BATCH_ROWS = 500_000
 
 
 # Tables the models read that no SQL file builds: loaded by the pipeline, or kept by this runner.

@@ -52,6 +52,7 @@ first_pending as (
 
 running as (
     select
+        first_pending.pending_seq,
         first_pending.pair_key,
         first_pending.pair_kind,
         first_pending.snapshot_key,
@@ -63,6 +64,7 @@ running as (
     from first_pending
     inner join first_pending as before_it on before_it.pending_seq <= first_pending.pending_seq
     group by
+        first_pending.pending_seq,
         first_pending.pair_key,
         first_pending.pair_kind,
         first_pending.snapshot_key,
@@ -77,21 +79,21 @@ batch as (
     where rows_through - pair_rows < {pair_batch_rows}
 ),
 
--- both snapshots of each pair, read in one join: the earlier and the later side
+-- Both snapshots of each pair, read in one join: side 0 the earlier, 1 the later. The pair is its
+-- number in this step, not its key: the comparison below holds every row of the step's
+-- snapshots, and a key of two snapshot versions on each would double what it holds.
 sides as (
-    select pair_key, pair_kind, previous_snapshot_key as snapshot_key, previous_snapshot_date as snapshot_date,
-        'earlier' as side
+    select pending_seq, previous_snapshot_key as snapshot_key, previous_snapshot_date as snapshot_date, 0 as side
     from batch
     where previous_snapshot_key is not null
     union all
-    select pair_key, pair_kind, snapshot_key, snapshot_date, 'later' as side
+    select pending_seq, snapshot_key, snapshot_date, 1 as side
     from batch
 ),
 
 side_rows as (
     select
-        sides.pair_key,
-        sides.pair_kind,
+        sides.pending_seq,
         sides.side,
         snapshot_rows.ref_domain,
         snapshot_rows.ref_domain_unicode,
@@ -105,20 +107,34 @@ side_rows as (
         and snapshot_rows.snapshot_key = sides.snapshot_key
 ),
 
--- a domain on one side only: its one row gives the values (a domain is in a snapshot once); of a
--- last_week pair only the pulled side's (the full snapshot's other donors are no news)
-changed as (
+-- a domain on one side only: its one row gives the values (a domain is in a snapshot once)
+one_sided as (
     select
-        pair_key,
+        pending_seq,
         ref_domain,
+        max(side) as side,
         max(ref_domain_unicode) as ref_domain_unicode,
-        case when max(side) = 'earlier' then 'removed' else 'added' end as change,
         max(registrable_domain) as registrable_domain,
         max(domain_rank) as domain_rank,
         max(ref_pages) as ref_pages
     from side_rows
-    group by pair_key, pair_kind, ref_domain
-    having count(*) = 1 and (pair_kind = 'full' or max(side) = 'later')
+    group by pending_seq, ref_domain
+    having count(*) = 1
+),
+
+-- of a last_week pair only the pulled side's (the full snapshot's other donors are no news)
+changed as (
+    select
+        batch.pair_key,
+        one_sided.ref_domain,
+        one_sided.ref_domain_unicode,
+        case when one_sided.side = 0 then 'removed' else 'added' end as change,
+        one_sided.registrable_domain,
+        one_sided.domain_rank,
+        one_sided.ref_pages
+    from one_sided
+    inner join batch on batch.pending_seq = one_sided.pending_seq
+    where batch.pair_kind = 'full' or one_sided.side = 1
 ),
 
 markers as (
