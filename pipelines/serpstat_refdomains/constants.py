@@ -33,11 +33,10 @@ DEFAULT_REQUESTS_PER_SECOND = 1.0
 DEFAULT_FULL_SNAPSHOT_EVERY_DAYS = 7
 DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
 # DuckDB's memory limit for a run's models build (loads get a quarter, at least 128MB); beyond
-# it DuckDB spills to `<database>.tmp` instead of failing, but not everywhere: at week 2 of the
-# year soak ref_domains_current's first-sighting aggregate needed 284 MB it would not spill, and
-# the build failed at 256MB, on one thread as on two (README, "A year of history"). Its buffer
-# pool fills up to the limit once the database outgrows it: a run's peak RSS is the process plus
-# the limit.
+# it DuckDB spills to `<database>.tmp` instead of failing, but not everywhere: when the models
+# reread the history every build, the year soak's week-2 build failed at 256MB with an aggregate
+# DuckDB would not spill (README, "A year of history"). Since the comparisons are kept
+# (int_snapshot_pair_changes) a weekly build reads a week's snapshots, not the history.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
 # DuckDB's stated minimum per thread (about 125MB): the models build gets a thread per this much
 # of the limit, up to the cores; also the smallest duckdb_memory_limit accepted. Fewer threads do

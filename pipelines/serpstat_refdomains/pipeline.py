@@ -243,9 +243,10 @@ def build_models(pipeline: dlt.Pipeline, settings: Settings, *, full_refresh: bo
 
     On DuckDB it runs within `duckdb_memory_limit`, spilling beside the database: the settings
     live as long as the database is held open, so a caller outside a run holds it here. DuckDB
-    does not spill everything: the year soak's week-5 build ran out of 512MB (and week 2's of
-    256MB) where the next weeks' bigger builds did not. The build is one transaction, rolled back
-    when it fails, so it is built once more with twice the limit, and a warning says so.
+    does not spill everything: before the comparisons were kept, the year soak's week-5 build ran
+    out of 512MB (and week 2's of 256MB) where the next weeks' bigger builds did not. The build
+    is one transaction, rolled back when it fails, so it is built once more with twice the
+    limit, and a warning says so. `full_refresh` recompares every pair of snapshots.
     """
     limit = settings.duckdb_memory_limit
     with duckdb_held_open(pipeline, limit):
