@@ -326,7 +326,8 @@ def materialize_incremental(client, model: Model, select: str, dialect: str, *, 
     keys = client.make_qualified_table_name(model.keys_from)
     client.execute_sql(f"DELETE FROM {target} WHERE {key} NOT IN (SELECT {key} FROM {keys})")
     listed = ", ".join(client.escape_column_name(c) for c in columns)
-    pending_sql = f"SELECT count(*) FROM {keys} WHERE {key} NOT IN (SELECT {key} FROM {target})"
+    # DISTINCT: the keys held are few, their rows many (a hash of every row's key grew with the history)
+    pending_sql = f"SELECT count(*) FROM {keys} WHERE {key} NOT IN (SELECT DISTINCT {key} FROM {target})"
     pending = _count(client, pending_sql)
     while pending:
         # the column list names each column of the SELECT: one the model lacks fails here
