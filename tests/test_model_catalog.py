@@ -22,13 +22,15 @@ from dlt.common.schema.utils import new_table
 
 from serpstat_refdomains import constants, models
 from serpstat_refdomains.emulator import Profile
-from serpstat_refdomains.models import NAMES_TABLE, catalog, model_names
+from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, model_names
 from serpstat_refdomains.warehouse import make_pipeline
 from tests.helpers import DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
 
-MODELS = [NAMES_TABLE, *model_names()]
-DUCKDB_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "DATE": "date", "BOOLEAN": "bool"}
-POSTGRES_TYPES = {"character varying": "text", "text": "text", "bigint": "bigint", "date": "date", "boolean": "bool"}
+MODELS = [NAMES_TABLE, NAMES_READ_TABLE, *model_names()]
+DUCKDB_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "DATE": "date", "BOOLEAN": "bool",
+                "TIMESTAMP WITH TIME ZONE": "timestamp"}
+POSTGRES_TYPES = {"character varying": "text", "text": "text", "bigint": "bigint", "date": "date", "boolean": "bool",
+                  "timestamp with time zone": "timestamp"}
 
 
 def _build_then_load_again(tmp_path, emulator, **destination):
@@ -125,7 +127,7 @@ def test_models_have_their_declared_columns_and_comments_in_postgres(tmp_path, e
 
 
 def test_every_sql_model_is_declared():
-    assert set(model_names()) | {NAMES_TABLE} == set(catalog())
+    assert set(model_names()) | {NAMES_TABLE, NAMES_READ_TABLE} == set(catalog())
 
 
 def test_unicode_names_are_kept_once_for_every_idn_domain(tmp_path, emulator):
@@ -137,6 +139,34 @@ def test_unicode_names_are_kept_once_for_every_idn_domain(tmp_path, emulator):
     assert rows == []
     idn = query(tmp_path, "SELECT count(DISTINCT ref_domain) FROM serpstat.ref_domains WHERE ref_domain LIKE '%xn--%'")
     assert query(tmp_path, f"SELECT count(*) FROM serpstat.{NAMES_TABLE}") == idn and idn[0][0] > 0
+
+
+def test_a_build_reads_the_names_of_new_snapshots_only(tmp_path, emulator):
+    """The names are read from the rows of snapshots not read before (or pulled again since): a
+    name written by hand into a snapshot already read is not decoded by the next build; the same
+    snapshot, once its ledger row says it was pulled again, is read again."""
+    import duckdb
+
+    destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    _build_then_load_again(tmp_path, emulator, destination=destination)
+    pipeline = make_pipeline(destination, None, str(tmp_path / "pipelines"))
+    models.build(pipeline)
+    read = query(tmp_path, f"SELECT count(*) FROM serpstat.{NAMES_READ_TABLE}")
+    assert read == query(tmp_path, "SELECT count(*) FROM serpstat.snapshots WHERE status = 'complete'") == [(3,)]
+    with duckdb.connect(str(tmp_path / "refdomains.duckdb")) as con:
+        key = con.execute("SELECT snapshot_key FROM serpstat.snapshots WHERE snapshot_kind = 'full' "
+                          "ORDER BY snapshot_date LIMIT 1").fetchone()[0]
+        con.execute("UPDATE serpstat.ref_domains SET ref_domain = 'xn--mnchen-3ya.de' WHERE snapshot_key = ? "
+                    "AND ref_domain = (SELECT min(ref_domain) FROM serpstat.ref_domains WHERE snapshot_key = ?)",
+                    [key, key])
+    models.build(pipeline)
+    known = f"SELECT ref_domain_unicode FROM serpstat.{NAMES_TABLE} WHERE ref_domain = 'xn--mnchen-3ya.de'"
+    assert query(tmp_path, known) == []
+    with duckdb.connect(str(tmp_path / "refdomains.duckdb")) as con:
+        con.execute("UPDATE serpstat.snapshots SET finished_at = finished_at + INTERVAL 1 MINUTE "
+                    "WHERE snapshot_key = ?", [key])
+    models.build(pipeline)
+    assert query(tmp_path, known) == [("münchen.de",)]
 
 
 
