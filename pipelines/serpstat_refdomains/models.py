@@ -326,10 +326,14 @@ def materialize_incremental(client, model: Model, select: str, dialect: str, *, 
                            + ", ".join(f"{client.escape_column_name(c)} {types[c]}" for c in columns) + ")")
     key = client.escape_column_name(model.unique_key)
     keys = client.make_qualified_table_name(model.keys_from)
-    client.execute_sql(f"DELETE FROM {target} WHERE {key} NOT IN (SELECT {key} FROM {keys})")
+    # NOT EXISTS, never NOT IN: PostgreSQL hashes a NOT IN subquery only while it fits work_mem,
+    # and beyond rescans it for every row (an outside review: 38 s a count at a year of history,
+    # 0.5 s as NOT EXISTS)
+    client.execute_sql(f"DELETE FROM {target} WHERE NOT EXISTS "
+                       f"(SELECT 1 FROM {keys} listed WHERE listed.{key} = {target}.{key})")
     listed = ", ".join(client.escape_column_name(c) for c in columns)
-    # DISTINCT: the keys held are few, their rows many (a hash of every row's key grew with the history)
-    pending_sql = f"SELECT count(*) FROM {keys} WHERE {key} NOT IN (SELECT DISTINCT {key} FROM {target})"
+    pending_sql = (f"SELECT count(*) FROM {keys} listed WHERE NOT EXISTS "
+                   f"(SELECT 1 FROM {target} held WHERE held.{key} = listed.{key})")
     pending = _count(client, pending_sql)
     while pending:
         # the column list names each column of the SELECT: one the model lacks fails here

@@ -21,9 +21,10 @@ complete as (
         snapshot_kind,
         snapshot_date,
         rows_loaded,
-        -- the snapshot as loaded now: another pull of it (--force, a rerun) changes this
+        -- the snapshot as loaded now: another pull of it (--force, a rerun) changes this. The
+        -- time as seconds since the epoch: as text a timestamp takes the session's time zone
         snapshot_key
-            || '@' || coalesce(cast(finished_at as varchar), '')
+            || '@' || coalesce(cast(epoch(finished_at) as varchar), '')
             || '#' || cast(rows_loaded as varchar) as snapshot_version
     from ledger
     where status = 'complete'
