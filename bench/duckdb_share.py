@@ -24,6 +24,7 @@ def snapshot_file(path: str) -> None:
         pa.array([dt.date(2026, 3, 2)] * n, pa.date32()), pa.array(["full"] * n), pa.array(names),
         pa.array([name.upper() for name in names]), pa.array([name.split(".", 1)[1] for name in names]),
         pa.array([i % 97 for i in range(n)], pa.int64()), pa.array([i % 100 for i in range(n)], pa.int64()),
+        pa.array([dt.datetime(2026, 3, 2, 6, tzinfo=dt.UTC)] * n, pa.timestamp("us", tz="UTC")),
     ], schema=REF_DOMAINS_SCHEMA)
     pq.write_table(table, path, compression="snappy")  # what dlt's extract writes
 

@@ -251,7 +251,7 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
             client.execute_sql(
                 f"CREATE TABLE {ds}.ref_domains (snapshot_key VARCHAR, target_domain VARCHAR, search_type VARCHAR, "
                 "snapshot_date DATE, snapshot_kind VARCHAR, ref_domain VARCHAR, domain_from VARCHAR, "
-                "registrable_domain VARCHAR, ref_pages BIGINT, domain_rank BIGINT)")
+                "registrable_domain VARCHAR, ref_pages BIGINT, domain_rank BIGINT, pulled_at TIMESTAMP WITH TIME ZONE)")
             client.execute_sql(
                 f"CREATE TABLE {ds}.snapshots (snapshot_key VARCHAR, target_domain VARCHAR, search_type VARCHAR, "
                 "snapshot_kind VARCHAR, snapshot_date DATE, filter_hash VARCHAR, complex_filter VARCHAR, "
@@ -283,7 +283,9 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
                             columns[column].append(value)
                     ledger.append((key, target.domain, S_TYPE, kind, day, settings.filter_hash, len(seen)))
             total += len(columns["snapshot_key"])
-            _append(pipe, destination, pa.table(columns))
+            rows = pa.table(columns).append_column(
+                "pulled_at", pa.nulls(len(columns["snapshot_key"]), pa.timestamp("us", tz="UTC")))
+            _append(pipe, destination, rows)
             with pipe.sql_client() as client:
                 ds = client.fully_qualified_dataset_name()
                 for key, domain, search_type, kind, day, fhash, rows in ledger:

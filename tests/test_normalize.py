@@ -223,7 +223,8 @@ def test_columnar_and_row_normalization_agree_on_unicode_names(names):
     from serpstat_refdomains.rows import SnapshotRows
 
     constants = {"snapshot_key": "t.com|domain|full|2026-03-02", "target_domain": "t.com", "search_type": "domain",
-                 "snapshot_date": dt.date(2026, 3, 2), "snapshot_kind": "full"}
+                 "snapshot_date": dt.date(2026, 3, 2), "snapshot_kind": "full",
+                 "pulled_at": dt.datetime(2026, 3, 2, 6, tzinfo=dt.UTC)}
     page = [{"domain_from": name, "ref_pages": 1, "domainRank": 2} for name in names]
     fast_reasons, slow_reasons = [], []
     fast = SnapshotRows(constants, fast_reasons.append).table(page).to_pylist()

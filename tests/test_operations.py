@@ -208,6 +208,27 @@ def test_a_ledger_complete_without_its_rows_is_fetched_again(tmp_path, emulator)
     assert readable(tmp_path, "torn.com", "full") == [(DAY, 1200)]
 
 
+def test_rows_of_another_pull_under_a_complete_ledger_row_are_fetched_again(tmp_path, emulator):
+    """A crash between the two tables' merges of a refetch, then a fresh runner: the rows of one
+    pull sit under the ledger row of another, as many rows (an outside review reproduced it with
+    --force and a kill). Planning sees rows of another pull and fetches again; until then the
+    models do not read the snapshot."""
+    emulator.set_profile("torn.com", 300)
+    run_pipeline(tmp_path, emulator, ["torn.com"], kind="full", build_models=True)
+    with duckdb.connect(str(tmp_path / "refdomains.duckdb")) as con:
+        con.execute("UPDATE serpstat.ref_domains SET pulled_at = pulled_at + INTERVAL 1 HOUR "
+                    "WHERE target_domain = 'torn.com'")
+    shutil.rmtree(tmp_path / "pipelines")
+    emulator.api.clear_log()
+    report = run_pipeline(tmp_path, emulator, ["torn.com"], kind="full", build_models=True)
+    assert [r.status for r in report.results] == ["complete"]
+    assert emulator.api.credits_charged == snapshot_cost(300, first_pull=False)
+    with duckdb.connect(str(tmp_path / "refdomains.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM serpstat.ref_domains loaded JOIN serpstat.snapshots ledger "
+                           "USING (snapshot_key) WHERE loaded.pulled_at = ledger.started_at").fetchone() == (300,)
+    assert readable(tmp_path, "torn.com", "full") == [(DAY, 300)]
+
+
 def test_the_rows_check_stays_fast_with_a_year_of_history(tmp_path):
     """The count behind the check reads one day's blocks, however long the history."""
     import time

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from serpstat_refdomains.rows import REF_DOMAINS_SCHEMA, SnapshotRows
 
 CONSTANTS = {"snapshot_key": "t.com|domain_with_subdomains|full|2026-03-02", "target_domain": "t.com",
-             "search_type": "domain_with_subdomains", "snapshot_date": dt.date(2026, 3, 2), "snapshot_kind": "full"}
+             "search_type": "domain_with_subdomains", "snapshot_date": dt.date(2026, 3, 2), "snapshot_kind": "full",
+             "pulled_at": dt.datetime(2026, 3, 2, 6, tzinfo=dt.UTC)}
 
 LABELS = st.sampled_from(["example", "Example", "EXAMPLE", "shop", "my_site", "a-b", "-bad", "bad-", "x" * 63, "x" * 64,
                           "bücher", "BÜCHER", "пример", "xn--bcher-kva", "XN--BCHER-KVA", "xn--zz", "straße",

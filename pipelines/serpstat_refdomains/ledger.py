@@ -277,17 +277,28 @@ def _partition_plans(pipeline: dlt.Pipeline) -> list:
 
 
 def rows_present(pipeline: dlt.Pipeline, day: dt.date, keys: list[str]) -> dict[str, int]:
-    """Rows loaded per snapshot key of one day: one grouped count, restricted to that day (its
-    blocks only, however long the history) and to the keys a run may fetch."""
+    """Rows loaded per snapshot key of one day that belong to the pull its ledger row describes
+    (`pulled_at` = `started_at`; rows loaded before `pulled_at` existed count as they are): one
+    grouped count, restricted to that day (its blocks only, however long the history) and to the
+    keys a run may fetch. Rows of another pull under the ledger row (a load cut between the two
+    tables' merges) do not count, so the snapshot is fetched again."""
     if not keys:
         return {}
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
+            ledger = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
             marks = ", ".join(["%s"] * len(keys))
+            stamped = client.execute_sql(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "AND column_name = 'pulled_at'", client.dataset_name, S.REF_DOMAINS_TABLE)
+            same_pull = ""
+            if stamped and stamped[0][0]:
+                same_pull = (f"AND (loaded.pulled_at IS NULL OR loaded.pulled_at = (SELECT ledger.started_at FROM "
+                             f"{ledger} ledger WHERE ledger.snapshot_key = loaded.snapshot_key)) ")
             rows = client.execute_sql(
-                f"SELECT snapshot_key, count(*) FROM {table} WHERE snapshot_date = %s "
-                f"AND snapshot_key IN ({marks}) GROUP BY snapshot_key", day, *keys)
+                f"SELECT loaded.snapshot_key, count(*) FROM {table} loaded WHERE loaded.snapshot_date = %s "
+                f"AND loaded.snapshot_key IN ({marks}) {same_pull}GROUP BY loaded.snapshot_key", day, *keys)
     except DatabaseUndefinedRelation:
         return {}
     return {row[0]: int(row[1]) for row in rows or []}

@@ -44,6 +44,11 @@ REF_DOMAINS_SCHEMA = pa.schema([
     ("registrable_domain", pa.string()),
     ("ref_pages", pa.int64()),
     ("domain_rank", pa.int64()),
+    # when the pull that fetched the row started (snapshots.started_at): rows and their ledger row
+    # are merged in two transactions, so a load cut between them can leave the rows of one pull
+    # under the ledger row of another, even with the same count; the models and the planner
+    # compare the two
+    ("pulled_at", pa.timestamp("us", tz="UTC")),
 ])
 _RESERVED = set(REF_DOMAINS_SCHEMA.names) | {"_dlt_id", "_dlt_load_id"}
 # normalize.py's fast-path rule for a whole name, anchored for Arrow's RE2.
@@ -54,7 +59,7 @@ _DIGITS = re.compile(r"[0-9]+")
 class SnapshotRows:
     """Converts the pages of one snapshot, keeping one row per normalized donor across pages.
 
-    `constants` are the snapshot's own columns (key, target, search type, date, kind);
+    `constants` are the snapshot's own columns (key, target, search type, date, kind, pulled_at);
     `reject(reason)` is told about every row that cannot be loaded, `nulled(metric, value)`
     about every unusable metric of a loaded row (value as shown to users, e.g. "'n/a'"). Not
     thread-safe: one snapshot's pages are converted by one thread.
@@ -124,9 +129,11 @@ class SnapshotRows:
 
     def _assemble(self, names: pa.Array, raw: pa.Array, registrable: pa.Array, ref_pages: pa.Array,
                   ranks: pa.Array) -> pa.Table:
-        constants = [pa.repeat(pa.scalar(self.constants[field.name], field.type), len(names))
-                     for field in REF_DOMAINS_SCHEMA if field.name in self.constants]
-        return pa.Table.from_arrays([*constants, names, raw, registrable, ref_pages, ranks], schema=REF_DOMAINS_SCHEMA)
+        columns = {field.name: pa.repeat(pa.scalar(self.constants[field.name], field.type), len(names))
+                   for field in REF_DOMAINS_SCHEMA if field.name in self.constants}
+        columns |= {"ref_domain": names, "domain_from": raw, "registrable_domain": registrable,
+                    "ref_pages": ref_pages, "domain_rank": ranks}
+        return pa.Table.from_arrays([columns[field.name] for field in REF_DOMAINS_SCHEMA], schema=REF_DOMAINS_SCHEMA)
 
     # --- the row path ----------------------------------------------------------------------
     def _row_by_row(self, rows: list[Any]) -> pa.Table:

@@ -21,6 +21,7 @@ complete as (
         snapshot_kind,
         snapshot_date,
         rows_loaded,
+        started_at,
         -- the snapshot as loaded now: another pull of it (--force, a rerun) changes this. The
         -- time as seconds since the epoch: as text a timestamp takes the session's time zone
         snapshot_key
@@ -36,16 +37,30 @@ complete as (
 ),
 
 rows_present as (
-    select snapshot_key, count(*) as rows_present
+    select
+        snapshot_key,
+        count(*) as rows_present,
+        min(pulled_at) as first_pulled_at,
+        max(pulled_at) as last_pulled_at
     from loaded_rows
     group by snapshot_key
 ),
 
+-- The rows must also be the rows of the pull the ledger describes: rows and ledger are merged in
+-- two transactions, and a load cut between them can leave another pull's rows under the ledger
+-- row, even as many (rows loaded before pulled_at existed carry none and are judged by count).
 consistent as (
     select complete.*
     from complete
     left join rows_present on rows_present.snapshot_key = complete.snapshot_key
     where coalesce(rows_present.rows_present, 0) = complete.rows_loaded
+        and (
+            rows_present.last_pulled_at is null
+            or (
+                rows_present.first_pulled_at = complete.started_at
+                and rows_present.last_pulled_at = complete.started_at
+            )
+        )
 ),
 
 -- A series (target, search type, filter) is one integer from here on: the models join and
