@@ -372,12 +372,14 @@ class DuckDBClient:
         return f'"{name}"'
 
 
-def build_in(con: duckdb.DuckDBPyConnection, *, full_refresh: bool = False) -> None:
+def build_in(con: duckdb.DuckDBPyConnection, *, full_refresh: bool = False, pair_batch_rows: int | None = None) -> None:
     """Every model, as the runner materializes them (incremental ones keep their rows)."""
     client = DuckDBClient(con)
+    params = models.model_params(CONFIRM)
+    if pair_batch_rows is not None:
+        params["pair_batch_rows"] = pair_batch_rows
     for model in load_models():
-        models.materialize(client, model, render(model, models.model_params(CONFIRM)), "duckdb",
-                           full_refresh=full_refresh)
+        models.materialize(client, model, render(model, params), "duckdb", full_refresh=full_refresh)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, select: str) -> list[tuple]:
@@ -606,3 +608,16 @@ def test_rows_of_another_pull_under_a_ledger_row_are_not_read():
         ["d0.example", "d1.example"]
     assert sorted(r[0] for r in con.execute("SELECT ref_domain FROM new_ref_domains").fetchall()) == \
         ["d10.example", "d11.example"]
+
+
+@pytest.mark.parametrize("batch_rows", [1, 40])
+def test_a_build_in_small_steps_equals_one_step(batch_rows):
+    """The runner repeats the pair comparison until every pair is compared, each step over the
+    next pairs within pair_batch_rows (at least one): steps of one pair, or of a few, give the
+    rows one step gives."""
+    ledger, rows = random_history(5, SERIES_WITH_FILTER_CHANGE)
+    con = _warehouse(ledger, rows)
+    expected = _state(con)
+    build_in(con, full_refresh=True, pair_batch_rows=batch_rows)
+    assert _state(con) == expected
+    assert con.execute("SELECT count(*) FROM int_snapshot_pairs").fetchone()[0] > 20

@@ -53,30 +53,17 @@ first_pending as (
 running as (
     select
         first_pending.pending_seq,
-        first_pending.pair_key,
-        first_pending.pair_kind,
-        first_pending.snapshot_key,
-        first_pending.snapshot_date,
-        first_pending.previous_snapshot_key,
-        first_pending.previous_snapshot_date,
-        first_pending.pair_rows,
         sum(before_it.pair_rows) as rows_through
     from first_pending
     inner join first_pending as before_it on before_it.pending_seq <= first_pending.pending_seq
-    group by
-        first_pending.pending_seq,
-        first_pending.pair_key,
-        first_pending.pair_kind,
-        first_pending.snapshot_key,
-        first_pending.snapshot_date,
-        first_pending.previous_snapshot_key,
-        first_pending.previous_snapshot_date,
-        first_pending.pair_rows
+    group by first_pending.pending_seq
 ),
 
 batch as (
-    select * from running
-    where rows_through - pair_rows < {pair_batch_rows}
+    select first_pending.*
+    from first_pending
+    inner join running on running.pending_seq = first_pending.pending_seq
+    where running.rows_through - first_pending.pair_rows < {pair_batch_rows}
 ),
 
 -- Both snapshots of each pair, read in one join: side 0 the earlier, 1 the later. The pair is its
