@@ -34,6 +34,8 @@ from tests.helpers import (
 )
 from tests.scenarios import replay_golden
 
+PULL_TIME_COLUMNS = {"started_at", "snapshot_version", "pair_key"}
+
 
 @pytest.fixture(scope="module")
 def duckdb_golden(tmp_path_factory):
@@ -47,9 +49,11 @@ def test_models_are_identical_on_postgres(duckdb_golden, tmp_path, pg_dataset):
     _fulls, _pulls, statuses = replay_golden(tmp_path, destination=postgres(), dataset_name=pg_dataset)
     assert "incomplete" in statuses.values() and "suspect_empty" in statuses.values()
     for model in model_names():
+        # the two runs pulled at other times: columns of pull times and keys made of them differ
         columns = [r[0] for r in query(duckdb_golden, "SELECT column_name FROM information_schema.columns "
                                                       "WHERE table_schema = 'serpstat' AND table_name = ? "
-                                                      "ORDER BY ordinal_position", [model])]
+                                                      "ORDER BY ordinal_position", [model])
+                   if r[0] not in PULL_TIME_COLUMNS]
         select = ", ".join(columns)
         expected = sorted(query(duckdb_golden, f"SELECT {select} FROM serpstat.{model}"), key=repr)
         got = sorted(pg_rows(pg_dataset, f"SELECT {select} FROM {{ds}}.{model}"), key=repr)
