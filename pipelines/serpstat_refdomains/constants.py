@@ -7,6 +7,8 @@ DEFAULT_DESTINATION = "duckdb"
 SOURCE_SECTION = ("sources", "serpstat")
 
 REF_DOMAINS_TABLE = "ref_domains"
+# ref_domains' stamp of the pull that fetched each row: its ledger row's started_at
+PULLED_AT = "pulled_at"
 SNAPSHOTS_TABLE = "snapshots"
 # append-only: one row per fetch attempt, so credits spent add up to what Serpstat charged
 ATTEMPTS_TABLE = "snapshot_attempts"

@@ -34,7 +34,7 @@ from . import constants as S
 from .errors import first_line, unwrap
 from .paging import FetchStats, SnapshotSpec
 from .rows import describe_nulled
-from .warehouse import loader_file_format
+from .warehouse import has_column, loader_file_format
 
 logger = logging.getLogger(__name__)
 
@@ -289,13 +289,10 @@ def rows_present(pipeline: dlt.Pipeline, day: dt.date, keys: list[str]) -> dict[
             table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
             ledger = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
             marks = ", ".join(["%s"] * len(keys))
-            stamped = client.execute_sql(
-                "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-                "AND column_name = 'pulled_at'", client.dataset_name, S.REF_DOMAINS_TABLE)
             same_pull = ""
-            if stamped and stamped[0][0]:
-                same_pull = (f"AND (loaded.pulled_at IS NULL OR loaded.pulled_at = (SELECT ledger.started_at FROM "
-                             f"{ledger} ledger WHERE ledger.snapshot_key = loaded.snapshot_key)) ")
+            if has_column(client, S.REF_DOMAINS_TABLE, S.PULLED_AT):
+                same_pull = (f"AND (loaded.{S.PULLED_AT} IS NULL OR loaded.{S.PULLED_AT} = (SELECT ledger.started_at "
+                             f"FROM {ledger} ledger WHERE ledger.snapshot_key = loaded.snapshot_key)) ")
             rows = client.execute_sql(
                 f"SELECT loaded.snapshot_key, count(*) FROM {table} loaded WHERE loaded.snapshot_date = %s "
                 f"AND loaded.snapshot_key IN ({marks}) {same_pull}GROUP BY loaded.snapshot_key", day, *keys)

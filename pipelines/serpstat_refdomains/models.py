@@ -38,7 +38,7 @@ from sqlglot.errors import ErrorLevel, ParseError
 
 from . import competitors
 from . import constants as S
-from .warehouse import destination_type
+from .warehouse import destination_type, has_column
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,6 @@ COMMENT_DIALECTS = {"duckdb", "postgres"}
 NAMES_TABLE = "stg_ref_domain_names"
 # The snapshots, as loaded, whose rows NAMES_TABLE has read: a build reads the rows of new ones only.
 NAMES_READ_TABLE = "stg_ref_domain_names_read"
-# ref_domains' stamp of the pull that fetched each row (rows.REF_DOMAINS_SCHEMA)
-PULLED_AT = "pulled_at"
 # Marks a dlt schema table as one of ours, so a model dropped from sql/ leaves the schema too.
 MODEL_HINT = "x-refdomains-model"
 _INSERT_BATCH = 5000
@@ -298,15 +296,13 @@ def _ensure_pulled_at(pipeline: dlt.Pipeline) -> None:
     and stg_snapshots reads it. Added here the way a load adds it (to dlt's schema, then synced to
     the warehouse, so the next load finds it known), empty: such rows are judged by count."""
     with pipeline.sql_client() as client:
-        found = client.execute_sql(
-            "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-            "AND column_name = %s", client.dataset_name, S.REF_DOMAINS_TABLE, PULLED_AT)
+        found = has_column(client, S.REF_DOMAINS_TABLE, S.PULLED_AT)
     schema = _dlt_schema(pipeline)
-    if (found and found[0][0]) or schema is None:
+    if found or schema is None:
         return
-    logger.info("adding %s to %s (rows loaded by an earlier version)", PULLED_AT, S.REF_DOMAINS_TABLE)
+    logger.info("adding %s to %s (rows loaded by an earlier version)", S.PULLED_AT, S.REF_DOMAINS_TABLE)
     schema.update_table(new_table(S.REF_DOMAINS_TABLE, columns=[
-        {"name": PULLED_AT, "data_type": "timestamp", "nullable": True, "timezone": True}]))
+        {"name": S.PULLED_AT, "data_type": "timestamp", "nullable": True, "timezone": True}]))
     pipeline.schemas.save_schema(schema)
     pipeline.sync_schema()
 

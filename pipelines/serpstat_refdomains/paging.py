@@ -121,7 +121,7 @@ class SnapshotFetcher:
         self._lock = threading.Lock()
         self._rows = SnapshotRows({"snapshot_key": spec.key, "target_domain": spec.target.domain,
                                    "search_type": spec.target.search_type, "snapshot_date": spec.snapshot_date,
-                                   "snapshot_kind": spec.kind, "pulled_at": self.stats.started_at},
+                                   "snapshot_kind": spec.kind, S.PULLED_AT: self.stats.started_at},
                                   self._reject, self._null)
 
     # --- public --------------------------------------------------------------------------

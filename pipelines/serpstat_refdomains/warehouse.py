@@ -138,6 +138,14 @@ def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
                        S.REF_DOMAINS_TABLE, first_line(unwrap(error)))
 
 
+def has_column(client, table: str, column: str) -> bool:
+    """Whether the dataset's `table` has `column` (a table loaded by an earlier version may not)."""
+    found = client.execute_sql(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "AND column_name = %s", client.dataset_name, table, column)
+    return bool(found and found[0][0])
+
+
 def loader_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat:
     """Arrow pages load fastest into PostgreSQL as CSV (COPY); elsewhere dlt's default (parquet).
 
