@@ -74,8 +74,11 @@ MODEL_HINT = "x-refdomains-model"
 _INSERT_BATCH = 5000
 # The loaded rows an incremental model's SELECT reads at most in one step (int_snapshot_pair_changes:
 # the rows of the snapshot pairs it compares): a first build over a year of history is many steps
-# of this size, not one the size of the history.
-PAIR_BATCH_ROWS = 500_000
+# of this size, not one the size of the history. DuckDB compares inside the run's own process, so
+# a step bounds the run's memory. A warehouse compares on its server, which spills within its own
+# settings, and every step scans the loaded rows again: there, fewer and larger steps.
+PAIR_BATCH_ROWS = {"duckdb": 500_000}
+WAREHOUSE_PAIR_BATCH_ROWS = 5_000_000
 
 
 # Tables the models read that no SQL file builds: loaded by the pipeline, or kept by this runner.
@@ -245,9 +248,11 @@ def destination_dialect(pipeline: dlt.Pipeline) -> str:
         raise ValueError(f"models have no SQL dialect for destination {kind!r}") from None
 
 
-def model_params(lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS) -> dict[str, int]:
-    """The values of the models' {placeholders}."""
-    return {"lost_confirmation_snapshots": int(lost_confirmation_snapshots), "pair_batch_rows": PAIR_BATCH_ROWS}
+def model_params(lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
+                 dialect: str = SOURCE_DIALECT) -> dict[str, int]:
+    """The values of the models' {placeholders} on a destination of `dialect`."""
+    return {"lost_confirmation_snapshots": int(lost_confirmation_snapshots),
+            "pair_batch_rows": PAIR_BATCH_ROWS.get(dialect, WAREHOUSE_PAIR_BATCH_ROWS)}
 
 
 def build(pipeline: dlt.Pipeline,
@@ -261,7 +266,7 @@ def build(pipeline: dlt.Pipeline,
     """
     dialect = destination_dialect(pipeline)
     models = load_models()
-    params = model_params(lost_confirmation_snapshots)
+    params = model_params(lost_confirmation_snapshots, dialect)
     tables = SOURCE_TABLES | {m.name for m in models}
     with pipeline.sql_client() as client:
         if not _tables_exist(client):
