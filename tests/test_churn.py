@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serpstat_refdomains.emulator import Fault, SerpstatEmulator
+from serpstat_refdomains.normalize import normalize_domain
 from tests.churn_sim import CHURN_KINDS, Churn, trial
 from tests.helpers import DAY, TOKEN, fast_client, ledger, loaded_domains, ref_requests, run_pipeline, truth
 
@@ -209,3 +210,46 @@ def test_a_donor_named_like_a_split_prefix_is_read(tmp_path, emulator):
     row = ledger(tmp_path, "prefixed.com")
     assert row["status"] == "complete", row["error"]
     assert set(loaded_domains(tmp_path, "prefixed.com")) == set(names)
+
+
+def _upper_tail_names() -> list[str]:
+    # `b` is over the window, so split; `Bücher.de` is in none of `ba`…`b.` (ü is outside the
+    # alphabet), and the emulator, like a byte-wise index, sorts `B…` below every `b…` name
+    return ["Bücher.de"] + [f"b{letter}{digit}.com" for letter in "abc" for digit in range(10)] + ["a.com", "c.com"]
+
+
+def test_a_name_of_another_case_outside_the_prefixes_is_read(tmp_path, emulator):
+    """`Bücher.de` under the split prefix `b`: the names no extension reaches were read from the
+    top in descending order only, and this one sorts at the bottom. The pull stayed incomplete
+    every run (and paid for every row each time)."""
+    emulator.api.depth_cap = 20
+    emulator.set_profile("cased.com", 0)
+    names = _upper_tail_names()
+    emulator.graph.add_named("cased.com", names, emulator.today - dt.timedelta(days=30))
+    run_pipeline(tmp_path, emulator, ["cased.com"], kind="full", settings_options={"page_size": 5},
+                 depth_cap=20, max_workers=1)
+    row = ledger(tmp_path, "cased.com")
+    assert row["status"] == "complete", row["error"]
+    assert set(loaded_domains(tmp_path, "cased.com")) == {normalize_domain(n) for n in names}
+
+
+def test_a_deletion_never_balances_a_name_the_tail_missed(tmp_path, emulator):
+    """As above, and a `b…` donor already read leaves the index as the tail is counted: the count
+    of names no extension reaches comes out one short, the missed `Bücher.de` and the deletion
+    cancel out in the final count, and the pull was `complete` without a donor that never left
+    (a false LOST). Now it is read, and the deletion leaves the pull incomplete."""
+    emulator.api.depth_cap = 20
+    emulator.set_profile("cased.com", 0)
+    names = _upper_tail_names()
+    emulator.graph.add_named("cased.com", names, emulator.today - dt.timedelta(days=30))
+    emulator.faults.add(Fault("delete_rows", query="cased.com", order="desc", where="after", pick=0,
+                              count=1, times=1))
+    run_pipeline(tmp_path, emulator, ["cased.com"], kind="full", settings_options={"page_size": 5},
+                 depth_cap=20, max_workers=1)
+    row = ledger(tmp_path, "cased.com")
+    loaded = set(loaded_domains(tmp_path, "cased.com"))
+    stayed = {normalize_domain(n) for n in truth(emulator, "cased.com")}
+    cased = normalize_domain("Bücher.de")
+    assert len(stayed) == len(names) - 1 and cased in stayed
+    assert row["status"] != "complete" or stayed <= loaded, sorted(stayed - loaded)
+    assert cased in loaded

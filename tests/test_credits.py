@@ -19,7 +19,8 @@ def leaves_of(row: dict) -> list[int]:
 def read_cost(row: dict, size: int = SIZE) -> int:
     """Credits of reading every leaf of `row`'s plan: a prefix's rows and seams; the names no
     prefix reaches are read one row further, to the first name a prefix reaches (their count
-    alone could be stale), in as many pages as their rows need at `size`, evened out."""
+    alone could be stale), in as many pages as their rows need at `size`, evened out, and then
+    from the other end, one row: the lowest name, a prefix's (none of these names sorts there)."""
     cost = 0
     for leaf in json.loads(row["partition_plan"]):
         total = leaf["total"]
@@ -27,7 +28,7 @@ def read_cost(row: dict, size: int = SIZE) -> int:
             cost += total + 2 * max(math.ceil(total / size) - 1, 0)
             continue
         pages = math.ceil((total + 1) / size)
-        cost += pages * math.ceil((total + 1) / pages) + 2 * (pages - 1)
+        cost += pages * math.ceil((total + 1) / pages) + 2 * (pages - 1) + 1
     return cost
 
 
@@ -67,7 +68,8 @@ def test_later_fetch_starts_from_the_ledgers_partitions(tmp_path, emulator):
                  depth_cap=CAP)
     row = ledger(tmp_path, "big.com")
     assert row["status"] == "complete" and str(row["snapshot_date"]) == str(later)
-    assert all(e.complex_filter or e.order == "desc" for e in ref_requests(emulator)[:-1]), "no root page"
+    assert all(e.complex_filter or e.order == "desc" or e.size == 1 for e in ref_requests(emulator)[:-1]), \
+        "no root page"
     # no root page; the probes the plan cannot spare; the rows; the seams; the final count
     expected = from_the_plan(first, CAP) + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
@@ -92,6 +94,32 @@ def test_learned_depth_cap_is_the_offset_of_the_refused_page(tmp_path, emulator)
     # the root's count (1,200 fits the configured 60,000), its pages 1-5, read before the
     # refusal, then as a first pull over the cap
     expected = 1 + 5 * SIZE + len(in_flight) + 40 + read_cost(row) + 1
+    assert emulator.api.credits_charged == row["credits_spent"] == expected
+
+
+def test_a_partition_between_the_learned_and_a_guessed_window_is_split_unread(tmp_path, emulator):
+    """As above, with 700 of the 1,200 names under `w`: over the real window (500), inside the
+    (pages - 1) x size = 1,100 an older rule guessed from the refused page. Learned from the
+    refused page's offset, `w` is split after its 1-row probe; with the guess, its pages 1-5
+    were read and paid for, then refused again; with nothing learned, likewise."""
+    emulator.api.depth_cap = CAP
+    emulator.set_profile("www.com", 0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    names = ([f"w{letters[i % 26]}{i}.com" for i in range(700)]
+             + [f"{letters[i % 22]}{i}.com" for i in range(500)])  # a-v: no other `w` name
+    emulator.graph.add_named("www.com", names, emulator.today - dt.timedelta(days=30))
+    run_pipeline(tmp_path, emulator, ["www.com"], kind="full", settings_options={"page_size": SIZE},
+                 max_workers=1)
+    row = ledger(tmp_path, "www.com")
+    assert row["status"] == "complete" and set(loaded_domains(tmp_path, "www.com")) == set(names)
+    refused = [e for e in ref_requests(emulator) if e.outcome == "error:402"]
+    assert refused and {e.complex_filter is None for e in refused} == {True}, "only the root is refused"
+    in_flight = [e for e in ref_requests(emulator)
+                 if e.complex_filter is None and e.order == "asc" and e.size == 1 and e.page > 1]
+    assert len(in_flight) <= 2
+    # the root's count and pages 1-5; `w`'s 1-row probe; then each leaf's probe or count, its
+    # rows and seams; the final count
+    expected = 1 + 5 * SIZE + len(in_flight) + 1 + row["partitions"] + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 

@@ -284,7 +284,39 @@ class SnapshotFetcher:
             # a tail name after an extension's name: not the collation this relies on
             return _Unstable(f"the names of {part} do not sort as expected")
         tail = rows[:boundary]
+        if len(rows) < whole:
+            below = self._tail_from_below(part, whole, in_extension)
+            if isinstance(below, _Unstable):
+                return below
+            read = {_name(row) for row in tail}
+            tail += [row for row in below if _name(row) not in read]
         return _Verified(len(tail), tail)
+
+    def _tail_from_below(self, part: Partition, whole: int,
+                         in_extension: Callable[[Any], bool]) -> list[Any] | _Unstable:
+        """The names of a partition no extension reaches that sort before every name an
+        extension reaches: its first rows in ascending order, up to the first such name (or the
+        partition's own name), one row at a time. Serpstat matches `startsWith` without regard to
+        case; if it sorts byte by byte, `Bücher.de` under prefix `b` sorts below every `b…` name,
+        where the descending read never gets. Without this read such a name was missed, and a
+        donor deleted meanwhile from a prefix already read balanced the final count: a
+        `complete` snapshot without a donor that never left. Costs one row when there is none."""
+        own = (part.prefix or "").lower()
+        rows: list[Any] = []
+        try:
+            while len(rows) < whole:
+                if not self._fits(len(rows) + 1, 1):
+                    return _Unstable(f"the first names of {part} beyond its extensions reach past the depth cap")
+                page = self._page(part, len(rows) + 1, 1, order=ORDER)
+                if page.total != whole or not page.rows:
+                    return _moved(whole, page.total)
+                row = page.rows[0]
+                if in_extension(row) or str(_name(row)).lower() == own:
+                    break
+                rows.append(row)
+        except _DepthCapped:
+            return _Unstable(f"Serpstat refused the first names of {part} as beyond its depth cap")
+        return rows
 
     def _read_pages(self, part: Partition, first: RefDomainsPage, total: int, pages: int,
                     size: int) -> _Verified | _Unstable:
@@ -341,7 +373,8 @@ class SnapshotFetcher:
             return map(page, numbers)
         return in_order(self.executor, page, numbers, self.window)
 
-    def _page(self, part: Partition, number: int, size: int, total: int | None = None) -> RefDomainsPage:
+    def _page(self, part: Partition, number: int, size: int, total: int | None = None,
+              order: str | None = None) -> RefDomainsPage:
         # The most it can cost: a page, or what is left of a known total on its last page. A
         # whole page held for a last page of one row refused a seam probe of a budget that
         # had room for the read, after every row was paid for.
@@ -351,7 +384,7 @@ class SnapshotFetcher:
         try:
             page = self.client.get_ref_domains(
                 self.spec.target.domain, self.spec.target.search_type, page=number, size=size,
-                sort=SORT, order="desc" if part.tail else ORDER, complex_filter=self._filter(part))
+                sort=SORT, order=order or ("desc" if part.tail else ORDER), complex_filter=self._filter(part))
             charged = page.charge
         except DepthCapError:
             raise _DepthCapped((number - 1) * size) from None
