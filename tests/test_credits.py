@@ -144,6 +144,16 @@ def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulat
     # the root's count, a 1-row probe of each of the 40 partitions, the rows, the seams, one count
     expected = 1 + 40 + read_cost(row, 10) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
+    # a week later it starts from the plan: no root page, no count but the tail's, no probe of a
+    # prefix well inside the window, and every donor again
+    emulator.api.clear_log()
+    run_pipeline(tmp_path, emulator, ["onerank.com"], emulator.today + dt.timedelta(days=7), kind="full",
+                 settings_options={"page_size": 10}, depth_cap=50)
+    later = ledger(tmp_path, "onerank.com")
+    assert later["status"] == "complete", later["error"]
+    assert set(loaded_domains(tmp_path, "onerank.com", day=later["snapshot_date"])) == truth(emulator, "onerank.com")
+    expected = from_the_plan(row, 50) + read_cost(later, 10) + 1
+    assert emulator.api.credits_charged == later["credits_spent"] == expected
 
 
 def test_a_61000_row_target_at_page_size_1000_costs_its_rows_from_the_second_pull_on(tmp_path, emulator):
