@@ -253,3 +253,42 @@ def test_a_deletion_never_balances_a_name_the_tail_missed(tmp_path, emulator):
     assert len(stayed) == len(names) - 1 and cased in stayed
     assert row["status"] != "complete" or stayed <= loaded, sorted(stayed - loaded)
     assert cased in loaded
+
+
+@pytest.mark.parametrize("beneath", ["B", "BA-x.com"])
+def test_a_cased_name_hidden_between_case_blocks_never_goes_missing_silently(tmp_path, emulator, beneath):
+    """`Bücher.de` under the split prefix `b`, with a name of its case below it (`B`, or
+    `BA-x.com` that `ba` reaches): sorted byte by byte it is at neither end of `b`, so no read
+    reaches it. Alone, that leaves the pull incomplete. With a `b…` donor already read leaving as
+    the tail is counted, the count came out one short, both ends agreed with it, the final count
+    balanced, and the pull was `complete` without a donor that never left. Blocks of another
+    case below now make the pull count the extensions again, which shows the hidden name."""
+    emulator.api.depth_cap = 20
+    emulator.set_profile("cased.com", 0)
+    names = [beneath, *_upper_tail_names()]
+    emulator.graph.add_named("cased.com", names, emulator.today - dt.timedelta(days=30))
+    emulator.faults.add(Fault("delete_rows", query="cased.com", order="desc", where="after", pick=0,
+                              count=1, times=1))
+    run_pipeline(tmp_path, emulator, ["cased.com"], kind="full", settings_options={"page_size": 5},
+                 depth_cap=20, max_workers=1)
+    row = ledger(tmp_path, "cased.com")
+    loaded = set(loaded_domains(tmp_path, "cased.com"))
+    stayed = {normalize_domain(n) for n in truth(emulator, "cased.com")}
+    assert normalize_domain("Bücher.de") in stayed and len(stayed) == len(names) - 1
+    assert row["status"] == "incomplete" and "do not add up" in row["error"]
+    assert normalize_domain("Bücher.de") not in loaded  # out of reach: that is why it is incomplete
+
+
+def test_a_prefix_mostly_of_cased_names_outside_the_extensions_completes(tmp_path, emulator):
+    """Eleven `Bü…` names beside ten `b…` ones under the split prefix `b`: the descending read,
+    asked for the tail's count plus one, ran past the `b…` names into the `Bü…` block and called
+    the order unexpected, so the pull was incomplete every run and paid in full each time."""
+    emulator.api.depth_cap = 20
+    emulator.set_profile("mostly.com", 0)
+    names = [f"Bü{i}.de" for i in range(11)] + [f"b{letter}.com" for letter in "abcdefghij"] + ["a.com"]
+    emulator.graph.add_named("mostly.com", names, emulator.today - dt.timedelta(days=30))
+    run_pipeline(tmp_path, emulator, ["mostly.com"], kind="full", settings_options={"page_size": 5},
+                 depth_cap=20, max_workers=1)
+    row = ledger(tmp_path, "mostly.com")
+    assert row["status"] == "complete", row["error"]
+    assert set(loaded_domains(tmp_path, "mostly.com")) == {normalize_domain(n) for n in names}

@@ -140,8 +140,7 @@ class SnapshotFetcher:
         while stack:
             part, attempt, expected = stack.pop()
             if part.tail:
-                reached = sum(t for p, t in leaves if part.covers(p))
-                outcome = self._fetch_tail(part, reached)
+                outcome = self._fetch_tail(part, [(p, t) for p, t in leaves if part.covers(p)])
             else:
                 outcome = self._fetch_partition(part, probe=self._needs_probe(part, expected))
             if isinstance(outcome, _Split):
@@ -152,7 +151,9 @@ class SnapshotFetcher:
                     logger.info("%s: %s (%s); fetching it once more", self.spec.key, outcome.what, part)
                     stack.append((part, 2, None))
                 else:
-                    unstable = outcome.what
+                    # the first is the cause: a tail that could not be read leaves its names in
+                    # the count of every tail above it, which then fails too
+                    unstable = unstable or outcome.what
                 continue
             leaves.append((part, outcome.total))
             for start in range(0, len(outcome.rows), CONVERT_BATCH_ROWS):
@@ -231,92 +232,101 @@ class SnapshotFetcher:
                 logger.info("%s: depth cap is %d rows; splitting %s", self.spec.key, self.depth_cap, part)
             return _Split("Serpstat's depth cap")
 
-    def _fetch_tail(self, part: Partition, reached: int) -> _Verified | _Split | _Unstable:
-        """The names of a partition its one-character extensions did not reach: its last rows by
-        name, read in descending order down to the first name an extension reaches.
+    def _fetch_tail(self, part: Partition, read: list[tuple[Partition, int]]) -> _Verified | _Split | _Unstable:
+        """The names of a partition its one-character extensions (`read`: their leaves, read
+        earlier) did not reach: the tail.
 
-        The count of those names (a fresh total less the extensions' rows) is only where to start:
+        Sorted by code point they are its last names, read in descending order down to the first
+        name an extension reaches. But Serpstat matches `startsWith` regardless of case, and
+        sorted byte by byte the names under `b` fall into blocks by case: `B…` below every `b…`,
+        each block with its own tail names at its top. So the tail is read from both ends: the
+        top of the highest block, then the bottom of the lowest, where a block's tail names are
+        its lowest only when the block has no other names. Every tail name counted must be found:
+        one in a block in between (or under another block's names) leaves the partition
+        unstable, and the snapshot incomplete, never short.
+
+        The count (a fresh total less the extensions' rows) is only where to start at each end:
         the extensions were read earlier, and a donor deleted from one since makes it one too
-        small, which would silently drop the lowest-sorting tail name. So one row more than the
-        count is read, and then single rows, until a name an extension reaches shows the tail's
-        end; rows past it belong to the extensions and are left out.
+        small. So one row more is read, and then single rows, until a name that is not the
+        tail's shows the end. And when blocks of another case exist, a deletion could make the
+        count short by exactly the name a middle block hides: then the extensions are counted
+        again (1 credit each), and the tail is only taken if they and it add up.
         """
-        reachable = tuple((part.prefix or "") + c for c in PREFIX_ALPHABET)
+        own = (part.prefix or "").lower()
+        reachable = tuple(own + c for c in PREFIX_ALPHABET)
+        scope = f"prefix {part.prefix!r}" if part.prefix else "the whole result"
 
-        def in_extension(row: Any) -> bool:
-            return str(_name(row)).lower().startswith(reachable)
+        def in_tail(row: Any) -> bool:
+            name = str(_name(row)).lower()
+            return name != own and not name.startswith(reachable)
 
+        reached = sum(total for _, total in read)
         try:
             whole = self._page(part, 1, 1).total
             rest = whole - reached
             if rest < 0:
                 return _Unstable(f"the result changed while it was paged ({part} lost rows)")
-            if rest == 0 and whole == 0:
+            if whole == 0:
                 return _Verified(0, [])
-            want = min(rest + 1, whole)  # one row past the tail: the extensions' last name
-            if not self._fits(want, self.spec.page_size):
-                return _Unstable(f"{rest} names of {part} start outside {PREFIX_ALPHABET!r}: more than one "
-                                 "sorted window can reach")
-            # pages sized so that `want` rows take as many pages as at page_size, and the last
-            # one pays for fewer rows past `want` than there are pages
-            pages = math.ceil(want / self.spec.page_size)
-            size = math.ceil(want / pages)
-            first = self._page(part, 1, size)
-            if first.total != whole:
-                return _moved(whole, first.total)
-            read = self._read_pages(part, first, whole, pages, size)
-            if isinstance(read, _Unstable):
-                return read
-            rows = read.rows[:want]
-            reached_boundary = any(map(in_extension, rows))
-            while not reached_boundary and len(rows) < whole:
-                if not self._fits(len(rows) + 1, 1):
-                    return _Unstable(f"the names of {part} beyond its extensions reach past the depth cap")
-                more = self._page(part, len(rows) + 1, 1)
-                if more.total != whole or not more.rows:
-                    return _moved(whole, more.total)
-                rows.append(more.rows[0])
-                reached_boundary = in_extension(more.rows[0])
+            top = self._tail_end(part, whole, rest, in_tail)
+            if isinstance(top, _Unstable):
+                return top
+            top_rows, _ = top
+            bottom_rows: list[Any] = []
+            lowest = None
+            if len(top_rows) < whole:
+                # the same filter, in ascending order: the partition's lowest names
+                bottom = self._tail_end(Partition(part.ranks, part.prefix), whole, max(rest - len(top_rows), 0),
+                                        in_tail)
+                if isinstance(bottom, _Unstable):
+                    return bottom
+                bottom_rows, lowest = bottom
+            seen = {repr(_name(row)) for row in top_rows}
+            tail = top_rows + [row for row in bottom_rows if repr(_name(row)) not in seen]
+            if len(tail) < rest:
+                return _Unstable(f"{rest - len(tail)} of the {rest} names under {scope} that no extension reaches "
+                                 "sort at neither end of it (names of several cases?)")
+            if lowest is not None and not str(_name(lowest)).startswith(own):
+                # blocks of another case below this one: a middle block's tail names are out of
+                # reach, and only a fresh count of the extensions shows none was hidden
+                split = Partition(part.ranks, part.prefix).split()
+                again = sum(self._page(child, 1, 1).total for child in split if not child.tail and any(
+                    child == leaf or (not child.exact and child.covers(leaf)) for leaf, total in read if total))
+                if again + len(tail) != whole:
+                    return _Unstable(f"the names under {scope} that no extension reaches do not add up "
+                                     f"({whole} in all, {again} under its extensions, {len(tail)} found)")
         except _DepthCapped:
-            return _Unstable(f"Serpstat refused the last names of {part} as beyond its depth cap")
-        boundary = next((i for i, row in enumerate(rows) if in_extension(row)), len(rows))
-        if not all(map(in_extension, rows[boundary:])):
-            # a tail name after an extension's name: not the collation this relies on
-            return _Unstable(f"the names of {part} do not sort as expected")
-        tail = rows[:boundary]
-        if len(rows) < whole:
-            below = self._tail_from_below(part, whole, in_extension)
-            if isinstance(below, _Unstable):
-                return below
-            read = {_name(row) for row in tail}
-            tail += [row for row in below if _name(row) not in read]
+            return _Unstable(f"Serpstat refused the names of {part} beyond its extensions as beyond its depth cap")
         return _Verified(len(tail), tail)
 
-    def _tail_from_below(self, part: Partition, whole: int,
-                         in_extension: Callable[[Any], bool]) -> list[Any] | _Unstable:
-        """The names of a partition no extension reaches that sort before every name an
-        extension reaches: its first rows in ascending order, up to the first such name (or the
-        partition's own name), one row at a time. Serpstat matches `startsWith` without regard to
-        case; if it sorts byte by byte, `Bücher.de` under prefix `b` sorts below every `b…` name,
-        where the descending read never gets. Without this read such a name was missed, and a
-        donor deleted meanwhile from a prefix already read balanced the final count: a
-        `complete` snapshot without a donor that never left. Costs one row when there is none."""
-        own = (part.prefix or "").lower()
-        rows: list[Any] = []
-        try:
-            while len(rows) < whole:
-                if not self._fits(len(rows) + 1, 1):
-                    return _Unstable(f"the first names of {part} beyond its extensions reach past the depth cap")
-                page = self._page(part, len(rows) + 1, 1, order=ORDER)
-                if page.total != whole or not page.rows:
-                    return _moved(whole, page.total)
-                row = page.rows[0]
-                if in_extension(row) or str(_name(row)).lower() == own:
-                    break
-                rows.append(row)
-        except _DepthCapped:
-            return _Unstable(f"Serpstat refused the first names of {part} as beyond its depth cap")
-        return rows
+    def _tail_end(self, reading: Partition, whole: int, expected: int,
+                  in_tail: Callable[[Any], bool]) -> tuple[list[Any], Any] | _Unstable:
+        """`reading`'s first rows in its order while they are tail names, and the first row after
+        them (None if there is none). `expected` of them are looked for: one row more is read, in
+        checked pages sized so that they pay for fewer rows past it than there are pages, then
+        single rows until a row that is not a tail name shows."""
+        want = min(expected + 1, whole)
+        if not self._fits(want, self.spec.page_size):
+            return _Unstable(f"{expected} names of {reading} start outside {PREFIX_ALPHABET!r}: more than one "
+                             "sorted window can reach")
+        pages = math.ceil(want / self.spec.page_size)
+        size = math.ceil(want / pages)
+        first = self._page(reading, 1, size)
+        if first.total != whole:
+            return _moved(whole, first.total)
+        read = self._read_pages(reading, first, whole, pages, size)
+        if isinstance(read, _Unstable):
+            return read
+        rows = read.rows[:want]
+        while all(map(in_tail, rows)) and len(rows) < whole:
+            if not self._fits(len(rows) + 1, 1):
+                return _Unstable(f"the names of {reading} beyond its extensions reach past the depth cap")
+            more = self._page(reading, len(rows) + 1, 1)
+            if more.total != whole or not more.rows:
+                return _moved(whole, more.total)
+            rows.append(more.rows[0])
+        boundary = next((i for i, row in enumerate(rows) if not in_tail(row)), len(rows))
+        return rows[:boundary], (rows[boundary] if boundary < len(rows) else None)
 
     def _read_pages(self, part: Partition, first: RefDomainsPage, total: int, pages: int,
                     size: int) -> _Verified | _Unstable:
@@ -373,8 +383,7 @@ class SnapshotFetcher:
             return map(page, numbers)
         return in_order(self.executor, page, numbers, self.window)
 
-    def _page(self, part: Partition, number: int, size: int, total: int | None = None,
-              order: str | None = None) -> RefDomainsPage:
+    def _page(self, part: Partition, number: int, size: int, total: int | None = None) -> RefDomainsPage:
         # The most it can cost: a page, or what is left of a known total on its last page. A
         # whole page held for a last page of one row refused a seam probe of a budget that
         # had room for the read, after every row was paid for.
@@ -384,7 +393,7 @@ class SnapshotFetcher:
         try:
             page = self.client.get_ref_domains(
                 self.spec.target.domain, self.spec.target.search_type, page=number, size=size,
-                sort=SORT, order=order or ("desc" if part.tail else ORDER), complex_filter=self._filter(part))
+                sort=SORT, order="desc" if part.tail else ORDER, complex_filter=self._filter(part))
             charged = page.charge
         except DepthCapError:
             raise _DepthCapped((number - 1) * size) from None
