@@ -221,7 +221,62 @@ def transpile(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) ->
         if table.name in tables and table.name not in ctes and not table.args.get("db"):
             table.set("db", exp.to_identifier(dataset))
     tree = tree.transform(lambda node: _iso_week_start(node, dialect))
+    if dialect == "postgres":
+        tree = _inline_single_use_ctes(_drop_date_beside_key(tree))
     return tree.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE, comments=False)
+
+
+def _inline_single_use_ctes(tree: exp.Expression) -> exp.Expression:
+    """Each CTE read once becomes a subquery in its place (the last first, so the ones it reads
+    follow it in). PostgreSQL never pulls a view whose query has a WITH into the query that reads
+    it: every read of stg_ref_domains computed the view over the whole history (13.5M rows,
+    sorted on disk) before the reader's join could narrow it to the snapshots it wanted. A
+    subquery without WITH is pulled up and planned with its reader. CTEs read twice stay."""
+    with_ = tree.args.get("with_")
+    if with_ is None or any(w is not with_ for w in tree.find_all(exp.With)):
+        return tree  # none, or nested WITHs whose names could shadow these
+    for cte in reversed(list(with_.expressions)):
+        name = cte.alias_or_name
+        reads = [t for t in tree.find_all(exp.Table) if t.name == name and not t.args.get("db")]
+        if len(reads) != 1 or _column_aliases(cte) or _column_aliases(reads[0]):
+            continue  # read twice, or its columns renamed by a list the subquery would drop
+        read = reads[0]
+        read.replace(exp.Subquery(this=cte.this.copy(),
+                                  alias=exp.TableAlias(this=exp.to_identifier(read.alias or name))))
+        cte.pop()
+    if not with_.expressions:
+        tree.set("with_", None)
+    return tree
+
+
+def _column_aliases(node: exp.Expression) -> list:
+    alias = node.args.get("alias")
+    return list(alias.columns) if isinstance(alias, exp.TableAlias) else []
+
+
+def _drop_date_beside_key(tree: exp.Expression) -> exp.Expression:
+    """`a.snapshot_date = b.snapshot_date` left out of a join that also matches
+    `a.snapshot_key = b.snapshot_key`: the key names its date, so the result is the same. The
+    models join on both so DuckDB skips other days' blocks; PostgreSQL multiplies the two
+    selectivities as if independent, estimates 2% of the rows such a join returns, and hashes
+    the whole history where it should hash the few snapshots joined to it."""
+    def columns_equal(term: exp.Expression, column: str) -> frozenset[str] | None:
+        if (isinstance(term, exp.EQ) and isinstance(term.this, exp.Column)
+                and isinstance(term.expression, exp.Column)
+                and term.this.name == column == term.expression.name):
+            return frozenset((term.this.table, term.expression.table))
+        return None
+
+    for join in tree.find_all(exp.Join):
+        on = join.args.get("on")
+        if not isinstance(on, exp.And):
+            continue
+        terms = [cast(exp.Expression, term) for term in on.flatten()]
+        keyed = {columns_equal(term, "snapshot_key") for term in terms} - {None}
+        kept = [term for term in terms if columns_equal(term, "snapshot_date") not in keyed]
+        if len(kept) < len(terms):
+            join.set("on", exp.and_(*kept))
+    return tree
 
 
 def _iso_week_start(node: exp.Expression, dialect: str) -> exp.Expression:
