@@ -284,3 +284,113 @@ def test_a_prefix_mostly_of_cased_names_outside_the_extensions_completes(tmp_pat
     row = ledger(tmp_path, "mostly.com")
     assert row["status"] == "complete", row["error"]
     assert set(loaded_domains(tmp_path, "mostly.com")) == {normalize_domain(n) for n in names}
+
+
+def test_a_name_lowercasing_into_the_alphabet_never_hides_a_tail_name_silently(tmp_path, emulator):
+    """`İzmir.com` lowercases to an `i…` name, so the prefix `i` reads it, yet it sorts above the
+    root's tail name `özel.com`: the descending read stopped at it. With a donor already read
+    leaving as the tail was counted, the count agreed and the pull was `complete` without
+    `özel.com` (the root never recounted: no case blocks there). An edge name that sorts
+    elsewhere than its extension's names now makes the pull recount, whatever the prefix."""
+    emulator.api.depth_cap = 20
+    emulator.set_profile("dotted.com", 0)
+    names = ["İzmir.com", "özel.com", "中国.cn", *(f"{c}{i:02d}.com" for c in "ac" for i in range(12))]
+    emulator.graph.add_named("dotted.com", names, emulator.today - dt.timedelta(days=30))
+    serve, left = emulator.api._get_ref_domains, []
+
+    def leave_at_the_root_tail_count(params, *args):
+        if not left and str(params.get("order")).lower() == "desc" and not params.get("complexFilter"):
+            left.extend(d for d in emulator.graph.active("dotted.com", emulator.today) if d.name == "a05.com")
+            emulator.graph.remove_donors("dotted.com", left)
+        return serve(params, *args)
+
+    emulator.api._get_ref_domains = leave_at_the_root_tail_count
+    run_pipeline(tmp_path, emulator, ["dotted.com"], kind="full", settings_options={"page_size": 5},
+                 depth_cap=20, max_workers=1)
+    row = ledger(tmp_path, "dotted.com")
+    loaded = set(loaded_domains(tmp_path, "dotted.com"))
+    stayed = {normalize_domain(n) for n in truth(emulator, "dotted.com")}
+    assert left and len(stayed) == len(names) - 1
+    assert row["status"] != "complete" or stayed <= loaded, sorted(stayed - loaded)
+
+
+def test_a_nameless_donor_at_the_bottom_of_a_split_root_is_rejected_not_a_boundary(tmp_path, emulator):
+    """A donor named `` (empty) sorts lowest; at the root, whose prefix is empty too, it was taken
+    for the root's own name and ended the ascending read, and no partition read it: incomplete
+    every run, paid in full each time. It is a tail row, rejected as nameless."""
+    emulator.api.depth_cap = 20
+    emulator.set_profile("blank.com", 0)
+    names = [""] + [f"a{letter}{digit}.com" for letter in "ab" for digit in range(10)] + ["b.com", "c.com"]
+    emulator.graph.add_named("blank.com", names, emulator.today - dt.timedelta(days=30))
+    run_pipeline(tmp_path, emulator, ["blank.com"], kind="full", settings_options={"page_size": 5},
+                 depth_cap=20, max_workers=1)
+    row = ledger(tmp_path, "blank.com")
+    assert row["status"] == "complete", row["error"]
+    assert (row["rows_loaded"], row["rows_rejected"]) == (len(names) - 1, 1)
+
+
+def test_tails_at_both_ends_within_the_window_each_complete_from_the_plan(tmp_path, emulator):
+    """Ten `bü…` names at the top of `b`, ten `Bü…` at its bottom, a window of 20: each end fits,
+    both together do not. The top read asked for all twenty plus one and the pull was incomplete;
+    from the plan, with the window not yet learned, the refused page ended it likewise."""
+    emulator.api.depth_cap = 20
+    emulator.set_profile("ends.com", 0)
+    names = ([f"bü{i}.de" for i in range(10)] + [f"Bü{i}.de" for i in range(10)]
+             + [f"ba{digit}.com" for digit in range(10)] + ["bb.com", "a.com"])
+    emulator.graph.add_named("ends.com", names, emulator.today - dt.timedelta(days=30))
+    for day in (emulator.today, emulator.today + dt.timedelta(days=7)):
+        run_pipeline(tmp_path, emulator, ["ends.com"], day, kind="full", settings_options={"page_size": 5},
+                     max_workers=1)
+        row = ledger(tmp_path, "ends.com")
+        assert row["status"] == "complete" and str(row["snapshot_date"]) == str(day), row["error"]
+        assert set(loaded_domains(tmp_path, "ends.com", day=day)) == {normalize_domain(n) for n in names}
+
+
+def _filtered(params) -> tuple[str | None, str | None, int, int]:
+    """A request as (its order, the domain_from value it filters on, page, size)."""
+    value = next((c["value"][0] for group in params.get("complexFilter") or [] for c in group
+                  if c.get("field") == "domain_from"), None)
+    return str(params.get("order")).lower(), value, int(params.get("page")), int(params.get("size"))
+
+
+def _pull_with_churn(tmp_path, emulator, target, names, steps):
+    """A full pull of `names` (cap 20, pages of 5); `steps` are (does this request trigger it,
+    donors to delete, donors to insert), each fired once, in turn, just before a request is
+    answered. Returns (ledger row, loaded names, names in the index throughout)."""
+    steps = list(steps)
+    emulator.api.depth_cap = 20
+    emulator.set_profile(target, 0)
+    emulator.graph.add_named(target, names, emulator.today - dt.timedelta(days=30))
+    serve, pending, throughout = emulator.api._get_ref_domains, list(steps), set(names)
+
+    def churn(params, *args):
+        if pending and pending[0][0](*_filtered(params)):
+            _, gone, new = pending.pop(0)
+            emulator.graph.remove_donors(target, [d for d in emulator.graph.active(target, emulator.today)
+                                                  if d.name in gone])
+            emulator.graph.add_named(target, list(new), emulator.today)
+            throughout.difference_update(gone)
+        return serve(params, *args)
+
+    emulator.api._get_ref_domains = churn
+    run_pipeline(tmp_path, emulator, [target], kind="full", settings_options={"page_size": 5}, depth_cap=20,
+                 max_workers=1)
+    assert len(pending) < len(steps), "the churn began"  # a pull found unstable makes no final count
+    return (ledger(tmp_path, target), set(loaded_domains(tmp_path, target)),
+            {normalize_domain(n) for n in throughout})
+
+
+def test_rows_shifting_while_the_tail_is_read_past_its_count_are_never_skipped(tmp_path, emulator):
+    """All lowercase. As the tail of `b` is counted two read `ba…` donors leave and two `bü…`
+    arrive, so the count falls short and more rows are read; then a tail name already read
+    leaves and two donors arrive elsewhere. Read one row at a time, the shift skipped `bü1.de`
+    and every count still agreed: `complete` without it. Now the longer read is checked pages."""
+    names = [f"b{letter}{digit}.com" for letter in "ab" for digit in range(10)] + \
+        ["bü1.de", "bü2.de", "bü3.de", "a.com", "c.com"]
+    row, loaded, stayed = _pull_with_churn(tmp_path, emulator, "shifty.com", names, [
+        (lambda order, value, page, size: order == "desc" and value == "b", ["ba1.com", "ba2.com"],
+         ["büx1.de", "büx2.de"]),
+        (lambda order, value, page, size: order == "desc" and value == "b" and page > 1, ["büx2.de"],
+         ["ba1x.com", "a5x.com"]),
+    ])
+    assert row["status"] != "complete" or stayed <= loaded, sorted(stayed - loaded)

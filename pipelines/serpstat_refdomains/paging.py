@@ -258,7 +258,16 @@ class SnapshotFetcher:
 
         def in_tail(row: Any) -> bool:
             name = str(_name(row)).lower()
-            return name != own and not name.startswith(reachable)
+            return not (own and name == own) and not name.startswith(reachable)
+
+        def plain(row: Any) -> bool:
+            """Sorts where a name of its extensions is expected to: the prefix as written, then
+            an ASCII character (or nothing). A name of another case (`BA-x.com` under `b`) sorts
+            in a block of its own, and a non-ASCII letter that lowercases into the alphabet
+            (`İzmir.com`, Kelvin's `K`) among the tail names: either can hide tail names."""
+            name = _name(row)
+            return (isinstance(name, str) and name.startswith(own)
+                    and (len(name) == len(own) or name[len(own)].isascii()))
 
         reached = sum(total for _, total in read)
         try:
@@ -271,7 +280,7 @@ class SnapshotFetcher:
             top = self._tail_end(part, whole, rest, in_tail)
             if isinstance(top, _Unstable):
                 return top
-            top_rows, _ = top
+            top_rows, highest = top
             bottom_rows: list[Any] = []
             lowest = None
             if len(top_rows) < whole:
@@ -281,20 +290,22 @@ class SnapshotFetcher:
                 if isinstance(bottom, _Unstable):
                     return bottom
                 bottom_rows, lowest = bottom
-            seen = {repr(_name(row)) for row in top_rows}
-            tail = top_rows + [row for row in bottom_rows if repr(_name(row)) not in seen]
+            seen = {repr(row) for row in top_rows}
+            tail = top_rows + [row for row in bottom_rows if repr(row) not in seen]
             if len(tail) < rest:
                 return _Unstable(f"{rest - len(tail)} of the {rest} names under {scope} that no extension reaches "
                                  "sort at neither end of it (names of several cases?)")
-            if lowest is not None and not str(_name(lowest)).startswith(own):
-                # blocks of another case below this one: a middle block's tail names are out of
-                # reach, and only a fresh count of the extensions shows none was hidden
+            if any(edge is not None and not plain(edge) for edge in (highest, lowest)):
+                # a block of other names at an end: one in between could hide tail names that a
+                # deletion from a read extension balances in the count; only a fresh count of
+                # the extensions, with the whole unchanged around it, shows none is hidden
                 split = Partition(part.ranks, part.prefix).split()
                 again = sum(self._page(child, 1, 1).total for child in split if not child.tail and any(
                     child == leaf or (not child.exact and child.covers(leaf)) for leaf, total in read if total))
-                if again + len(tail) != whole:
+                after = self._page(part, 1, 1).total
+                if after != whole or again + len(tail) != whole:
                     return _Unstable(f"the names under {scope} that no extension reaches do not add up "
-                                     f"({whole} in all, {again} under its extensions, {len(tail)} found)")
+                                     f"({whole} in all, then {after}; {again} under its extensions, {len(tail)} found)")
         except _DepthCapped:
             return _Unstable(f"Serpstat refused the names of {part} beyond its extensions as beyond its depth cap")
         return _Verified(len(tail), tail)
@@ -302,31 +313,39 @@ class SnapshotFetcher:
     def _tail_end(self, reading: Partition, whole: int, expected: int,
                   in_tail: Callable[[Any], bool]) -> tuple[list[Any], Any] | _Unstable:
         """`reading`'s first rows in its order while they are tail names, and the first row after
-        them (None if there is none). `expected` of them are looked for: one row more is read, in
-        checked pages sized so that they pay for fewer rows past it than there are pages, then
-        single rows until a row that is not a tail name shows."""
-        want = min(expected + 1, whole)
-        if not self._fits(want, self.spec.page_size):
-            return _Unstable(f"{expected} names of {reading} start outside {PREFIX_ALPHABET!r}: more than one "
-                             "sorted window can reach")
-        pages = math.ceil(want / self.spec.page_size)
-        size = math.ceil(want / pages)
-        first = self._page(reading, 1, size)
-        if first.total != whole:
-            return _moved(whole, first.total)
-        read = self._read_pages(reading, first, whole, pages, size)
-        if isinstance(read, _Unstable):
-            return read
-        rows = read.rows[:want]
-        while all(map(in_tail, rows)) and len(rows) < whole:
-            if not self._fits(len(rows) + 1, 1):
-                return _Unstable(f"the names of {reading} beyond its extensions reach past the depth cap")
-            more = self._page(reading, len(rows) + 1, 1)
-            if more.total != whole or not more.rows:
-                return _moved(whole, more.total)
-            rows.append(more.rows[0])
-        boundary = next((i for i, row in enumerate(rows) if not in_tail(row)), len(rows))
-        return rows[:boundary], (rows[boundary] if boundary < len(rows) else None)
+        them (None if there is none within reach). `expected` of them are looked for, one row more
+        read in checked pages, sized so that they pay for fewer rows past it than there are pages;
+        if all are tail names (the count was stale), twice as many are read again, checked the
+        same way, as far as the depth cap lets: rows read one at a time could skip one that
+        shifted between two requests."""
+        def reach() -> int:  # the most rows this end can reach: whole pages within the depth cap
+            return max(self.spec.page_size, self.depth_cap // self.spec.page_size * self.spec.page_size)
+
+        want = min(expected + 1, whole, reach())
+        while True:
+            pages = math.ceil(want / self.spec.page_size)
+            size = math.ceil(want / pages)
+            try:
+                first = self._page(reading, 1, size)
+                if first.total != whole:
+                    return _moved(whole, first.total)
+                read = self._read_pages(reading, first, whole, pages, size)
+            except _DepthCapped as capped:
+                if not 0 < capped.offset < self.depth_cap:
+                    raise
+                # a window narrower than assumed (a pull from a plan has not learned it yet)
+                self.depth_cap = capped.offset
+                want = min(want, reach())
+                continue
+            if isinstance(read, _Unstable):
+                return read
+            rows = read.rows[:want]
+            boundary = next((i for i, row in enumerate(rows) if not in_tail(row)), None)
+            if boundary is not None:
+                return rows[:boundary], rows[boundary]
+            if want >= min(whole, reach()):
+                return rows, None  # every row, or all this end can reach
+            want = min(2 * want + 1, whole, reach())
 
     def _read_pages(self, part: Partition, first: RefDomainsPage, total: int, pages: int,
                     size: int) -> _Verified | _Unstable:
