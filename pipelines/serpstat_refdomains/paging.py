@@ -247,10 +247,11 @@ class SnapshotFetcher:
 
         The count (a fresh total less the extensions' rows) is only where to start at each end:
         the extensions were read earlier, and a donor deleted from one since makes it one too
-        small. So one row more is read, and then single rows, until a name that is not the
-        tail's shows the end. And when blocks of another case exist, a deletion could make the
-        count short by exactly the name a middle block hides: then the extensions are counted
-        again (1 credit each), and the tail is only taken if they and it add up.
+        small. So one row more is read, and more (see _tail_end) until a name that is not the
+        tail's shows the end. And when a name at either end sorts elsewhere than its extension's
+        names, a deletion could make the count short by exactly a name hidden in between: then
+        the extensions are counted again (1 credit each), and the tail is only taken if they and
+        it add up, with the partition's own count unchanged around them.
         """
         own = (part.prefix or "").lower()
         reachable = tuple(own + c for c in PREFIX_ALPHABET)
