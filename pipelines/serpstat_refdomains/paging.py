@@ -226,11 +226,17 @@ class SnapshotFetcher:
                 raise _budget_error(still, self.budget)
             return self._read_pages(part, first, total, pages, size)
         except _DepthCapped as capped:
-            if capped.offset > 0:
-                # Serpstat's window is narrower than we assumed: the page that failed starts at it.
-                self.depth_cap = min(self.depth_cap, capped.offset)
-                logger.info("%s: depth cap is %d rows; splitting %s", self.spec.key, self.depth_cap, part)
+            self._learn_depth_cap(capped, part)
             return _Split("Serpstat's depth cap")
+
+    def _learn_depth_cap(self, capped: _DepthCapped, part: Partition) -> bool:
+        """Serpstat's window is narrower than assumed: the page it refused starts at it. Whether
+        that narrowed the cap (a refused first page teaches nothing)."""
+        if not 0 < capped.offset < self.depth_cap:
+            return False
+        self.depth_cap = capped.offset
+        logger.info("%s: depth cap is %d rows (%s)", self.spec.key, self.depth_cap, part)
+        return True
 
     def _fetch_tail(self, part: Partition, read: list[tuple[Partition, int]]) -> _Verified | _Split | _Unstable:
         """The names of a partition its one-character extensions (`read`: their leaves, read
@@ -332,11 +338,9 @@ class SnapshotFetcher:
                     return _moved(whole, first.total)
                 read = self._read_pages(reading, first, whole, pages, size)
             except _DepthCapped as capped:
-                if not 0 < capped.offset < self.depth_cap:
+                if not self._learn_depth_cap(capped, reading):
                     raise
-                # a window narrower than assumed (a pull from a plan has not learned it yet)
-                self.depth_cap = capped.offset
-                want = min(want, reach())
+                want = min(want, reach())  # a pull from a plan had not learned the window yet
                 continue
             if isinstance(read, _Unstable):
                 return read
