@@ -212,6 +212,40 @@ def test_a_donor_named_like_a_split_prefix_is_read(tmp_path, emulator):
     assert set(loaded_domains(tmp_path, "prefixed.com")) == set(names)
 
 
+def _filtered(params) -> tuple[str | None, str | None, int, int]:
+    """A request as (its order, the domain_from value it filters on, page, size)."""
+    value = next((c["value"][0] for group in params.get("complexFilter") or [] for c in group
+                  if c.get("field") == "domain_from"), None)
+    return str(params.get("order")).lower(), value, int(params.get("page")), int(params.get("size"))
+
+
+def _pull_with_churn(tmp_path, emulator, target, names, steps=()):
+    """A full pull of `names` (cap 20, pages of 5); `steps` are (does this request trigger it,
+    donors to delete, donors to insert), each fired once, in turn, just before a request is
+    answered (none: a plain pull). Returns (ledger row, loaded names, names in the index throughout)."""
+    steps = list(steps)
+    emulator.api.depth_cap = 20
+    emulator.set_profile(target, 0)
+    emulator.graph.add_named(target, names, emulator.today - dt.timedelta(days=30))
+    serve, pending, throughout = emulator.api._get_ref_domains, list(steps), set(names)
+
+    def churn(params, *args):
+        if pending and pending[0][0](*_filtered(params)):
+            _, gone, new = pending.pop(0)
+            emulator.graph.remove_donors(target, [d for d in emulator.graph.active(target, emulator.today)
+                                                  if d.name in gone])
+            emulator.graph.add_named(target, list(new), emulator.today)
+            throughout.difference_update(gone)
+        return serve(params, *args)
+
+    emulator.api._get_ref_domains = churn
+    run_pipeline(tmp_path, emulator, [target], kind="full", settings_options={"page_size": 5}, depth_cap=20,
+                 max_workers=1)
+    assert not steps or len(pending) < len(steps), "the churn began"  # an unstable pull makes no final count
+    return (ledger(tmp_path, target), set(loaded_domains(tmp_path, target)),
+            {normalize_domain(n) for n in throughout if n})  # a nameless donor is rejected, never loaded
+
+
 def _upper_tail_names() -> list[str]:
     # `b` is over the window, so split; `Bücher.de` is in none of `ba`…`b.` (ü is outside the
     # alphabet), and the emulator, like a byte-wise index, sorts `B…` below every `b…` name
@@ -222,15 +256,10 @@ def test_a_name_of_another_case_outside_the_prefixes_is_read(tmp_path, emulator)
     """`Bücher.de` under the split prefix `b`: the names no extension reaches were read from the
     top in descending order only, and this one sorts at the bottom. The pull stayed incomplete
     every run (and paid for every row each time)."""
-    emulator.api.depth_cap = 20
-    emulator.set_profile("cased.com", 0)
     names = _upper_tail_names()
-    emulator.graph.add_named("cased.com", names, emulator.today - dt.timedelta(days=30))
-    run_pipeline(tmp_path, emulator, ["cased.com"], kind="full", settings_options={"page_size": 5},
-                 depth_cap=20, max_workers=1)
-    row = ledger(tmp_path, "cased.com")
+    row, loaded, _ = _pull_with_churn(tmp_path, emulator, "cased.com", names)
     assert row["status"] == "complete", row["error"]
-    assert set(loaded_domains(tmp_path, "cased.com")) == {normalize_domain(n) for n in names}
+    assert loaded == {normalize_domain(n) for n in names}
 
 
 def _pull_while_a_read_b_donor_leaves(tmp_path, emulator, names):
@@ -275,15 +304,10 @@ def test_a_prefix_mostly_of_cased_names_outside_the_extensions_completes(tmp_pat
     """Eleven `Bü…` names beside ten `b…` ones under the split prefix `b`: the descending read,
     asked for the tail's count plus one, ran past the `b…` names into the `Bü…` block and called
     the order unexpected, so the pull was incomplete every run and paid in full each time."""
-    emulator.api.depth_cap = 20
-    emulator.set_profile("mostly.com", 0)
     names = [f"Bü{i}.de" for i in range(11)] + [f"b{letter}.com" for letter in "abcdefghij"] + ["a.com"]
-    emulator.graph.add_named("mostly.com", names, emulator.today - dt.timedelta(days=30))
-    run_pipeline(tmp_path, emulator, ["mostly.com"], kind="full", settings_options={"page_size": 5},
-                 depth_cap=20, max_workers=1)
-    row = ledger(tmp_path, "mostly.com")
+    row, loaded, _ = _pull_with_churn(tmp_path, emulator, "mostly.com", names)
     assert row["status"] == "complete", row["error"]
-    assert set(loaded_domains(tmp_path, "mostly.com")) == {normalize_domain(n) for n in names}
+    assert loaded == {normalize_domain(n) for n in names}
 
 
 def test_a_name_lowercasing_into_the_alphabet_never_hides_a_tail_name_silently(tmp_path, emulator):
@@ -292,25 +316,11 @@ def test_a_name_lowercasing_into_the_alphabet_never_hides_a_tail_name_silently(t
     leaving as the tail was counted, the count agreed and the pull was `complete` without
     `özel.com` (the root never recounted: no case blocks there). An edge name that sorts
     elsewhere than its extension's names now makes the pull recount, whatever the prefix."""
-    emulator.api.depth_cap = 20
-    emulator.set_profile("dotted.com", 0)
     names = ["İzmir.com", "özel.com", "中国.cn", *(f"{c}{i:02d}.com" for c in "ac" for i in range(12))]
-    emulator.graph.add_named("dotted.com", names, emulator.today - dt.timedelta(days=30))
-    serve, left = emulator.api._get_ref_domains, []
-
-    def leave_at_the_root_tail_count(params, *args):
-        if not left and str(params.get("order")).lower() == "desc" and not params.get("complexFilter"):
-            left.extend(d for d in emulator.graph.active("dotted.com", emulator.today) if d.name == "a05.com")
-            emulator.graph.remove_donors("dotted.com", left)
-        return serve(params, *args)
-
-    emulator.api._get_ref_domains = leave_at_the_root_tail_count
-    run_pipeline(tmp_path, emulator, ["dotted.com"], kind="full", settings_options={"page_size": 5},
-                 depth_cap=20, max_workers=1)
-    row = ledger(tmp_path, "dotted.com")
-    loaded = set(loaded_domains(tmp_path, "dotted.com"))
-    stayed = {normalize_domain(n) for n in truth(emulator, "dotted.com")}
-    assert left and len(stayed) == len(names) - 1
+    row, loaded, stayed = _pull_with_churn(tmp_path, emulator, "dotted.com", names, [
+        (lambda order, value, page, size: order == "desc" and value is None, ["a05.com"], []),
+    ])
+    assert len(stayed) == len(names) - 1
     assert row["status"] != "complete" or stayed <= loaded, sorted(stayed - loaded)
 
 
@@ -318,13 +328,8 @@ def test_a_nameless_donor_at_the_bottom_of_a_split_root_is_rejected_not_a_bounda
     """A donor named `` (empty) sorts lowest; at the root, whose prefix is empty too, it was taken
     for the root's own name and ended the ascending read, and no partition read it: incomplete
     every run, paid in full each time. It is a tail row, rejected as nameless."""
-    emulator.api.depth_cap = 20
-    emulator.set_profile("blank.com", 0)
     names = [""] + [f"a{letter}{digit}.com" for letter in "ab" for digit in range(10)] + ["b.com", "c.com"]
-    emulator.graph.add_named("blank.com", names, emulator.today - dt.timedelta(days=30))
-    run_pipeline(tmp_path, emulator, ["blank.com"], kind="full", settings_options={"page_size": 5},
-                 depth_cap=20, max_workers=1)
-    row = ledger(tmp_path, "blank.com")
+    row, _, _ = _pull_with_churn(tmp_path, emulator, "blank.com", names)
     assert row["status"] == "complete", row["error"]
     assert (row["rows_loaded"], row["rows_rejected"]) == (len(names) - 1, 1)
 
@@ -344,40 +349,6 @@ def test_tails_at_both_ends_within_the_window_each_complete_from_the_plan(tmp_pa
         row = ledger(tmp_path, "ends.com")
         assert row["status"] == "complete" and str(row["snapshot_date"]) == str(day), row["error"]
         assert set(loaded_domains(tmp_path, "ends.com", day=day)) == {normalize_domain(n) for n in names}
-
-
-def _filtered(params) -> tuple[str | None, str | None, int, int]:
-    """A request as (its order, the domain_from value it filters on, page, size)."""
-    value = next((c["value"][0] for group in params.get("complexFilter") or [] for c in group
-                  if c.get("field") == "domain_from"), None)
-    return str(params.get("order")).lower(), value, int(params.get("page")), int(params.get("size"))
-
-
-def _pull_with_churn(tmp_path, emulator, target, names, steps):
-    """A full pull of `names` (cap 20, pages of 5); `steps` are (does this request trigger it,
-    donors to delete, donors to insert), each fired once, in turn, just before a request is
-    answered. Returns (ledger row, loaded names, names in the index throughout)."""
-    steps = list(steps)
-    emulator.api.depth_cap = 20
-    emulator.set_profile(target, 0)
-    emulator.graph.add_named(target, names, emulator.today - dt.timedelta(days=30))
-    serve, pending, throughout = emulator.api._get_ref_domains, list(steps), set(names)
-
-    def churn(params, *args):
-        if pending and pending[0][0](*_filtered(params)):
-            _, gone, new = pending.pop(0)
-            emulator.graph.remove_donors(target, [d for d in emulator.graph.active(target, emulator.today)
-                                                  if d.name in gone])
-            emulator.graph.add_named(target, list(new), emulator.today)
-            throughout.difference_update(gone)
-        return serve(params, *args)
-
-    emulator.api._get_ref_domains = churn
-    run_pipeline(tmp_path, emulator, [target], kind="full", settings_options={"page_size": 5}, depth_cap=20,
-                 max_workers=1)
-    assert len(pending) < len(steps), "the churn began"  # a pull found unstable makes no final count
-    return (ledger(tmp_path, target), set(loaded_domains(tmp_path, target)),
-            {normalize_domain(n) for n in throughout})
 
 
 def test_rows_shifting_while_the_tail_is_read_past_its_count_are_never_skipped(tmp_path, emulator):
