@@ -36,10 +36,12 @@ diff_candidates as (
     where change = 'added'
 ),
 
--- when a full snapshot first held each domain a pull detected (null: none ever did)
+-- when a full snapshot first held each domain a pull detected (null: none ever did): its first
+-- change, one row per domain (a pair lists a domain once), read without grouping the history
 first_held as (
-    select distinct series_key, ref_domain, first_seq
+    select series_key, ref_domain, first_seq
     from known_changes
+    where full_seq = first_seq
 ),
 
 -- in a pull and not in the latest full snapshot dated strictly before it (if any)

@@ -41,10 +41,12 @@ current_rows as (
 -- The first readable snapshot of the series (full or last_week) that lists the domain, without
 -- reading the history's rows: the first full snapshot to hold it is F(first_seq) of its changes
 -- (a domain of F0 has its baseline there); a pull that listed it earlier did not find it in the
--- full snapshot before it, so it is among that pull's additions.
+-- full snapshot before it, so it is among that pull's additions. A domain's first change is one
+-- row (a pair lists a domain once): no grouping of the history.
 first_held as (
-    select distinct series_key, ref_domain, first_seq
+    select series_key, ref_domain, first_seq
     from changes
+    where full_seq = first_seq
 ),
 
 full_dates as (
