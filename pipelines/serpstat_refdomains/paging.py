@@ -256,8 +256,9 @@ class SnapshotFetcher:
         small. So one row more is read, and more (see _tail_end) until a name that is not the
         tail's shows the end. And when a name at either end sorts elsewhere than its extension's
         names, a deletion could make the count short by exactly a name hidden in between: then
-        the extensions are counted again (1 credit each), and the tail is only taken if they and
-        it add up, with the partition's own count unchanged around them.
+        the extensions are counted again, twice (1 credit each), and the tail is only taken if
+        both rounds agree, they and it add up, and the partition's own count is unchanged
+        before, between and after them.
         """
         own = (part.prefix or "").lower()
         reachable = tuple(own + c for c in PREFIX_ALPHABET)
@@ -304,15 +305,21 @@ class SnapshotFetcher:
                                  "sort at neither end of it (names of several cases?)")
             if any(edge is not None and not plain(edge) for edge in (highest, lowest)):
                 # a block of other names at an end: one in between could hide tail names that a
-                # deletion from a read extension balances in the count; only a fresh count of
-                # the extensions, with the whole unchanged around it, shows none is hidden
+                # deletion from a read extension balances in the count; only fresh counts of the
+                # extensions, alike twice with the whole unchanged before, between and after
+                # them, show none is hidden (one round was fooled by an insertion during it and
+                # a deletion from an extension already recounted: an outside review)
                 split = Partition(part.ranks, part.prefix).split()
-                again = sum(self._page(child, 1, 1).total for child in split if not child.tail and any(
-                    child == leaf or (not child.exact and child.covers(leaf)) for leaf, total in read if total))
+                recounted = [child for child in split if not child.tail and any(
+                    child == leaf or (not child.exact and child.covers(leaf)) for leaf, total in read if total)]
+                first = [self._page(child, 1, 1).total for child in recounted]
+                between = self._page(part, 1, 1).total
+                again = [self._page(child, 1, 1).total for child in recounted]
                 after = self._page(part, 1, 1).total
-                if after != whole or again + len(tail) != whole:
+                if first != again or between != whole or after != whole or sum(again) + len(tail) != whole:
                     return _Unstable(f"the names under {scope} that no extension reaches do not add up "
-                                     f"({whole} in all, then {after}; {again} under its extensions, {len(tail)} found)")
+                                     f"({whole} in all, then {between}, then {after}; {sum(first)} under its "
+                                     f"extensions, then {sum(again)}; {len(tail)} found)")
         except _DepthCapped:
             return _Unstable(f"Serpstat refused the names of {part} beyond its extensions as beyond its depth cap")
         return _Verified(len(tail), tail)
