@@ -412,3 +412,24 @@ def test_a_deletion_after_its_extension_is_recounted_never_balances_an_arrival(t
     assert row["status"] == "incomplete", f"complete without {sorted(stayed - loaded)}"
     assert "do not add up" in row["error"], row["error"]
     assert stayed - loaded == {normalize_domain("Bücher.de")}
+
+
+def test_a_departure_from_the_read_tail_never_balances_an_arrival_in_an_extension(tmp_path, emulator):
+    """`Bücher.de` hidden between the `BA…` and `b…` blocks, the count one short (a read `b…`
+    donor left as the tail was counted); then, as the extensions are counted again, a tail name
+    already read (`bü-top.de`, the top of `b`) leaves and a donor arrives under `ba`. The
+    extensions' counts agree in both rounds and the partition's count never moves, so every
+    count added up and the pull was `complete` without `Bücher.de`, which never left. The tail
+    read again between the rounds lacks `bü-top.de`: not taken."""
+    names = ["BA-x.com", "bü-top.de", *_upper_tail_names()]
+    row, loaded, stayed = _pull_with_churn(tmp_path, emulator, "tailgone.com", names, [
+        # the last extension's count, just before the partition's own (`bb` was read long before)
+        (lambda order, value, page, size: value == "b.", ["bb5.com"], []),
+        (lambda order, value, page, size: order == "asc" and value == "ba" and size == 1,
+         ["bü-top.de"], ["ba5x.com"]),
+    ])
+    assert stayed == {normalize_domain(n) for n in names} - {"bb5.com", normalize_domain("bü-top.de")}
+    assert row["status"] == "incomplete", f"complete without {sorted(stayed - loaded)}"
+    # the retry, with `bü-top.de` gone, finds the count one over the names at its ends
+    assert "that no extension reaches" in row["error"] and "both attempts" in row["error"], row["error"]
+    assert stayed - loaded == {normalize_domain("Bücher.de")}

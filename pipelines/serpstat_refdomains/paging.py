@@ -255,10 +255,11 @@ class SnapshotFetcher:
         the extensions were read earlier, and a donor deleted from one since makes it one too
         small. So one row more is read, and more (see _tail_end) until a name that is not the
         tail's shows the end. And when a name at either end sorts elsewhere than its extension's
-        names, a deletion could make the count short by exactly a name hidden in between: then
-        the extensions are counted again, twice (1 credit each), and the tail is only taken if
-        both rounds agree, they and it add up, and the partition's own count is unchanged
-        before, between and after them.
+        names, churn could make the count short by exactly a name hidden in between: then the
+        extensions are counted again, twice (1 credit each), the tail is read again between the
+        rounds, and the tail is only taken if both rounds agree, the second reading finds the
+        same names, they and it add up, and the partition's own count is unchanged before,
+        between and after them.
         """
         own = (part.prefix or "").lower()
         reachable = tuple(own + c for c in PREFIX_ALPHABET)
@@ -277,14 +278,9 @@ class SnapshotFetcher:
             return (isinstance(name, str) and name.startswith(own)
                     and (len(name) == len(own) or name[len(own)].isascii()))
 
-        reached = sum(total for _, total in read)
-        try:
-            whole = self._page(part, 1, 1).total
-            rest = whole - reached
-            if rest < 0:
-                return _Unstable(f"the result changed while it was paged ({part} lost rows)")
-            if whole == 0:
-                return _Verified(0, [])
+        def both_ends(whole: int, rest: int) -> tuple[list[Any], Any, Any] | _Unstable:
+            """The tail names read from the top and from the bottom, and the first other name at
+            each end (None where there is none)."""
             top = self._tail_end(part, whole, rest, in_tail)
             if isinstance(top, _Unstable):
                 return top
@@ -299,27 +295,47 @@ class SnapshotFetcher:
                     return bottom
                 bottom_rows, lowest = bottom
             seen = {repr(row) for row in top_rows}
-            tail = top_rows + [row for row in bottom_rows if repr(row) not in seen]
+            return top_rows + [row for row in bottom_rows if repr(row) not in seen], highest, lowest
+
+        reached = sum(total for _, total in read)
+        try:
+            whole = self._page(part, 1, 1).total
+            rest = whole - reached
+            if rest < 0:
+                return _Unstable(f"the result changed while it was paged ({part} lost rows)")
+            if whole == 0:
+                return _Verified(0, [])
+            ends = both_ends(whole, rest)
+            if isinstance(ends, _Unstable):
+                return ends
+            tail, highest, lowest = ends
             if len(tail) < rest:
                 return _Unstable(f"{rest - len(tail)} of the {rest} names under {scope} that no extension reaches "
                                  "sort at neither end of it (names of several cases?)")
             if any(edge is not None and not plain(edge) for edge in (highest, lowest)):
-                # a block of other names at an end: one in between could hide tail names that a
-                # deletion from a read extension balances in the count; only fresh counts of the
-                # extensions, alike twice with the whole unchanged before, between and after
-                # them, show none is hidden (one round was fooled by an insertion during it and
-                # a deletion from an extension already recounted: an outside review)
+                # A block of other names at an end: one in between could hide tail names that churn
+                # balances in the count. Only counts taken as if at one instant show none is
+                # hidden: the extensions counted in two rounds that agree, the tail read again
+                # between them and found the same, the whole unchanged before, between and after.
+                # (One round, without the second reading, was fooled by an arrival in an extension
+                # and a departure from one already recounted or from the tail: outside reviews.)
                 split = Partition(part.ranks, part.prefix).split()
                 recounted = [child for child in split if not child.tail and any(
                     child == leaf or (not child.exact and child.covers(leaf)) for leaf, total in read if total)]
                 first = [self._page(child, 1, 1).total for child in recounted]
                 between = self._page(part, 1, 1).total
+                reread = both_ends(whole, len(tail))
+                if isinstance(reread, _Unstable):
+                    return reread
                 again = [self._page(child, 1, 1).total for child in recounted]
                 after = self._page(part, 1, 1).total
-                if first != again or between != whole or after != whole or sum(again) + len(tail) != whole:
+                same_tail = sorted(map(repr, reread[0])) == sorted(map(repr, tail))
+                if (first != again or between != whole or after != whole or not same_tail
+                        or sum(again) + len(tail) != whole):
                     return _Unstable(f"the names under {scope} that no extension reaches do not add up "
                                      f"({whole} in all, then {between}, then {after}; {sum(first)} under its "
-                                     f"extensions, then {sum(again)}; {len(tail)} found)")
+                                     f"extensions, then {sum(again)}; {len(tail)} found, then "
+                                     f"{len(reread[0])}{'' if same_tail else ' others'})")
         except _DepthCapped:
             return _Unstable(f"Serpstat refused the names of {part} beyond its extensions as beyond its depth cap")
         return _Verified(len(tail), tail)
