@@ -29,6 +29,7 @@ PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postg
 # measured on the emulator's graph: base_size = wanted / ACTIVE_PER_BASE
 ACTIVE_PER_BASE = 1.72
 _MODELS_SECONDS = re.compile(r"models built in ([0-9.]+)s \(([0-9.]+)s of CPU\)")
+_LOADS_PEAK = re.compile(r"peak RSS ([0-9]+) MB before the build")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Week:
     statuses: dict = field(default_factory=dict)
     excess_by_target: dict = field(default_factory=dict)  # credits above the minimum, where any
     error: str = ""
+    loads_peak_rss_mb: float | None = None  # the process's peak before its models build: the loads'
 
     @property
     def load_seconds(self) -> float:
@@ -209,6 +211,8 @@ def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] |
                               round(dest.size_mb(), 1), credits, minimum + partitions, rows, partitions, statuses,
                               {t: e for t, e in excess.items() if e},
                               "" if done["rc"] == 0 else (done["err"].strip().splitlines() or [""])[-1][:300])
+                loads_peak = _LOADS_PEAK.search(done["err"])
+                result.loads_peak_rss_mb = float(loads_peak.group(1)) if loads_peak else None
                 results.append(result)
                 if echo:
                     echo(result)
@@ -368,6 +372,8 @@ def summary(results: list[Week]) -> dict:
         "rss_mb_week2": second.peak_rss_mb if second else None,
         "rss_mb_last": last.peak_rss_mb if last else None,
         "rss_ratio_last_vs_2": round(last.peak_rss_mb / second.peak_rss_mb, 3) if second and last else None,
+        "loads_rss_mb_week2": second.loads_peak_rss_mb if second else None,
+        "loads_rss_mb_last": last.loads_peak_rss_mb if last else None,
         "models_s_last": last.models_seconds if last else None,
         "models_s_max": max(built) if built else None,
         "models_cpu_s_last": last.models_cpu_seconds if last else None,
@@ -380,11 +386,12 @@ def summary(results: list[Week]) -> dict:
 
 def print_table(results: list[Week], destination: str) -> None:
     header = ("week", "day", "exit", "wall s", "load s", "load CPU s", "models s", "models CPU s", "peak RSS MB",
-              "db MB", "rows", "credits", "minimum", "excess")
+              "loads' peak MB", "db MB", "rows", "credits", "minimum", "excess")
     rows = [(w.week, w.day, w.exit_code, f"{w.seconds:.1f}", f"{w.load_seconds:.1f}", f"{w.load_cpu_seconds:.1f}",
              "-" if w.models_seconds is None else f"{w.models_seconds:.2f}",
              "-" if w.models_cpu_seconds is None else f"{w.models_cpu_seconds:.2f}", f"{w.peak_rss_mb:.0f}",
-             f"{w.database_mb:.0f}", f"{w.rows:,}", f"{w.credits:,}", f"{w.minimum:,}", f"{w.excess:,}")
+             "-" if w.loads_peak_rss_mb is None else f"{w.loads_peak_rss_mb:.0f}", f"{w.database_mb:.0f}",
+             f"{w.rows:,}", f"{w.credits:,}", f"{w.minimum:,}", f"{w.excess:,}")
             for w in results]
     print(f"history on {destination}")
     print(table(rows, header))
