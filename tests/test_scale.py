@@ -136,6 +136,32 @@ def test_a_runs_loads_are_written_to_the_file_before_its_models_build(tmp_path, 
     assert seen["in_memory_mb"] < 1, seen
 
 
+def test_a_run_whose_loads_spilled_to_disk_still_builds_its_models(tmp_path, emulator, monkeypatch):
+    """A run resumed after a year soak's run was killed merged big loads in the loads' quarter of
+    the limit, which spilled to the temp directory beside the database; then its models build held
+    the database open again and set that directory a second time, which DuckDB refuses once it is
+    used ("Cannot switch temporary directory"): exit 1, models stale, every such run. Here a sort
+    that spills stands in for the big merge."""
+    from serpstat_refdomains import competitors
+
+    emulator.set_profile("spilled.com", 300)
+    real_record, spilled = competitors.record_for_run, []
+
+    def record_after_a_spill(pipeline, settings):  # what a run does between its loads and its build
+        with pipeline.sql_client() as client:
+            client.execute_sql("CREATE TEMP TABLE sorted AS "
+                               "SELECT md5(i::VARCHAR) || md5(i::VARCHAR) AS k FROM range(3000000) t(i) ORDER BY k")
+            spilled.append(client.execute_sql("SELECT count(*) FROM duckdb_temporary_files()")[0][0])
+        return real_record(pipeline, settings)
+
+    monkeypatch.setattr(competitors, "record_for_run", record_after_a_spill)
+    report = run_pipeline(tmp_path, emulator, ["spilled.com"], build_models=True)
+    assert spilled and spilled[0] > 0, "the sort spilled"
+    assert report.exit_code == 0 and report.models_built and report.models_error is None, report.models_error
+    with duckdb.connect(str(tmp_path / "refdomains.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM serpstat.ref_domains_current").fetchone() == (300,)
+
+
 def test_a_models_build_that_runs_out_of_duckdb_memory_is_built_again_with_twice_the_limit(
         tmp_path, emulator, caplog, monkeypatch):
     """DuckDB does not spill everything: the year soak's builds ran out of 512MB in week 5 (and of

@@ -235,7 +235,8 @@ def duckdb_held_open(pipeline: dlt.Pipeline,
     second connection held here keeps DuckDB's instance (shared by every connection to the same
     file in this process) alive, so the file is checkpointed once, at the end. dlt keeps its own
     path-based credentials: handing it this connection instead makes every configuration lookup
-    query the database (about 170 lookups a run).
+    query the database (about 170 lookups a run). Inside a run that already holds it (the run's
+    models build) it does nothing.
     """
     if destination_type(pipeline) != "duckdb":
         yield
@@ -246,20 +247,44 @@ def duckdb_held_open(pipeline: dlt.Pipeline,
         return
     import duckdb
 
-    keeper = duckdb.connect(credentials.database)
-    # DuckDB's buffer pool would otherwise keep every page the run touched (up to 80% of RAM):
-    # a run's memory must not grow with its rows or its history. Loads stream on one thread in
-    # a quarter of the configured limit; the models build gets all of it (duckdb_for_models).
-    # Past the limit DuckDB spills to its temp directory beside the database instead of failing.
-    keeper.execute(f"SET memory_limit = '{load_memory_limit(memory_limit)}'")
-    keeper.execute("SET temp_directory = ?", [f"{credentials.database}.tmp"])
-    # One DuckDB thread: a snapshot's copy and merge (55k rows) ran faster on one than on two,
-    # and the other core stays with the Python threads fetching the next snapshot.
-    keeper.execute("SET threads = 1")
+    database = str(credentials.database)
+    if database in _HELD_OPEN:  # the run around this call holds it (build_models inside a run)
+        yield
+        return
+    keeper = duckdb.connect(database)
+    _HELD_OPEN.add(database)
     try:
+        # DuckDB's buffer pool would otherwise keep every page the run touched (up to 80% of RAM):
+        # a run's memory must not grow with its rows or its history. Loads stream on one thread in
+        # a quarter of the configured limit; the models build gets all of it (duckdb_for_models).
+        # Past the limit DuckDB spills to its temp directory beside the database instead of failing.
+        keeper.execute(f"SET memory_limit = '{load_memory_limit(memory_limit)}'")
+        _spill_beside(keeper, f"{database}.tmp")
+        # One DuckDB thread: a snapshot's copy and merge (55k rows) ran faster on one than on two,
+        # and the other core stays with the Python threads fetching the next snapshot.
+        keeper.execute("SET threads = 1")
         yield
     finally:
+        _HELD_OPEN.discard(database)
         keeper.close()
+
+
+# The DuckDB databases duckdb_held_open holds open in this process.
+_HELD_OPEN: set[str] = set()
+
+
+def _spill_beside(connection, directory: str) -> None:
+    """Spill into `directory`. DuckDB refuses to switch the directory once it has spilled there
+    ("Cannot switch temporary directory after the current one has been used"), which failed a
+    run's models build after its loads had spilled, so a directory already set is left as it is."""
+    import duckdb
+
+    if connection.execute("SELECT current_setting('temp_directory')").fetchone() == (directory,):
+        return
+    try:
+        connection.execute("SET temp_directory = ?", [directory])
+    except duckdb.NotImplementedException as error:  # this process's instance already spilled elsewhere
+        logger.warning("DuckDB keeps spilling where it began (%s), not beside the database", first_line(error))
 
 
 def load_memory_limit(memory_limit: str) -> str:
