@@ -433,3 +433,48 @@ def test_a_departure_from_the_read_tail_never_balances_an_arrival_in_an_extensio
     # the retry, with `bü-top.de` gone, finds the count one over the names at its ends
     assert "that no extension reaches" in row["error"] and "both attempts" in row["error"], row["error"]
     assert stayed - loaded == {normalize_domain("Bücher.de")}
+
+
+def test_a_tail_longer_than_the_window_is_never_complete_short_of_a_name(tmp_path, emulator):
+    """21 `bü…` names under the split prefix `b`, the window 20: the top read stops at the window
+    with every row a tail name, so its end is unseen, and the bottom's first name (`ba0.com`) is
+    plain. A read `ba…` donor leaving as the tail is counted made the count match the 20 found:
+    the pull was `complete` without `bü00.de`, which never left (an outside review; the same
+    through the installed CLI against a fake API of its own). Such a tail cannot be read whole:
+    the snapshot is incomplete, never short."""
+    names = [f"b{letter}{digit}.com" for letter in "ab" for digit in range(10)]
+    names += [f"bü{i:02d}.de" for i in range(21)] + ["a.com", "c.com"]
+    row, loaded, stayed = _pull_with_churn(tmp_path, emulator, "over.com", names, [
+        (lambda order, value, page, size: order == "desc" and value == "b", ["ba5.com"], []),
+    ])
+    assert row["status"] == "incomplete", f"complete without {sorted(stayed - loaded)}"
+    assert "that no extension reaches do not add up" in row["error"], row["error"]
+
+
+def test_a_rank_changing_between_the_tails_two_ends_is_one_donor(tmp_path, emulator):
+    """No donor arrives or leaves: one's rank changes between the two end reads of `b`'s tail
+    (25 `bü…` names, the window 20: the ends overlap). Told apart by its metrics it was counted
+    twice, 26 for 25 names, and that phantom made the root's tail (21 `ö…` names past the
+    window) look read: `complete` without `ö00.de` (an outside review). A donor is its name."""
+    target = "ranked.com"
+    names = [f"bü{i:02d}.de" for i in range(25)] + [f"ö{i:02d}.de" for i in range(21)] + ["a.com", "c.com"]
+    emulator.api.depth_cap = 20
+    emulator.set_profile(target, 0)
+    emulator.graph.add_named(target, names, emulator.today - dt.timedelta(days=30))
+    serve, changed = emulator.api._get_ref_domains, []
+
+    def rerank(params, *args):  # before the bottom end of `b`'s tail is read
+        order, value, _, size = _filtered(params)
+        if not changed and order == "asc" and value == "b" and size > 1:
+            donor = next(d for d in emulator.graph.active(target, emulator.today) if d.name == "bü10.de")
+            emulator.graph.change_metrics(target, donor, (donor.rank + 50) % 101, donor.ref_pages + 1)
+            changed.append(donor.name)
+        return serve(params, *args)
+
+    emulator.api._get_ref_domains = rerank
+    run_pipeline(tmp_path, emulator, [target], kind="full", settings_options={"page_size": 5}, depth_cap=20,
+                 max_workers=1)
+    assert changed, "the rank changed"
+    row, loaded = ledger(tmp_path, target), set(loaded_domains(tmp_path, target))
+    assert row["status"] == "incomplete", f"complete without {sorted({normalize_domain(n) for n in names} - loaded)}"
+    assert normalize_domain("bü10.de") in loaded and loaded.isdisjoint({normalize_domain("ö00.de")})
