@@ -82,9 +82,9 @@ VALIDATION_ERRORS = [
     ({"fetch_last_week": "sometimes"}, "fetch_last_week 'sometimes' is not true or false: write true or false"),
     ({"lost_confirmation_snapshots": 0}, f"lost_confirmation_snapshots 0 {WHOLE_NUMBER} at least 1"),
     ({"duckdb_memory_limit": "64MB"},
-     "duckdb_memory_limit '64MB' is not a memory size of at least 128MB: write e.g. \"512MB\" or \"2GB\""),
+     "duckdb_memory_limit '64MB' is not a memory size of at least 128MB: write e.g. \"256MB\" or \"2GB\""),
     ({"duckdb_memory_limit": "lots"},
-     "duckdb_memory_limit 'lots' is not a memory size of at least 128MB: write e.g. \"512MB\" or \"2GB\""),
+     "duckdb_memory_limit 'lots' is not a memory size of at least 128MB: write e.g. \"256MB\" or \"2GB\""),
 ]
 
 

@@ -7,6 +7,8 @@ domains); here a few weeks of smaller targets, through the installed CLI where e
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,10 +115,13 @@ def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path,
     assert 0 < over_cap[0] <= SHORT_CAP + 1 and all(excess <= 0 for excess in over_cap[1:]), over_cap
 
 
-def test_a_runs_loads_are_written_to_the_file_before_its_models_build(tmp_path, emulator, monkeypatch):
+def test_a_runs_models_build_starts_with_its_loads_on_disk_in_the_default_limit(tmp_path, emulator, monkeypatch,
+                                                                                caplog):
     """With the database held open through a run, its loads stayed in DuckDB's memory as table
     data until the end of the run: week 2 of the year soak built its models with 72 MB of them
-    and failed at 256MB ("failed to pin block"). The build now starts with none in memory."""
+    and failed at 256MB ("failed to pin block"). The build now starts with none in memory, within
+    the default limit, and DuckDB's allocator hands what a statement freed back to the system
+    (without it, a run's peak held the loads' and every model's leftovers at once)."""
     from serpstat_refdomains import models
 
     emulator.set_profile("held.com", 20_000)
@@ -128,12 +133,19 @@ def test_a_runs_loads_are_written_to_the_file_before_its_models_build(tmp_path, 
             seen["in_memory_mb"] = client.execute_sql(
                 "SELECT coalesce(sum(memory_usage_bytes), 0) / 1048576 FROM duckdb_memory() "
                 "WHERE tag = 'IN_MEMORY_TABLE'")[0][0]
+            seen["settings"] = client.execute_sql(
+                "SELECT current_setting('memory_limit'), current_setting('allocator_background_threads')")[0]
         return real_build(pipeline, *args, **kwargs)
 
     monkeypatch.setattr(models, "build", build)
+    caplog.set_level(logging.INFO, logger="serpstat_refdomains.pipeline")
     report = run_pipeline(tmp_path, emulator, ["held.com"], build_models=True)
     assert report.exit_code == 0 and report.models_built
     assert seen["in_memory_mb"] < 1, seen
+    assert seen["settings"] == ("244.1 MiB", True), seen  # duckdb_memory_limit's default, 256MB
+    # what bench/history.py reads to tell the loads' memory from the build's
+    before, after = map(int, re.search(r"peak RSS (\d+) MB before the build, (\d+) MB after", caplog.text).groups())
+    assert 0 < before <= after, caplog.text
 
 
 def test_a_run_whose_loads_spilled_to_disk_still_builds_its_models(tmp_path, emulator, monkeypatch):

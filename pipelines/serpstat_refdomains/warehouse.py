@@ -263,6 +263,12 @@ def duckdb_held_open(pipeline: dlt.Pipeline,
         # One DuckDB thread: a snapshot's copy and merge (55k rows) ran faster on one than on two,
         # and the other core stays with the Python threads fetching the next snapshot.
         keeper.execute("SET threads = 1")
+        # DuckDB's allocator (jemalloc, on Linux) keeps what a statement freed until a later one
+        # reuses it, so a run's peak held the load's and each model's leftovers at once; its
+        # background threads hand freed pages back to the system within a second (a year's table
+        # build: 267 MB resident after it, 99 MB with them).
+        if keeper.execute("SELECT name FROM duckdb_settings() WHERE name = 'allocator_background_threads'").fetchall():
+            keeper.execute("SET allocator_background_threads = true")
         yield
     finally:
         _HELD_OPEN.discard(database)
