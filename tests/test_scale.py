@@ -174,6 +174,32 @@ def test_a_run_whose_loads_spilled_to_disk_still_builds_its_models(tmp_path, emu
         assert con.execute("SELECT count(*) FROM serpstat.ref_domains_current").fetchone() == (300,)
 
 
+def test_a_models_build_is_built_again_at_doubling_limits_until_it_fits(tmp_path, emulator, caplog, monkeypatch):
+    """One doubling was a fixed cap: an outside review's 3M-row target and a year of link gap over
+    three 150k-domain sites ran out of 256MB and of 512MB, and the run exited 1, where 1GB built
+    them. Here DuckDB itself runs out twice: a list of 1,000,000 strings (about 300MB, which it
+    cannot spill) fits neither 128MB nor 256MB, but 512MB."""
+    from serpstat_refdomains import models
+
+    emulator.set_profile("tighter.com", 300)
+    limits: list[str] = []
+    real_build = models.build
+
+    def build(pipeline, *args, **kwargs):
+        with pipeline.sql_client() as client:
+            limits.append(client.execute_sql("SELECT current_setting('memory_limit')")[0][0])
+            client.execute_sql("SELECT length(list(repeat('x', 200) || i::VARCHAR)) FROM range(1000000) t(i)")
+        return real_build(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr(models, "build", build)
+    with caplog.at_level("WARNING"):
+        report = run_pipeline(tmp_path, emulator, ["tighter.com"], build_models=True,
+                              settings_options={"duckdb_memory_limit": "128MB"})
+    assert limits == ["122.0 MiB", "244.1 MiB", "488.2 MiB"]  # 128MB, 256MB, 512MB
+    assert report.exit_code == 0 and report.models_built and report.models_error is None
+    assert "building it again with 512MB" in caplog.text and "set duckdb_memory_limit to 512MB" in caplog.text
+
+
 def test_a_models_build_that_runs_out_of_duckdb_memory_is_built_again_with_twice_the_limit(
         tmp_path, emulator, caplog, monkeypatch):
     """DuckDB does not spill everything: the year soak's builds ran out of 512MB in week 5 (and of

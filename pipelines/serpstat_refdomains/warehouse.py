@@ -321,6 +321,15 @@ def doubled_memory_limit(memory_limit: str) -> str:
     return f"{int(_megabytes(memory_limit) * 2)}MB"
 
 
+def within_machine_memory(memory_limit: str) -> bool:
+    """At most DuckDB's own default limit, 80% of the machine's memory (64GB where it is unknown)."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        physical = 80 * 1024
+    return _megabytes(memory_limit) <= 0.8 * physical
+
+
 def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
     """On DuckDB, give the models build the run's whole memory limit and the threads it can feed.
 
