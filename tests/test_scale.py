@@ -174,27 +174,34 @@ def test_a_run_whose_loads_spilled_to_disk_still_builds_its_models(tmp_path, emu
         assert con.execute("SELECT count(*) FROM serpstat.ref_domains_current").fetchone() == (300,)
 
 
-def test_a_models_build_is_built_again_at_doubling_limits_until_it_fits(tmp_path, emulator, caplog, monkeypatch):
-    """One doubling was a fixed cap: an outside review's 3M-row target and a year of link gap over
-    three 150k-domain sites ran out of 256MB and of 512MB, and the run exited 1, where 1GB built
-    them. Here DuckDB itself runs out twice: a list of 1,000,000 strings (about 300MB, which it
-    cannot spill) fits neither 128MB nor 256MB, but 512MB."""
+def _build_holding_strings(tmp_path, emulator, monkeypatch, target: str, strings: int):
+    """A run at duckdb_memory_limit 128MB whose models build first aggregates `strings` strings of
+    ~200 bytes into one list, which DuckDB cannot spill; returns (the limit of each attempt, report)."""
     from serpstat_refdomains import models
 
-    emulator.set_profile("tighter.com", 300)
+    emulator.set_profile(target, 300)
     limits: list[str] = []
     real_build = models.build
 
     def build(pipeline, *args, **kwargs):
         with pipeline.sql_client() as client:
             limits.append(client.execute_sql("SELECT current_setting('memory_limit')")[0][0])
-            client.execute_sql("SELECT length(list(repeat('x', 200) || i::VARCHAR)) FROM range(1000000) t(i)")
+            client.execute_sql(f"SELECT length(list(repeat('x', 200) || i::VARCHAR)) FROM range({strings}) t(i)")
         return real_build(pipeline, *args, **kwargs)
 
     monkeypatch.setattr(models, "build", build)
+    report = run_pipeline(tmp_path, emulator, [target], build_models=True,
+                          settings_options={"duckdb_memory_limit": "128MB"})
+    return limits, report
+
+
+def test_a_models_build_is_built_again_at_doubling_limits_until_it_fits(tmp_path, emulator, caplog, monkeypatch):
+    """One doubling was a fixed cap: an outside review's 3M-row target and a year of link gap over
+    three 150k-domain sites ran out of 256MB and of 512MB, and the run exited 1, where 1GB built
+    them. Here DuckDB itself runs out twice: a list of 1,000,000 strings (about 300MB) fits
+    neither 128MB nor 256MB, but 512MB."""
     with caplog.at_level("WARNING"):
-        report = run_pipeline(tmp_path, emulator, ["tighter.com"], build_models=True,
-                              settings_options={"duckdb_memory_limit": "128MB"})
+        limits, report = _build_holding_strings(tmp_path, emulator, monkeypatch, "tighter.com", 1_000_000)
     assert limits == ["122.0 MiB", "244.1 MiB", "488.2 MiB"]  # 128MB, 256MB, 512MB
     assert report.exit_code == 0 and report.models_built and report.models_error is None
     assert "building it again with 512MB" in caplog.text and "set duckdb_memory_limit to 512MB" in caplog.text
@@ -204,24 +211,10 @@ def test_a_models_build_that_runs_out_of_duckdb_memory_is_built_again_with_twice
         tmp_path, emulator, caplog, monkeypatch):
     """DuckDB does not spill everything: the year soak's builds ran out of 512MB in week 5 (and of
     256MB in week 2) where bigger later builds did not, and the run exited 1 with its models
-    stale. The build is rolled back and built again with twice the limit. Here the first attempt
-    also aggregates one list DuckDB cannot spill: 400,000 strings do not fit 128MB, but 256MB."""
-    from serpstat_refdomains import models
-
-    emulator.set_profile("tight.com", 300)
-    limits: list[str] = []
-    real_build = models.build
-
-    def build(pipeline, *args, **kwargs):
-        with pipeline.sql_client() as client:
-            limits.append(client.execute_sql("SELECT current_setting('memory_limit')")[0][0])
-            client.execute_sql("SELECT length(list(repeat('x', 200) || i::VARCHAR)) FROM range(400000) t(i)")
-        return real_build(pipeline, *args, **kwargs)
-
-    monkeypatch.setattr(models, "build", build)
+    stale. The build is rolled back and built again with twice the limit. Here 400,000 strings
+    do not fit 128MB, but 256MB."""
     with caplog.at_level("WARNING"):
-        report = run_pipeline(tmp_path, emulator, ["tight.com"], build_models=True,
-                              settings_options={"duckdb_memory_limit": "128MB"})
+        limits, report = _build_holding_strings(tmp_path, emulator, monkeypatch, "tight.com", 400_000)
     assert limits == ["122.0 MiB", "244.1 MiB"]  # 128MB, then 256MB
     assert report.exit_code == 0 and report.models_built and report.models_error is None
     assert "ran out of duckdb_memory_limit 128MB" in caplog.text and "building it again with 256MB" in caplog.text
