@@ -39,7 +39,7 @@ DEFAULT_LOST_CONFIRMATION_SNAPSHOTS = 2
 # reread the history every build, the year soak's week-2 build failed at 256MB with an aggregate
 # DuckDB would not spill (README, "A year of history"). Since the comparisons are kept
 # (int_snapshot_pair_changes) a weekly build reads a week's snapshots, not the history, and a
-# build that still runs out is built again at twice the limit (pipeline.build_models). What a
+# build that still runs out is built again at doubling limits (pipeline.build_models). What a
 # build holds that grows with the history (the marts it writes, inside one transaction, and the
 # pages it reads) fills whatever limit it has: at 512MB a year soak's peak RSS grew x1.26 from
 # week 2 to week 52; at 256MB it spills instead (README, "A year of history").

@@ -278,6 +278,11 @@ class SnapshotFetcher:
             return (isinstance(name, str) and name.startswith(own)
                     and (len(name) == len(own) or name[len(own)].isascii()))
 
+        def donor(row: Any) -> str:
+            """What makes two rows one donor: its name, whatever its metrics did between two reads
+            (a rank changed between the ends' reads counted one donor twice: an outside review)."""
+            return repr(_name(row))
+
         def both_ends(whole: int, rest: int) -> tuple[list[Any], Any, Any] | _Unstable:
             """The tail names read from the top and from the bottom, and the first other name at
             each end (None where there is none)."""
@@ -294,10 +299,8 @@ class SnapshotFetcher:
                 if isinstance(bottom, _Unstable):
                     return bottom
                 bottom_rows, lowest = bottom
-            # a donor read at both ends is one name, whatever its metrics did in between (a rank
-            # changed between the two reads counted one donor twice: an outside review)
-            seen = {repr(_name(row)) for row in top_rows}
-            return top_rows + [row for row in bottom_rows if repr(_name(row)) not in seen], highest, lowest
+            seen = {donor(row) for row in top_rows}
+            return top_rows + [row for row in bottom_rows if donor(row) not in seen], highest, lowest
 
         reached = sum(total for _, total in read)
         try:
@@ -334,7 +337,7 @@ class SnapshotFetcher:
                     return reread
                 again = [self._page(child, 1, 1).total for child in recounted]
                 after = self._page(part, 1, 1).total
-                same_tail = sorted(repr(_name(row)) for row in reread[0]) == sorted(repr(_name(row)) for row in tail)
+                same_tail = sorted(map(donor, reread[0])) == sorted(map(donor, tail))
                 if (first != again or between != whole or after != whole or not same_tail
                         or sum(again) + len(tail) != whole):
                     return _Unstable(f"the names under {scope} that no extension reaches do not add up "
