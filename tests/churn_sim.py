@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from serpstat_refdomains import constants as S
 from serpstat_refdomains.client import SerpstatClient
-from serpstat_refdomains.config import Target
 from serpstat_refdomains.emulator import Fault, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
 from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
+from serpstat_refdomains.targets import Target
 
 CHURN_KINDS = ("insert_rows", "delete_rows", "swap_rows", "change_metrics")
 

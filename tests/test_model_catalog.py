@@ -23,7 +23,7 @@ from dlt.common.schema.utils import new_table
 from serpstat_refdomains import constants, models
 from serpstat_refdomains.emulator import Profile
 from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, model_names
-from serpstat_refdomains.warehouse import make_pipeline
+from serpstat_refdomains.warehouse import destination_dialect, make_pipeline
 from tests.helpers import DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
 
 MODELS = [NAMES_TABLE, NAMES_READ_TABLE, *model_names()]
@@ -226,7 +226,7 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
             run_pipeline(tmp_path, emulator, ["upgrade.com"], emulator.today, client=client, kind="full",
                          destination=destination, dataset_name=dataset)
     pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
-    dialect = models.destination_dialect(pipeline)
+    dialect = destination_dialect(pipeline)
     earlier = {file.stem.split("_", 1)[1]: file.read_text() for file in sorted(REFERENCE_SQL.glob("*.sql"))}
     with pipeline.sql_client() as client:
         qualified = client.make_qualified_table_name

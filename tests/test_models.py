@@ -13,7 +13,8 @@ import sqlglot
 from sqlglot import exp
 
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
-from serpstat_refdomains.models import ModelGraphError, load_models, model_params, render, transpile
+from serpstat_refdomains.errors import ModelGraphError
+from serpstat_refdomains.models import load_models, model_params, render, transpile
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
 from tests.helpers import TOKEN, fast_client, query, run_pipeline
 from tests.model_reference import CONFIRM, LOST_COLUMNS, NEW_COLUMNS, CurrentRow, WeekRow, reference
@@ -208,7 +209,7 @@ def test_postgres_reads_views_through_subqueries_and_joins_snapshots_by_key():
 
 def test_render_refuses_non_integer_parameters():
     model = next(m for m in load_models() if m.name == "lost_ref_domains")
-    with pytest.raises(ValueError, match="integer parameter"):
+    with pytest.raises(ModelGraphError, match="integer parameter"):
         render(model, {"lost_confirmation_snapshots": "2; DROP TABLE snapshots"})
 
 

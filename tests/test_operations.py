@@ -406,9 +406,10 @@ def test_a_passwordless_url_still_lets_libpq_read_pgpass(tmp_path, monkeypatch):
 # --- found by the chaos test under load: a run killed while dlt was writing its package ---------
 def test_a_package_left_half_written_by_a_killed_extract_does_not_stop_the_next_run(tmp_path, emulator):
     from serpstat_refdomains import warehouse
-    from serpstat_refdomains.config import Target, filter_hash
+    from serpstat_refdomains.config import filter_hash
     from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
     from serpstat_refdomains.source import ref_domains_resource
+    from serpstat_refdomains.targets import Target
 
     emulator.set_profile("cut.com", 300)
     destination = dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))

@@ -154,10 +154,10 @@ def test_a_run_whose_loads_spilled_to_disk_still_builds_its_models(tmp_path, emu
     the database open again and set that directory a second time, which DuckDB refuses once it is
     used ("Cannot switch temporary directory"): exit 1, models stale, every such run. Here a sort
     that spills stands in for the big merge."""
-    from serpstat_refdomains import competitors
+    from serpstat_refdomains import competitor_table
 
     emulator.set_profile("spilled.com", 300)
-    real_record, spilled = competitors.record_for_run, []
+    real_record, spilled = competitor_table.record_for_run, []
 
     def record_after_a_spill(pipeline, settings):  # what a run does between its loads and its build
         with pipeline.sql_client() as client:
@@ -166,7 +166,7 @@ def test_a_run_whose_loads_spilled_to_disk_still_builds_its_models(tmp_path, emu
             spilled.append(client.execute_sql("SELECT count(*) FROM duckdb_temporary_files()")[0][0])
         return real_record(pipeline, settings)
 
-    monkeypatch.setattr(competitors, "record_for_run", record_after_a_spill)
+    monkeypatch.setattr(competitor_table, "record_for_run", record_after_a_spill)
     report = run_pipeline(tmp_path, emulator, ["spilled.com"], build_models=True)
     assert spilled and spilled[0] > 0, "the sort spilled"
     assert report.exit_code == 0 and report.models_built and report.models_error is None, report.models_error

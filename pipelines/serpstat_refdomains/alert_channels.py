@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from .errors import RefdomainsError
+from .redaction import register_secret
+
 if TYPE_CHECKING:
-    from .alerts import Alert
     from .config import Settings
 
 SLACK, WEBHOOK = "slack", "webhook"
@@ -41,7 +43,18 @@ class Channel:
     url: str = field(repr=False)
 
 
-class DeliveryFailed(Exception):
+class Message(Protocol):
+    """What a channel sends: an alert (alerts.Alert) as JSON for a webhook, as text for Slack."""
+
+    @property
+    def alert_id(self) -> str: ...
+
+    def payload(self) -> dict[str, Any]: ...
+
+    def text(self) -> str: ...
+
+
+class DeliveryFailed(RefdomainsError):
     """A channel did not take the alert. The message names the cause, never the URL."""
 
     def __init__(self, reason: str, transient: bool) -> None:
@@ -51,8 +64,6 @@ class DeliveryFailed(Exception):
 
 def channels(settings: Settings) -> list[Channel]:
     """The configured channels; their URLs are registered for redaction from every log."""
-    from .client import register_secret
-
     found = [Channel(SLACK, settings.slack_incoming_hook)] if settings.slack_incoming_hook else []
     found += [Channel(WEBHOOK, settings.alert_webhook_url)] if settings.alert_webhook_url else []
     for channel in found:
@@ -76,7 +87,7 @@ def redact_url(text: str, channel: Channel) -> str:
     return text
 
 
-def deliver(channel: Channel, alert: Alert, retry: Retry | None = None) -> int:
+def deliver(channel: Channel, alert: Message, retry: Retry | None = None) -> int:
     """Send the alert, retrying transient failures with exponential backoff; returns the attempts
     made. Raises DeliveryFailed."""
     retry = retry or DEFAULT_RETRY
@@ -100,7 +111,7 @@ def deliver(channel: Channel, alert: Alert, retry: Retry | None = None) -> int:
     return attempts
 
 
-def _send_webhook(channel: Channel, alert: Alert, timeout: float) -> None:
+def _send_webhook(channel: Channel, alert: Message, timeout: float) -> None:
     try:
         response = requests.post(channel.url, json=alert.payload(), timeout=(min(timeout, 5.0), timeout),
                                  headers={"X-Refdomains-Alert-Id": alert.alert_id})
@@ -123,7 +134,7 @@ class _DropDltSlackWarning(logging.Filter):
         return "notification to slack" not in record.getMessage()
 
 
-def _send_slack(channel: Channel, alert: Alert, timeout: float) -> None:
+def _send_slack(channel: Channel, alert: Message, timeout: float) -> None:
     """dlt's `send_slack_message`, which has no timeout of its own: a try that hangs is given up
     after `timeout` seconds (its daemon thread cannot keep the process alive)."""
     from dlt.common.runtime.slack import send_slack_message

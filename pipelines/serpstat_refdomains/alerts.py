@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import competitors
 from . import constants as S
 from .alert_channels import DEFAULT_RETRY, Channel, DeliveryFailed, Retry, channels, deliver, redact_url
 from .errors import first_line
@@ -167,8 +166,8 @@ def _unsent(client, alias: str, change_sql: str, date_column: str) -> str:
 def _tracked(client, alias: str) -> str:
     """Only tracked domains, not series fetched as someone's competitor (all of them when no run
     has recorded its configuration yet)."""
-    table = client.make_qualified_table_name(competitors.TABLE)
-    if not _exists(client, competitors.TABLE) or not client.execute_sql(f"SELECT count(*) FROM {table}")[0][0]:
+    table = client.make_qualified_table_name(S.COMPETITORS_TABLE)
+    if not _exists(client, S.COMPETITORS_TABLE) or not client.execute_sql(f"SELECT count(*) FROM {table}")[0][0]:
         return ""
     return (f" AND EXISTS (SELECT 1 FROM {table} tracked WHERE tracked.target_domain = {alias}.target_domain "
             f"AND tracked.search_type = {alias}.search_type)")

@@ -22,8 +22,9 @@ from typing import NoReturn
 from dlt.common.configuration.exceptions import ConfigurationException
 
 from . import constants as S
-from .config import Target, parse_dataset_name, parse_date, resolve_settings
+from .config import parse_dataset_name, parse_date, resolve_settings
 from .errors import ConcurrentRunError, ConfigError, OperationalError, UsageError, first_line
+from .targets import Target
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 DETAILS = "details with RUNTIME__LOG_LEVEL=DEBUG"
@@ -175,7 +176,7 @@ def _configure_logging() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
-    from .competitors import competitor_only
+    from .targets import competitor_only
 
     day = parse_date(args.snapshot_date)
     if args.kind not in S.RUN_KINDS:
@@ -185,7 +186,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = pipeline.run(settings, token, snapshot_date=day, kind=args.kind, force=args.force,
                           destination=args.destination, dataset_name=parse_dataset_name(args.dataset_name),
                           build_models=not args.no_models)
-    _print_report(report, competitor_only(settings))
+    _print_report(report, competitor_only(settings.competitors))
     if report.models_error:
         print(f"error: {report.models_error} ({DETAILS})", file=sys.stderr)
     return report.exit_code

@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
+from .constants import DEFAULT_API_URL
 from .errors import (
     AuthenticationError,
     CreditsExhaustedError,
@@ -35,10 +36,10 @@ from .errors import (
     SerpstatError,
     TransientError,
 )
+from .redaction import redact, register_secret
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://api.serpstat.com/v4"
 REF_DOMAINS = "SerpstatBacklinksProcedure.getRefDomains"
 GET_STATS = "SerpstatLimitsProcedure.getStats"
 TOKEN_FIX = "set a valid token in .dlt/secrets.toml [sources.serpstat] api_token or SOURCES__SERPSTAT__API_TOKEN"
@@ -88,48 +89,6 @@ class AccountStats:
     max_lines: int | None
     used_lines: int | None
     left_lines: int | None
-
-
-# --- redaction ---------------------------------------------------------------------------
-class _RedactingFilter(logging.Filter):
-    """Rewrites log records so no registered secret survives (urllib3 logs full request URLs)."""
-
-    def __init__(self) -> None:
-        super().__init__("serpstat-redact")
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            redacted = redact(message, self.secrets)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
-
-
-_REDACTOR = _RedactingFilter()
-# Loggers that may print a request URL or our own messages. Filters on a logger are not inherited
-# by its children, so each one that emits is named.
-_REDACTED_LOGGERS = ("urllib3", "urllib3.connectionpool", "urllib3.util.retry", "requests",
-                     "serpstat_refdomains", __name__, "dlt")
-
-
-def register_secret(secret: str) -> None:
-    """Make every log record of the HTTP stack and this package drop `secret`."""
-    if not secret:
-        return
-    _REDACTOR.secrets.update({secret, quote(secret, safe="")})
-    for name in _REDACTED_LOGGERS:
-        log = logging.getLogger(name)
-        if _REDACTOR not in log.filters:
-            log.addFilter(_REDACTOR)
-
-
-def redact(text: str, secrets: set[str] | None = None) -> str:
-    for secret in sorted(secrets if secrets is not None else _REDACTOR.secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 # --- rate limit --------------------------------------------------------------------------

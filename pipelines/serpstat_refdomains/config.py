@@ -17,21 +17,9 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
-from . import competitors
 from . import constants as S
-from .client import DEFAULT_API_URL
-from .competitors import CompetitorSet
-from .errors import ConfigError, InvalidDomain
-from .normalize import normalize_target
-
-
-@dataclass(frozen=True, order=True)
-class Target:
-    domain: str
-    search_type: str
-
-    def __str__(self) -> str:
-        return self.domain if self.search_type == S.DEFAULT_SEARCH_TYPE else f"{self.domain} ({self.search_type})"
+from .errors import ConfigError
+from .targets import CompetitorSet, Target, parse_domains, parse_search_type, parse_targets, select_configured
 
 
 @dataclass(frozen=True)
@@ -79,7 +67,7 @@ class SerpstatConfiguration(BaseConfiguration):
     # Optional so that a missing token reaches `validate()` and gets its one line, not dlt's list.
     api_token: TSecretStrValue | None = None
     """Serpstat API token, sent as the `token` query parameter; never printed, logged or stored."""
-    api_url: str = DEFAULT_API_URL
+    api_url: str = S.DEFAULT_API_URL
     """Serpstat's endpoint; override for proxies or the local emulator."""
     search_type: str = S.DEFAULT_SEARCH_TYPE
     """Default for domains items without their own: domain_with_subdomains or domain."""
@@ -125,7 +113,7 @@ class SerpstatConfiguration(BaseConfiguration):
         api_url, requests_per_second = self.api_url, self.requests_per_second
         if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
             raise ConfigError(f"api_url {api_url!r} is not an http(s) URL: leave it unset for "
-                              f"{DEFAULT_API_URL}")
+                              f"{S.DEFAULT_API_URL}")
         try:
             rps = float(requests_per_second)
         except (TypeError, ValueError):
@@ -181,75 +169,6 @@ def filter_hash(complex_filter: list | None) -> str:
 
 
 # --- parsing -----------------------------------------------------------------------------
-def parse_targets(domains: Any, default_search_type: str) -> tuple[Target, ...]:
-    """Every series a run fetches: the tracked domains, then their competitors (once each)."""
-    return parse_domains(domains, default_search_type)[0]
-
-
-def parse_domains(domains: Any, default_search_type: str) -> tuple[tuple[Target, ...], tuple[CompetitorSet, ...]]:
-    """The series to fetch, and each tracked domain with its competitors (issue 15)."""
-    default_search_type = parse_search_type(default_search_type, "search_type")
-    if isinstance(domains, str):
-        text = domains.strip()
-        if text.startswith("["):
-            try:
-                domains = json.loads(text)
-            except ValueError:
-                raise ConfigError("domains is not a valid JSON list: write it as "
-                                  "'[\"example.com\", \"example.org\"]' or 'example.com,example.org'") from None
-        else:
-            domains = [d for d in (part.strip() for part in text.split(",")) if d]
-    if domains is None or (isinstance(domains, (list, tuple)) and not domains):
-        raise ConfigError("no domains to track: set domains = [\"example.com\"] under [sources.serpstat] "
-                          "in .dlt/config.toml or SOURCES__SERPSTAT__DOMAINS")
-    if not isinstance(domains, (list, tuple)):
-        raise ConfigError(f"domains must be a list, got {type(domains).__name__}: "
-                          "write domains = [\"example.com\"]")
-    targets: list[Target] = []
-    sets: dict[Target, tuple[Target, ...]] = {}
-    for item in domains:
-        if isinstance(item, dict):
-            unknown = sorted(set(item) - set(competitors.ITEM_KEYS))
-            if unknown or "query" not in item:
-                reason = f"unknown key {', '.join(map(repr, unknown))}" if unknown else "no 'query'"
-                raise ConfigError(f"domain item {item!r} needs exactly 'query' and optionally 'search_type' and "
-                                  f"'competitors' ({reason}): write {{query = \"example.com\", search_type = "
-                                  "\"domain\", competitors = [\"rival.com\"]}")
-            target = _target(item["query"], item.get("search_type", default_search_type))
-            competitor_set = competitors.parse_competitors(item.get("competitors"), target, _target)
-        else:
-            target = _target(item, default_search_type)
-            competitor_set = competitors.CompetitorSet(target)
-        if target not in targets:
-            targets.append(target)
-        # a domain listed twice keeps every competitor either item names
-        known = sets.get(target, ())
-        sets[target] = known + tuple(c for c in competitor_set.competitors if c not in known)
-    for rivals in sets.values():
-        targets += [c for c in rivals if c not in targets]
-    return tuple(targets), tuple(CompetitorSet(t, rivals) for t, rivals in sets.items())
-
-
-def _target(query: Any, search_type: Any, of: str | None = None) -> Target:
-    """One configured domain (or, with `of`, a competitor of that domain) as a Target, or the
-    ConfigError naming the mistake."""
-    what = f"competitor {query!r} of {of}" if of else f"{query!r}"
-    search_type = parse_search_type(search_type, f"search_type of {what}")
-    if not isinstance(query, str):
-        raise ConfigError(f"{'competitor' if of else 'domain'} {query!r} is not text: "
-                          "write domains = [\"example.com\"]")
-    try:
-        return Target(normalize_target(query), search_type)
-    except InvalidDomain as error:
-        raise ConfigError(f"bad {f'competitor of {of}' if of else 'domain'} in configuration: {error}") from None
-
-
-def parse_search_type(value: Any, what: str = "search_type") -> str:
-    if value not in S.SEARCH_TYPES:
-        raise ConfigError(f"{what} {value!r} is unknown: use one of {', '.join(S.SEARCH_TYPES)}")
-    return value
-
-
 def parse_complex_filter(value: Any) -> list | None:
     if value is None or value == "" or value == []:
         return None
@@ -412,30 +331,6 @@ def read_configuration() -> SerpstatConfiguration:
     except ConfigurationException as error:
         raise ConfigError(f"configuration could not be read ({str(error).splitlines()[0]}): "
                           "check .dlt/config.toml and SOURCES__SERPSTAT__* variables") from None
-
-
-def select_configured(domains: Any, default_search_type: Any, wanted: list[str]) -> list[dict]:
-    """The configured items for `--domain D...`, with everything configured for them.
-
-    `--domain` picks from the configuration rather than replacing it: D under another search
-    type would be another series (and a new, paid baseline), so D must be configured. A tracked
-    domain comes with its competitors; a competitor can be picked alone."""
-    configured, competitor_sets = parse_domains(domains, default_search_type) if domains else ((), ())
-    chosen: list[Target] = []
-    for item in wanted:
-        try:
-            domain = normalize_target(item)
-        except InvalidDomain as error:
-            raise ConfigError(f"--domain: {error}") from None
-        matches = [t for t in configured if t.domain == domain]
-        if not matches:
-            listed = ", ".join(dict.fromkeys(t.domain for t in configured)) or "none"
-            raise ConfigError(f"--domain {item} is not configured (configured domains: {listed}): "
-                              "add it to domains under [sources.serpstat] first")
-        chosen += [t for t in matches if t not in chosen]
-    tracked = {s.target: s for s in competitor_sets}
-    return [competitors.as_item(tracked[t]) if t in tracked else {"query": t.domain, "search_type": t.search_type}
-            for t in chosen]
 
 
 def resolve_settings(domains_override: list[str] | None = None, need_token: bool = True,

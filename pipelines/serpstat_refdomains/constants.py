@@ -5,6 +5,7 @@ PIPELINE_NAME = "serpstat_refdomains"
 DATASET_NAME = "serpstat"
 DEFAULT_DESTINATION = "duckdb"
 SOURCE_SECTION = ("sources", "serpstat")
+DEFAULT_API_URL = "https://api.serpstat.com/v4"
 
 REF_DOMAINS_TABLE = "ref_domains"
 # ref_domains' stamp of the pull that fetched each row: its ledger row's started_at

@@ -10,6 +10,7 @@ Catch `RefdomainsError` for all of them, or a branch for what you care about:
     ├── InvalidDomain         a name that cannot be a domain
     ├── BudgetExhausted       the run's credit budget cannot cover a request
     ├── SnapshotNotCommitted  a fetch whose result must not replace what is loaded
+    ├── ModelGraphError       the SQL models cannot be built as written
     └── SerpstatError         the Serpstat API or the way to it (code and message as sent)
         ├── AuthenticationError, CreditsExhaustedError, InvalidRequestError, EndpointError
         ├── DepthCapError, EmptyResult
@@ -22,14 +23,10 @@ one line, the cause then the fix, and never holds the API token.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dlt.common.exceptions import DltException
 
 from . import constants as S
-
-if TYPE_CHECKING:
-    from .paging import FetchStats
+from .redaction import redact
 
 
 class RefdomainsError(Exception):
@@ -69,13 +66,18 @@ class BudgetExhausted(RefdomainsError):
     """The run's credit budget (max_credits_per_run or the account balance) cannot cover this."""
 
 
+class ModelGraphError(RefdomainsError):
+    """The SQL files do not form a buildable set: a cycle, an unknown table, a duplicate name, a
+    parameter that is not an integer, an incremental model that adds nothing."""
+
+
 class SnapshotNotCommitted(RefdomainsError):
     """Raised at the end of a fetch whose result must not replace what is loaded (a complete
     snapshot is only ever replaced by a complete one)."""
 
-    def __init__(self, stats: FetchStats) -> None:
-        super().__init__(f"snapshot ended {stats.status}; the loaded one is kept")
-        self.stats = stats
+    def __init__(self, status: str) -> None:
+        super().__init__(f"snapshot ended {status}; the loaded one is kept")
+        self.status = status
 
 
 # --- the Serpstat API --------------------------------------------------------------------
@@ -177,7 +179,5 @@ def unwrap(error: BaseException) -> BaseException:
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The error's first line, at most `limit` characters, without any registered secret: dlt's
     wrappers and database drivers put tracebacks and SQL on the lines after it."""
-    from .client import redact  # not at the top: client.py takes its error classes from here
-
     lines = str(error).strip().splitlines()
     return redact(lines[0].strip()[:limit]) if lines else type(error).__name__

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from .rendering import html_table, text_table
+
 TOP = 25
 COLUMNS = ["target_domain", "search_type", "ref_domain", "ref_domain_unicode", "registrable_domain",
            "competitors_linking", "competitor_domains", "max_domain_rank", "competitor_ref_pages",
@@ -31,21 +33,17 @@ def _per_target(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[s
 
 
 def text_section(rows: list[dict[str, Any]]) -> list[str]:
-    from .report import _table
-
     out: list[str] = []
     for (target, _), gap in _per_target(rows).items():
         out += ["", f"LINK GAP of {target} ({len(gap)} donors link to its competitors, not to it), "
                     "highest domain rank first:"]
-        out += _table(gap[:TOP], _TEXT_SHOWN)
+        out += text_table(gap[:TOP], _TEXT_SHOWN)
         if len(gap) > TOP:
             out.append(f"... {len(gap) - TOP} more")
     return out
 
 
 def html_section(rows: list[dict[str, Any]]) -> str:
-    from .report import _html_table
-
     if not rows:
         return ""
     parts = ["<h2>Link-gap opportunities <small>donors of competitors that do not link to you, "
@@ -56,7 +54,7 @@ def html_section(rows: list[dict[str, Any]]) -> str:
                      f"<small>{html.escape(search_type)}</small></h3>"
                      f'<div class="kpis"><span>opportunities: <b>{len(gap):,}</b></span>'
                      f"<span>from sites that already link to you: <b>{already:,}</b></span></div>"
-                     f"{_html_table(gap[:TOP], _HTML_SHOWN, _LABELS)}</section>")
+                     f"{html_table(gap[:TOP], _HTML_SHOWN, _LABELS)}</section>")
     return "\n".join(parts)
 
 

@@ -36,27 +36,14 @@ from dlt.common.schema.utils import new_table
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError
 
-from . import competitors
 from . import constants as S
-from .warehouse import destination_type, has_column
+from .competitor_table import ensure_table as ensure_competitors_table
+from .errors import ModelGraphError
+from .warehouse import destination_dialect, has_column
 
 logger = logging.getLogger(__name__)
 
 SOURCE_DIALECT = "duckdb"
-# dlt destination type -> sqlglot dialect
-DIALECTS = {
-    "duckdb": "duckdb",
-    "motherduck": "duckdb",
-    "postgres": "postgres",
-    "redshift": "redshift",
-    "bigquery": "bigquery",
-    "snowflake": "snowflake",
-    "mssql": "tsql",
-    "synapse": "tsql",
-    "databricks": "databricks",
-    "clickhouse": "clickhouse",
-    "athena": "athena",
-}
 _MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table|incremental)\s*$", re.MULTILINE)
 # An incremental model keeps its rows between builds: `unique_key` names the column that groups
 # them, `keys` the model that lists the keys still wanted (see materialize_incremental).
@@ -85,10 +72,6 @@ WAREHOUSE_PAIR_BATCH_ROWS = 5_000_000
 SOURCE_TABLES = frozenset({S.REF_DOMAINS_TABLE, S.SNAPSHOTS_TABLE, NAMES_TABLE, S.COMPETITORS_TABLE})
 # Build order among models that do not depend on each other, for a readable log and plan.
 LAYERS = ("staging", "intermediate", "marts")
-
-
-class ModelGraphError(ValueError):
-    """The SQL files do not form a buildable set: a cycle, an unknown table, a duplicate name."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +190,7 @@ def render(model: Model, params: dict[str, int]) -> str:
     def value(match: re.Match) -> str:
         key = match.group(1)
         if key not in params or not isinstance(params[key], int) or isinstance(params[key], bool):
-            raise ValueError(f"model {model.name} needs an integer parameter {key}")
+            raise ModelGraphError(f"model {model.name} needs an integer parameter {key}")
         return str(params[key])
     return _PLACEHOLDER.sub(value, model.sql)
 
@@ -295,14 +278,6 @@ def _iso_week_start(node: exp.Expression, dialect: str) -> exp.Expression:
     return node
 
 
-def destination_dialect(pipeline: dlt.Pipeline) -> str:
-    kind = destination_type(pipeline)
-    try:
-        return DIALECTS[kind]
-    except KeyError:
-        raise ValueError(f"models have no SQL dialect for destination {kind!r}") from None
-
-
 def model_params(lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
                  dialect: str = SOURCE_DIALECT) -> dict[str, int]:
     """The values of the models' {placeholders} on a destination of `dialect`."""
@@ -343,7 +318,7 @@ def build(pipeline: dlt.Pipeline,
             for name in retired:
                 client.execute_sql(_drop(client, name, client.make_qualified_table_name(name)))
             _update_names(client, dialect)
-            competitors.ensure_table(client, dialect)  # issue 15: link_gap's input, on any dataset
+            ensure_competitors_table(client, dialect)  # issue 15: link_gap's input, on any dataset
             for model in models:
                 select = transpile(render(model, params), dialect, client.dataset_name, tables)
                 materialize(client, model, select, dialect, full_refresh=full_refresh)

@@ -29,11 +29,11 @@ import pyarrow as pa
 from . import constants as S
 from .budget import Budget, BudgetExhausted, read_cost
 from .client import RefDomainsPage, SerpstatClient
-from .config import Target
+from .concurrency import in_order, settle
 from .errors import DepthCapError, SerpstatError
 from .partitions import PREFIX_ALPHABET, Partition, plan_json, reusable_plan
-from .prefetch import in_order, settle
 from .rows import SnapshotRows
+from .targets import Target
 
 logger = logging.getLogger(__name__)
 

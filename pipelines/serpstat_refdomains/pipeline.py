@@ -21,7 +21,7 @@ from typing import Any
 import dlt
 from dlt.common.destination import Destination
 
-from . import alerts, competitors, ledger, models
+from . import alerts, competitor_table, ledger, models
 from . import constants as S
 from .budget import Budget, account_balance, may_fetch_together, run_budget
 from .client import SerpstatClient
@@ -132,7 +132,7 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
 
     report.credits_spent = budget.spent
     report.credits_left = client.last_left_lines
-    competitors.record_for_run(pipeline, settings)  # issue 15: what link_gap and alerts read; never raises
+    competitor_table.record_for_run(pipeline, settings)  # issue 15: what link_gap and alerts read; never raises
     if options.build_models:
         try:
             report.models_built = bool(build_models(pipeline, settings))

@@ -22,6 +22,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from . import constants as S
 from . import gap_report
 from .ledger import LEDGER_COLUMNS, STATUS_COLUMNS
+from .rendering import html_table, number, text_table
 
 FORMATS = ("text", "csv", "json", "html")
 TOP = 25
@@ -90,28 +91,23 @@ def render(data: ReportData, fmt: str) -> str:
 
 
 # --- text ----------------------------------------------------------------------------------
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
-    cells = [columns] + [["" if r[c] is None else str(r[c]) for c in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    return ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip() for row in cells]
-
-
 def render_text(data: ReportData) -> str:
     scope = data.domain or "all tracked domains"
     since = f" since {data.since}" if data.since else ""
     out = [f"Referring domains of {scope}{since}", ""]
     out.append(f"NEW referring domains ({len(data.new)}), highest domain rank first:")
-    out += _table(data.new[:TOP], ["target_domain", "ref_domain_unicode", "domain_rank", "detected_on", "detected_by"])
+    out += text_table(data.new[:TOP],
+                      ["target_domain", "ref_domain_unicode", "domain_rank", "detected_on", "detected_by"])
     if len(data.new) > TOP:
         out.append(f"... {len(data.new) - TOP} more")
     out += ["", f"LOST referring domains ({len(data.lost)}), confirmed first, then highest domain rank:"]
-    out += _table(data.lost[:TOP], ["target_domain", "ref_domain_unicode", "domain_rank", "lost_on", "confirmed",
+    out += text_table(data.lost[:TOP], ["target_domain", "ref_domain_unicode", "domain_rank", "lost_on", "confirmed",
                                     "returned_on"])
     if len(data.lost) > TOP:
         out.append(f"... {len(data.lost) - TOP} more")
     out += gap_report.text_section(data.gap)
     out += ["", "Weekly summary:"]
-    out += _table(data.weekly, ["target_domain", "week_start", "ref_domains", "new_ref_domains",
+    out += text_table(data.weekly, ["target_domain", "week_start", "ref_domains", "new_ref_domains",
                                 "lost_ref_domains", "net_change"])
     out += ["", f"Credits spent in these snapshots: {sum(r['credits_spent'] or 0 for r in data.ledger)}"]
     return "\n".join(out) + "\n"
@@ -202,10 +198,6 @@ def _nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
     return [round(i * step, 10) for i in range(first, last + 1)]
 
 
-def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
 def _svg_open(title: str) -> list[str]:
     return [f'<svg role="img" aria-label="{html.escape(title)}" class="chart" viewBox="0 0 {_WIDTH} {_HEIGHT}" '
             f'preserveAspectRatio="xMidYMid meet"><title>{html.escape(title)}</title>']
@@ -235,7 +227,7 @@ def _svg_line(name: str, values: list[tuple[dt.date, int]], color: str) -> str:
     for tick in ticks:
         parts.append(f'<line x1="{_LEFT}" y1="{y(tick):.1f}" x2="{_WIDTH - _RIGHT}" y2="{y(tick):.1f}" '
                      f'stroke="#e4e7eb"/><text x="{_LEFT - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">'
-                     f'{_fmt(tick)}</text>')
+                     f'{number(tick)}</text>')
     parts.append(f'<text x="{_LEFT}" y="{_HEIGHT - 8}">{values[0][0]}</text>')
     if d_hi != d_lo:
         parts.append(f'<text x="{_WIDTH - _RIGHT}" y="{_HEIGHT - 8}" text-anchor="end">{values[-1][0]}</text>')
@@ -267,7 +259,7 @@ def _svg_bars(name: str, weeks: list[dict[str, Any]]) -> str:
     for tick in ticks:
         for sign in ((1, -1) if tick else (1,)):
             at = middle - sign * tick * scale
-            label = "0" if not tick else f"{'+' if sign > 0 else '−'}{_fmt(tick)}"
+            label = "0" if not tick else f"{'+' if sign > 0 else '−'}{number(tick)}"
             parts.append(f'<line x1="{_LEFT}" y1="{at:.1f}" x2="{_WIDTH - _RIGHT}" y2="{at:.1f}" '
                          f'stroke="{"#9aa5b1" if not tick else "#e4e7eb"}"/>'
                          f'<text x="{_LEFT - 6}" y="{at + 4:.1f}" text-anchor="end">{label}</text>')
@@ -287,36 +279,6 @@ def _svg_bars(name: str, weeks: list[dict[str, Any]]) -> str:
                          f'{week["week_start"].strftime("%m-%d")}</text>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def _donor(row: dict[str, Any]) -> str:
-    """The donor's display name, linked to its site (the punycode host, which every browser takes)."""
-    shown = row.get("ref_domain_unicode") or row["ref_domain"]
-    return (f'<a href="https://{html.escape(row["ref_domain"])}/" rel="noopener noreferrer nofollow" '
-            f'title="{html.escape(row["ref_domain"])}">{html.escape(shown)}</a>')
-
-
-def _html_table(rows: list[dict[str, Any]], columns: list[str], labels: dict[str, str] | None = None) -> str:
-    if not rows:
-        return "<p>None.</p>"
-    labels = labels or {}
-    head = "".join(f"<th>{html.escape(labels.get(c, c))}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for c in columns:
-            value = row.get(c)
-            if c == "ref_domain" and value is not None:
-                cells.append(f'<td data-v="{html.escape(row.get("ref_domain_unicode") or value)}">{_donor(row)}</td>')
-            elif isinstance(value, bool) or value is None:
-                cells.append(f"<td>{'' if value is None else ('yes' if value else 'no')}</td>")
-            elif isinstance(value, (int, float)):
-                cells.append(f'<td class="num" data-v="{value}">{_fmt(value)}</td>')
-            else:
-                cells.append(f"<td>{html.escape(str(value))}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 _NEW_SHOWN = ["ref_domain", "domain_rank", "ref_pages", "detected_on", "detected_by", "is_returning"]
@@ -349,9 +311,9 @@ def _target_section(index: int, key: tuple[str, str], weeks: list[dict[str, Any]
 <span>&#9679; net</span></div></figure>
 </div>
 <h3>Top new by domain rank</h3>
-{_html_table(new[:TOP], _NEW_SHOWN, _LABELS)}
+{html_table(new[:TOP], _NEW_SHOWN, _LABELS)}
 <h3>Top lost, confirmed first</h3>
-{_html_table(lost[:TOP], _LOST_SHOWN, _LABELS)}
+{html_table(lost[:TOP], _LOST_SHOWN, _LABELS)}
 </section>"""
 
 
@@ -383,9 +345,9 @@ for its exact values; click a column header to sort.</p>
 {gap_report.html_section(data.gap)}
 {gap_report.alerts_html(data.alerts_preview)}
 <h2>Weekly summary</h2>
-{_html_table(data.weekly, WEEKLY_COLUMNS, _LABELS)}
+{html_table(data.weekly, WEEKLY_COLUMNS, _LABELS)}
 <h2>Credits per snapshot date</h2>
-{_html_table(credit_rows, ["snapshot_date", "credits_spent"])}
+{html_table(credit_rows, ["snapshot_date", "credits_spent"])}
 <script>{_SORT_SCRIPT}</script>
 </body></html>
 """
@@ -395,7 +357,7 @@ for its exact values; click a column header to sort.</p>
 def render_status(rows: list[dict[str, Any]], spent_this_month: int, balance: str) -> str:
     if not rows:
         return "No snapshots loaded yet: run `refdomains run`.\n" + f"Serpstat balance: {balance}\n"
-    out = _table(rows, STATUS_COLUMNS)
+    out = text_table(rows, STATUS_COLUMNS)
     out += ["", f"Credits spent this month: {spent_this_month}", f"Serpstat balance: {balance}"]
     failing = [r for r in rows if r["status"] not in (S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY)]
     if failing:

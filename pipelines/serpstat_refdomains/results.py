@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import constants as S
-from .config import Target
+from .targets import Target
 
 if TYPE_CHECKING:
     from .planning import PlannedSnapshot

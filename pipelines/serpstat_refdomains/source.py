@@ -99,7 +99,7 @@ def ref_domains_resource(
             for table in fetcher.tables():
                 yield dlt.mark.with_hints(table, hints)
             if not keep(fetcher):
-                raise SnapshotNotCommitted(fetcher.stats)
+                raise SnapshotNotCommitted(fetcher.stats.status)
             yield from outcome_tables([ledger_row(fetcher.spec, fetcher.stats)],
                                       [attempt_row(fetcher.spec, fetcher.stats)])
 

@@ -54,6 +54,32 @@ def destination_type(pipeline: dlt.Pipeline) -> str:
     return _short_type(pipeline.destination.destination_type)
 
 
+# dlt destination type -> the sqlglot dialect its SQL is written in
+DIALECTS = {
+    "duckdb": "duckdb",
+    "motherduck": "duckdb",
+    "postgres": "postgres",
+    "redshift": "redshift",
+    "bigquery": "bigquery",
+    "snowflake": "snowflake",
+    "mssql": "tsql",
+    "synapse": "tsql",
+    "databricks": "databricks",
+    "clickhouse": "clickhouse",
+    "athena": "athena",
+}
+
+
+def destination_dialect(pipeline: dlt.Pipeline) -> str:
+    """The sqlglot dialect of the pipeline's destination; ConfigError for one the models cannot target."""
+    kind = destination_type(pipeline)
+    try:
+        return DIALECTS[kind]
+    except KeyError:
+        raise ConfigError(f"destination {kind!r} has no SQL dialect the models can be written in: use one of "
+                          f"{', '.join(sorted(DIALECTS))}") from None
+
+
 def _short_type(destination_type: str) -> str:
     return destination_type.rsplit(".", 1)[-1]  # dlt names them "dlt.destinations.duckdb"
 
