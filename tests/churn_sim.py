@@ -9,8 +9,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from serpstat_refdomains import constants as S
 from serpstat_refdomains.client import SerpstatClient
+from serpstat_refdomains.constants import DEFAULT_SEARCH_TYPE, DEPTH_CAP, STATUS_COMPLETE
 from serpstat_refdomains.emulator import Fault, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
 from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
@@ -46,7 +46,7 @@ class Verdict:
 def trial(emulator: SerpstatEmulator, client: SerpstatClient, target: str, total: int, page_size: int,
           depth_cap: int | None, churn: list[Churn], pool: ThreadPoolExecutor | None) -> Verdict:
     api = emulator.api
-    api.depth_cap = depth_cap or S.DEPTH_CAP
+    api.depth_cap = depth_cap or DEPTH_CAP
     emulator.set_profile(target, total)
     emulator.faults.clear()
     emulator.faults.add(*(Fault(c.kind, query=target, page=c.page, where=c.where, pick=c.pick, count=c.count)
@@ -54,8 +54,8 @@ def trial(emulator: SerpstatEmulator, client: SerpstatClient, target: str, total
     day: dt.date = emulator.today
     state = {d.name: d for d in emulator.graph.active(target, day)}
     first_change, first_entry = len(emulator.graph.changes), len(api.log)
-    spec = SnapshotSpec(Target(target, S.DEFAULT_SEARCH_TYPE), "full", day, None, "", page_size=page_size)
-    fetcher = SnapshotFetcher(client, spec, depth_cap=depth_cap or S.DEPTH_CAP, executor=pool)
+    spec = SnapshotSpec(Target(target, DEFAULT_SEARCH_TYPE), "full", day, None, "", page_size=page_size)
+    fetcher = SnapshotFetcher(client, spec, depth_cap=depth_cap or DEPTH_CAP, executor=pool)
     loaded: list[str] = []
     for table in fetcher.tables():
         loaded.extend(table.column("ref_domain").to_pylist())
@@ -76,7 +76,7 @@ def trial(emulator: SerpstatEmulator, client: SerpstatClient, target: str, total
         states.append(frozenset(normalize_domain(n) for n in state))
     throughout = frozenset.intersection(*states)
     names = set(loaded)
-    missed = set(throughout - names) if fetcher.stats.status == S.STATUS_COMPLETE else set()
+    missed = set(throughout - names) if fetcher.stats.status == STATUS_COMPLETE else set()
     entries = api.log[first_entry:]
     return Verdict(
         status=fetcher.stats.status, rows=len(loaded), credits=sum(e.charge for e in entries),

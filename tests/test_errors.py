@@ -8,11 +8,11 @@ import dlt
 import pytest
 from dlt.common.exceptions import DltException
 
-from serpstat_refdomains import constants as S
 from serpstat_refdomains import errors
 from serpstat_refdomains.cli import main
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.config import build_settings
+from serpstat_refdomains.constants import PIPELINE_NAME
 from serpstat_refdomains.errors import (
     AuthenticationError,
     BudgetExhausted,
@@ -118,7 +118,7 @@ def test_a_run_while_another_holds_the_dataset_exits_2_and_fetches_nothing(tmp_p
                        "SOURCES__SERPSTAT__API_URL": emulator.url, "SOURCES__SERPSTAT__DOMAINS": '["held.com"]',
                        "SOURCES__SERPSTAT__REQUESTS_PER_SECOND": "1000"}.items():
         monkeypatch.setenv(key, value)
-    with open(tmp_path / f"{S.PIPELINE_NAME}.duckdb.lock", "a+") as held:
+    with open(tmp_path / f"{PIPELINE_NAME}.duckdb.lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a run in progress holds
         code = main(["run", "--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat()])
     lines = capsys.readouterr().err.strip().splitlines()

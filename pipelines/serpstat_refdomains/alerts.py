@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import constants as S
 from .alert_channels import DEFAULT_RETRY, Channel, DeliveryFailed, Retry, channels, deliver, redact_url
+from .constants import ALERTS_SENT_TABLE, ATTEMPTS_TABLE, COMPETITORS_TABLE, DEFAULT_SEARCH_TYPE, SNAPSHOTS_TABLE
 from .errors import first_line
 
 __all__ = ["DEFAULT_RETRY", "Alert", "Channel", "DeliveryFailed", "Event", "Retry", "after_run", "channels",
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SENT_TABLE = S.ALERTS_SENT_TABLE
+SENT_TABLE = ALERTS_SENT_TABLE
 # events listed per tracked domain and kind; the rest are counted in an "and N more" line
 TOP = 10
 KINDS = (("lost", "Lost (confirmed)"), ("new", "New"), ("gap_opened", "Link-gap opportunities"))
@@ -103,7 +103,7 @@ class Alert:
             since = f"since the last alert ({self.last_sent_at:%Y-%m-%d %H:%M} UTC)"
         out = [f"*Serpstat referring domains: {len(self.events)} change{'s' * (len(self.events) != 1)}, {since}*"]
         for (target, search_type), kinds in self.grouped().items():
-            shown = target if search_type == S.DEFAULT_SEARCH_TYPE else f"{target} ({search_type})"
+            shown = target if search_type == DEFAULT_SEARCH_TYPE else f"{target} ({search_type})"
             out.append(f"*{shown}*")
             for kind, title in KINDS:
                 events = kinds.get(kind, [])
@@ -166,8 +166,8 @@ def _unsent(client, alias: str, change_sql: str, date_column: str) -> str:
 def _tracked(client, alias: str) -> str:
     """Only tracked domains, not series fetched as someone's competitor (all of them when no run
     has recorded its configuration yet)."""
-    table = client.make_qualified_table_name(S.COMPETITORS_TABLE)
-    if not _exists(client, S.COMPETITORS_TABLE) or not client.execute_sql(f"SELECT count(*) FROM {table}")[0][0]:
+    table = client.make_qualified_table_name(COMPETITORS_TABLE)
+    if not _exists(client, COMPETITORS_TABLE) or not client.execute_sql(f"SELECT count(*) FROM {table}")[0][0]:
         return ""
     return (f" AND EXISTS (SELECT 1 FROM {table} tracked WHERE tracked.target_domain = {alias}.target_domain "
             f"AND tracked.search_type = {alias}.search_type)")
@@ -247,7 +247,7 @@ def _utc(value: Any) -> dt.datetime:
 def _credits_since(client, since: dt.datetime | None) -> tuple[int, dt.datetime | None]:
     """Credits of every fetch attempt after `since` (all of them for a first alert), and when the
     count starts. Datasets from before `snapshot_attempts` existed count the ledger."""
-    table = S.ATTEMPTS_TABLE if _exists(client, S.ATTEMPTS_TABLE) else S.SNAPSHOTS_TABLE
+    table = ATTEMPTS_TABLE if _exists(client, ATTEMPTS_TABLE) else SNAPSHOTS_TABLE
     if not _exists(client, table):
         return 0, since
     where, params = ("WHERE started_at > %s", [since]) if since is not None else ("", [])

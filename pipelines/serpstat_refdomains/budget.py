@@ -8,8 +8,8 @@ import math
 import threading
 from collections.abc import Iterable
 
-from . import constants as S
 from .client import SerpstatClient
+from .constants import DEPTH_CAP
 from .errors import (
     AuthenticationError,
     BudgetExhausted,
@@ -107,5 +107,5 @@ def may_fetch_together(budget: Budget, current: int | None, following: int | Non
     count as a full 60,000-row window."""
     if budget.limit is None:
         return True
-    need = (current if current is not None else S.DEPTH_CAP) + (following if following is not None else S.DEPTH_CAP)
+    need = (current if current is not None else DEPTH_CAP) + (following if following is not None else DEPTH_CAP)
     return budget.fits(need)

@@ -21,8 +21,8 @@ from typing import NoReturn
 
 from dlt.common.configuration.exceptions import ConfigurationException
 
-from . import constants as S
 from .config import parse_dataset_name, parse_date, resolve_settings
+from .constants import DATASET_NAME, PIPELINE_NAME, RUN_KINDS
 from .errors import ConcurrentRunError, ConfigError, OperationalError, UsageError, first_line
 from .targets import Target
 
@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _destination_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--destination", help="dlt destination (default: duckdb)")
-    parser.add_argument("--dataset-name", help=f"dataset/schema (default: {S.DATASET_NAME})")
+    parser.add_argument("--dataset-name", help=f"dataset/schema (default: {DATASET_NAME})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -179,8 +179,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .targets import competitor_only
 
     day = parse_date(args.snapshot_date)
-    if args.kind not in S.RUN_KINDS:
-        raise UsageError(f"--kind {args.kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
+    if args.kind not in RUN_KINDS:
+        raise UsageError(f"--kind {args.kind!r} is unknown: use one of {', '.join(RUN_KINDS)}")
     settings, token = resolve_settings(domains_override=args.domain)
     assert token is not None
     report = pipeline.run(settings, token, snapshot_date=day, kind=args.kind, force=args.force,
@@ -219,8 +219,8 @@ def _existing_pipeline(args: argparse.Namespace):
 
     destination = warehouse.resolve_destination(args.destination)
     if destination.destination_name == "duckdb" and args.destination in (None, "duckdb") \
-            and not os.path.exists(f"{S.PIPELINE_NAME}.duckdb"):
-        raise ConfigError(f"no {S.PIPELINE_NAME}.duckdb in this folder: run `refdomains run` first, "
+            and not os.path.exists(f"{PIPELINE_NAME}.duckdb"):
+        raise ConfigError(f"no {PIPELINE_NAME}.duckdb in this folder: run `refdomains run` first, "
                           "or cd to where it ran")
     return warehouse.make_pipeline(destination, parse_dataset_name(args.dataset_name))
 

@@ -17,7 +17,22 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
-from . import constants as S
+from .constants import (
+    ADDITIONAL_FILTERS,
+    COMPARE_TYPES,
+    DEFAULT_API_URL,
+    DEFAULT_DUCKDB_MEMORY_LIMIT,
+    DEFAULT_FULL_SNAPSHOT_EVERY_DAYS,
+    DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_REQUESTS_PER_SECOND,
+    DEFAULT_SEARCH_TYPE,
+    DOMAIN_RANK_RANGE,
+    FILTER_FIELDS,
+    MAX_PAGE_SIZE,
+    MIN_DUCKDB_MEMORY_MB,
+    SOURCE_SECTION,
+)
 from .errors import ConfigError
 from .targets import CompetitorSet, Target, parse_domains, parse_search_type, parse_targets, select_configured
 
@@ -67,26 +82,26 @@ class SerpstatConfiguration(BaseConfiguration):
     # Optional so that a missing token reaches `validate()` and gets its one line, not dlt's list.
     api_token: TSecretStrValue | None = None
     """Serpstat API token, sent as the `token` query parameter; never printed, logged or stored."""
-    api_url: str = S.DEFAULT_API_URL
+    api_url: str = DEFAULT_API_URL
     """Serpstat's endpoint; override for proxies or the local emulator."""
-    search_type: str = S.DEFAULT_SEARCH_TYPE
+    search_type: str = DEFAULT_SEARCH_TYPE
     """Default for domains items without their own: domain_with_subdomains or domain."""
     complex_filter: Any | None = None
     """A Serpstat complexFilter (array of arrays: OR of AND groups) applied to every pull; changing
     it starts a new series."""
-    page_size: int = S.DEFAULT_PAGE_SIZE
+    page_size: int = DEFAULT_PAGE_SIZE
     """Rows per request, 1-1000."""
-    requests_per_second: float = S.DEFAULT_REQUESTS_PER_SECOND
+    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
     """Shared by every thread of a run (Serpstat: 1 on most plans, 10 on top plans)."""
     max_credits_per_run: Any | None = None
     """Hard budget of a run, exceeded by at most one page; none by default."""
-    full_snapshot_every_days: int = S.DEFAULT_FULL_SNAPSHOT_EVERY_DAYS
+    full_snapshot_every_days: int = DEFAULT_FULL_SNAPSHOT_EVERY_DAYS
     """`--kind auto`: a full snapshot when the last complete one is this many days old."""
     fetch_last_week: bool = True
     """`--kind auto`: also pull Serpstat's last_week filter on every run."""
-    lost_confirmation_snapshots: int = S.DEFAULT_LOST_CONFIRMATION_SNAPSHOTS
+    lost_confirmation_snapshots: int = DEFAULT_LOST_CONFIRMATION_SNAPSHOTS
     """Consecutive complete full snapshots a domain must be missing from to be `confirmed` lost."""
-    duckdb_memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     """DuckDB only: memory for the models build (loads get a quarter); beyond it DuckDB spills to
     disk. A size like "1GB", at least 128MB."""
     alert_min_domain_rank: int = 0
@@ -113,7 +128,7 @@ class SerpstatConfiguration(BaseConfiguration):
         api_url, requests_per_second = self.api_url, self.requests_per_second
         if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
             raise ConfigError(f"api_url {api_url!r} is not an http(s) URL: leave it unset for "
-                              f"{S.DEFAULT_API_URL}")
+                              f"{DEFAULT_API_URL}")
         try:
             rps = float(requests_per_second)
         except (TypeError, ValueError):
@@ -132,7 +147,7 @@ class SerpstatConfiguration(BaseConfiguration):
             targets=targets,
             api_url=api_url.rstrip("/") if api_url.endswith("//") else api_url,
             complex_filter=parse_complex_filter(self.complex_filter),
-            page_size=_int(self.page_size, "page_size", 1, S.MAX_PAGE_SIZE),
+            page_size=_int(self.page_size, "page_size", 1, MAX_PAGE_SIZE),
             requests_per_second=rps,
             max_credits_per_run=None if self.max_credits_per_run in (None, "", "none")
             else _int(self.max_credits_per_run, "max_credits_per_run", 1),
@@ -142,7 +157,7 @@ class SerpstatConfiguration(BaseConfiguration):
             duckdb_memory_limit=parse_memory_limit(self.duckdb_memory_limit),
             competitors=competitor_sets,
             alert_min_domain_rank=_int(self.alert_min_domain_rank, "alert_min_domain_rank", 0,
-                                       S.DOMAIN_RANK_RANGE[1]),
+                                       DOMAIN_RANK_RANGE[1]),
             alert_webhook_url=_webhook_url(self.alert_webhook_url, "alert_webhook_url"),
             slack_incoming_hook=_webhook_url(slack_incoming_hook, "runtime.slack_incoming_hook"),
         )
@@ -196,18 +211,18 @@ def _check_condition(cond: Any) -> None:
         if quick == "last_week":
             raise ConfigError("complex_filter must not contain last_week: the pipeline adds it itself "
                               "for last_week pulls (fetch_last_week, --kind last_week)")
-        if quick not in S.ADDITIONAL_FILTERS or len(cond) != 1:
+        if quick not in ADDITIONAL_FILTERS or len(cond) != 1:
             raise ConfigError(f"complex_filter additional_filters {quick!r} is unknown: use one of "
                               "no_subdomains, only_subdomains, only_hosts")
         return
     field_name = cond.get("field")
-    if field_name not in S.FILTER_FIELDS:
+    if field_name not in FILTER_FIELDS:
         raise ConfigError(f"complex_filter field {field_name!r} is unknown: use one of "
-                          f"{', '.join(S.FILTER_FIELDS)}")
+                          f"{', '.join(FILTER_FIELDS)}")
     compare = cond.get("compareType")
-    if compare not in S.COMPARE_TYPES:
+    if compare not in COMPARE_TYPES:
         raise ConfigError(f"complex_filter compareType {compare!r} is unknown: use one of "
-                          f"{', '.join(S.COMPARE_TYPES)}")
+                          f"{', '.join(COMPARE_TYPES)}")
     text_compare = compare in ("contains", "notContains", "startsWith", "endsWith")
     if text_compare != (field_name == "domain_from") and compare not in ("eq", "neq"):
         raise ConfigError(f"complex_filter compareType {compare!r} does not apply to {field_name}: "
@@ -261,9 +276,9 @@ def parse_memory_megabytes(value: Any) -> float | None:
 def parse_memory_limit(value: Any) -> str:
     """A DuckDB memory size ("512MB", "2GB"), in the form DuckDB's SET memory_limit takes."""
     megabytes = parse_memory_megabytes(value)
-    if megabytes is None or megabytes < S.MIN_DUCKDB_MEMORY_MB:
+    if megabytes is None or megabytes < MIN_DUCKDB_MEMORY_MB:
         raise ConfigError(f"duckdb_memory_limit {value!r} is not a memory size of at least "
-                          f"{S.MIN_DUCKDB_MEMORY_MB}MB: write e.g. \"{S.DEFAULT_DUCKDB_MEMORY_LIMIT}\" or \"2GB\"")
+                          f"{MIN_DUCKDB_MEMORY_MB}MB: write e.g. \"{DEFAULT_DUCKDB_MEMORY_LIMIT}\" or \"2GB\"")
     match = _MEMORY.match(value)
     assert match is not None  # parse_memory_megabytes read it
     return f"{match.group(1)}{match.group(2).upper()}"
@@ -327,7 +342,7 @@ def read_configuration() -> SerpstatConfiguration:
     """[sources.serpstat] as dlt resolves it from .dlt/config.toml, .dlt/secrets.toml and the
     environment; not validated yet."""
     try:
-        return resolve_configuration(SerpstatConfiguration(), sections=S.SOURCE_SECTION)
+        return resolve_configuration(SerpstatConfiguration(), sections=SOURCE_SECTION)
     except ConfigurationException as error:
         raise ConfigError(f"configuration could not be read ({str(error).splitlines()[0]}): "
                           "check .dlt/config.toml and SOURCES__SERPSTAT__* variables") from None

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dlt.common.exceptions import DltException
 
-from . import constants as S
+from .constants import STATUS_FAILED, STATUS_SKIPPED_BUDGET
 from .redaction import redact
 
 
@@ -136,10 +136,10 @@ class RateLimitError(TransientError):
 # Serpstat errors by what they do to a snapshot and to the run: (class, the snapshot's status,
 # why no later snapshot can succeed either). The first class the error is an instance of decides.
 _SERPSTAT_OUTCOMES: tuple[tuple[type[SerpstatError], str, str | None], ...] = (
-    (CreditsExhaustedError, S.STATUS_SKIPPED_BUDGET, "Serpstat credits are exhausted"),
-    (AuthenticationError, S.STATUS_FAILED, "Serpstat refused the token"),
-    (EndpointError, S.STATUS_FAILED, "api_url does not lead to Serpstat's API"),
-    (SerpstatError, S.STATUS_FAILED, None),
+    (CreditsExhaustedError, STATUS_SKIPPED_BUDGET, "Serpstat credits are exhausted"),
+    (AuthenticationError, STATUS_FAILED, "Serpstat refused the token"),
+    (EndpointError, STATUS_FAILED, "api_url does not lead to Serpstat's API"),
+    (SerpstatError, STATUS_FAILED, None),
 )
 
 
@@ -151,13 +151,13 @@ def classify(error: BaseException) -> tuple[str, str, str | None]:
     credits, the endpoint), the reason the run stops fetching; None otherwise.
     """
     if isinstance(error, BudgetExhausted):
-        return S.STATUS_SKIPPED_BUDGET, f"{error}: raise max_credits_per_run or run again later", None
+        return STATUS_SKIPPED_BUDGET, f"{error}: raise max_credits_per_run or run again later", None
     for kind, status, fatal in _SERPSTAT_OUTCOMES:
         if isinstance(error, kind):
             return status, str(error), fatal
     if isinstance(error, (DltException, OSError)):
-        return S.STATUS_FAILED, f"loading failed: {first_line(error)}", None
-    return S.STATUS_FAILED, f"{type(error).__name__}: {first_line(error)}", None
+        return STATUS_FAILED, f"loading failed: {first_line(error)}", None
+    return STATUS_FAILED, f"{type(error).__name__}: {first_line(error)}", None
 
 
 def unwrap(error: BaseException) -> BaseException:

@@ -30,7 +30,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.resource import DltResource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from . import constants as S
+from .constants import ATTEMPTS_TABLE, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
 from .errors import first_line, unwrap
 from .paging import FetchStats, SnapshotSpec
 from .rows import describe_nulled
@@ -87,12 +87,12 @@ ATTEMPTS_SCHEMA = pa.schema([
 # Hints travel with the items: the resource that writes the rows writes these tables too, and
 # hints set on a resource would give every table its keys.
 SNAPSHOTS_HINTS = dlt.mark.make_hints(
-    table_name=S.SNAPSHOTS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
+    table_name=SNAPSHOTS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
     primary_key=SNAPSHOT_KEY,
 )
 # Append: every attempt is a fact of its own (a failed --force of a complete snapshot spends
 # credits while the ledger rightly keeps describing the complete one).
-ATTEMPTS_HINTS = dlt.mark.make_hints(table_name=S.ATTEMPTS_TABLE, write_disposition="append")
+ATTEMPTS_HINTS = dlt.mark.make_hints(table_name=ATTEMPTS_TABLE, write_disposition="append")
 
 # The ledger's columns in `refdomains report`, and in `refdomains status`.
 LEDGER_COLUMNS = ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status", "rows_loaded",
@@ -193,7 +193,7 @@ def snapshots_resource(rows: Sequence[dict[str, Any]], attempts: Sequence[dict[s
         yield from outcome_tables(rows, attempts)
 
     # hints travel with the items: the attempts must not get the ledger's keys
-    return dlt.resource(outcome, name=S.SNAPSHOTS_TABLE)
+    return dlt.resource(outcome, name=SNAPSHOTS_TABLE)
 
 
 def write_outcome(pipeline: dlt.Pipeline, rows: list[dict[str, Any]],
@@ -244,7 +244,7 @@ def read_ledger(pipeline: dlt.Pipeline) -> dict[str, LedgerRow]:
     """The `snapshots` ledger as it is in the destination (the truth, whatever the local state)."""
     try:
         with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
+            table = client.make_qualified_table_name(SNAPSHOTS_TABLE)
             rows = client.execute_sql(
                 f"SELECT snapshot_key, target_domain, search_type, snapshot_kind, snapshot_date, "
                 f"filter_hash, status, rows_loaded, expected_total FROM {table}")
@@ -267,7 +267,7 @@ def _partition_plans(pipeline: dlt.Pipeline) -> list:
     the column existed (dlt adds it with the first partitioned snapshot)."""
     try:
         with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
+            table = client.make_qualified_table_name(SNAPSHOTS_TABLE)
             return list(client.execute_sql(
                 f"SELECT snapshot_key, partition_plan FROM {table} WHERE partition_plan IS NOT NULL") or [])
     except DatabaseUndefinedRelation:
@@ -286,12 +286,12 @@ def rows_present(pipeline: dlt.Pipeline, day: dt.date, keys: list[str]) -> dict[
         return {}
     try:
         with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
-            ledger = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
+            table = client.make_qualified_table_name(REF_DOMAINS_TABLE)
+            ledger = client.make_qualified_table_name(SNAPSHOTS_TABLE)
             marks = ", ".join(["%s"] * len(keys))
             same_pull = ""
-            if has_column(client, S.REF_DOMAINS_TABLE, S.PULLED_AT):
-                same_pull = (f"AND (loaded.{S.PULLED_AT} IS NULL OR loaded.{S.PULLED_AT} = (SELECT ledger.started_at "
+            if has_column(client, REF_DOMAINS_TABLE, PULLED_AT):
+                same_pull = (f"AND (loaded.{PULLED_AT} IS NULL OR loaded.{PULLED_AT} = (SELECT ledger.started_at "
                              f"FROM {ledger} ledger WHERE ledger.snapshot_key = loaded.snapshot_key)) ")
             rows = client.execute_sql(
                 f"SELECT loaded.snapshot_key, count(*) FROM {table} loaded WHERE loaded.snapshot_date = %s "
@@ -310,16 +310,16 @@ def latest_snapshots(pipeline: dlt.Pipeline) -> tuple[list[dict[str, Any]], int]
     month_start = dt.datetime(*dt.datetime.now(dt.UTC).date().replace(day=1).timetuple()[:3],
                               tzinfo=dt.UTC)
     with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name(S.SNAPSHOTS_TABLE)
+        table = client.make_qualified_table_name(SNAPSHOTS_TABLE)
         rows = client.execute_sql(
             f"SELECT {', '.join(STATUS_COLUMNS)} FROM (SELECT *, row_number() OVER (PARTITION BY target_domain, "
             f"search_type, snapshot_kind ORDER BY snapshot_date DESC) AS recency FROM {table}) latest "
             f"WHERE recency = 1 ORDER BY target_domain, search_type, snapshot_kind")
         found = client.execute_sql(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-            client.dataset_name, S.ATTEMPTS_TABLE)
+            client.dataset_name, ATTEMPTS_TABLE)
         if found and found[0][0]:
-            table = client.make_qualified_table_name(S.ATTEMPTS_TABLE)
+            table = client.make_qualified_table_name(ATTEMPTS_TABLE)
         spent = client.execute_sql(f"SELECT coalesce(sum(credits_spent), 0) FROM {table} WHERE started_at >= %s",
                                    month_start)
     return [dict(zip(STATUS_COLUMNS, row, strict=False)) for row in rows or []], int(spent[0][0] if spent else 0)
@@ -331,7 +331,7 @@ def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str, snapshot_date: dt.dat
     skip the blocks of other days (DuckDB's zone maps) instead of reading the whole history."""
     try:
         with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
+            table = client.make_qualified_table_name(REF_DOMAINS_TABLE)
             if snapshot_date is None:
                 client.execute_sql(f"DELETE FROM {table} WHERE snapshot_key = %s", key)
             else:
@@ -374,7 +374,7 @@ def repair_replayed_snapshots(pipeline: dlt.Pipeline) -> list[str]:
     """
     try:
         with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
+            table = client.make_qualified_table_name(REF_DOMAINS_TABLE)
             doubled = [row[0] for row in client.execute_sql(
                 f"SELECT snapshot_key FROM {table} GROUP BY snapshot_key "
                 "HAVING count(*) > count(DISTINCT ref_domain)") or []]

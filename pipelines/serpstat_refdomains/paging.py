@@ -26,10 +26,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import constants as S
 from .budget import Budget, BudgetExhausted, read_cost
 from .client import RefDomainsPage, SerpstatClient
 from .concurrency import in_order, settle
+from .constants import (
+    DEFAULT_PAGE_SIZE,
+    DEPTH_CAP,
+    PULLED_AT,
+    STATUS_COMPLETE,
+    STATUS_INCOMPLETE,
+    STATUS_SUSPECT_EMPTY,
+)
 from .errors import DepthCapError, SerpstatError
 from .partitions import PREFIX_ALPHABET, Partition, plan_json, reusable_plan
 from .rows import SnapshotRows
@@ -54,7 +61,7 @@ class SnapshotSpec:
     snapshot_date: dt.date
     user_filter: list | None
     filter_hash: str
-    page_size: int = S.DEFAULT_PAGE_SIZE
+    page_size: int = DEFAULT_PAGE_SIZE
     previous_rows: int | None = None  # rows of the latest complete snapshot of the series, if any
     # what the ledger knows of the latest complete snapshot of this kind: its total and, when it
     # was partitioned, its leaf partitions (`partition_plan` JSON), so no root page is paid for
@@ -75,7 +82,7 @@ def snapshot_key(target_domain: str, search_type: str, kind: str, snapshot_date:
 class FetchStats:
     """What fetching one snapshot did; becomes its row in the `snapshots` ledger."""
 
-    status: str = S.STATUS_INCOMPLETE
+    status: str = STATUS_INCOMPLETE
     expected_total: int = 0
     rows_loaded: int = 0
     rows_rejected: int = 0
@@ -105,7 +112,7 @@ class SnapshotFetcher:
         client: SerpstatClient,
         spec: SnapshotSpec,
         budget: Budget | None = None,
-        depth_cap: int = S.DEPTH_CAP,
+        depth_cap: int = DEPTH_CAP,
         executor: ThreadPoolExecutor | None = None,
         window: int = 8,
         progress: Callable[[SnapshotFetcher], None] | None = None,
@@ -121,7 +128,7 @@ class SnapshotFetcher:
         self._lock = threading.Lock()
         self._rows = SnapshotRows({"snapshot_key": spec.key, "target_domain": spec.target.domain,
                                    "search_type": spec.target.search_type, "snapshot_date": spec.snapshot_date,
-                                   "snapshot_kind": spec.kind, S.PULLED_AT: self.stats.started_at},
+                                   "snapshot_kind": spec.kind, PULLED_AT: self.stats.started_at},
                                   self._reject, self._null)
 
     # --- public --------------------------------------------------------------------------
@@ -167,18 +174,18 @@ class SnapshotFetcher:
         if len(leaves) > 1:
             stats.partition_plan = plan_json(leaves)
         if unstable is not None:
-            stats.status = S.STATUS_INCOMPLETE
+            stats.status = STATUS_INCOMPLETE
             stats.error = f"{unstable}, on both attempts: fetch again later"
         elif len(leaves) > 1 and not self._partitions_cover(leaves):
-            stats.status = S.STATUS_INCOMPLETE
+            stats.status = STATUS_INCOMPLETE
             stats.error = ("partitions of a result over the depth cap do not add up to its total "
                            "(the index changed while it was paged, or names outside the prefixes tried)")
         elif (self.spec.kind == "full" and stats.expected_total == 0 and self.spec.previous_rows):
-            stats.status = S.STATUS_SUSPECT_EMPTY
+            stats.status = STATUS_SUSPECT_EMPTY
             stats.error = (f"empty, while the previous complete snapshot had {self.spec.previous_rows} rows "
                            "(retried once): check the target in Serpstat, then rerun with --force")
         else:
-            stats.status = S.STATUS_COMPLETE
+            stats.status = STATUS_COMPLETE
         stats.finished_at = dt.datetime.now(dt.UTC)
 
     # --- partitions ----------------------------------------------------------------------

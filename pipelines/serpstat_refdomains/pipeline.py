@@ -22,10 +22,17 @@ import dlt
 from dlt.common.destination import Destination
 
 from . import alerts, competitor_table, ledger, models
-from . import constants as S
 from .budget import Budget, account_balance, may_fetch_together, run_budget
 from .client import SerpstatClient
 from .config import Settings
+from .constants import (
+    DEPTH_CAP,
+    RUN_KINDS,
+    STATUS_COMPLETE,
+    STATUS_FAILED,
+    STATUS_SKIPPED_BUDGET,
+    STATUS_SUSPECT_EMPTY,
+)
 from .errors import SnapshotNotCommitted, UsageError, classify, first_line, unwrap
 from .paging import SnapshotFetcher
 from .planning import PlannedSnapshot, due_snapshots
@@ -66,13 +73,13 @@ class RunOptions:
     dataset_name: str | None = None
     pipelines_dir: str | None = None  # dlt's working folders
     build_models: bool = True
-    depth_cap: int = S.DEPTH_CAP
+    depth_cap: int = DEPTH_CAP
     max_workers: int = 4  # threads sending one snapshot's page requests
     progress: Callable[[SnapshotFetcher], None] | None = None  # default: Progress on stderr
 
     def __post_init__(self) -> None:
-        if self.kind not in S.RUN_KINDS:
-            raise UsageError(f"--kind {self.kind!r} is unknown: use one of {', '.join(S.RUN_KINDS)}")
+        if self.kind not in RUN_KINDS:
+            raise UsageError(f"--kind {self.kind!r} is unknown: use one of {', '.join(RUN_KINDS)}")
 
 
 def run(settings: Settings, api_token: str, options: RunOptions | None = None, *,
@@ -120,10 +127,10 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
                         fetch.cancel()  # a load that failed early must not leave its fetch running
                     aborted = aborted or fatal
                 elif aborted:  # a look-ahead may have sent requests before the run stopped: they are recorded
-                    result = _record_without_fetch(pipeline, planned, S.STATUS_FAILED, aborted, fetch)
+                    result = _record_without_fetch(pipeline, planned, STATUS_FAILED, aborted, fetch)
                 else:
                     result = _record_without_fetch(
-                        pipeline, planned, S.STATUS_SKIPPED_BUDGET,
+                        pipeline, planned, STATUS_SKIPPED_BUDGET,
                         f"needs about {planned.estimate} credits, {budget.left} left in this run's budget: "
                         "raise max_credits_per_run or run again next period")
                 report.results.append(result)
@@ -188,11 +195,11 @@ def _load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetch: Pref
         ledger.delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date)
 
     def keep(f: Prefetcher) -> bool:
-        if accept_empty and f.stats.status == S.STATUS_SUSPECT_EMPTY:
-            f.stats.status = S.STATUS_COMPLETE
+        if accept_empty and f.stats.status == STATUS_SUSPECT_EMPTY:
+            f.stats.status = STATUS_COMPLETE
             f.stats.error = "empty on both tries; accepted as empty with --force"
         # A complete snapshot is only ever replaced by a complete one.
-        return not was_complete or f.stats.status == S.STATUS_COMPLETE
+        return not was_complete or f.stats.status == STATUS_COMPLETE
 
     error: BaseException | None = None
     started = time.monotonic()

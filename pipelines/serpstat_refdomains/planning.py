@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import dlt
 
-from . import constants as S
 from . import ledger
 from .budget import read_cost
 from .config import Settings
+from .constants import KINDS, STATUS_COMPLETE
 from .ledger import LedgerRow
 from .paging import SnapshotSpec, snapshot_key
 
@@ -36,7 +36,7 @@ class PlannedSnapshot:
     def was_complete(self) -> bool:
         """Complete in the ledger AND with the rows the ledger promises: only then is it kept
         until a complete result replaces it."""
-        return (self.existing is not None and self.existing.status == S.STATUS_COMPLETE
+        return (self.existing is not None and self.existing.status == STATUS_COMPLETE
                 and self.existing.rows_loaded == self.present)
 
 
@@ -50,7 +50,7 @@ def due_snapshots(pipeline: dlt.Pipeline, settings: Settings, day: dt.date, kind
 
 def planned_keys(settings: Settings, day: dt.date) -> list[str]:
     """Every snapshot key a run for `day` may fetch."""
-    return [snapshot_key(t.domain, t.search_type, k, day) for t in settings.targets for k in S.KINDS]
+    return [snapshot_key(t.domain, t.search_type, k, day) for t in settings.targets for k in KINDS]
 
 
 def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.date, kind: str,
@@ -69,7 +69,7 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
     done: list[PlannedSnapshot] = []
     for target in settings.targets:
         complete = sorted((r for r in series_rows.get((target.domain, target.search_type, settings.filter_hash), [])
-                           if r.status == S.STATUS_COMPLETE), key=lambda r: r.snapshot_date)
+                           if r.status == STATUS_COMPLETE), key=lambda r: r.snapshot_date)
         previous_full = [r for r in complete if r.snapshot_kind == "full" and r.snapshot_date <= day]
         kinds: list[str] = []
         if kind in ("full", "last_week"):
@@ -85,7 +85,7 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
             existing = ledger.get(key)
             rows_now = existing.rows_loaded if present is None and existing else (present or {}).get(key, 0)
             agrees = existing is not None and existing.rows_loaded == rows_now
-            if existing and existing.status == S.STATUS_COMPLETE and not agrees:
+            if existing and existing.status == STATUS_COMPLETE and not agrees:
                 logger.warning("%s: the ledger says complete with %d rows, %d are loaded: fetching it again",
                                key, existing.rows_loaded, rows_now)
             same_kind = [r for r in complete if r.snapshot_kind == snapshot_kind]
@@ -97,7 +97,7 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
             )
             estimate = read_cost(same_kind[-1].expected_total, settings.page_size) if same_kind else None
             planned = PlannedSnapshot(spec, existing, estimate, rows_now)
-            if existing and existing.status == S.STATUS_COMPLETE and existing.filter_hash == settings.filter_hash \
+            if existing and existing.status == STATUS_COMPLETE and existing.filter_hash == settings.filter_hash \
                     and agrees and not force:
                 done.append(planned)
             else:

@@ -19,8 +19,8 @@ from typing import Any
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from . import constants as S
 from . import gap_report
+from .constants import SNAPSHOTS_TABLE, STATUS_COMPLETE, STATUS_SUSPECT_EMPTY
 from .ledger import LEDGER_COLUMNS, STATUS_COLUMNS
 from .rendering import html_table, number, text_table
 
@@ -77,7 +77,7 @@ def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | 
                          "confirmed DESC, domain_rank DESC NULLS LAST, lost_on DESC, ref_domain")
         data.weekly = rows("ref_domains_weekly", WEEKLY_COLUMNS, "week_start",
                            "target_domain, search_type, week_start")
-        data.ledger = rows(S.SNAPSHOTS_TABLE, LEDGER_COLUMNS, "snapshot_date",
+        data.ledger = rows(SNAPSHOTS_TABLE, LEDGER_COLUMNS, "snapshot_date",
                            "snapshot_date, target_domain, search_type, snapshot_kind")
         try:
             data.gap = rows("link_gap", gap_report.COLUMNS, "in_gap_since", gap_report.ORDER)
@@ -359,7 +359,7 @@ def render_status(rows: list[dict[str, Any]], spent_this_month: int, balance: st
         return "No snapshots loaded yet: run `refdomains run`.\n" + f"Serpstat balance: {balance}\n"
     out = text_table(rows, STATUS_COLUMNS)
     out += ["", f"Credits spent this month: {spent_this_month}", f"Serpstat balance: {balance}"]
-    failing = [r for r in rows if r["status"] not in (S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY)]
+    failing = [r for r in rows if r["status"] not in (STATUS_COMPLETE, STATUS_SUSPECT_EMPTY)]
     if failing:
         out.append(f"{len(failing)} latest snapshot(s) not complete: `refdomains run` fetches them again "
                    "(completed ones cost nothing)")

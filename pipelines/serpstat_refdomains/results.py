@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import constants as S
+from .constants import STATUS_COMPLETE, STATUS_SUSPECT_EMPTY
 from .targets import Target
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # A snapshot complete before the run started: reported, never fetched or paid for again.
 ALREADY_COMPLETE = "already_complete"
-OK_STATUSES = {S.STATUS_COMPLETE, S.STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
+OK_STATUSES = {STATUS_COMPLETE, STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
 
 
 @dataclass

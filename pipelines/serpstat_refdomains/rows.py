@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import constants as S
+from .constants import PULLED_AT
 from .errors import InvalidDomain
 from .normalize import _ASCII_DOMAIN, MAX_DOMAIN_LENGTH, normalize_domain, registrable_domains
 
@@ -49,7 +49,7 @@ REF_DOMAINS_SCHEMA = pa.schema([
     # are merged in two transactions, so a load cut between them can leave the rows of one pull
     # under the ledger row of another, even with the same count; the models and the planner
     # compare the two
-    (S.PULLED_AT, pa.timestamp("us", tz="UTC")),
+    (PULLED_AT, pa.timestamp("us", tz="UTC")),
 ])
 _RESERVED = set(REF_DOMAINS_SCHEMA.names) | {"_dlt_id", "_dlt_load_id"}
 # normalize.py's fast-path rule for a whole name, anchored for Arrow's RE2.

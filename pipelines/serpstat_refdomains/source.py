@@ -21,9 +21,9 @@ import dlt
 from dlt.common.schema.typing import TDeleteInsertStrategyDict
 from dlt.extract.resource import DltResource
 
-from . import constants as S
 from .client import SerpstatClient
 from .config import SerpstatSourceConfiguration, parse_date
+from .constants import KINDS, REF_DOMAINS_TABLE
 from .errors import SnapshotNotCommitted
 from .ledger import SNAPSHOT_KEY, WRITE_DISPOSITION, attempt_row, ledger_row, outcome_tables
 from .paging import SnapshotFetcher, SnapshotSpec
@@ -44,7 +44,7 @@ REF_DOMAINS_PRIMARY_KEY = (SNAPSHOT_KEY, "ref_domain")
 # primary key guards against, a replayed job, where it can happen: when it finishes an
 # interrupted load (ledger.repair_replayed_snapshots). The plain source keeps the primary key.
 REF_DOMAINS_HINTS = dlt.mark.make_hints(
-    table_name=S.REF_DOMAINS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
+    table_name=REF_DOMAINS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
 )
 # dlt's merge_key delete is `WHERE EXISTS (SELECT … FROM staging)`. PostgreSQL plans it before the
 # staging table has statistics, guesses that half the history matches, and scans all of it for
@@ -62,11 +62,11 @@ SCOPED_MERGE_DESTINATIONS = ("duckdb", "postgres")
 # the scope replaces the merge key (dlt warns on every load when a table has both), so the key's
 # hint is switched off explicitly: a table created with it keeps it in its stored schema otherwise
 REF_DOMAINS_SCOPED_HINTS = dlt.mark.make_hints(
-    table_name=S.REF_DOMAINS_TABLE, write_disposition=SCOPED_WRITE_DISPOSITION,
+    table_name=REF_DOMAINS_TABLE, write_disposition=SCOPED_WRITE_DISPOSITION,
     columns=[{"name": SNAPSHOT_KEY, "data_type": "text", "nullable": False, "merge_key": False}],
 )
 REF_DOMAINS_DEDUPLICATED_HINTS = dlt.mark.make_hints(
-    table_name=S.REF_DOMAINS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
+    table_name=REF_DOMAINS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
     primary_key=REF_DOMAINS_PRIMARY_KEY,
 )
 
@@ -105,9 +105,9 @@ def ref_domains_resource(
 
     # the resource's own table hints agree with its items' (a scoped table has no merge key)
     if scoped:
-        return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
+        return dlt.resource(rows, name=REF_DOMAINS_TABLE, table_name=REF_DOMAINS_TABLE,
                             write_disposition=SCOPED_WRITE_DISPOSITION)
-    return dlt.resource(rows, name=S.REF_DOMAINS_TABLE, table_name=S.REF_DOMAINS_TABLE,
+    return dlt.resource(rows, name=REF_DOMAINS_TABLE, table_name=REF_DOMAINS_TABLE,
                         write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY)
 
 
@@ -137,8 +137,8 @@ def serpstat(
     by loading each snapshot through `ref_domains_resource` on its own.
     """
     settings = config.validate(need_token=True)
-    if kind not in S.KINDS:
-        raise ValueError(f"kind {kind!r} is unknown: use one of {', '.join(S.KINDS)}")
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is unknown: use one of {', '.join(KINDS)}")
     day = parse_date(snapshot_date, "snapshot_date")
     token = config.token
     assert token is not None  # validate(need_token=True) refused a missing one

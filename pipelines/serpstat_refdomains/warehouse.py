@@ -22,8 +22,17 @@ from dlt.common.exceptions import DltException
 from dlt.common.typing import TLoaderFileFormat
 from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseUndefinedRelation
 
-from . import constants as S
 from .config import parse_memory_megabytes
+from .constants import (
+    DATASET_NAME,
+    DEFAULT_DESTINATION,
+    DEFAULT_DUCKDB_MEMORY_LIMIT,
+    LOAD_MEMORY_MB,
+    LOAD_MEMORY_SHARE,
+    MIN_DUCKDB_MEMORY_MB,
+    PIPELINE_NAME,
+    REF_DOMAINS_TABLE,
+)
 from .errors import ConcurrentRunError, ConfigError, OperationalError, RefdomainsError, first_line, unwrap
 
 logger = logging.getLogger(__name__)
@@ -35,7 +44,7 @@ def resolve_destination(destination: str | Destination | None) -> Destination:
     if isinstance(destination, Destination):
         return destination
     try:
-        resolved = Destination.from_reference(destination or S.DEFAULT_DESTINATION)
+        resolved = Destination.from_reference(destination or DEFAULT_DESTINATION)
         assert resolved is not None  # None only for no reference at all
     except (DestinationException, ImportError) as error:
         raise ConfigError(f"destination {destination!r} is unknown or not installed "
@@ -97,7 +106,7 @@ def _duckdb_in_working_folder() -> Destination | None:
                 return None
     except (ConfigurationException, ValueError, TypeError):
         return None  # dlt's own resolution reports what is wrong
-    return Destination.from_reference("duckdb", credentials=os.path.abspath(f"{S.PIPELINE_NAME}.duckdb"))
+    return Destination.from_reference("duckdb", credentials=os.path.abspath(f"{PIPELINE_NAME}.duckdb"))
 
 
 def _passwordless_postgres() -> Destination | None:
@@ -134,9 +143,9 @@ def make_pipeline(destination: str | Destination | None = None, dataset_name: st
                   pipelines_dir: str | None = None) -> dlt.Pipeline:
     """The pipeline `serpstat_refdomains` (this creates its working folder)."""
     return dlt.pipeline(
-        pipeline_name=S.PIPELINE_NAME,
+        pipeline_name=PIPELINE_NAME,
         destination=resolve_destination(destination),
-        dataset_name=dataset_name or S.DATASET_NAME,
+        dataset_name=dataset_name or DATASET_NAME,
         # None is dlt's default (its annotation lacks Optional)
         pipelines_dir=pipelines_dir,  # type: ignore[arg-type]
     )
@@ -151,8 +160,8 @@ def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
         return  # DuckDB filters the key column quickly and an ART index would slow its inserts
     try:
         with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(S.REF_DOMAINS_TABLE)
-            index = client.escape_column_name(f"{S.REF_DOMAINS_TABLE}_snapshot_key")
+            table = client.make_qualified_table_name(REF_DOMAINS_TABLE)
+            index = client.escape_column_name(f"{REF_DOMAINS_TABLE}_snapshot_key")
             client.execute_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} (snapshot_key)")
     except DatabaseUndefinedRelation:
         pass
@@ -160,8 +169,8 @@ def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
         # only the table's owner may index it: a loader role that may write but not own the table
         # still loads correctly, by dlt's slower delete (a scan of the history per snapshot)
         logger.warning("could not create the index %s on %s (%s): loads stay correct but slower; "
-                       "create it as the table's owner", f"{S.REF_DOMAINS_TABLE}_snapshot_key",
-                       S.REF_DOMAINS_TABLE, first_line(unwrap(error)))
+                       "create it as the table's owner", f"{REF_DOMAINS_TABLE}_snapshot_key",
+                       REF_DOMAINS_TABLE, first_line(unwrap(error)))
 
 
 def has_column(client, table: str, column: str) -> bool:
@@ -253,7 +262,7 @@ def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
 # --- DuckDB's session settings -----------------------------------------------------------
 @contextmanager
 def duckdb_held_open(pipeline: dlt.Pipeline,
-                     memory_limit: str = S.DEFAULT_DUCKDB_MEMORY_LIMIT) -> Iterator[None]:
+                     memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> Iterator[None]:
     """On DuckDB, keep the database open for the whole run.
 
     dlt opens and closes the database around every load; closing the last connection
@@ -327,7 +336,7 @@ def load_memory_limit(memory_limit: str) -> str:
     only costs re-reads, while a large one fills with pages: a 1M-row run peaked 1.28x a 100k one
     at 128MB, 2.27x at 512MB (bench/memory.py)."""
     megabytes = _megabytes(memory_limit)
-    return f"{max(S.LOAD_MEMORY_MB, int(megabytes / S.LOAD_MEMORY_SHARE))}MB"
+    return f"{max(LOAD_MEMORY_MB, int(megabytes / LOAD_MEMORY_SHARE))}MB"
 
 
 def _megabytes(memory_limit: str) -> float:
@@ -366,7 +375,7 @@ def duckdb_for_models(pipeline: dlt.Pipeline, memory_limit: str) -> None:
     """
     if destination_type(pipeline) != "duckdb":
         return
-    threads = max(1, min(os.cpu_count() or 1, int(_megabytes(memory_limit) // S.MIN_DUCKDB_MEMORY_MB)))
+    threads = max(1, min(os.cpu_count() or 1, int(_megabytes(memory_limit) // MIN_DUCKDB_MEMORY_MB)))
     with pipeline.sql_client() as client:
         # The run's loads are committed but, with the database held open, not yet written to the
         # file: DuckDB holds them as in-memory table data (72 MB after week 2 of the year soak),
