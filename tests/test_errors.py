@@ -23,11 +23,11 @@ from serpstat_refdomains.errors import (
     InvalidRequestError,
     RefdomainsError,
     UsageError,
-    classify,
     first_line,
     unwrap,
 )
 from serpstat_refdomains.pipeline import RunOptions
+from serpstat_refdomains.results import classify
 from serpstat_refdomains.warehouse import destination_type, make_pipeline
 from tests.helpers import DAY, TOKEN, ref_requests, run_pipeline
 

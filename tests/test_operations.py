@@ -373,10 +373,10 @@ def test_preflight_with_exhausted_credits_says_so(tmp_path, emulator):
 
 
 def test_a_network_outage_at_the_preflight_is_transient(tmp_path, emulator):
-    from serpstat_refdomains.errors import OperationalError
+    from serpstat_refdomains.errors import ServiceUnavailable
 
     emulator.faults.add(Fault("drop", method=GET_STATS, times=-1))
-    with pytest.raises(OperationalError, match=r"could not reach Serpstat.*run again later"):
+    with pytest.raises(ServiceUnavailable, match=r"could not reach Serpstat.*run again later"):
         run_pipeline(tmp_path, emulator, ["example.com"], kind="full")
     assert ref_requests(emulator) == [] and not (tmp_path / "refdomains.duckdb").exists()
 

@@ -15,8 +15,8 @@ from .errors import (
     BudgetExhausted,
     ConfigError,
     CreditsExhaustedError,
-    OperationalError,
     SerpstatError,
+    ServiceUnavailable,
     TransientError,
 )
 
@@ -78,7 +78,7 @@ def account_balance(client: SerpstatClient) -> int | None:
     except CreditsExhaustedError as error:
         raise ConfigError(f"nothing fetched: {error}") from None
     except TransientError as error:
-        raise OperationalError(f"could not reach Serpstat for the credit preflight ({error}): nothing was "
+        raise ServiceUnavailable(f"could not reach Serpstat for the credit preflight ({error}): nothing was "
                                "fetched; run again later") from None
     except SerpstatError as error:
         raise ConfigError(f"Serpstat refused the credit preflight ({error}): check api_url") from None

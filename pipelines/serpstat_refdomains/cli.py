@@ -22,8 +22,8 @@ from typing import NoReturn
 from dlt.common.configuration.exceptions import ConfigurationException
 
 from .config import parse_dataset_name, parse_date, resolve_settings
-from .constants import DATASET_NAME, PIPELINE_NAME, RUN_KINDS
-from .errors import ConcurrentRunError, ConfigError, OperationalError, UsageError, first_line
+from .constants import DATASET_NAME, PIPELINE_NAME
+from .errors import ConcurrentRunError, ConfigError, ServiceUnavailable, UsageError, first_line
 from .targets import Target
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _operational_message(error: BaseException) -> str:
-    if isinstance(error, OperationalError):  # already says what failed and what to do
+    if isinstance(error, ServiceUnavailable):  # already says what failed and what to do
         return _one_line(error)
     if isinstance(error, OSError):
         where = f" ({error.filename})" if getattr(error, "filename", None) else ""
@@ -178,14 +178,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
     from .targets import competitor_only
 
-    day = parse_date(args.snapshot_date)
-    if args.kind not in RUN_KINDS:
-        raise UsageError(f"--kind {args.kind!r} is unknown: use one of {', '.join(RUN_KINDS)}")
+    options = pipeline.RunOptions(snapshot_date=parse_date(args.snapshot_date), kind=args.kind, force=args.force,
+                                  destination=args.destination,
+                                  dataset_name=parse_dataset_name(args.dataset_name), build_models=not args.no_models)
     settings, token = resolve_settings(domains_override=args.domain)
     assert token is not None
-    report = pipeline.run(settings, token, snapshot_date=day, kind=args.kind, force=args.force,
-                          destination=args.destination, dataset_name=parse_dataset_name(args.dataset_name),
-                          build_models=not args.no_models)
+    report = pipeline.run(settings, token, options)
     _print_report(report, competitor_only(settings.competitors))
     if report.models_error:
         print(f"error: {report.models_error} ({DETAILS})", file=sys.stderr)
@@ -235,7 +233,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         built = build_models(loaded, settings, full_refresh=args.full_refresh)
     except Exception as error:  # said in one line; the traceback at DEBUG
         logger.debug("models build failed", exc_info=True)
-        raise OperationalError(f"the models could not be rebuilt ({_one_line(error)}): the loaded "
+        raise ServiceUnavailable(f"the models could not be rebuilt ({_one_line(error)}): the loaded "
                                "snapshots are untouched; fix the cause, then run `refdomains models` again") from error
     print(f"built {len(built)} models: {', '.join(built)}" if built else "nothing loaded yet: no models built")
     return EXIT_OK

@@ -33,7 +33,7 @@ from .constants import (
     MIN_DUCKDB_MEMORY_MB,
     SOURCE_SECTION,
 )
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .targets import CompetitorSet, Target, parse_domains, parse_search_type, parse_targets, select_configured
 
 
@@ -299,6 +299,14 @@ def parse_dataset_name(value: str | None) -> str | None:
     if value.endswith("_staging") or value == "information_schema" or value.startswith("pg_"):
         raise ConfigError(f"--dataset-name {value!r} is reserved (dlt's staging schemas end in _staging; "
                           "information_schema and pg_* belong to the database): choose another, e.g. serpstat_prod")
+    return value
+
+
+def parse_kind(value: Any, kinds: Sequence[str], name: str, error: type[ConfigError | UsageError] = ConfigError) -> str:
+    """A kind of pull: `auto`, `full` or `last_week` for a run (RUN_KINDS), the last two for one
+    snapshot (KINDS)."""
+    if value not in kinds:
+        raise error(f"{name} {value!r} is unknown: use one of {', '.join(kinds)}")
     return value
 
 

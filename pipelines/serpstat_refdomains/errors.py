@@ -1,4 +1,4 @@
-"""Every error this package raises, under one root, and how a run reads an error.
+"""Every error this package raises, under one root, and how to read one out of dlt's wrappers.
 
 Catch `RefdomainsError` for all of them, or a branch for what you care about:
 
@@ -6,7 +6,7 @@ Catch `RefdomainsError` for all of them, or a branch for what you care about:
     ├── UsageError            a command-line flag or argument is wrong          (exit 2)
     ├── ConfigError           the configuration is wrong or incomplete          (exit 2)
     ├── ConcurrentRunError    another run holds the destination dataset         (exit 2)
-    ├── OperationalError      Serpstat or the destination cannot be reached     (exit 1)
+    ├── ServiceUnavailable      Serpstat or the destination cannot be reached     (exit 1)
     ├── InvalidDomain         a name that cannot be a domain
     ├── BudgetExhausted       the run's credit budget cannot cover a request
     ├── SnapshotNotCommitted  a fetch whose result must not replace what is loaded
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from dlt.common.exceptions import DltException
 
-from .constants import STATUS_FAILED, STATUS_SKIPPED_BUDGET
 from .redaction import redact
 
 
-class RefdomainsError(Exception):
-    """Any error of this package."""
+class RefdomainsError(DltException):
+    """Any error of this package. A DltException, like dlt's own helpers' errors, so dlt's traces
+    record its attributes (never a secret: messages and attributes are redacted)."""
 
 
 # --- before anything is fetched: exit 2 -------------------------------------------------
@@ -47,7 +47,7 @@ class ConcurrentRunError(RefdomainsError):
 
 
 # --- during a run: exit 1, what was loaded stays loaded ---------------------------------
-class OperationalError(RefdomainsError):
+class ServiceUnavailable(RefdomainsError):
     """Something outside the user's configuration failed (network, destination, disk).
 
     The message is one line: what failed, then what to do; what was loaded stays loaded."""
@@ -133,33 +133,6 @@ class RateLimitError(TransientError):
 
 
 # --- reading an error --------------------------------------------------------------------
-# Serpstat errors by what they do to a snapshot and to the run: (class, the snapshot's status,
-# why no later snapshot can succeed either). The first class the error is an instance of decides.
-_SERPSTAT_OUTCOMES: tuple[tuple[type[SerpstatError], str, str | None], ...] = (
-    (CreditsExhaustedError, STATUS_SKIPPED_BUDGET, "Serpstat credits are exhausted"),
-    (AuthenticationError, STATUS_FAILED, "Serpstat refused the token"),
-    (EndpointError, STATUS_FAILED, "api_url does not lead to Serpstat's API"),
-    (SerpstatError, STATUS_FAILED, None),
-)
-
-
-def classify(error: BaseException) -> tuple[str, str, str | None]:
-    """How a snapshot whose fetch or load raised `error` ends: `(status, message, fatal)`.
-
-    `status` is its ledger status, `message` the line its ledger row and the run's report show,
-    and `fatal`, for an error that dooms every later snapshot of the run too (the token, the
-    credits, the endpoint), the reason the run stops fetching; None otherwise.
-    """
-    if isinstance(error, BudgetExhausted):
-        return STATUS_SKIPPED_BUDGET, f"{error}: raise max_credits_per_run or run again later", None
-    for kind, status, fatal in _SERPSTAT_OUTCOMES:
-        if isinstance(error, kind):
-            return status, str(error), fatal
-    if isinstance(error, (DltException, OSError)):
-        return STATUS_FAILED, f"loading failed: {first_line(error)}", None
-    return STATUS_FAILED, f"{type(error).__name__}: {first_line(error)}", None
-
-
 def unwrap(error: BaseException) -> BaseException:
     """What failed, taken out of dlt's wrappers (PipelineStepFailed, ResourceExtractionError,
     DatabaseTransientException): the first of this package's errors on the way in, whose message

@@ -24,7 +24,7 @@ from dlt.common.destination import Destination
 from . import alerts, competitor_table, ledger, models
 from .budget import Budget, account_balance, may_fetch_together, run_budget
 from .client import SerpstatClient
-from .config import Settings
+from .config import Settings, parse_kind
 from .constants import (
     DEPTH_CAP,
     RUN_KINDS,
@@ -33,12 +33,12 @@ from .constants import (
     STATUS_SKIPPED_BUDGET,
     STATUS_SUSPECT_EMPTY,
 )
-from .errors import SnapshotNotCommitted, UsageError, classify, first_line, unwrap
+from .errors import SnapshotNotCommitted, UsageError, first_line, unwrap
 from .paging import SnapshotFetcher
 from .planning import PlannedSnapshot, due_snapshots
 from .prefetch import Prefetcher
 from .progress import Progress
-from .results import RunReport, SnapshotResult, already_complete
+from .results import RunReport, SnapshotResult, already_complete, classify
 from .rows import describe_nulled
 from .source import SCOPED_MERGE_DESTINATIONS, ref_domains_resource
 from .warehouse import (
@@ -78,8 +78,7 @@ class RunOptions:
     progress: Callable[[SnapshotFetcher], None] | None = None  # default: Progress on stderr
 
     def __post_init__(self) -> None:
-        if self.kind not in RUN_KINDS:
-            raise UsageError(f"--kind {self.kind!r} is unknown: use one of {', '.join(RUN_KINDS)}")
+        parse_kind(self.kind, RUN_KINDS, "--kind", UsageError)
 
 
 def run(settings: Settings, api_token: str, options: RunOptions | None = None, *,
@@ -89,7 +88,7 @@ def run(settings: Settings, api_token: str, options: RunOptions | None = None, *
     `flags` are RunOptions' fields (`snapshot_date=...`, `kind=...`), alone or over `options`.
     Raises ConfigError (nothing fetched, nothing written) when the API refuses the token or the
     account has no credits, found by the free getStats preflight before the destination is touched;
-    OperationalError when Serpstat or the destination cannot be reached (run again later).
+    ServiceUnavailable when Serpstat or the destination cannot be reached (run again later).
     """
     options = RunOptions(**flags) if options is None else dataclasses.replace(options, **flags)
     resolved = resolve_destination(options.destination)

@@ -1,4 +1,5 @@
-"""What a run reports: one line per snapshot, the credits, and the exit code (README: Command line)."""
+"""What a run reports: one line per snapshot, the credits, and the exit code (README: Command line);
+and how a snapshot whose fetch or load failed ends (`classify`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .constants import STATUS_COMPLETE, STATUS_SUSPECT_EMPTY
+from dlt.common.exceptions import DltException
+
+from .constants import STATUS_COMPLETE, STATUS_FAILED, STATUS_SKIPPED_BUDGET, STATUS_SUSPECT_EMPTY
+from .errors import (
+    AuthenticationError,
+    BudgetExhausted,
+    CreditsExhaustedError,
+    EndpointError,
+    RefdomainsError,
+    SerpstatError,
+    first_line,
+)
 from .targets import Target
 
 if TYPE_CHECKING:
@@ -58,3 +70,32 @@ class RunReport:
         """0 when every snapshot is complete, already was, or is suspect_empty (warned) and the
         models were rebuilt; 1 otherwise (what loaded stays loaded)."""
         return 0 if all(r.status in OK_STATUSES for r in self.results) and self.models_error is None else 1
+
+
+# Serpstat errors by what they do to a snapshot and to the run: (class, the snapshot's status,
+# why no later snapshot can succeed either). The first class the error is an instance of decides.
+_SERPSTAT_OUTCOMES: tuple[tuple[type[SerpstatError], str, str | None], ...] = (
+    (CreditsExhaustedError, STATUS_SKIPPED_BUDGET, "Serpstat credits are exhausted"),
+    (AuthenticationError, STATUS_FAILED, "Serpstat refused the token"),
+    (EndpointError, STATUS_FAILED, "api_url does not lead to Serpstat's API"),
+    (SerpstatError, STATUS_FAILED, None),
+)
+
+
+def classify(error: BaseException) -> tuple[str, str, str | None]:
+    """How a snapshot whose fetch or load raised `error` ends: `(status, message, fatal)`.
+
+    `status` is its ledger status, `message` the line its ledger row and the run's report show,
+    and `fatal`, for an error that dooms every later snapshot of the run too (the token, the
+    credits, the endpoint), the reason the run stops fetching; None otherwise.
+    """
+    if isinstance(error, BudgetExhausted):
+        return STATUS_SKIPPED_BUDGET, f"{error}: raise max_credits_per_run or run again later", None
+    for kind, status, fatal in _SERPSTAT_OUTCOMES:
+        if isinstance(error, kind):
+            return status, str(error), fatal
+    if isinstance(error, RefdomainsError):
+        return STATUS_FAILED, first_line(error), None
+    if isinstance(error, (DltException, OSError)):
+        return STATUS_FAILED, f"loading failed: {first_line(error)}", None
+    return STATUS_FAILED, f"{type(error).__name__}: {first_line(error)}", None

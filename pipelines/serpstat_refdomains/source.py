@@ -22,7 +22,7 @@ from dlt.common.schema.typing import TDeleteInsertStrategyDict
 from dlt.extract.resource import DltResource
 
 from .client import SerpstatClient
-from .config import SerpstatSourceConfiguration, parse_date
+from .config import SerpstatSourceConfiguration, parse_date, parse_kind
 from .constants import KINDS, REF_DOMAINS_TABLE
 from .errors import SnapshotNotCommitted
 from .ledger import SNAPSHOT_KEY, WRITE_DISPOSITION, attempt_row, ledger_row, outcome_tables
@@ -137,8 +137,7 @@ def serpstat(
     by loading each snapshot through `ref_domains_resource` on its own.
     """
     settings = config.validate(need_token=True)
-    if kind not in KINDS:
-        raise ValueError(f"kind {kind!r} is unknown: use one of {', '.join(KINDS)}")
+    parse_kind(kind, KINDS, "kind")
     day = parse_date(snapshot_date, "snapshot_date")
     token = config.token
     assert token is not None  # validate(need_token=True) refused a missing one

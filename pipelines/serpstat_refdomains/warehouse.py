@@ -33,7 +33,7 @@ from .constants import (
     PIPELINE_NAME,
     REF_DOMAINS_TABLE,
 )
-from .errors import ConcurrentRunError, ConfigError, OperationalError, RefdomainsError, first_line, unwrap
+from .errors import ConcurrentRunError, ConfigError, RefdomainsError, ServiceUnavailable, first_line, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def loader_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat:
 @contextmanager
 def destination_errors(pipeline: dlt.Pipeline) -> Iterator[None]:
     """The destination's failures as one line each: ConfigError when its credentials are missing
-    (nothing was fetched), OperationalError when it cannot be reached or refuses to work (what
+    (nothing was fetched), ServiceUnavailable when it cannot be reached or refuses to work (what
     was loaded before stays loaded)."""
     name = pipeline.destination.destination_name
     try:
@@ -205,7 +205,7 @@ def destination_errors(pipeline: dlt.Pipeline) -> Iterator[None]:
     except Exception as error:
         if not _is_destination_error(error):
             raise
-        raise OperationalError(
+        raise ServiceUnavailable(
             f"destination {name!r} failed ({first_line(unwrap(error))}): "
             "check that it is reachable and writable, then run again (completed snapshots are kept)"
         ) from error
@@ -215,7 +215,7 @@ def _is_destination_error(error: BaseException) -> bool:
     """dlt's destination errors, and the database driver's own (DB-API), which dlt lets through
     when a connection cannot even be opened (matched by name: each driver has its own classes)."""
     if isinstance(error, RefdomainsError):
-        return False  # ours already says what failed; one of them is named OperationalError too
+        return False  # ours already says what failed
     if isinstance(error, (DestinationException, DltException)):
         return True
     return any(cls.__name__ in ("OperationalError", "InterfaceError", "DatabaseError")
