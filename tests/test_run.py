@@ -242,7 +242,8 @@ def test_duckdb_stays_open_between_loads_of_a_run(tmp_path):
     """dlt closes DuckDB after every load, and closing the last connection checkpoints the file:
     with one load per snapshot that cost more than the loads. During a run the database must
     stay open (its write-ahead log is not folded in after each load) and be whole afterwards."""
-    from serpstat_refdomains.warehouse import duckdb_held_open, make_pipeline
+    from serpstat_refdomains.duckdb_session import duckdb_held_open
+    from serpstat_refdomains.warehouse import make_pipeline
 
     database = tmp_path / "refdomains.duckdb"
     wal = tmp_path / "refdomains.duckdb.wal"

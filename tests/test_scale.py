@@ -138,7 +138,7 @@ def test_a_runs_models_build_starts_with_its_loads_on_disk_in_the_default_limit(
         return real_build(pipeline, *args, **kwargs)
 
     monkeypatch.setattr(models, "build", build)
-    caplog.set_level(logging.INFO, logger="serpstat_refdomains.pipeline")
+    caplog.set_level(logging.INFO, logger="serpstat_refdomains.duckdb_session")
     report = run_pipeline(tmp_path, emulator, ["held.com"], build_models=True)
     assert report.exit_code == 0 and report.models_built
     assert seen["in_memory_mb"] < 1, seen

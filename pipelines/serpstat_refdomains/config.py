@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,6 @@ from .constants import (
     ADDITIONAL_FILTERS,
     COMPARE_TYPES,
     DEFAULT_API_URL,
-    DEFAULT_DUCKDB_MEMORY_LIMIT,
     DEFAULT_FULL_SNAPSHOT_EVERY_DAYS,
     DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
     DEFAULT_PAGE_SIZE,
@@ -30,9 +28,9 @@ from .constants import (
     DOMAIN_RANK_RANGE,
     FILTER_FIELDS,
     MAX_PAGE_SIZE,
-    MIN_DUCKDB_MEMORY_MB,
     SOURCE_SECTION,
 )
+from .duckdb_session import DEFAULT_DUCKDB_MEMORY_LIMIT, parse_memory_limit
 from .errors import ConfigError, UsageError
 from .targets import CompetitorSet, Target, parse_domains, parse_search_type, parse_targets, select_configured
 
@@ -260,28 +258,6 @@ def _bool(value: Any, name: str) -> bool:
     if text in ("false", "0", "no"):
         return False
     raise ConfigError(f"{name} {value!r} is not true or false: write true or false")
-
-
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
-_MEMORY_MB = {"KB": 1e-3, "MB": 1.0, "GB": 1e3, "TB": 1e6, "KIB": 1.024e-3, "MIB": 1.048576, "GIB": 1073.741824,
-              "TIB": 1099511.627776}
-
-
-def parse_memory_megabytes(value: Any) -> float | None:
-    """Megabytes in a DuckDB memory size ("512MB", "2GB", "1.5GiB"); None if it is not one."""
-    match = _MEMORY.match(value) if isinstance(value, str) else None
-    return float(match.group(1)) * _MEMORY_MB[match.group(2).upper()] if match else None
-
-
-def parse_memory_limit(value: Any) -> str:
-    """A DuckDB memory size ("512MB", "2GB"), in the form DuckDB's SET memory_limit takes."""
-    megabytes = parse_memory_megabytes(value)
-    if megabytes is None or megabytes < MIN_DUCKDB_MEMORY_MB:
-        raise ConfigError(f"duckdb_memory_limit {value!r} is not a memory size of at least "
-                          f"{MIN_DUCKDB_MEMORY_MB}MB: write e.g. \"{DEFAULT_DUCKDB_MEMORY_LIMIT}\" or \"2GB\"")
-    match = _MEMORY.match(value)
-    assert match is not None  # parse_memory_megabytes read it
-    return f"{match.group(1)}{match.group(2).upper()}"
 
 
 def parse_dataset_name(value: str | None) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import sys
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from .constants import (
     STATUS_SKIPPED_BUDGET,
     STATUS_SUSPECT_EMPTY,
 )
+from .duckdb_session import build_within_memory, duckdb_held_open
 from .errors import SnapshotNotCommitted, UsageError, first_line, unwrap
 from .paging import SnapshotFetcher
 from .planning import PlannedSnapshot, due_snapshots
@@ -44,16 +44,11 @@ from .source import SCOPED_MERGE_DESTINATIONS, ref_domains_resource
 from .warehouse import (
     destination_errors,
     destination_type,
-    doubled_memory_limit,
-    duckdb_for_models,
-    duckdb_held_open,
     ensure_snapshot_key_index,
     loader_file_format,
     make_pipeline,
-    out_of_duckdb_memory,
     resolve_destination,
     run_lock,
-    within_machine_memory,
 )
 
 logger = logging.getLogger(__name__)
@@ -247,55 +242,8 @@ def _record_without_fetch(pipeline: dlt.Pipeline, planned: PlannedSnapshot, stat
 
 
 def build_models(pipeline: dlt.Pipeline, settings: Settings, *, full_refresh: bool = False) -> list[str]:
-    """The models build of a run and of `refdomains models`; returns the models built.
-
-    On DuckDB it runs within `duckdb_memory_limit`, spilling beside the database: the settings
-    live as long as the database is held open, so a caller outside a run holds it here. DuckDB
-    does not spill everything: before the comparisons were kept, the year soak's week-5 build ran
-    out of 512MB (and week 2's of 256MB) where the next weeks' bigger builds did not. The build
-    is one transaction, rolled back when it fails, so it is built again with twice the limit,
-    and again, until it fits or the limit would pass DuckDB's own default (80% of this machine's
-    memory), with a warning naming the value that fitted. One doubling was a fixed cap: an outside
-    review's 3M-row target and a year of link gap over three 150k-domain sites failed at twice
-    256MB where 1GB built them. `full_refresh` recompares every pair of snapshots.
-    """
-    limit = settings.duckdb_memory_limit
-    with duckdb_held_open(pipeline, limit):
-        tried = limit
-        while True:
-            try:
-                built = _timed_build(pipeline, settings, tried, full_refresh)
-            except Exception as error:
-                larger = doubled_memory_limit(tried)
-                if (destination_type(pipeline) != "duckdb" or not out_of_duckdb_memory(error)
-                        or not within_machine_memory(larger)):
-                    raise
-                logger.warning("the models build ran out of duckdb_memory_limit %s (%s): building it again with %s",
-                               tried, first_line(unwrap(error)), larger)
-                tried = larger
-                continue
-            if tried != limit:
-                logger.warning("the models build fitted in %s: set duckdb_memory_limit to %s to spare the attempts "
-                               "at %s", tried, tried, limit)
-            return built
-
-
-def _timed_build(pipeline: dlt.Pipeline, settings: Settings, memory_limit: str, full_refresh: bool) -> list[str]:
-    duckdb_for_models(pipeline, memory_limit)
-    started, cpu, before = time.monotonic(), time.process_time(), peak_rss_mb()
-    built = models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots,
-                         full_refresh=full_refresh)
-    # the process's peak memory before the build (the loads') and after it: which one grows
-    logger.info("models built in %.2fs (%.2fs of CPU); peak RSS %s MB before the build, %s MB after",
-                time.monotonic() - started, time.process_time() - cpu, before, peak_rss_mb())
-    return built
-
-
-def peak_rss_mb() -> int | None:
-    """The process's peak resident memory so far, in MB; None where the platform does not say."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10)  # bytes there, KiB on Linux
+    """The models build of a run and of `refdomains models`; returns the models built. On DuckDB
+    within `duckdb_memory_limit`, built again with more if it runs out (duckdb_session).
+    `full_refresh` compares every pair of snapshots again."""
+    return build_within_memory(pipeline, settings.duckdb_memory_limit, lambda: models.build(
+        pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots, full_refresh=full_refresh))
