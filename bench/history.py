@@ -233,8 +233,8 @@ def models_at(weeks: int, destination: str = "duckdb", targets: list[Target] | N
 
     from serpstat_refdomains import pipeline as run_pipeline
     from serpstat_refdomains.config import build_settings
+    from serpstat_refdomains.contract import snapshot_key
     from serpstat_refdomains.normalize import normalize_domain, registrable_domains
-    from serpstat_refdomains.paging import snapshot_key
 
     targets = targets if targets is not None else default_targets()
     folder = folder or Path(tempfile.mkdtemp(prefix=f"refdomains-models-{destination}-"))

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from serpstat_refdomains.contract import snapshot_key
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
 from tests.helpers import TOKEN, fast_client, run_pipeline
@@ -136,7 +137,7 @@ def test_random_fault_sequences_never_load_or_model_anything_wrong(steps, kill_a
                 assert all(r.status in ("complete", "already_complete") for r in report.results), report.results
                 refetched = {e.query for e in emulator.log if e.method.endswith("getRefDomains")}
                 for result in report.results:
-                    key = f"{result.target.domain}|domain_with_subdomains|{pull}|{day}"
+                    key = snapshot_key(result.target.domain, "domain_with_subdomains", pull, day)
                     if key in complete_before:
                         assert result.status == "already_complete" and result.target.domain not in refetched
                         STATS["invariant:no double payment"] += 1
@@ -154,7 +155,7 @@ def record_truth(emulator, day: dt.date, pull: str, truth_at: dict, complete_bef
     """What a pull of `day` must hold: the graph right after it was fetched (insertions included).
     A snapshot already complete keeps the truth of when it was fetched."""
     for target in TARGETS:
-        key = f"{target}|domain_with_subdomains|{pull}|{day}"
+        key = snapshot_key(target, "domain_with_subdomains", pull, day)
         if key in complete_before:
             continue
         donors = emulator.graph.active(target, day)
@@ -176,7 +177,7 @@ def check_invariants(db: Path, truth_at: dict, models_fresh: bool, all_complete_
     if all_complete_for:
         day, pull = all_complete_for
         for target in TARGETS:
-            assert ledger[f"{target}|domain_with_subdomains|{pull}|{day}"][0] == "complete"
+            assert ledger[snapshot_key(target, "domain_with_subdomains", pull, day)][0] == "complete"
     # models equal the reference computed from the complete snapshots alone
     try:
         new, lost = model_rows(db)

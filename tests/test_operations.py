@@ -14,6 +14,7 @@ import dlt
 import duckdb
 import pytest
 
+from serpstat_refdomains.contract import snapshot_key
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.emulator.api import GET_STATS
 from tests.helpers import (
@@ -244,7 +245,8 @@ def test_the_rows_check_stays_fast_with_a_year_of_history(tmp_path):
                     "(DATE '2025-01-06' + 7 * (i // 100000)::INT) AS snapshot_key, 'd' || i AS ref_domain "
                     "FROM range(5200000) r(i)")
     day = dt.date(2025, 1, 6) + dt.timedelta(weeks=51)
-    keys = [f"t{n}.com|domain_with_subdomains|{kind}|{day}" for n in range(7) for kind in ("full", "last_week")]
+    keys = [snapshot_key(f"t{n}.com", "domain_with_subdomains", kind, day)
+            for n in range(7) for kind in ("full", "last_week")]
     run = warehouse.make_pipeline(dlt.destinations.duckdb(str(database)), "serpstat", str(tmp_path / "p"))
     ledger.rows_present(run, day, keys)  # warm: the first call pays for opening the file
     started = time.perf_counter()

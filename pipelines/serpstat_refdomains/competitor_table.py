@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from .constants import COMPETITORS_TABLE as TABLE
+from .contract import TARGET_COMPETITORS
 from .errors import first_line
 from .warehouse import destination_dialect
 
@@ -24,15 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# (name, dlt data type, meaning): the table's columns, declared once for the DDL and dlt's schema
-COLUMNS = (
-    ("target_domain", "text", "A tracked domain, normalized"),
-    ("search_type", "text", "The tracked domain's search type"),
-    ("competitor_domain", "text", "One of its competitors, normalized; null for a tracked domain without competitors"),
-    ("competitor_search_type", "text", "The competitor's search type (its own, else its target's)"),
-)
-DESCRIPTION = ("Configuration, written by every `refdomains run`: each tracked domain (a row with a null competitor "
-               "when it has none) and each of its competitors. link_gap and alerts read it.")
+COLUMNS = TARGET_COMPETITORS.names
 
 
 def ensure_table(client, dialect: str) -> None:
@@ -40,7 +33,7 @@ def ensure_table(client, dialect: str) -> None:
     data written by other means), so link_gap always has its input."""
     text = exp.DataType.build("text").sql(dialect=dialect)
     table = client.make_qualified_table_name(TABLE)
-    columns = ", ".join(f"{client.escape_column_name(name)} {text}" for name, _, _ in COLUMNS)
+    columns = ", ".join(f"{client.escape_column_name(name)} {text}" for name in COLUMNS)
     client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
 
 
@@ -61,7 +54,7 @@ def record(pipeline: dlt.Pipeline, settings: Settings) -> None:
         with client.begin_transaction():
             ensure_table(client, dialect)
             client.execute_sql(f"DELETE FROM {table}")
-            names = ", ".join(client.escape_column_name(name) for name, _, _ in COLUMNS)
+            names = ", ".join(client.escape_column_name(name) for name in COLUMNS)
             for row in rows:
                 client.execute_sql(f"INSERT INTO {table} ({names}) VALUES (%s, %s, %s, %s)", *row)
     register(pipeline)
@@ -91,9 +84,9 @@ def register(pipeline: dlt.Pipeline) -> None:
     if TABLE in schema.tables:
         return
     table = new_table(TABLE, write_disposition="skip", resource=TABLE,
-                      columns=[{"name": name, "data_type": kind, "nullable": True, "description": meaning}
-                               for name, kind, meaning in COLUMNS])
-    table["description"] = DESCRIPTION
+                      columns=[{"name": name, "data_type": "text", "nullable": True, "description": meaning}
+                               for name, meaning in TARGET_COMPETITORS.described().items()])
+    table["description"] = TARGET_COMPETITORS.description
     schema.update_table(table)
     pipeline.schemas.save_schema(schema)
 

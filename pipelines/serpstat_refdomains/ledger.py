@@ -25,12 +25,12 @@ from typing import Any
 import dlt
 import pyarrow as pa
 from dlt.common.exceptions import DltException
-from dlt.common.schema.typing import TDeleteInsertStrategyDict
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.resource import DltResource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .constants import ATTEMPTS_TABLE, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
+from .contract import ATTEMPTS, SNAPSHOT_KEY, SNAPSHOTS, WRITE_DISPOSITION
 from .errors import first_line, unwrap
 from .paging import FetchStats, SnapshotSpec
 from .rows import describe_nulled
@@ -38,51 +38,8 @@ from .warehouse import has_column, loader_file_format
 
 logger = logging.getLogger(__name__)
 
-# delete-insert on ONE synthetic key column, for the ledger and the rows alike: a rerun of a
-# snapshot replaces exactly its rows. Compound merge keys are concatenated before comparison in
-# some dlt code paths (dlt#4244), so ("a.com", "bc") could match ("a.comb", "c"); `snapshot_key`
-# joins its parts with "|", which no domain, search type, kind or date contains.
-WRITE_DISPOSITION: TDeleteInsertStrategyDict = {"disposition": "merge", "strategy": "delete-insert"}
-SNAPSHOT_KEY = "snapshot_key"
-
-SNAPSHOTS_SCHEMA = pa.schema([
-    pa.field("snapshot_key", pa.string(), nullable=False),  # the merge key: never null
-    ("target_domain", pa.string()),
-    ("search_type", pa.string()),
-    ("snapshot_kind", pa.string()),
-    ("snapshot_date", pa.date32()),
-    ("filter_hash", pa.string()),
-    ("complex_filter", pa.string()),
-    ("status", pa.string()),
-    ("expected_total", pa.int64()),
-    ("rows_loaded", pa.int64()),
-    ("requests", pa.int64()),
-    ("credits_spent", pa.int64()),
-    ("credits_left", pa.int64()),
-    ("rows_rejected", pa.int64()),
-    ("metrics_nulled", pa.int64()),
-    ("partitions", pa.int64()),
-    ("partition_plan", pa.string()),  # leaf partitions as JSON, so the next pull starts from them
-    ("started_at", pa.timestamp("us", tz="UTC")),
-    ("finished_at", pa.timestamp("us", tz="UTC")),
-    ("error", pa.string()),
-])
-
-ATTEMPTS_SCHEMA = pa.schema([
-    pa.field("snapshot_key", pa.string(), nullable=False),
-    ("target_domain", pa.string()),
-    ("search_type", pa.string()),
-    ("snapshot_kind", pa.string()),
-    ("snapshot_date", pa.date32()),
-    ("filter_hash", pa.string()),
-    ("status", pa.string()),
-    ("requests", pa.int64()),
-    ("credits_spent", pa.int64()),
-    ("rows_loaded", pa.int64()),
-    ("started_at", pa.timestamp("us", tz="UTC")),
-    ("finished_at", pa.timestamp("us", tz="UTC")),
-    ("error", pa.string()),
-])
+SNAPSHOTS_SCHEMA = SNAPSHOTS.arrow_schema
+ATTEMPTS_SCHEMA = ATTEMPTS.arrow_schema
 
 # Hints travel with the items: the resource that writes the rows writes these tables too, and
 # hints set on a resource would give every table its keys.

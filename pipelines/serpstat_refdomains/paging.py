@@ -37,6 +37,7 @@ from .constants import (
     STATUS_INCOMPLETE,
     STATUS_SUSPECT_EMPTY,
 )
+from .contract import snapshot_key
 from .errors import DepthCapError, SerpstatError
 from .partitions import PREFIX_ALPHABET, Partition, plan_json, reusable_plan
 from .rows import SnapshotRows
@@ -71,11 +72,6 @@ class SnapshotSpec:
     @property
     def key(self) -> str:
         return snapshot_key(self.target.domain, self.target.search_type, self.kind, self.snapshot_date)
-
-
-def snapshot_key(target_domain: str, search_type: str, kind: str, snapshot_date: dt.date | str) -> str:
-    """The single synthetic merge key of a snapshot ('|' cannot occur in any part)."""
-    return f"{target_domain}|{search_type}|{kind}|{snapshot_date}"
 
 
 @dataclass

@@ -17,8 +17,9 @@ from . import ledger
 from .budget import read_cost
 from .config import Settings
 from .constants import KINDS, STATUS_COMPLETE
+from .contract import snapshot_key
 from .ledger import LedgerRow
-from .paging import SnapshotSpec, snapshot_key
+from .paging import SnapshotSpec
 
 logger = logging.getLogger(__name__)
 

@@ -27,30 +27,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .constants import PULLED_AT
+from .contract import REF_DOMAINS
 from .errors import InvalidDomain
 from .normalize import _ASCII_DOMAIN, MAX_DOMAIN_LENGTH, normalize_domain, registrable_domains
 
 INT64_MAX = 2**63 - 1
 KNOWN_FIELDS = frozenset({"domain_from", "ref_pages", "domainRank"})
 
-REF_DOMAINS_SCHEMA = pa.schema([
-    pa.field("snapshot_key", pa.string(), nullable=False),  # the merge key: never null
-    ("target_domain", pa.string()),
-    ("search_type", pa.string()),
-    ("snapshot_date", pa.date32()),
-    ("snapshot_kind", pa.string()),
-    pa.field("ref_domain", pa.string(), nullable=False),  # part of the primary key
-    ("domain_from", pa.string()),
-    ("registrable_domain", pa.string()),
-    ("ref_pages", pa.int64()),
-    ("domain_rank", pa.int64()),
-    # when the pull that fetched the row started (snapshots.started_at): rows and their ledger row
-    # are merged in two transactions, so a load cut between them can leave the rows of one pull
-    # under the ledger row of another, even with the same count; the models and the planner
-    # compare the two
-    (PULLED_AT, pa.timestamp("us", tz="UTC")),
-])
+REF_DOMAINS_SCHEMA = REF_DOMAINS.arrow_schema
 _RESERVED = set(REF_DOMAINS_SCHEMA.names) | {"_dlt_id", "_dlt_load_id"}
 # normalize.py's fast-path rule for a whole name, anchored for Arrow's RE2.
 _ASCII_DOMAIN_RE2 = f"^{_ASCII_DOMAIN.pattern}$"

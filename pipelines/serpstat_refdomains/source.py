@@ -24,15 +24,16 @@ from dlt.extract.resource import DltResource
 from .client import SerpstatClient
 from .config import SerpstatSourceConfiguration, parse_date, parse_kind
 from .constants import KINDS, REF_DOMAINS_TABLE
+from .contract import SNAPSHOT_KEY, WRITE_DISPOSITION
 from .errors import SnapshotNotCommitted
-from .ledger import SNAPSHOT_KEY, WRITE_DISPOSITION, attempt_row, ledger_row, outcome_tables
+from .ledger import attempt_row, ledger_row, outcome_tables
 from .paging import SnapshotFetcher, SnapshotSpec
 from .prefetch import Prefetcher
 
 # dlt runs a load job again when a crash hits after the job ran but before it was marked done;
 # the staging table then holds the rows twice. A primary key makes delete-insert deduplicate
 # staging, so a replayed job cannot double a snapshot. (snapshot_key, ref_domain) is safe from
-# the concatenation issue of compound keys (see ledger.SNAPSHOT_KEY): every snapshot_key ends in
+# the concatenation issue of compound keys (see contract.SNAPSHOT_KEY): every snapshot_key ends in
 # a full YYYY-MM-DD date, so no key is a proper prefix of another.
 REF_DOMAINS_PRIMARY_KEY = (SNAPSHOT_KEY, "ref_domain")
 
