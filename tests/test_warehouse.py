@@ -14,7 +14,7 @@ import dlt
 import psycopg2
 import pytest
 
-from serpstat_refdomains import ledger, warehouse
+from serpstat_refdomains import recovery, warehouse
 from serpstat_refdomains.emulator.graph import Profile
 from serpstat_refdomains.errors import ConcurrentRunError
 from serpstat_refdomains.models import model_names
@@ -204,10 +204,10 @@ def test_rows_doubled_by_a_replayed_job_are_repaired_on_postgres(tmp_path, emula
     pg_rows(pg_dataset, "INSERT INTO {ds}.ref_domains SELECT * FROM {ds}.ref_domains "
                         "WHERE target_domain = 'twice.com' RETURNING 1")
     destination_pipeline = warehouse.make_pipeline(postgres(), pg_dataset, str(tmp_path / "pipelines"))
-    repaired = ledger.repair_replayed_snapshots(destination_pipeline)
+    repaired = recovery.repair_replayed_snapshots(destination_pipeline)
     assert [key.split("|")[0] for key in repaired] == ["twice.com"]
     assert pg_rows(pg_dataset, "SELECT * FROM {ds}.ref_domains ORDER BY snapshot_key, ref_domain") == before
-    assert ledger.repair_replayed_snapshots(destination_pipeline) == []
+    assert recovery.repair_replayed_snapshots(destination_pipeline) == []
 
 
 def _ref_domains_merge_sql(workdir) -> str:

@@ -263,12 +263,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from . import ledger, report
+    from . import report
     from .client import SerpstatClient
     from .errors import SerpstatError
 
     settings, token = resolve_settings(need_token=False, need_domains=False)
-    rows, spent = ledger.latest_snapshots(_existing_pipeline(args))
+    rows, spent = report.latest_snapshots(_existing_pipeline(args))
     if not token:
         balance = "unknown (no api_token configured)"
     else:
@@ -285,7 +285,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_alerts(args: argparse.Namespace) -> int:
     """Issue 15: what `run` sends after its models build, on demand; exit 1 if a channel failed."""
     from . import alerts
-    from .warehouse import run_lock
+    from .run_lock import run_lock
 
     settings, _ = resolve_settings(need_token=False, need_domains=False)
     loaded = _existing_pipeline(args)

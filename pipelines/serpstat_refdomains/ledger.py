@@ -27,11 +27,10 @@ import pyarrow as pa
 from dlt.common.exceptions import DltException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.resource import DltResource
-from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .constants import ATTEMPTS_TABLE, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
 from .contract import ATTEMPTS, SNAPSHOT_KEY, SNAPSHOTS, WRITE_DISPOSITION
-from .errors import first_line, unwrap
+from .errors import first_line
 from .paging import FetchStats, SnapshotSpec
 from .rows import describe_nulled
 from .warehouse import has_column, loader_file_format
@@ -50,13 +49,6 @@ SNAPSHOTS_HINTS = dlt.mark.make_hints(
 # Append: every attempt is a fact of its own (a failed --force of a complete snapshot spends
 # credits while the ledger rightly keeps describing the complete one).
 ATTEMPTS_HINTS = dlt.mark.make_hints(table_name=ATTEMPTS_TABLE, write_disposition="append")
-
-# The ledger's columns in `refdomains report`, and in `refdomains status`.
-LEDGER_COLUMNS = ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status", "rows_loaded",
-                  "requests", "credits_spent", "credits_left", "error"]
-STATUS_COLUMNS = ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status", "rows_loaded",
-                  "credits_spent"]
-
 
 @dataclass(frozen=True)
 class LedgerRow:
@@ -258,30 +250,6 @@ def rows_present(pipeline: dlt.Pipeline, day: dt.date, keys: list[str]) -> dict[
     return {row[0]: int(row[1]) for row in rows or []}
 
 
-def latest_snapshots(pipeline: dlt.Pipeline) -> tuple[list[dict[str, Any]], int]:
-    """The latest snapshot of each (target, search type, kind), and credits spent this month (UTC).
-
-    Credits are summed over `snapshot_attempts`, every fetch attempt whatever became of it: the
-    ledger keeps only each snapshot's latest attempt. A dataset loaded before that table existed
-    falls back to the ledger."""
-    month_start = dt.datetime(*dt.datetime.now(dt.UTC).date().replace(day=1).timetuple()[:3],
-                              tzinfo=dt.UTC)
-    with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name(SNAPSHOTS_TABLE)
-        rows = client.execute_sql(
-            f"SELECT {', '.join(STATUS_COLUMNS)} FROM (SELECT *, row_number() OVER (PARTITION BY target_domain, "
-            f"search_type, snapshot_kind ORDER BY snapshot_date DESC) AS recency FROM {table}) latest "
-            f"WHERE recency = 1 ORDER BY target_domain, search_type, snapshot_kind")
-        found = client.execute_sql(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-            client.dataset_name, ATTEMPTS_TABLE)
-        if found and found[0][0]:
-            table = client.make_qualified_table_name(ATTEMPTS_TABLE)
-        spent = client.execute_sql(f"SELECT coalesce(sum(credits_spent), 0) FROM {table} WHERE started_at >= %s",
-                                   month_start)
-    return [dict(zip(STATUS_COLUMNS, row, strict=False)) for row in rows or []], int(spent[0][0] if spent else 0)
-
-
 # --- keeping the rows and the ledger in agreement ----------------------------------------
 def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str, snapshot_date: dt.date | None = None) -> None:
     """Remove the rows of one snapshot (parameterized). The date, when given, lets the database
@@ -296,55 +264,3 @@ def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str, snapshot_date: dt.dat
                                    snapshot_date, key)
     except DatabaseUndefinedRelation:
         pass
-
-
-def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
-    """Load what a killed run had already fetched and packaged, before planning.
-
-    Otherwise dlt would load that package in place of the next snapshot's data (and drop the
-    latter), and the snapshot it holds would be fetched and paid for again.
-    """
-    if pipeline.has_pending_data:
-        logger.warning("finishing the load that an interrupted run left behind")
-        if pipeline.list_normalized_load_packages():
-            pipeline.load()  # whole packages first: a broken one below must not cost them
-        if pipeline.list_extracted_load_packages():
-            try:
-                pipeline.normalize()
-            except PipelineStepFailed as error:
-                # killed while dlt was still writing the package: nothing of it can load, and a
-                # snapshot without its ledger row is fetched again anyway
-                logger.warning("dropping a package an interrupted run left half-written (%s)",
-                               first_line(unwrap(error)))
-                pipeline.abort_packages()
-        pipeline.load()
-        repair_replayed_snapshots(pipeline)
-
-
-def repair_replayed_snapshots(pipeline: dlt.Pipeline) -> list[str]:
-    """Collapse the rows a replayed load job wrote twice; returns the snapshot keys repaired.
-
-    A job that ran before a crash but was not yet marked done runs again when its package is
-    loaded; for ref_domains that copies the rows into staging a second time, and the merge (on
-    the snapshot key alone, see source.REF_DOMAINS_HINTS) writes them twice. The copies are
-    identical, so DISTINCT restores the snapshot exactly, one key per transaction.
-    """
-    try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(REF_DOMAINS_TABLE)
-            doubled = [row[0] for row in client.execute_sql(
-                f"SELECT snapshot_key FROM {table} GROUP BY snapshot_key "
-                "HAVING count(*) > count(DISTINCT ref_domain)") or []]
-            scratch = client.make_qualified_table_name("_ref_domains_repair")
-            for key in doubled:
-                logger.warning("%s: rows written twice by a replayed load job; collapsing them", key)
-                with client.begin_transaction():
-                    client.execute_sql(f"DROP TABLE IF EXISTS {scratch}")
-                    client.execute_sql(f"CREATE TABLE {scratch} AS SELECT DISTINCT * FROM {table} "
-                                       "WHERE snapshot_key = %s", key)
-                    client.execute_sql(f"DELETE FROM {table} WHERE snapshot_key = %s", key)
-                    client.execute_sql(f"INSERT INTO {table} SELECT * FROM {scratch}")
-                    client.execute_sql(f"DROP TABLE {scratch}")
-            return doubled
-    except DatabaseUndefinedRelation:
-        return []

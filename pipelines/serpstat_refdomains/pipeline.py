@@ -38,8 +38,10 @@ from .paging import SnapshotFetcher
 from .planning import PlannedSnapshot, due_snapshots
 from .prefetch import Prefetcher
 from .progress import Progress
+from .recovery import finish_interrupted_load
 from .results import RunReport, SnapshotResult, already_complete, classify
 from .rows import describe_nulled
+from .run_lock import run_lock
 from .source import SCOPED_MERGE_DESTINATIONS, ref_domains_resource
 from .warehouse import (
     destination_errors,
@@ -48,7 +50,6 @@ from .warehouse import (
     loader_file_format,
     make_pipeline,
     resolve_destination,
-    run_lock,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def run(settings: Settings, api_token: str, options: RunOptions | None = None, *
 
 def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeline: dlt.Pipeline,
          left: int | None) -> RunReport:
-    ledger.finish_interrupted_load(pipeline)
+    finish_interrupted_load(pipeline)
     ensure_snapshot_key_index(pipeline)
     todo, done = due_snapshots(pipeline, settings, options.snapshot_date, options.kind, options.force)
     report = RunReport(results=already_complete(done))

@@ -20,9 +20,15 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from . import gap_report
-from .constants import SNAPSHOTS_TABLE, STATUS_COMPLETE, STATUS_SUSPECT_EMPTY
-from .ledger import LEDGER_COLUMNS, STATUS_COLUMNS
+from .constants import ATTEMPTS_TABLE, SNAPSHOTS_TABLE, STATUS_COMPLETE, STATUS_SUSPECT_EMPTY
 from .rendering import html_table, number, text_table
+
+# The ledger's columns in the report, and in `refdomains status`.
+LEDGER_COLUMNS = ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status", "rows_loaded",
+                  "requests", "credits_spent", "credits_left", "error"]
+STATUS_COLUMNS = ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status", "rows_loaded",
+                  "credits_spent"]
+
 
 FORMATS = ("text", "csv", "json", "html")
 TOP = 25
@@ -354,6 +360,30 @@ for its exact values; click a column header to sort.</p>
 
 
 # --- status --------------------------------------------------------------------------------
+def latest_snapshots(pipeline: dlt.Pipeline) -> tuple[list[dict[str, Any]], int]:
+    """The latest snapshot of each (target, search type, kind), and credits spent this month (UTC).
+
+    Credits are summed over `snapshot_attempts`, every fetch attempt whatever became of it: the
+    ledger keeps only each snapshot's latest attempt. A dataset loaded before that table existed
+    falls back to the ledger."""
+    month_start = dt.datetime(*dt.datetime.now(dt.UTC).date().replace(day=1).timetuple()[:3],
+                              tzinfo=dt.UTC)
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(SNAPSHOTS_TABLE)
+        rows = client.execute_sql(
+            f"SELECT {', '.join(STATUS_COLUMNS)} FROM (SELECT *, row_number() OVER (PARTITION BY target_domain, "
+            f"search_type, snapshot_kind ORDER BY snapshot_date DESC) AS recency FROM {table}) latest "
+            f"WHERE recency = 1 ORDER BY target_domain, search_type, snapshot_kind")
+        found = client.execute_sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+            client.dataset_name, ATTEMPTS_TABLE)
+        if found and found[0][0]:
+            table = client.make_qualified_table_name(ATTEMPTS_TABLE)
+        spent = client.execute_sql(f"SELECT coalesce(sum(credits_spent), 0) FROM {table} WHERE started_at >= %s",
+                                   month_start)
+    return [dict(zip(STATUS_COLUMNS, row, strict=False)) for row in rows or []], int(spent[0][0] if spent else 0)
+
+
 def render_status(rows: list[dict[str, Any]], spent_this_month: int, balance: str) -> str:
     if not rows:
         return "No snapshots loaded yet: run `refdomains run`.\n" + f"Serpstat balance: {balance}\n"

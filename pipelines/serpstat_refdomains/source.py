@@ -43,7 +43,7 @@ REF_DOMAINS_PRIMARY_KEY = (SNAPSHOT_KEY, "ref_domain")
 # numbers staging rows: the largest cost of a load, growing with the history (0.35 s a snapshot
 # at 1M rows). `refdomains run` therefore merges on the key alone and repairs the one case the
 # primary key guards against, a replayed job, where it can happen: when it finishes an
-# interrupted load (ledger.repair_replayed_snapshots). The plain source keeps the primary key.
+# interrupted load (recovery.repair_replayed_snapshots). The plain source keeps the primary key.
 REF_DOMAINS_HINTS = dlt.mark.make_hints(
     table_name=REF_DOMAINS_TABLE, write_disposition=WRITE_DISPOSITION, merge_key=SNAPSHOT_KEY,
 )
