@@ -207,7 +207,7 @@ def _print_report(report, competitors: AbstractSet[Target] = frozenset()) -> Non
             print(f"  {r.target} {r.kind}: {r.note}")
     left = "unknown" if report.credits_left is None else str(report.credits_left)
     print(f"credits spent: {report.credits_spent}, left: {left}")
-    for line in report.alerts:  # issue 15
+    for line in report.alerts:
         print(line)
 
 
@@ -283,7 +283,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
-    """Issue 15: what `run` sends after its models build, on demand; exit 1 if a channel failed."""
+    """What `run` sends after its models build, on demand; exit 1 if a channel failed."""
     from . import alerts
     from .run_lock import run_lock
 

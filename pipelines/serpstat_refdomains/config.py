@@ -51,7 +51,7 @@ class Settings:
     fetch_last_week: bool
     lost_confirmation_snapshots: int
     duckdb_memory_limit: str
-    # issue 15: every tracked domain with its competitors (the whole configuration, also under
+    # every tracked domain with its competitors (the whole configuration, also under
     # --domain), and the alert channels; secrets are kept out of repr
     competitors: tuple[CompetitorSet, ...] = ()
     alert_min_domain_rank: int = 0
@@ -139,7 +139,7 @@ class SerpstatConfiguration(BaseConfiguration):
         else:
             targets = ()
             parse_search_type(self.search_type, "search_type")
-        # link_gap keeps every tracked domain's competitors, whatever --domain fetches (issue 15)
+        # link_gap keeps every tracked domain's competitors, whatever --domain fetches
         competitor_sets = parse_domains(self.domains, self.search_type)[1] if targets else ()
         settings = Settings(
             targets=targets,

@@ -13,7 +13,7 @@ PULLED_AT = "pulled_at"
 SNAPSHOTS_TABLE = "snapshots"
 # append-only: one row per fetch attempt, so credits spent add up to what Serpstat charged
 ATTEMPTS_TABLE = "snapshot_attempts"
-# issue 15: the latest run's competitors (written by the run, read by link_gap), and what each
+# the latest run's competitors (written by the run, read by link_gap), and what each
 # alert channel received
 COMPETITORS_TABLE = "target_competitors"
 ALERTS_SENT_TABLE = "alerts_sent"

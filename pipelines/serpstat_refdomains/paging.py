@@ -283,7 +283,7 @@ class SnapshotFetcher:
 
         def donor(row: Any) -> str:
             """What makes two rows one donor: its name, whatever its metrics did between two reads
-            (a rank changed between the ends' reads counted one donor twice: an outside review)."""
+            (a rank that changed between the ends' reads must not count one donor twice)."""
             return repr(_name(row))
 
         def both_ends(whole: int, rest: int) -> tuple[list[Any], Any, Any] | _Unstable:
@@ -321,15 +321,15 @@ class SnapshotFetcher:
                 return _Unstable(f"{rest - len(tail)} of the {rest} names under {scope} that no extension reaches "
                                  "sort at neither end of it (names of several cases?)")
             # an end read as far as the window reaches without leaving the tail: its boundary is
-            # unseen, and tail names beyond it unread (a deletion made the count match: a review)
+            # unseen, and tail names beyond it unread (a deletion elsewhere can make the count match)
             unseen_end = len(tail) < whole and (highest is None or lowest is None)
             if unseen_end or any(edge is not None and not plain(edge) for edge in (highest, lowest)):
                 # A block of other names at an end: one in between could hide tail names that churn
                 # balances in the count. Only counts taken as if at one instant show none is
                 # hidden: the extensions counted in two rounds that agree, the tail read again
                 # between them and found the same, the whole unchanged before, between and after.
-                # (One round, without the second reading, was fooled by an arrival in an extension
-                # and a departure from one already recounted or from the tail: outside reviews.)
+                # (One round without the second reading can be fooled by an arrival in an extension
+                # and a departure from one already recounted, or from the tail.)
                 split = Partition(part.ranks, part.prefix).split()
                 recounted = [child for child in split if not child.tail and any(
                     child == leaf or (not child.exact and child.covers(leaf)) for leaf, total in read if total)]

@@ -100,7 +100,7 @@ def reusable_plan(plan: str | None) -> list[tuple[Partition, int | None]]:
     except (ValueError, TypeError, AttributeError):
         return []  # unreadable: start from the whole result
     if any(part.ranks for part, _ in leaves):
-        # plans cut by rank (an earlier release) are not reused: a donor whose rank moves
+        # plans cut by rank are not reused: a donor whose rank moves
         # mid-pull can fall between two rank ranges; start again from the whole result
         return []
     return leaves

@@ -134,7 +134,7 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
 
     report.credits_spent = budget.spent
     report.credits_left = client.last_left_lines
-    competitor_table.record_for_run(pipeline, settings)  # issue 15: what link_gap and alerts read; never raises
+    competitor_table.record_for_run(pipeline, settings)  # what link_gap and alerts read; never raises
     if options.build_models:
         try:
             report.models_built = bool(build_models(pipeline, settings))
@@ -143,7 +143,7 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
             report.models_error = (f"the models could not be rebuilt ({first_line(unwrap(error))}): "
                                    "the snapshots are loaded; fix the cause, then run `refdomains models`")
         if report.models_built:
-            report.alerts = alerts.after_run(pipeline, settings)  # issue 15: never raises
+            report.alerts = alerts.after_run(pipeline, settings)  # never raises
     return report
 
 

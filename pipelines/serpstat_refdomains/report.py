@@ -49,8 +49,8 @@ class ReportData:
     lost: list[dict[str, Any]] = field(default_factory=list)
     weekly: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
-    gap: list[dict[str, Any]] = field(default_factory=list)  # issue 15: link_gap
-    alerts_preview: str | None = None  # issue 15: the demo's `alerts --dry-run`
+    gap: list[dict[str, Any]] = field(default_factory=list)  # link_gap
+    alerts_preview: str | None = None  # the demo's `alerts --dry-run`
 
 
 def select_rows(client: Any, table: str, columns: list[str], date_column: str, order: str,

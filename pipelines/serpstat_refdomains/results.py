@@ -62,7 +62,7 @@ class RunReport:
     # why the models could not be rebuilt (the snapshots stay loaded); None when they were, or
     # were not asked for
     models_error: str | None = None
-    # issue 15: one line per alert channel (what was sent); failures are warnings, never the exit code
+    # one line per alert channel (what was sent); failures are warnings, never the exit code
     alerts: list[str] = field(default_factory=list)
 
     @property

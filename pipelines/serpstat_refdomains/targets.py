@@ -101,7 +101,7 @@ def parse_targets(domains: Any, default_search_type: str) -> tuple[Target, ...]:
 
 
 def parse_domains(domains: Any, default_search_type: str) -> tuple[tuple[Target, ...], tuple[CompetitorSet, ...]]:
-    """The series to fetch, and each tracked domain with its competitors (issue 15)."""
+    """The series to fetch, and each tracked domain with its competitors."""
     default_search_type = parse_search_type(default_search_type, "search_type")
     if isinstance(domains, str):
         text = domains.strip()
