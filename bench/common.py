@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import platform
@@ -57,8 +58,16 @@ def pipeline_env(workdir: Path, url: str, domains: list[str], **extra: str) -> d
     return env
 
 
-def refdomains(*args: str) -> list[str]:
-    return [PYTHON, "-m", "serpstat_refdomains.cli", *args]
+def refdomains(*args: str, on: dt.date | None = None) -> list[str]:
+    """The `refdomains` command; with `on`, in a process whose clock reads midday UTC of that day
+    (time-machine): a run files its snapshot under today's date only, and a benchmark replays
+    the days an emulator serves."""
+    if on is None:
+        return [PYTHON, "-m", "serpstat_refdomains.cli", *args]
+    start = dt.datetime.combine(on, dt.time(12), dt.UTC).isoformat()
+    return [PYTHON, "-c", "import sys, datetime, time_machine; "
+            f"time_machine.travel(datetime.datetime.fromisoformat({start!r}), tick=True).start(); "
+            "from serpstat_refdomains.cli import main; sys.exit(main(sys.argv[1:]))", *args]
 
 
 def workdir(name: str) -> Path:

@@ -21,7 +21,7 @@ def run() -> dict:
         for domain, size in domains.items():
             emu.set_profile(domain, size)
         folder = workdir("credits")
-        measure(refdomains("run", "--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat()),
+        measure(refdomains("run", "--kind", "full", "--no-models", on=DAY),
                 env=pipeline_env(folder, emu.url, list(domains)), cwd=folder)
         ours = emu.api.credits_charged
         ours_requests = sum(1 for e in emu.log if e.method.endswith("getRefDomains"))

@@ -181,7 +181,7 @@ def run_history(weeks: int, destination: str = "duckdb", targets: list[Target] |
                 day = START + dt.timedelta(days=7 * week)
                 emulator.today = day
                 emulator.api.clear_log()
-                done = _measured(refdomains("run", "--snapshot-date", day.isoformat(), *dest.args()), env, folder)
+                done = _measured(refdomains("run", *dest.args(), on=day), env, folder)
                 charged: dict[str, int] = {}
                 for entry in emulator.log:
                     charged[entry.query or ""] = charged.get(entry.query or "", 0) + entry.charge

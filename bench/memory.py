@@ -19,7 +19,7 @@ def peak(targets: int) -> tuple[float, float]:
         for domain in domains:
             emu.set_profile(domain, PER_TARGET)
         folder = workdir(f"mem{targets}")
-        measured = measure(refdomains("run", "--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat()),
+        measured = measure(refdomains("run", "--kind", "full", "--no-models", on=DAY),
                            env=pipeline_env(folder, emu.url, domains), cwd=folder)
     return measured.peak_rss_mb, measured.seconds
 

@@ -27,8 +27,8 @@ def run() -> dict:
         for name, flags in (("duckdb", []), ("postgres", ["--destination", "postgres", "--dataset-name", dataset])):
             folder = workdir(f"load-{name}")
             env = pipeline_env(folder, emu.url, list(TARGETS), DESTINATION__POSTGRES__CREDENTIALS=PG_URL)
-            measured = measure(refdomains("run", "--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat(),
-                                          *flags), env=env, cwd=folder)
+            measured = measure(refdomains("run", "--kind", "full", "--no-models", *flags, on=DAY), env=env,
+                               cwd=folder)
             result[f"{name}_s"] = measured.seconds
             result[f"{name}_rows_s"] = rows / measured.seconds
     with psycopg2.connect(PG_URL) as con, con.cursor() as cur:

@@ -22,7 +22,7 @@ def run() -> dict:
         folder = workdir("rate")
         env = pipeline_env(folder, emu.url, list(TARGETS), SOURCES__SERPSTAT__REQUESTS_PER_SECOND=str(LIMIT),
                            SOURCES__SERPSTAT__PAGE_SIZE="100")
-        measured = measure(refdomains("run", "--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat()),
+        measured = measure(refdomains("run", "--kind", "full", "--no-models", on=DAY),
                            env=env, cwd=folder)
         log = [e for e in emu.log if e.method.endswith("getRefDomains")]
         stats = [e for e in emu.log if e.method.endswith("getStats")]

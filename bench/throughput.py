@@ -47,8 +47,8 @@ def run(targets: int = SCALES[0], repeat: int = 1) -> dict:
         for _ in range(repeat):
             folder = workdir("ours")
             env = pipeline_env(folder, emu.url, list(sizes))
-            ours.append(measure(refdomains("run", "--kind", "full", "--no-models", "--snapshot-date",
-                                           DAY.isoformat()), env=env, cwd=folder).seconds)
+            ours.append(measure(refdomains("run", "--kind", "full", "--no-models", on=DAY), env=env,
+                                cwd=folder).seconds)
         emu.api.clear_log()
         peer_dir = workdir("peer")
         peer = measure([PYTHON, str(ROOT / "bench" / "peer_rest_api.py"), emu.url, TOKEN,

@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 from serpstat_refdomains.emulator import SerpstatEmulator
-from tests.helpers import DAY, PG_URL, TOKEN, fast_client
+from tests.helpers import DAY, PG_URL, TODAY, TOKEN, fast_client
 
 __all__ = ["DAY", "TOKEN"]  # re-exported for the test modules that still import them from here
 
@@ -21,6 +21,14 @@ __all__ = ["DAY", "TOKEN"]  # re-exported for the test modules that still import
 @pytest.fixture
 def emulator():
     with SerpstatEmulator(token=TOKEN, today=DAY, seed=7) as emu:
+        yield emu
+
+
+@pytest.fixture
+def today_emulator():
+    """The emulator serving today: what a `refdomains run` process, which files its snapshot under
+    today's date and no other, is pointed at."""
+    with SerpstatEmulator(token=TOKEN, today=TODAY, seed=7) as emu:
         yield emu
 
 

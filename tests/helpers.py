@@ -7,7 +7,9 @@ another.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import math
 import os
 import subprocess
@@ -19,6 +21,7 @@ import dlt
 import duckdb
 import psycopg2
 import pytest
+import time_machine
 
 from serpstat_refdomains import pipeline
 from serpstat_refdomains.client import SerpstatClient
@@ -28,6 +31,20 @@ from serpstat_refdomains.results import RunReport
 
 TOKEN = "tok-SECRET-7f3a9c"  # distinctive, so a leak is found by a plain substring scan
 DAY = dt.date(2026, 3, 2)
+# A `refdomains run` process files its snapshot under today's date (nothing else is accepted):
+# tests that run the command itself point it at an emulator serving this day.
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+def noon(day: dt.date) -> dt.datetime:
+    """The moment a test's in-process run happens: midday UTC of the day the emulator serves."""
+    return dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+
+
+def on(day: dt.date) -> Any:
+    """The clock of this process at midday UTC of `day`, ticking: for `refdomains` run in-process
+    (cli.main) against an emulator serving `day`."""
+    return time_machine.travel(noon(day), tick=True)
 RD = "SerpstatBacklinksProcedure.getRefDomains"
 
 
@@ -48,9 +65,11 @@ def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = N
     own = client is None
     client = client or fast_client(emulator)
     options.setdefault("progress", lambda fetcher: None)
+    day = day or emulator.today
+    options.setdefault("now", noon(day))  # the run happens on the day the emulator serves
     try:
         return pipeline.run(
-            settings, TOKEN, snapshot_date=day or emulator.today,
+            settings, TOKEN, snapshot_date=day,
             destination=destination or dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")),
             pipelines_dir=str(workdir / "pipelines"), build_models=build_models,
             client=client, **options)
@@ -117,9 +136,46 @@ def cli_env(workdir: Path, emulator, domains: str, **extra: str) -> dict[str, st
     return env
 
 
-def run_cli(workdir: Path, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(REFDOMAINS + list(args), cwd=workdir, env=env, capture_output=True, text=True,
+def refdomains_on(day: dt.date) -> list[str]:
+    """`refdomains` as a process whose clock reads midday UTC of `day` (time-machine), for runs
+    against an emulator serving a past day: the command itself is unchanged."""
+    start = noon(day).isoformat()
+    return [sys.executable, "-c", "import sys, datetime, time_machine; "
+            f"time_machine.travel(datetime.datetime.fromisoformat({start!r}), tick=True).start(); "
+            "from serpstat_refdomains.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def run_cli(workdir: Path, env: dict[str, str], *args: str, timeout: float = 120,
+            day: dt.date | None = None) -> subprocess.CompletedProcess:
+    """`refdomains ARGS` as a process in `workdir` with exactly `env`; on `day`'s clock when given."""
+    command = refdomains_on(day) if day is not None else REFDOMAINS
+    return subprocess.run(command + list(args), cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def run_main(workdir: Path, env: dict[str, str], *args: str, day: dt.date | None = None) -> subprocess.CompletedProcess:
+    """`refdomains ARGS` in this process (cli.main), in `workdir` with exactly `env`, on `day`'s
+    clock when given: a command that must run at an emulator's past day. Its printed output is
+    captured; log lines are not (pytest's own handlers take them)."""
+    from serpstat_refdomains.cli import main
+
+    saved, cwd = dict(os.environ), os.getcwd()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(workdir)
+    try:
+        with contextlib.ExitStack() as stack:
+            if day is not None:
+                stack.enter_context(on(day))
+            stack.enter_context(contextlib.redirect_stdout(stdout))
+            stack.enter_context(contextlib.redirect_stderr(stderr))
+            code = main(list(args))
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["refdomains", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 from serpstat_refdomains import alerts
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
-from tests.helpers import TOKEN, cli_env, needs_postgres, pg_rows, postgres, query, run_cli, run_pipeline
+from tests.helpers import TODAY, TOKEN, cli_env, needs_postgres, pg_rows, postgres, query, run_cli, run_pipeline
 
 START = dt.date(2026, 2, 2)  # a Monday
 TARGET, RIVAL = "alert-shop.com", "alert-rival.com"
@@ -266,7 +266,8 @@ def test_cli_dry_run_prints_and_sends_nothing_then_alerts_sends_and_no_secret_is
                   SOURCES__SERPSTAT__ALERT_WEBHOOK_URL=receiver.webhook_url)
     outputs = []
     receiver.always["/hooks"] = 400
-    done = run_cli(tmp_path, env, "run", "--snapshot-date", START.isoformat())
+    churning.today = TODAY  # the command files its snapshot under today
+    done = run_cli(tmp_path, env, "run")
     outputs += [done.stdout, done.stderr]
     assert done.returncode == 0, done.stderr
     assert "alert to webhook not delivered (HTTP 400; 1 attempt)" in done.stderr
@@ -308,7 +309,8 @@ def test_cli_dry_run_prints_and_sends_nothing_then_alerts_sends_and_no_secret_is
 
 def test_cli_alerts_without_a_channel_is_one_line_exit_2(tmp_path, churning):
     env = cli_env(tmp_path, churning, json.dumps(DOMAINS))
-    assert run_cli(tmp_path, env, "run", "--snapshot-date", START.isoformat()).returncode == 0
+    churning.today = TODAY
+    assert run_cli(tmp_path, env, "run").returncode == 0
     done = run_cli(tmp_path, env, "alerts")
     assert done.returncode == 2 and done.stderr.startswith("error: no alert channel is configured")
     assert len(done.stderr.strip().splitlines()) == 1

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from serpstat_refdomains.emulator import Fault
-from tests.helpers import DAY, TOKEN, ledger, loaded_domains, query, run_pipeline, snapshot_cost, truth
+from tests.helpers import DAY, TOKEN, ledger, loaded_domains, on, query, run_pipeline, snapshot_cost, truth
 
 
 def test_wrong_api_query_404_fails_the_snapshot_instead_of_loading_it_empty(tmp_path, emulator):
@@ -39,7 +39,8 @@ def test_wrong_api_path_stops_the_run_with_one_line_naming_api_url(tmp_path, emu
                        "SOURCES__SERPSTAT__API_URL": wrong, "SOURCES__SERPSTAT__DOMAINS": "first.com"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--kind", "full", "--snapshot-date", DAY.isoformat()]) == 2
+    with on(DAY):
+        assert main(["run", "--kind", "full"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"HTTP 404 from api_url {wrong}" in err
     assert "https://api.serpstat.com/v4" in err and TOKEN not in err

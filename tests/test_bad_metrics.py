@@ -8,7 +8,7 @@ import datetime as dt
 import duckdb
 
 from serpstat_refdomains.emulator import Fault
-from tests.helpers import DAY, TOKEN, ledger, loaded_domains, query, run_pipeline, truth
+from tests.helpers import DAY, TOKEN, ledger, loaded_domains, on, query, run_pipeline, truth
 
 DOMAIN_RANKS = ("n/a", "n/a", -1, 1.5, True)        # page 2
 REF_PAGES = ("", {"pages": 3}, 10**30)              # page 3
@@ -49,12 +49,15 @@ def test_run_output_names_nulled_metrics_and_models_show_no_false_lost(tmp_path,
                        "SOURCES__SERPSTAT__PAGE_SIZE": "10", "SOURCES__SERPSTAT__REQUESTS_PER_SECOND": "1000"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--kind", "full", "--snapshot-date", DAY.isoformat()]) == 0
+    with on(DAY):
+        assert main(["run", "--kind", "full"]) == 0
     capsys.readouterr()
 
     emulator.faults.add(*_bad_metric_faults("metrics.com"))
     later = DAY + dt.timedelta(days=7)
-    assert main(["run", "--kind", "full", "--snapshot-date", later.isoformat()]) == 0
+    with on(later):
+        emulator.today = later
+        assert main(["run", "--kind", "full"]) == 0
     out = capsys.readouterr().out
     assert f"  metrics.com full: {NULLED} unusable metric values loaded as NULL: domainRank 'n/a' (2)" in out
     with duckdb.connect(str(tmp_path / "serpstat_refdomains.duckdb"), read_only=True) as con:

@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from hypothesis import strategies as st
 from serpstat_refdomains.contract import snapshot_key
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
-from tests.helpers import TOKEN, fast_client, run_pipeline
+from tests.helpers import TOKEN, fast_client, refdomains_on, run_pipeline
 from tests.model_reference import LOST_COLUMNS, NEW_COLUMNS, reference
 from tests.scenarios import Row
 
@@ -84,8 +83,7 @@ def killed_run(workdir: Path, emulator, day: dt.date, kind: str, after: float) -
                 "SOURCES__SERPSTAT__API_TOKEN": TOKEN, "SOURCES__SERPSTAT__API_URL": emulator.url,
                 "SOURCES__SERPSTAT__DOMAINS": ",".join(TARGETS), "SOURCES__SERPSTAT__PAGE_SIZE": "100",
                 "SOURCES__SERPSTAT__REQUESTS_PER_SECOND": "1000"})
-    proc = subprocess.Popen([sys.executable, "-m", "serpstat_refdomains.cli", "run", "--kind", kind,
-                             "--snapshot-date", day.isoformat()], cwd=workdir, env=env,
+    proc = subprocess.Popen([*refdomains_on(day), "run", "--kind", kind], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(after)
     proc.send_signal(signal.SIGKILL)

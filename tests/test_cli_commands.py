@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from serpstat_refdomains.emulator import Profile
-from tests.helpers import DAY, REFDOMAINS, TOKEN, cli_env, run_cli
+from tests.helpers import DAY, REFDOMAINS, TOKEN, cli_env, run_cli, run_main
 
 WEEKS = [DAY + dt.timedelta(weeks=w) for w in range(3)]
 
@@ -34,7 +34,7 @@ def loaded(tmp_path_factory):
         env = cli_env(workdir, emulator, "alpha.com,beta.org")
         for day in WEEKS:
             emulator.today = day
-            done = run_cli(workdir, env, "run", "--snapshot-date", day.isoformat())
+            done = run_main(workdir, env, "run", day=day)
             assert done.returncode == 0, done.stdout + done.stderr
         yield workdir, env  # the emulator stays up: `status` asks it for the balance
 
@@ -101,7 +101,7 @@ def test_report_usage_errors(loaded, flags, fragment):
 
 def test_status_shows_latest_snapshots_credits_and_balance(loaded):
     workdir, env = loaded
-    done = run_cli(workdir, env, "status")
+    done = run_main(workdir, env, "status", day=WEEKS[-1])  # "this month" is the month of the runs
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status",
@@ -167,7 +167,7 @@ def test_demo_replays_six_weeks_offline(tmp_path):
     assert done.stdout.count("week ") >= 6 and "NEW referring domains" in done.stdout
     report = tmp_path / "demo" / "report.html"
     assert report.exists() and "<svg" in report.read_text()
-    with duckdb.connect(str(tmp_path / "demo" / "refdomains_demo.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "demo" / "serpstat_refdomains.duckdb"), read_only=True) as con:
         fulls = con.execute("SELECT count(DISTINCT snapshot_date) FROM serpstat.snapshots WHERE status = "
                             "'complete' AND snapshot_kind = 'full'").fetchall()[0][0]
         new, lost = con.execute("SELECT (SELECT count(*) FROM serpstat.new_ref_domains), "
@@ -178,13 +178,18 @@ def test_demo_replays_six_weeks_offline(tmp_path):
     assert "LINK GAP of acme-shop.com" in done.stdout and "alerts (dry run, nothing sent)" in done.stdout
     page = report.read_text()
     assert "<h2>Link-gap opportunities" in page and '<pre class="alerts">' in page
-    with duckdb.connect(str(tmp_path / "demo" / "refdomains_demo.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "demo" / "serpstat_refdomains.duckdb"), read_only=True) as con:
         competitors = con.execute("SELECT count(DISTINCT competitor_domain) FROM serpstat.target_competitors "
                                   "WHERE target_domain = 'acme-shop.com'").fetchall()[0][0]
         shared, already = con.execute("SELECT count(*) FILTER (WHERE competitors_linking = 2), "
                                       "count(*) FILTER (WHERE site_already_links) FROM serpstat.link_gap").fetchall()[0]
         won = con.execute("SELECT count(*) FROM serpstat.link_gap_changes WHERE won").fetchall()[0][0]
     assert competitors == 2 and shared >= 4 and already >= 1 and won == 2
+    # the demo folder is a project: `refdomains report` and `status` run in it read its data
+    for command in (["report", "--format", "json"], ["status"]):
+        shown = run_cli(tmp_path / "demo", env, *command)
+        assert shown.returncode == 0, shown.stderr
+    assert json.loads(run_cli(tmp_path / "demo", env, "report", "--format", "json").stdout)["new_ref_domains"]
 
 
 def _interruptible() -> None:

@@ -9,19 +9,20 @@ import duckdb
 
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.progress import Progress
-from tests.helpers import DAY, TOKEN, cli_env, ref_requests, run_cli, run_pipeline
+from tests.helpers import TODAY, TOKEN, cli_env, ref_requests, run_cli, run_pipeline
 
 
-def test_run_prints_a_table_and_exit_code_1_on_failure(tmp_path, emulator):
+def test_run_prints_a_table_and_exit_code_1_on_failure(tmp_path, today_emulator):
+    emulator = today_emulator
     emulator.set_profile("good.com", 10)
     emulator.faults.add(Fault("api_error", query="down.com", times=-1))
     env = cli_env(tmp_path, emulator, "good.com,down.com")
-    done = run_cli(tmp_path, env, "run", "--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat())
+    done = run_cli(tmp_path, env, "run", "--kind", "full", "--no-models")
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["target", "kind", "date", "status", "rows", "credits"]
-    assert lines[1].split() == ["good.com", "full", DAY.isoformat(), "complete", "10", "11"]  # count + rows
-    assert lines[2].split()[:4] == ["down.com", "full", DAY.isoformat(), "failed"]
+    assert lines[1].split() == ["good.com", "full", TODAY.isoformat(), "complete", "10", "11"]  # count + rows
+    assert lines[2].split()[:4] == ["down.com", "full", TODAY.isoformat(), "failed"]
     assert "32016 Large query domains not supported" in done.stdout
     assert TOKEN not in done.stdout + done.stderr
 
@@ -54,9 +55,10 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, emulator):
     assert ref_requests(emulator) == []
 
 
-def test_each_folder_keeps_its_own_database_under_one_dlt_data_dir(tmp_path, emulator):
+def test_each_folder_keeps_its_own_database_under_one_dlt_data_dir(tmp_path, today_emulator):
     """dlt would put a relative DuckDB file in the folder where the pipeline FIRST ran: a second
     project (or `refdomains report` run elsewhere) then silently shared the first one's database."""
+    emulator = today_emulator
     emulator.set_profile("one.com", 20)
     emulator.set_profile("two.com", 30)
     first, second = tmp_path / "first", tmp_path / "second"
@@ -65,7 +67,7 @@ def test_each_folder_keeps_its_own_database_under_one_dlt_data_dir(tmp_path, emu
     shared = {"DLT_DATA_DIR": str(tmp_path / "dlt")}
     for folder, domain in ((first, "one.com"), (second, "two.com")):
         env = {**cli_env(folder, emulator, f'["{domain}"]'), **shared}
-        done = run_cli(folder, env, "run", "--kind", "full", "--snapshot-date", DAY.isoformat(), "--no-models")
+        done = run_cli(folder, env, "run", "--kind", "full", "--no-models")
         assert done.returncode == 0, done.stderr
     for folder, domain, rows in ((first, "one.com", 20), (second, "two.com", 30)):
         with duckdb.connect(str(folder / "serpstat_refdomains.duckdb"), read_only=True) as con:

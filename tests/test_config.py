@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from serpstat_refdomains.config import ConfigError, SerpstatConfiguration, build_settings
-from tests.helpers import DAY, TOKEN, cli_env, run_cli
+from tests.helpers import DAY, TOKEN, cli_env, run_cli, run_main
 
 DOMAIN_EXAMPLE = 'write domains = ["example.com"]'
 FILTER_EXAMPLE = '[[{"field": "domain_rank", "compareType": "gte", "value": [10]}]]'
@@ -201,7 +201,7 @@ def test_read_only_settings_need_no_domains(tmp_path, emulator):
 def test_read_only_commands_work_with_no_domains_configured(tmp_path, emulator):
     emulator.set_profile("loaded.com", 40)
     env = cli_env(tmp_path, emulator, "loaded.com")
-    done = run_cli(tmp_path, env, "run", "--snapshot-date", DAY.isoformat())
+    done = run_main(tmp_path, env, "run", day=DAY)
     assert done.returncode == 0, done.stdout + done.stderr
     env.pop("SOURCES__SERPSTAT__DOMAINS")
     status = run_cli(tmp_path, env, "status")

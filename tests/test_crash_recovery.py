@@ -19,13 +19,13 @@ from serpstat_refdomains.source import ref_domains_resource
 from serpstat_refdomains.targets import Target
 from tests.helpers import (
     DAY,
-    REFDOMAINS,
     cli_env,
     fast_client,
     ledger,
     loaded_domains,
     query,
     ref_requests,
+    refdomains_on,
     run_cli,
     run_pipeline,
     snapshot_cost,
@@ -39,13 +39,11 @@ def test_killed_mid_run_then_rerun_pays_nothing_twice(tmp_path, emulator):
     # second.com pages crawl, so the kill lands while it is in flight
     emulator.faults.add(Fault("delay", query="second.com", page=2, seconds=30, times=1))
     env = cli_env(tmp_path, emulator, '["first.com", "second.com", "third.com"]')
-    day = DAY.isoformat()
-    proc = subprocess.Popen([*REFDOMAINS, "run", "--snapshot-date", day, "--kind", "full", "--no-models"],
+    proc = subprocess.Popen([*refdomains_on(DAY), "run", "--kind", "full", "--no-models"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # kill once first.com's load package is committed, while second.com still waits on its page
-    loaded = tmp_path / "dlt" / "pipelines" / "serpstat_refdomains" / "load" / "loaded"
     deadline = time.monotonic() + 60
-    while not (loaded.is_dir() and any(loaded.iterdir())):
+    while not any(loaded.iterdir() for loaded in tmp_path.glob("dlt/refdomains/*/*/serpstat_refdomains/load/loaded")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
         time.sleep(0.05)
     assert any(e.query == "second.com" for e in emulator.log) and proc.poll() is None
@@ -56,7 +54,7 @@ def test_killed_mid_run_then_rerun_pays_nothing_twice(tmp_path, emulator):
 
     emulator.faults.clear()
     emulator.api.clear_log()
-    rerun = run_cli(tmp_path, env, "run", "--snapshot-date", day, "--kind", "full", "--no-models")
+    rerun = run_cli(tmp_path, env, "run", "--kind", "full", "--no-models", day=DAY)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert {e.query for e in ref_requests(emulator)} == {"second.com", "third.com"}
     assert emulator.api.credits_charged == snapshot_cost(3000) + snapshot_cost(500)

@@ -29,7 +29,7 @@ from serpstat_refdomains.errors import (
 from serpstat_refdomains.pipeline import RunOptions
 from serpstat_refdomains.results import classify
 from serpstat_refdomains.warehouse import destination_type, make_pipeline
-from tests.helpers import DAY, TOKEN, ref_requests, run_pipeline
+from tests.helpers import DAY, TOKEN, noon, on, ref_requests, run_pipeline
 
 
 def test_every_error_of_the_package_has_one_root():
@@ -95,7 +95,8 @@ def test_run_takes_its_options_as_one_object(tmp_path, emulator):
     from serpstat_refdomains import pipeline
 
     emulator.set_profile("options.com", 40)
-    options = RunOptions(snapshot_date=DAY, kind="full", build_models=False, progress=lambda fetcher: None,
+    options = RunOptions(snapshot_date=DAY, now=noon(DAY), kind="full", build_models=False,
+                         progress=lambda fetcher: None,
                          destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")),
                          pipelines_dir=str(tmp_path / "pipelines"))
     settings = build_settings(domains=["options.com"], api_url=emulator.url, requests_per_second=1000)
@@ -120,7 +121,8 @@ def test_a_run_while_another_holds_the_dataset_exits_2_and_fetches_nothing(tmp_p
         monkeypatch.setenv(key, value)
     with open(tmp_path / f"{PIPELINE_NAME}.duckdb.lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a run in progress holds
-        code = main(["run", "--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat()])
+        with on(DAY):
+            code = main(["run", "--kind", "full", "--no-models"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("error: another refdomains run is loading into dataset 'serpstat': nothing was "

@@ -307,7 +307,7 @@ def test_run_output_and_status_show_competitors_and_domain_keeps_them(tmp_path, 
     domains = ('[{"query": "mine.com", "competitors": ["rival-a.com", {"query": "rival-b.com", "search_type": '
                '"domain"}]}, "other.com"]')
     env = cli_env(tmp_path, emulator, domains)
-    done = run_cli(tmp_path, env, "run", "--kind", "full", "--snapshot-date", DAY.isoformat())
+    done = run_cli(tmp_path, env, "run", "--kind", "full", day=DAY)
     assert done.returncode == 0, done.stderr
     rows = [line.split()[:3] for line in done.stdout.splitlines()[1:5]]
     assert rows == [["mine.com", "full", DAY.isoformat()], ["other.com", "full", DAY.isoformat()],
@@ -317,13 +317,12 @@ def test_run_output_and_status_show_competitors_and_domain_keeps_them(tmp_path, 
     assert {"rival-a.com", "rival-b.com"} <= {line.split()[0] for line in status.stdout.splitlines()[1:5]}
     # --domain keeps the tracked domain's competitors; a competitor can be fetched alone
     emulator.api.clear_log()
-    later = (DAY + dt.timedelta(days=1)).isoformat()
-    done = run_cli(tmp_path, env, "run", "--kind", "full", "--domain", "mine.com", "--snapshot-date", later)
+    later = DAY + dt.timedelta(days=1)
+    done = run_cli(tmp_path, env, "run", "--kind", "full", "--domain", "mine.com", day=later)
     assert done.returncode == 0, done.stderr
     assert sorted({e.query for e in ref_requests(emulator)}) == ["mine.com", "rival-a.com", "rival-b.com"]
     emulator.api.clear_log()
-    done = run_cli(tmp_path, env, "run", "--kind", "full", "--domain", "rival-b.com", "--snapshot-date", later,
-                   "--force")
+    done = run_cli(tmp_path, env, "run", "--kind", "full", "--domain", "rival-b.com", "--force", day=later)
     assert done.returncode == 0, done.stderr
     assert {e.query for e in ref_requests(emulator)} == {"rival-b.com"}
     # whatever --domain fetched, the recorded configuration is the whole one

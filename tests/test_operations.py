@@ -113,8 +113,7 @@ CONFIGURED = '[{"query": "narrow.com", "search_type": "domain"}, "wide.com"]'
 
 def test_domain_flag_keeps_the_configured_search_type(tmp_path, emulator):
     env = cli_env(tmp_path, emulator, CONFIGURED)
-    done = run_cli(tmp_path, env, "run", "--kind", "full", "--no-models", "--domain", "Narrow.com",
-                   "--snapshot-date", DAY.isoformat())
+    done = run_cli(tmp_path, env, "run", "--kind", "full", "--no-models", "--domain", "Narrow.com", day=DAY)
     assert done.returncode == 0, done.stdout + done.stderr
     assert {(e.query, e.search_type) for e in ref_requests(emulator)} == {("narrow.com", "domain")}
     with duckdb.connect(str(tmp_path / "serpstat_refdomains.duckdb"), read_only=True) as con:
@@ -136,23 +135,23 @@ def test_status_credits_equal_what_serpstat_charged_over_failed_forced_and_rerun
     emulator.set_profile("kept.com", 1500)
     emulator.set_profile("flaky.com", 2500)
     env = cli_env(tmp_path, emulator, "kept.com,flaky.com", SOURCES__SERPSTAT__PAGE_SIZE="500")
-    day = ["--kind", "full", "--no-models", "--snapshot-date", DAY.isoformat()]
+    full = ["--kind", "full", "--no-models"]
     # flaky.com fails after paying for some pages
     emulator.faults.add(Fault("api_error", query="flaky.com", page=4, times=-1))
-    assert run_cli(tmp_path, env, "run", *day).returncode == 1
+    assert run_cli(tmp_path, env, "run", *full, day=DAY).returncode == 1
     emulator.faults.clear()
-    assert run_cli(tmp_path, env, "run", *day).returncode == 0  # the rerun fetches flaky.com again
+    assert run_cli(tmp_path, env, "run", *full, day=DAY).returncode == 0  # the rerun fetches flaky.com again
     # a forced refetch whose result moves twice (incomplete): the complete snapshot stays, it cost
     emulator.faults.add(Fault("insert_rows", query="kept.com", page=2, count=1, times=2))
-    forced = run_cli(tmp_path, env, "run", "--force", "--domain", "kept.com", *day)
+    forced = run_cli(tmp_path, env, "run", "--force", "--domain", "kept.com", *full, day=DAY)
     assert forced.returncode == 1 and "already loaded is kept" in forced.stdout
     emulator.faults.clear()
     # a forced refetch that fails: no ledger change, but it cost too
     emulator.faults.add(Fault("api_error", query="kept.com", page=2, times=-1))
-    assert run_cli(tmp_path, env, "run", "--force", "--domain", "kept.com", *day).returncode == 1
+    assert run_cli(tmp_path, env, "run", "--force", "--domain", "kept.com", *full, day=DAY).returncode == 1
     charged = emulator.api.credits_charged
     assert charged > 1500 + 2500 + 1501  # every kind of attempt above paid something
-    status = run_cli(tmp_path, env, "status")
+    status = run_cli(tmp_path, env, "status", day=DAY)  # this month is the runs' month
     assert status.returncode == 0, status.stderr
     assert f"Credits spent this month: {charged}\n" in status.stdout, (charged, status.stdout)
     with duckdb.connect(str(tmp_path / "serpstat_refdomains.duckdb"), read_only=True) as con:
@@ -265,7 +264,7 @@ def test_a_models_build_that_fails_after_loading_is_one_line_exit_1_and_keeps_th
         con.execute("CREATE TABLE serpstat.new_ref_domains (ref_domain VARCHAR PRIMARY KEY)")
         con.execute("CREATE TABLE serpstat.pinned (ref_domain VARCHAR REFERENCES serpstat.new_ref_domains)")
     env = cli_env(tmp_path, emulator, "built.com")
-    done = run_cli(tmp_path, env, "run", "--kind", "full", "--snapshot-date", DAY.isoformat())
+    done = run_cli(tmp_path, env, "run", "--kind", "full", day=DAY)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert len(errors) == 1 and done.stderr.strip().splitlines()[-1] == errors[0]  # progress lines may precede it
@@ -304,10 +303,9 @@ def test_a_read_only_disk_is_one_line_exit_1_and_keeps_what_loaded(tmp_path, emu
     try:
         emulator.set_profile("disk.com", 100)
         env = cli_env(disk, emulator, "disk.com")
-        assert run_cli(disk, env, "run", "--kind", "full", "--snapshot-date", DAY.isoformat()).returncode == 0
+        assert run_cli(disk, env, "run", "--kind", "full", day=DAY).returncode == 0
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-        later = (DAY + dt.timedelta(days=1)).isoformat()
-        done = run_cli(disk, env, "run", "--kind", "full", "--snapshot-date", later)
+        done = run_cli(disk, env, "run", "--kind", "full", day=DAY + dt.timedelta(days=1))
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
         assert "Read-only file system" in lines[0] and "run again" in lines[0]
@@ -326,7 +324,7 @@ def test_a_postgres_url_without_a_password_loads(tmp_path, emulator, pg_dataset)
     assert ":" not in passwordless.split("//", 1)[1].split("@", 1)[0]
     env = cli_env(tmp_path, emulator, "trusted.com", DESTINATION__POSTGRES__CREDENTIALS=passwordless)
     done = run_cli(tmp_path, env, "run", "--destination", "postgres", "--dataset-name", pg_dataset,
-                   "--kind", "full", "--snapshot-date", DAY.isoformat())
+                   "--kind", "full", day=DAY)
     assert done.returncode == 0, done.stdout + done.stderr
     assert pg_rows(pg_dataset, "SELECT count(*) FROM {ds}.ref_domains") == [(150,)]
     assert pg_rows(pg_dataset, "SELECT status FROM {ds}.snapshots") == [("complete",)]

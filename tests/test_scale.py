@@ -19,7 +19,7 @@ import pytest
 from serpstat_refdomains.emulator import SerpstatEmulator
 from serpstat_refdomains.emulator.graph import Profile
 from serpstat_refdomains.normalize import normalize_domain
-from tests.helpers import DAY, TOKEN, needs_postgres, run_pipeline
+from tests.helpers import DAY, TOKEN, needs_postgres, refdomains_on, run_pipeline
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -66,8 +66,7 @@ def test_a_failed_models_build_is_one_line_and_exit_1_with_the_snapshots_kept(tm
     env = {"SOURCES__SERPSTAT__API_TOKEN": TOKEN, "SOURCES__SERPSTAT__DOMAINS": '["kept.example.com"]',
            "SOURCES__SERPSTAT__API_URL": emulator.url, "SOURCES__SERPSTAT__REQUESTS_PER_SECOND": "1000",
            "RUNTIME__DLTHUB_TELEMETRY": "false", "DLT_DATA_DIR": str(tmp_path / "dlt"), "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, "-m", "serpstat_refdomains.cli", "run", "--kind", "full",
-            "--snapshot-date", DAY.isoformat()]
+    argv = [*refdomains_on(DAY), "run", "--kind", "full"]
     assert subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path).returncode == 0
     database = tmp_path / "serpstat_refdomains.duckdb"
     with duckdb.connect(str(database)) as con:  # a column the models read is gone

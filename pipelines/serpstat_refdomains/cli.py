@@ -22,7 +22,7 @@ from typing import NoReturn
 from dlt.common.configuration.exceptions import ConfigurationException
 
 from .config import parse_dataset_name, parse_date, resolve_settings
-from .constants import DATASET_NAME, PIPELINE_NAME
+from .constants import DATASET_NAME
 from .errors import ConcurrentRunError, ConfigError, ServiceUnavailable, UsageError, first_line
 from .targets import Target
 
@@ -216,10 +216,10 @@ def _existing_pipeline(args: argparse.Namespace):
     from . import warehouse
 
     destination = warehouse.resolve_destination(args.destination)
-    if destination.destination_name == "duckdb" and args.destination in (None, "duckdb") \
-            and not os.path.exists(f"{PIPELINE_NAME}.duckdb"):
-        raise ConfigError(f"no {PIPELINE_NAME}.duckdb in this folder: run `refdomains run` first, "
-                          "or cd to where it ran")
+    database = warehouse.duckdb_file(destination)
+    if database is not None and not os.path.exists(database):
+        raise ConfigError(f"no database at {database}: run `refdomains run` first, or run this in the project "
+                          "folder where it ran")
     return warehouse.make_pipeline(destination, parse_dataset_name(args.dataset_name))
 
 

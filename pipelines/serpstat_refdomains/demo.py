@@ -1,7 +1,9 @@
 """`refdomains demo`: the whole product offline, in under a minute, with no Serpstat account.
 
-Starts the emulator on a free port, replays weekly runs into its own folder (its own DuckDB file
-and dlt working folder, never the user's pipeline), builds the models and writes a report.
+Starts the emulator on a free port and replays weekly runs into a folder of its own, laid out like
+a project (`serpstat_refdomains.duckdb` and dlt's working folder under `.dlt/pipelines/`), so
+`refdomains report` and `status` run in it read the demo's data; builds the models and writes a
+report.
 acme-shop.com is tracked with two competitors: the report shows its link gap, and the demo prints
 what `refdomains alerts --dry-run` would send.
 """
@@ -18,6 +20,7 @@ import dlt
 from . import alerts, gap_report, pipeline, report, warehouse
 from .client import SerpstatClient
 from .config import build_settings
+from .constants import DATASET_NAME, PIPELINE_NAME
 from .emulator import Fault, Profile, SerpstatEmulator
 
 DEMO_TOKEN = "demo-token"
@@ -32,19 +35,19 @@ SHARED_DONORS = ["trade-journal.com", "www.retail-weekly.net", "bücher-markt.de
 # a host of a site that already links to acme-shop.com through another host (site_already_links)
 SISTER_HOSTS = ("blog.partner-site.com", "shop.partner-site.com")
 WON_IN_WEEK = 3  # acme-shop.com gets a link from the first two shared donors
-DATABASE = "refdomains_demo.duckdb"
+DATABASE = f"{PIPELINE_NAME}.duckdb"
 
 
 def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str], None] = print) -> Path:
     """Replay `weeks` weekly runs; returns the path of the HTML report."""
     folder = Path(directory)
-    for stale in (folder / DATABASE, folder / "pipelines"):
+    for stale in (folder / DATABASE, folder / ".dlt" / "pipelines"):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    destination = dlt.destinations.duckdb(str(folder / DATABASE))
+    destination = dlt.destinations.duckdb(str(folder.resolve() / DATABASE))
 
     with SerpstatEmulator(token=DEMO_TOKEN, seed=2026, today=DEMO_START) as emulator:
         for target, size in DEMO_TARGETS.items():
@@ -70,13 +73,14 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
                 if week == WON_IN_WEEK:  # two gap donors now link to acme-shop.com too: gaps won
                     emulator.graph.add_named("acme-shop.com", SHARED_DONORS[:2], day, rank=100)
                 result = pipeline.run(settings, DEMO_TOKEN, snapshot_date=day, kind="auto",
-                                      destination=destination, pipelines_dir=str(folder / "pipelines"),
+                                      destination=destination, now=dt.datetime.combine(day, dt.time(12), dt.UTC),
+                                      pipelines_dir=warehouse.working_folder(destination, DATASET_NAME, str(folder)),
                                       build_models=week == weeks - 1, progress=lambda fetcher: None,
                                       client=client)
                 statuses = ", ".join(sorted({r.status for r in result.results}))
                 say(f"week {week + 1}/{weeks} {day}: {len(result.results)} snapshots ({statuses}), "
                     f"{result.credits_spent} credits")
-        demo_pipeline = warehouse.make_pipeline(destination, None, str(folder / "pipelines"))
+        demo_pipeline = warehouse.make_pipeline(destination, None, project=str(folder))
         data = report.collect(demo_pipeline)
         data.alerts_preview = "\n".join(alerts.dry_run(demo_pipeline, settings))
     text = report.render_text(data)

@@ -3,6 +3,12 @@
 `auto` runs a full snapshot when the last complete one is `full_snapshot_every_days` old, plus a
 `last_week` pull when `fetch_last_week` is on; a snapshot already complete for the day is never
 paid for again unless forced (README: Command line).
+
+Dates cannot lie: Serpstat answers with its index of today, so a snapshot is filed under today's
+date and no other. A date is accepted while it is the current date somewhere on Earth (UTC-12 to
+UTC+14: a run at 00:05 UTC may file yesterday, a run in Auckland tomorrow's UTC date), and never
+before the latest snapshot of its series (history is not rewritten); anything else is refused
+before a request is sent or a row written.
 """
 
 from __future__ import annotations
@@ -18,10 +24,41 @@ from .budget import read_cost
 from .config import Settings
 from .constants import KINDS, STATUS_COMPLETE
 from .contract import snapshot_key
+from .errors import UsageError
 from .ledger import LedgerRow
 from .paging import SnapshotSpec
 
 logger = logging.getLogger(__name__)
+
+
+# The earliest and latest time zones in use: a date is "today" somewhere between them.
+EARLIEST_ZONE, LATEST_ZONE = dt.timedelta(hours=-12), dt.timedelta(hours=14)
+
+
+def check_today(day: dt.date, now: dt.datetime | None = None) -> None:
+    """Refuse a snapshot date that is not today's date in some time zone (UsageError)."""
+    now = now or dt.datetime.now(dt.UTC)
+    earliest, latest = (now + EARLIEST_ZONE).date(), (now + LATEST_ZONE).date()
+    if day > latest:
+        raise UsageError(f"--snapshot-date {day} is in the future (it is {now:%Y-%m-%d %H:%M} UTC): Serpstat "
+                         "answers with today's index; leave --snapshot-date out to file it under today")
+    if day < earliest:
+        raise UsageError(f"--snapshot-date {day} is in the past (it is {now:%Y-%m-%d %H:%M} UTC): Serpstat "
+                         "answers with today's index, so it would be filed under the wrong date; snapshots "
+                         "cannot be backfilled: leave --snapshot-date out to file it under today")
+
+
+def check_history(ledger: dict[str, LedgerRow], settings: Settings, day: dt.date) -> None:
+    """Refuse a date before the latest complete snapshot of a series the run would fetch
+    (UsageError): today's index filed among past snapshots would read as false new and lost."""
+    targets = {(t.domain, t.search_type) for t in settings.targets}
+    later = [row for row in ledger.values() if row.status == STATUS_COMPLETE and row.snapshot_date > day
+             and row.filter_hash == settings.filter_hash and (row.target_domain, row.search_type) in targets]
+    if later:
+        latest = max(later, key=lambda row: row.snapshot_date)
+        raise UsageError(f"--snapshot-date {day} is before the latest snapshot of {latest.target_domain} "
+                         f"({latest.snapshot_date}): history cannot be rewritten; leave --snapshot-date out "
+                         "to file today's snapshot")
 
 
 @dataclass(frozen=True)

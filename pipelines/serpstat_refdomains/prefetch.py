@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from .budget import Budget, may_fetch_together
 from .paging import FetchStats, SnapshotFetcher, SnapshotSpec
+
+P = TypeVar("P")  # what a run plans to fetch (planning.PlannedSnapshot)
 
 
 class Prefetcher:
@@ -73,3 +76,37 @@ class Prefetcher:
         self._stop.set()
         self._thread.join(timeout=60)
 
+
+# Snapshots fetched ahead of the one being loaded, each at most Prefetcher.max_tables batches ahead.
+PREFETCH_SNAPSHOTS = 1
+
+
+def look_ahead(todo: Sequence[P], estimates: Sequence[int | None], budget: Budget, start: Callable[[P], Prefetcher],
+               stopped: Callable[[], bool]) -> Generator[tuple[P, Prefetcher | None], None, None]:
+    """Each planned snapshot with its fetch, begun when its turn comes or earlier, as the
+    look-ahead of the snapshot before it: while dlt loads one snapshot, the next ones' requests go
+    out, so a rate-limited plan keeps using its whole rate. `estimates` are their likely credits
+    (None: unknown).
+
+    The fetch is None when none was begun: the budget cannot cover the snapshot, or the run has
+    `stopped()`. Once stopped nothing new begins and the look-aheads are cancelled at once (no
+    more paid requests), but still handed out with what they fetched and cost.
+    """
+    ahead: dict[int, Prefetcher] = {}
+    try:
+        for index, planned in enumerate(todo):
+            fetch = ahead.pop(index, None)
+            cost = estimates[index]
+            if fetch is None and not stopped() and (cost is None or budget.fits(cost)):
+                fetch = start(planned)
+            if fetch is not None and not stopped():
+                for later in range(index + 1, min(index + 1 + PREFETCH_SNAPSHOTS, len(todo))):
+                    if later not in ahead and may_fetch_together(budget, cost, estimates[later]):
+                        ahead[later] = start(todo[later])
+            yield planned, fetch
+            if stopped():
+                for waiting in ahead.values():
+                    waiting.cancel()
+    finally:
+        for waiting in ahead.values():
+            waiting.cancel()

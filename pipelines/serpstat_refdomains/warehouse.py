@@ -1,12 +1,20 @@
-"""The destination: which one, the pipeline on it, one run at a time, and DuckDB's session settings.
+"""The destination: which one, the dlt pipeline on it and its working folder, and how its
+failures read (README: Warehouses, Operations).
 
-DuckDB (a file in the working folder) unless configured otherwise; any dlt destination works,
-with PostgreSQL as the tested warehouse (README: Warehouses). Everything here that depends on the
+DuckDB (`serpstat_refdomains.duckdb` in the project folder) unless configured otherwise; any dlt
+destination works, with PostgreSQL as the tested warehouse. Everything here that depends on the
 kind of destination asks `destination_type(pipeline)`.
+
+Isolation: dlt keeps a pipeline's working state (pending load packages, schema, state) in one
+folder per pipeline name, by default shared by every project on the machine. Here each project
+folder gets one working folder per destination and dataset, inside the project (`.dlt/pipelines/`),
+so nothing one project left is ever read or loaded by another; the data itself, the ledger and
+dlt's state live in the destination, so a fresh runner starts from there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -48,7 +56,7 @@ def resolve_destination(destination: str | Destination | None) -> Destination:
     if kind == "postgres":
         return _passwordless_postgres() or resolved
     if kind == "duckdb":
-        return _duckdb_in_working_folder() or resolved
+        return _duckdb_in_project() or resolved
     return resolved
 
 
@@ -87,12 +95,11 @@ def _short_type(destination_type: str) -> str:
     return destination_type.rsplit(".", 1)[-1]  # dlt names them "dlt.destinations.duckdb"
 
 
-def _duckdb_in_working_folder() -> Destination | None:
-    """DuckDB at `serpstat_refdomains.duckdb` in the folder the command runs in, unless configured.
+def _duckdb_in_project() -> Destination | None:
+    """DuckDB at `serpstat_refdomains.duckdb` in the project folder, unless configured.
 
     Left to itself, dlt places a relative DuckDB file in the folder where the pipeline first ran
-    (its `initial_cwd`, kept in the global pipelines folder): a project in a second folder, or a
-    `refdomains report` run elsewhere, would silently read and write the first folder's database.
+    (its `initial_cwd`): a `refdomains report` run elsewhere would silently read another database.
     """
     try:
         for key in ("destination.duckdb.credentials", "destination.credentials"):
@@ -100,7 +107,7 @@ def _duckdb_in_working_folder() -> Destination | None:
                 return None
     except (ConfigurationException, ValueError, TypeError):
         return None  # dlt's own resolution reports what is wrong
-    return Destination.from_reference("duckdb", credentials=os.path.abspath(f"{PIPELINE_NAME}.duckdb"))
+    return Destination.from_reference("duckdb", credentials=os.path.join(project_dir(), f"{PIPELINE_NAME}.duckdb"))
 
 
 def _passwordless_postgres() -> Destination | None:
@@ -133,16 +140,79 @@ def _passwordless_postgres() -> Destination | None:
 
 
 # --- the pipeline on it ------------------------------------------------------------------
+def project_dir() -> str:
+    """The project folder: where `.dlt/` is read from (dlt's run dir: DLT_PROJECT_DIR, else the
+    working directory)."""
+    return os.path.abspath(dlt.current.run_context().run_dir)
+
+
+def working_folder(destination: Destination, dataset_name: str, project: str | None = None) -> str:
+    """dlt's pipelines folder for this project's (destination, dataset):
+    `<project>/.dlt/pipelines/<kind>__<dataset>__<key>`, the key naming where the data lives (the
+    DuckDB file, the server and database), so a changed location starts a folder of its own, which
+    restores its state from the destination. With DLT_DATA_DIR set, or a project folder that is
+    not writable (a read-only DAG folder), it lies under dlt's data folder, one per project."""
+    project = os.path.abspath(project or project_dir())
+    identity = "|".join((destination.destination_type, destination.destination_name or "", _data_location(destination),
+                         dataset_name))
+    name = f"{_short_type(destination.destination_type)}__{dataset_name}__{_digest(identity)}"
+    data_dir = os.environ.get("DLT_DATA_DIR")
+    if data_dir or not os.access(project, os.W_OK):
+        base = data_dir or dlt.current.run_context().data_dir
+        return os.path.join(base, "refdomains", _digest(project), name)
+    return os.path.join(project, ".dlt", "pipelines", name)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _data_location(destination: Destination) -> str:
+    """Where the destination keeps its data (a path, or host:port/database; never a password);
+    empty when its configuration is incomplete (the run then stops on it anyway)."""
+    try:
+        return destination.configuration(None, accept_partial=True).data_location() or ""
+    except Exception:  # any incomplete or unknown configuration: the location is only part of a name
+        return ""
+
+
+def check_configured(destination: Destination) -> None:
+    """ConfigError, naming where the credentials go, when the destination's configuration is
+    incomplete: found before anything is fetched or a working folder created."""
+    try:
+        credentials = destination.configuration(None, accept_partial=True).credentials
+        missing = credentials is not None and not credentials.is_resolved()
+    except ConfigurationException as error:
+        raise ConfigError(f"destination {destination.destination_name!r} is not configured ({first_line(error)}): "
+                          f"{credentials_hint(destination)}") from None
+    if missing:
+        raise ConfigError(f"destination {destination.destination_name!r} is not configured (its credentials are "
+                          f"missing or incomplete): {credentials_hint(destination)}")
+
+
+def duckdb_file(destination: Destination) -> str | None:
+    """The database file of a DuckDB destination; None for any other."""
+    if _short_type(destination.destination_type) != "duckdb":
+        return None
+    return _data_location(destination) or None
+
+
 def make_pipeline(destination: str | Destination | None = None, dataset_name: str | None = None,
-                  pipelines_dir: str | None = None) -> dlt.Pipeline:
-    """The pipeline `serpstat_refdomains` (this creates its working folder)."""
-    return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
-        destination=resolve_destination(destination),
-        dataset_name=dataset_name or DATASET_NAME,
-        # None is dlt's default (its annotation lacks Optional)
-        pipelines_dir=pipelines_dir,  # type: ignore[arg-type]
-    )
+                  pipelines_dir: str | None = None, project: str | None = None) -> dlt.Pipeline:
+    """The pipeline `serpstat_refdomains` on the destination's dataset, in this project's working
+    folder for them (`working_folder`) unless `pipelines_dir` says otherwise."""
+    resolved = resolve_destination(destination)
+    dataset = dataset_name or DATASET_NAME
+    return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=resolved, dataset_name=dataset,
+                        pipelines_dir=pipelines_dir or working_folder(resolved, dataset, project))
+
+
+def open_dataset(destination: str | Destination | None = None, dataset_name: str | None = None) -> Any:
+    """The loaded tables and the models, as dlt's dataset: exactly what `refdomains run` writes
+    for this project's configuration (the same destination resolution), read-only and without
+    touching any working folder."""
+    resolved = resolve_destination(destination)
+    return dlt.dataset(resolved, dataset_name or DATASET_NAME, schema=PIPELINE_NAME)
 
 
 def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
@@ -192,10 +262,8 @@ def destination_errors(pipeline: dlt.Pipeline) -> Iterator[None]:
     try:
         yield
     except ConfigurationException as error:
-        hint = (" (dlt needs a password field: for trust, peer or .pgpass authentication give an "
-                "empty one, postgresql://user:@host:5432/db)" if destination_type(pipeline) == "postgres" else "")
-        raise ConfigError(f"destination {name!r} is not configured ({first_line(error)}): set its "
-                          f"credentials in .dlt/secrets.toml or DESTINATION__<NAME>__CREDENTIALS{hint}") from None
+        raise ConfigError(f"destination {name!r} is not configured ({first_line(error)}): "
+                          f"{credentials_hint(pipeline.destination)}") from None
     except Exception as error:
         if not _is_destination_error(error):
             raise
@@ -203,6 +271,17 @@ def destination_errors(pipeline: dlt.Pipeline) -> Iterator[None]:
             f"destination {name!r} failed ({first_line(unwrap(error))}): "
             "check that it is reachable and writable, then run again (completed snapshots are kept)"
         ) from error
+
+
+def credentials_hint(destination: Destination) -> str:
+    """Where a destination's credentials go, and their form."""
+    name = destination.destination_name
+    example = {"postgres": "postgresql://loader:password@db.example.com:5432/analytics (for trust, peer or "
+                           ".pgpass authentication leave the password empty: postgresql://loader:@host:5432/db)",
+               "snowflake": "snowflake://loader:password@account/database?warehouse=wh&role=loader"}.get(
+        _short_type(destination.destination_type), "see dlt's documentation of the destination")
+    return (f"set [destination.{name}] credentials in .dlt/secrets.toml or the environment variable "
+            f"DESTINATION__{name.upper()}__CREDENTIALS, e.g. {example}")
 
 
 def _is_destination_error(error: BaseException) -> bool:
