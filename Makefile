@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 chaos: $(STAMP)
-	CHAOS_EXAMPLES=200 $(BIN)/python -m pytest -q -s tests/test_chaos.py
+	CHAOS_EXAMPLES=200 SEAM_EXAMPLES=50000 WINDOWS_TOTAL_STEP=1 $(BIN)/python -m pytest -q -s tests/test_chaos.py tests/test_windows.py
 
 # Rewrites requirements.lock with a hash for every file of every pinned release. pip-compile keeps
 # the versions already in the lock (nothing upgrades by accident); to move one on purpose:

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PYTHON, TOKEN, pipeline_env, refdomains, table
 
+from serpstat_refdomains.budget import read_cost
 from serpstat_refdomains.emulator import SerpstatEmulator
 from serpstat_refdomains.emulator.graph import Profile, in_last_week
 
@@ -138,9 +138,9 @@ class Destination:
 
 
 def paged_cost(total: int, page_size: int) -> int:
-    """Credits of one unpartitioned read: its rows (1 for an empty answer) and the shift guard's
-    two 1-row probes at each seam between pages."""
-    return max(total, 1) + 2 * max(math.ceil(total / page_size) - 1, 0)
+    """Credits of one unpartitioned read: its rows (1 for an empty answer) and the rows its
+    overlapping windows share (what proves each seam)."""
+    return read_cost(total, page_size)
 
 
 def minimum_credits(emulator: SerpstatEmulator, targets: list[Target], day: dt.date,

@@ -13,7 +13,8 @@ from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.constants import DEFAULT_SEARCH_TYPE, DEPTH_CAP, STATUS_COMPLETE
 from serpstat_refdomains.emulator import Fault, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
-from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
+from serpstat_refdomains.paging import SnapshotFetcher
+from serpstat_refdomains.spec import SnapshotSpec
 from serpstat_refdomains.targets import Target
 
 CHURN_KINDS = ("insert_rows", "delete_rows", "swap_rows", "change_metrics")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
-import math
 import os
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.config import build_settings
 from serpstat_refdomains.normalize import normalize_domain
 from serpstat_refdomains.results import RunReport
+from serpstat_refdomains.windows import MIN_WINDOW, plan_cost, plan_windows
 
 TOKEN = "tok-SECRET-7f3a9c"  # distinctive, so a leak is found by a plain substring scan
 DAY = dt.date(2026, 3, 2)
@@ -110,11 +110,14 @@ def ref_requests(emulator, target: str | None = None) -> list:
 
 
 def snapshot_cost(total: int, size: int = 1000, *, first_pull: bool = True) -> int:
-    """Credits of one unpartitioned snapshot: its rows (an empty answer costs 1) plus the shift
-    guard's two 1-row probes at each seam between pages, plus, on the series' first pull (its
-    size unknown), the 1-row count sent before page 1 (which is all an empty result costs)."""
+    """Credits of one unpartitioned snapshot: its rows (an empty answer costs 1) plus the rows its
+    overlapping windows share (windows.py: what proves each seam), plus, on the series' first pull
+    (its size unknown), the 1-row count sent before page 1 (which is all an empty result costs)."""
     count = 1 if first_pull and total > 0 else 0
-    return count + max(total, 1) + 2 * max(math.ceil(total / size) - 1, 0)
+    if total == 0:
+        return 1
+    window = max(size, MIN_WINDOW)
+    return count + plan_cost(plan_windows(total, window, first=(1, window)), total)[1]
 
 
 # --- `refdomains` as a process -----------------------------------------------------------------

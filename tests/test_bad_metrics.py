@@ -10,14 +10,16 @@ import duckdb
 from serpstat_refdomains.emulator import Fault
 from tests.helpers import DAY, TOKEN, ledger, loaded_domains, on, query, run_pipeline, truth
 
-DOMAIN_RANKS = ("n/a", "n/a", -1, 1.5, True)        # page 2
-REF_PAGES = ("", {"pages": 3}, 10**30)              # page 3
+DOMAIN_RANKS = ("n/a", "n/a", -1, 1.5, True)        # the first rows of page 1
+REF_PAGES = ("", {"pages": 3}, 10**30)
 NULLED = len(DOMAIN_RANKS) + len(REF_PAGES)
 
 
 def _bad_metric_faults(target: str) -> list[Fault]:
-    return [Fault("bad_metrics", query=target, page=2, metric="domainRank", values=DOMAIN_RANKS, times=-1),
-            Fault("bad_metrics", query=target, page=3, metric="ref_pages", values=REF_PAGES, times=-1)]
+    # page 1: no window overlaps its first rows (a later window's shared rows are taken from the
+    # window before it)
+    return [Fault("bad_metrics", query=target, page=1, metric="domainRank", values=DOMAIN_RANKS, times=-1),
+            Fault("bad_metrics", query=target, page=1, metric="ref_pages", values=REF_PAGES, times=-1)]
 
 
 def test_bad_metrics_load_as_null_and_keep_every_donor(tmp_path, emulator):

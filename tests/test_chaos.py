@@ -58,7 +58,13 @@ def fault_for(kind: str, target: str, page: int, times: int) -> Fault | None:
 
 
 def loaded_snapshots(db: Path) -> tuple[dict, dict, list]:
+    """The ledger, each snapshot's rows and any row loaded twice; nothing for a database a run
+    killed before its first load left empty."""
     with duckdb.connect(str(db), read_only=True) as con:
+        tables = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'serpstat' "
+                             "AND table_name IN ('snapshots', 'ref_domains')").fetchone()[0]
+        if tables != 2:
+            return {}, collections.defaultdict(set), []
         ledger = {r[0]: r[1:] for r in con.execute(
             "SELECT snapshot_key, status, rows_loaded, target_domain, snapshot_kind, snapshot_date "
             "FROM serpstat.snapshots").fetchall()}

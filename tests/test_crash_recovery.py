@@ -14,8 +14,9 @@ import duckdb
 from serpstat_refdomains import warehouse
 from serpstat_refdomains.config import filter_hash
 from serpstat_refdomains.emulator import Fault
-from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
+from serpstat_refdomains.paging import SnapshotFetcher
 from serpstat_refdomains.source import ref_domains_resource
+from serpstat_refdomains.spec import SnapshotSpec
 from serpstat_refdomains.targets import Target
 from tests.helpers import (
     DAY,

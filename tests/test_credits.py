@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 
+from serpstat_refdomains.constants import DEPTH_CAP
+from serpstat_refdomains.windows import MIN_WINDOW, plan_cost, plan_windows
 from tests.helpers import ledger, loaded_domains, ref_requests, run_pipeline, truth
 
 CAP, SIZE, TOTAL = 500, 100, 1200
@@ -16,20 +17,34 @@ def leaves_of(row: dict) -> list[int]:
     return [leaf["total"] for leaf in json.loads(row["partition_plan"])]
 
 
-def read_cost(row: dict, size: int = SIZE) -> int:
-    """Credits of reading every leaf of `row`'s plan: a prefix's rows and seams; the names no
-    prefix reaches are read one row further, to the first name a prefix reaches (their count
-    alone could be stale), in as many pages as their rows need at `size`, evened out, and then
-    from the other end, one row: the lowest name, a prefix's (none of these names sorts there)."""
+def read_cost(row: dict, size: int = SIZE, cap: int = DEPTH_CAP) -> int:
+    """Credits of reading every leaf of `row`'s plan in overlapping windows of up to `size` rows
+    (at least MIN_WINDOW): a prefix's rows and the rows its windows share; the names no prefix
+    reaches are read one row further, to the first name a prefix reaches (their count alone
+    could be stale), and then from the other end, one row: the lowest name, a prefix's (none of
+    these names sorts there)."""
+    window = min(max(size, MIN_WINDOW), cap)
     cost = 0
     for leaf in json.loads(row["partition_plan"]):
         total = leaf["total"]
         if not leaf.get("tail"):
-            cost += total + 2 * max(math.ceil(total / size) - 1, 0)
+            cost += plan_cost(plan_windows(total, window, cap, first=(1, window)), total)[1] if total else 0
             continue
-        pages = math.ceil((total + 1) / size)
-        cost += pages * math.ceil((total + 1) / pages) + 2 * (pages - 1) + 1
+        cost += plan_cost(plan_windows(total + 1, window, cap), total + 1)[1] + 1
     return cost
+
+
+def served_before(cap: int, total: int, size: int = SIZE) -> tuple[int, int]:
+    """A first pull that believes the window is DEPTH_CAP reads `total` rows in its planned
+    windows until one starts past Serpstat's real window `cap`, which is refused: (the rows
+    paid before it, the refused window's page)."""
+    paid = 0
+    for page, width in plan_windows(total, size, first=(1, size)):
+        start = (page - 1) * width
+        if start >= cap:
+            return paid, page
+        paid += min(page * width, total) - start
+    raise AssertionError("no window past the cap")
 
 
 def from_the_plan(row: dict, cap: int) -> int:
@@ -52,8 +67,8 @@ def test_first_fetch_over_the_depth_cap_pays_a_one_row_count_then_rows(tmp_path,
     assert sum(leaves) == TOTAL and row["partitions"] == len(leaves)
     assert len(leaves) == 40, "one split: 39 prefixes and the names none of them reaches"
     # a 1-row count of the root (its size was unknown: no page of 100 rows is thrown away), a
-    # 1-row probe of each of the 40 partitions, the rows, the seams, one unpartitioned count
-    expected = 1 + 40 + read_cost(row) + 1
+    # 1-row probe of each of the 40 partitions, the rows and their overlaps, one unpartitioned count
+    expected = 1 + 40 + read_cost(row, cap=CAP) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -70,14 +85,15 @@ def test_later_fetch_starts_from_the_ledgers_partitions(tmp_path, emulator):
     assert row["status"] == "complete" and str(row["snapshot_date"]) == str(later)
     assert all(e.complex_filter or e.order == "desc" or e.size == 1 for e in ref_requests(emulator)[:-1]), \
         "no root page"
-    # no root page; the probes the plan cannot spare; the rows; the seams; the final count
-    expected = from_the_plan(first, CAP) + read_cost(row) + 1
+    # no root page; the probes the plan cannot spare; the rows and their overlaps; the final count
+    expected = from_the_plan(first, CAP) + read_cost(row, cap=CAP) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
 def test_learned_depth_cap_is_the_offset_of_the_refused_page(tmp_path, emulator):
-    """Serpstat's window (500) is narrower than configured (60,000): page 6 is refused. The cap
-    is 500, so partitions are cut to fit it at once, not to (pages - 1) x size = 1,100."""
+    """Serpstat's window (500) is narrower than configured (60,000): the first window starting
+    past it is refused, and its offset is the cap from then on, so partitions are cut to fit it
+    at once, not to the 1,200 rows of the result."""
     emulator.api.depth_cap = CAP
     emulator.set_profile("big.com", TOTAL)
     run_pipeline(tmp_path, emulator, ["big.com"], kind="full", settings_options={"page_size": SIZE},
@@ -85,15 +101,13 @@ def test_learned_depth_cap_is_the_offset_of_the_refused_page(tmp_path, emulator)
     row = ledger(tmp_path, "big.com")
     assert row["status"] == "complete" and set(loaded_domains(tmp_path, "big.com")) == truth(emulator, "big.com")
     refused = [e for e in ref_requests(emulator) if e.outcome == "error:402"]
-    # pages after 6 queued behind it may go out before the refusal is handled: refused, and free
-    assert refused and min(e.page for e in refused) == 6 and all(e.charge == 0 for e in refused)
-    # a seam probe of the root queued behind the refused page may be under way when it is refused
-    in_flight = [e for e in ref_requests(emulator)
-                 if e.complex_filter is None and e.order == "asc" and e.size == 1 and e.page > 1]
-    assert len(in_flight) <= 2
-    # the root's count (1,200 fits the configured 60,000), its pages 1-5, read before the
-    # refusal, then as a first pull over the cap
-    expected = 1 + 5 * SIZE + len(in_flight) + 40 + read_cost(row) + 1
+    served, refused_page = served_before(CAP, TOTAL)
+    # windows queued behind the refused one may go out before the refusal is handled: refused, and free
+    assert refused and refused[0].page == refused_page and all(e.charge == 0 for e in refused)
+    assert {e.complex_filter is None for e in refused} == {True}, "the learned cap held for every partition"
+    # the root's count (1,200 fits the configured 60,000), its windows read before the refusal,
+    # then as a first pull over the cap
+    expected = 1 + served + 40 + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -114,12 +128,10 @@ def test_a_partition_between_the_learned_and_a_guessed_window_is_split_unread(tm
     assert row["status"] == "complete" and set(loaded_domains(tmp_path, "www.com")) == set(names)
     refused = [e for e in ref_requests(emulator) if e.outcome == "error:402"]
     assert refused and {e.complex_filter is None for e in refused} == {True}, "only the root is refused"
-    in_flight = [e for e in ref_requests(emulator)
-                 if e.complex_filter is None and e.order == "asc" and e.size == 1 and e.page > 1]
-    assert len(in_flight) <= 2
-    # the root's count and pages 1-5; `w`'s 1-row probe; then each leaf's probe or count, its
-    # rows and seams; the final count
-    expected = 1 + 5 * SIZE + len(in_flight) + 1 + row["partitions"] + read_cost(row) + 1
+    served, _ = served_before(CAP, 1200)
+    # the root's count and its windows before the refusal; `w`'s 1-row probe; then each leaf's
+    # probe or count, its rows and their overlaps; the final count
+    expected = 1 + served + 1 + row["partitions"] + read_cost(row) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
 
 
@@ -141,8 +153,8 @@ def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulat
     [tail] = [leaf for leaf in plan if leaf.get("tail")]
     non_ascii = [n for n in emulator.graph.truth("onerank.com", emulator.today) if not n[0].isascii()]
     assert tail["total"] == len(non_ascii) > 0
-    # the root's count, a 1-row probe of each of the 40 partitions, the rows, the seams, one count
-    expected = 1 + 40 + read_cost(row, 10) + 1
+    # the root's count, a 1-row probe of each of the 40 partitions, the rows and overlaps, one count
+    expected = 1 + 40 + read_cost(row, 10, 50) + 1
     assert emulator.api.credits_charged == row["credits_spent"] == expected
     # a week later it starts from the plan: no root page, no count but the tail's, no probe of a
     # prefix well inside the window, and every donor again
@@ -152,7 +164,7 @@ def test_unicode_donors_inside_one_overflowing_rank_are_reached(tmp_path, emulat
     later = ledger(tmp_path, "onerank.com")
     assert later["status"] == "complete", later["error"]
     assert set(loaded_domains(tmp_path, "onerank.com", day=later["snapshot_date"])) == truth(emulator, "onerank.com")
-    expected = from_the_plan(row, 50) + read_cost(later, 10) + 1
+    expected = from_the_plan(row, 50) + read_cost(later, 10, 50) + 1
     assert emulator.api.credits_charged == later["credits_spent"] == expected
 
 

@@ -17,6 +17,7 @@ import pytest
 from serpstat_refdomains.contract import snapshot_key
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.emulator.api import GET_STATS
+from serpstat_refdomains.paging import PARTITION_ATTEMPTS
 from tests.helpers import (
     DAY,
     PG_URL,
@@ -137,12 +138,12 @@ def test_status_credits_equal_what_serpstat_charged_over_failed_forced_and_rerun
     env = cli_env(tmp_path, emulator, "kept.com,flaky.com", SOURCES__SERPSTAT__PAGE_SIZE="500")
     full = ["--kind", "full", "--no-models"]
     # flaky.com fails after paying for some pages
-    emulator.faults.add(Fault("api_error", query="flaky.com", page=4, times=-1))
+    emulator.faults.add(Fault("api_error", query="flaky.com", page=3, times=-1))
     assert run_cli(tmp_path, env, "run", *full, day=DAY).returncode == 1
     emulator.faults.clear()
     assert run_cli(tmp_path, env, "run", *full, day=DAY).returncode == 0  # the rerun fetches flaky.com again
     # a forced refetch whose result moves twice (incomplete): the complete snapshot stays, it cost
-    emulator.faults.add(Fault("insert_rows", query="kept.com", page=2, count=1, times=2))
+    emulator.faults.add(Fault("insert_rows", query="kept.com", page=2, count=1, times=PARTITION_ATTEMPTS))
     forced = run_cli(tmp_path, env, "run", "--force", "--domain", "kept.com", *full, day=DAY)
     assert forced.returncode == 1 and "already loaded is kept" in forced.stdout
     emulator.faults.clear()
@@ -165,7 +166,7 @@ def test_status_credits_equal_what_serpstat_charged_over_failed_forced_and_rerun
 def test_a_snapshot_stopped_without_a_fetch_keeps_no_rows_of_an_earlier_incomplete_attempt(tmp_path, emulator):
     emulator.set_profile("first.com", 2500)
     emulator.set_profile("half.com", 300)
-    emulator.faults.add(Fault("insert_rows", query="half.com", page=2, count=1, times=2))
+    emulator.faults.add(Fault("insert_rows", query="half.com", page=2, count=1, times=PARTITION_ATTEMPTS))
     run_pipeline(tmp_path, emulator, ["half.com"], kind="full", settings_options={"page_size": 100})
     assert ledger(tmp_path, "half.com")["status"] == "incomplete"
     # An unpartitioned incomplete fetch loads nothing now; rows an older release (or a partitioned
@@ -407,8 +408,9 @@ def test_a_passwordless_url_still_lets_libpq_read_pgpass(tmp_path, monkeypatch):
 def test_a_package_left_half_written_by_a_killed_extract_does_not_stop_the_next_run(tmp_path, emulator):
     from serpstat_refdomains import warehouse
     from serpstat_refdomains.config import filter_hash
-    from serpstat_refdomains.paging import SnapshotFetcher, SnapshotSpec
+    from serpstat_refdomains.paging import SnapshotFetcher
     from serpstat_refdomains.source import ref_domains_resource
+    from serpstat_refdomains.spec import SnapshotSpec
     from serpstat_refdomains.targets import Target
 
     emulator.set_profile("cut.com", 300)

@@ -11,6 +11,8 @@ import pytest
 
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
+from serpstat_refdomains.paging import PARTITION_ATTEMPTS
+from serpstat_refdomains.windows import plan_cost, plan_windows
 from tests.helpers import DAY, TOKEN, ledger, loaded_domains, query, ref_requests, run_pipeline, snapshot_cost, truth
 
 
@@ -19,19 +21,16 @@ def test_exact_pages_and_credits(tmp_path, emulator, total):
     emulator.set_profile("target.com", total)
     report = run_pipeline(tmp_path, emulator, ["target.com"], kind="full")
     requests = ref_requests(emulator)
-    pages = math.ceil(total / 1000)
-    seams = max(pages - 1, 0)
-    full = [e for e in requests if e.size == 1000]
-    # pages 2.. go out concurrently: their order in the log varies, their set does not
-    assert sorted(e.page for e in full) == list(range(1, pages + 1))
     # a first pull does not know its size: a 1-row count comes first (an empty result ends there),
     # so no page 1 of 1,000 rows is paid for and thrown away when the result is over the depth cap
     assert requests[0].page == 1 and requests[0].size == 1
     counted = 1 if total else 0
-    # the shift guard: the row either side of every seam between two pages, one credit each
-    probes = [e for e in requests[1:] if e.size == 1]
-    assert sorted(e.page for e in probes) == sorted(p for k in range(1, pages) for p in (k * 1000, k * 1000 + 1))
-    cost = max(total, 1) + 2 * seams + counted
+    # then the planned windows, each sharing a row or a few with the one before (what proves the
+    # seam): no probe, nothing past the end; they go out concurrently, so the log's order varies
+    plan = plan_windows(total, 1000, first=(1, 1000)) if total else []
+    assert sorted((e.page, e.size) for e in requests[1:]) == sorted(plan)
+    cost = max(total, 1) + counted + (plan_cost(plan, total)[1] - total if total else 0)
+    assert len(requests) <= math.ceil(total / 1000) * 1.1 + 2 and cost - counted <= max(total, 1) * 1.006
     assert emulator.api.credits_charged == cost
     assert report.credits_spent == cost
     [result] = report.results
@@ -39,7 +38,7 @@ def test_exact_pages_and_credits(tmp_path, emulator, total):
     assert sorted(loaded_domains(tmp_path, "target.com")) == sorted(truth(emulator, "target.com"))
     row = ledger(tmp_path, "target.com")
     assert (row["status"], row["expected_total"], row["rows_loaded"], row["requests"], row["credits_spent"]) == (
-        "complete", total, total, 1 + pages + 2 * seams, cost)
+        "complete", total, total, len(requests), cost)
     assert row["credits_left"] == 10_000_000 - cost
     assert report.exit_code == 0
 
@@ -64,8 +63,11 @@ def test_depth_cap_splits_into_partitions_whose_union_is_the_snapshot(tmp_path, 
     # union, and the boundary row read past the names no prefix reaches (inside their page when
     # there are any); no page of the whole result is paid for and thrown away
     probes = [e for e in requests if e.size == 1]
-    boundaries = sum(1 for leaf in json.loads(row["partition_plan"]) if leaf.get("tail") and leaf["total"])
-    assert charged == 1000 + len(probes) + boundaries
+    leaves = json.loads(row["partition_plan"])
+    boundaries = sum(1 for leaf in leaves if leaf.get("tail") and leaf["total"])
+    shared = sum(plan_cost(plan_windows(leaf["total"], 100, 300, first=(1, 100)), leaf["total"])[1] - leaf["total"]
+                 for leaf in leaves if not leaf.get("tail") and leaf["total"])  # what proves each seam
+    assert charged == 1000 + len(probes) + boundaries + shared
 
 
 def test_depth_cap_learned_from_the_api(tmp_path, emulator):
@@ -118,17 +120,21 @@ def test_failure_of_one_target_keeps_the_others_and_rerun_fetches_only_it(tmp_pa
 def test_total_moving_between_pages_is_fetched_again(tmp_path, emulator):
     emulator.set_profile("moving.com", 2500)
     emulator.faults.add(Fault("insert_rows", query="moving.com", page=2, count=5))
-    report = run_pipeline(tmp_path, emulator, ["moving.com"], kind="full")
+    report = run_pipeline(tmp_path, emulator, ["moving.com"], kind="full", max_workers=1)
     assert report.results[0].status == "complete"
     loaded = loaded_domains(tmp_path, "moving.com")
     assert len(loaded) == len(set(loaded)) == 2505
     assert set(loaded) == truth(emulator, "moving.com")
-    assert sorted(e.page for e in ref_requests(emulator) if e.size == 1000) == [1, 1, 2, 2, 3, 3]
+    requests = ref_requests(emulator)
+    counts = [i for i, e in enumerate(requests) if e.size == 1]
+    assert len(counts) == 2, "the result was counted, read, and counted and read again"
+    again = [(e.page, e.size) for e in requests[counts[1] + 1:]]
+    assert again == plan_windows(2505, 1000, first=(1, 1000))
 
 
-def test_total_moving_twice_is_incomplete(tmp_path, emulator):
+def test_total_moving_on_every_attempt_is_incomplete(tmp_path, emulator):
     emulator.set_profile("moving.com", 2500)
-    emulator.faults.add(Fault("insert_rows", query="moving.com", page=2, count=5, times=2))
+    emulator.faults.add(Fault("insert_rows", query="moving.com", page=2, count=5, times=PARTITION_ATTEMPTS))
     report = run_pipeline(tmp_path, emulator, ["moving.com"], kind="full")
     assert report.results[0].status == "incomplete" and report.exit_code == 1
     assert "changed while it was paged" in ledger(tmp_path, "moving.com")["error"]
@@ -294,9 +300,8 @@ def test_a_later_pull_whose_full_cost_does_not_fit_is_skipped_without_a_request(
 
 
 def test_a_budget_equal_to_a_reads_cost_completes_it_when_its_last_page_is_short(tmp_path, emulator):
-    """The second review: 5,001 rows cost 5,011 on a later pull, and a budget of exactly 5,011
-    ended skipped_budget with 5,001-5,003 credits paid (5 runs in 6): the last page, one row, held
-    a whole page of the budget while the seam probes asked, and one was refused."""
+    """A budget of exactly what a read costs completes it, whatever the timing: the last window,
+    one row, holds only that row of the budget while the other windows are in flight."""
     emulator.set_profile("five.com", 5_001)
     run_pipeline(tmp_path, emulator, ["five.com"], kind="full")
     for week in range(1, 4):  # the refusal depended on timing: several pulls
@@ -304,4 +309,5 @@ def test_a_budget_equal_to_a_reads_cost_completes_it_when_its_last_page_is_short
         run_pipeline(tmp_path, emulator, ["five.com"], DAY + dt.timedelta(days=7 * week), kind="full",
                      settings_options={"max_credits_per_run": snapshot_cost(5_001, first_pull=False)})
         row = ledger(tmp_path, "five.com")
-        assert (row["status"], row["rows_loaded"], emulator.api.credits_charged) == ("complete", 5_001, 5_011), week
+        assert (row["status"], row["rows_loaded"], emulator.api.credits_charged) == (
+            "complete", 5_001, snapshot_cost(5_001, first_pull=False)), week

@@ -96,7 +96,7 @@ def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path,
     """bench/history.py in small: weekly `refdomains run`s (the CLI, full + last_week) over an
     evolving graph, one target over the emulator's depth cap. Every run exits 0, every snapshot
     is complete, and targets under the cap cost exactly the minimum (rows + 1 per empty result +
-    the shift guard's seam probes) computed from the emulator's truth for that day."""
+    the rows their windows share) computed from the emulator's truth for that day."""
     sys.path.insert(0, str(BENCH))
     import history
 
@@ -107,11 +107,13 @@ def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path,
     assert all(w.rows > SHORT_CAP and w.partitions > 1 for w in weeks)  # partitioned, probes allowed
     under_cap = [{t: e for t, e in w.excess_by_target.items() if t != "over-cap.example.com"} for w in weeks]
     assert under_cap == [{}] * SHORT_WEEKS
-    # Over the cap: the first pull pays for the rows it paged before Serpstat's (here narrower
-    # than assumed) window refused a page; every later pull starts from the ledger's partition
+    # Over the cap: the first pull pays for the rows it read before Serpstat's (here narrower than
+    # assumed) window refused a window: up to the cap, the window that straddles it (at most a
+    # page) and the rows those windows share; every later pull starts from the ledger's partition
     # plan and costs no more than README's formula for a partitioned snapshot.
     over_cap = [w.excess_by_target.get("over-cap.example.com", 0) for w in weeks]
-    assert 0 < over_cap[0] <= SHORT_CAP + 1 and all(excess <= 0 for excess in over_cap[1:]), over_cap
+    assert 0 < over_cap[0] <= SHORT_CAP + 200 + SHORT_CAP // 20, over_cap
+    assert all(excess <= 0 for excess in over_cap[1:]), over_cap
 
 
 def test_a_runs_models_build_starts_with_its_loads_on_disk_in_the_default_limit(tmp_path, emulator, monkeypatch,

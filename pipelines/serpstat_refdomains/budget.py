@@ -19,22 +19,27 @@ from .errors import (
     ServiceUnavailable,
     TransientError,
 )
+from .windows import MIN_WINDOW, plan_cost, plan_windows
 
 logger = logging.getLogger(__name__)
 
 
 def read_cost(rows: int, page_size: int) -> int:
-    """Credits of reading `rows` (known from a count) in pages of `page_size`: the rows, 1 for an
-    empty result, and the shift guard's two 1-row probes at each seam between pages. A budget
-    check that counted the rows alone let a read start that could not finish: its rows were
-    paid for, then thrown away when the budget ran out at the last seams."""
-    return max(rows, 1) + 2 * max(math.ceil(rows / page_size) - 1, 0)
+    """Credits of reading `rows` (known from a count) in proven windows of up to `page_size` rows:
+    the rows, the rows the windows share (windows.py), 1 for an empty result. A result past the
+    depth cap is read in partitions: about a row more per page, and their counts."""
+    if rows == 0:
+        return 1
+    if rows > DEPTH_CAP:
+        return rows + 2 * math.ceil(rows / page_size)
+    window = max(page_size, MIN_WINDOW)
+    return plan_cost(plan_windows(rows, window, first=(1, min(window, rows))), rows)[1]
 
 
 class Budget:
     """Credits a run may still spend, shared by all its snapshots and threads.
 
-    Each request reserves the most it can cost (its page size) and settles to what it was billed.
+    Each request reserves the most it can cost (its page size) and is then charged what it was billed.
     A request is admitted while spent + reserved is below the limit, so however many pages are in
     flight at once, the limit is exceeded by less than one page. `fits` refuses a whole
     partition up front once its size is known.
@@ -52,7 +57,8 @@ class Budget:
                 raise BudgetExhausted(f"credit budget of {self.limit} reached")
             self.reserved += most
 
-    def settle(self, reserved: int, charged: int) -> None:
+    def charge(self, reserved: int, charged: int) -> None:
+        """A request that reserved `reserved` credits was billed `charged`."""
         with self._lock:
             self.reserved -= reserved
             self.spent += charged

@@ -6,7 +6,7 @@ Tables (README: Tables):
 - `snapshot_attempts`: append-only, one row per fetch attempt, whatever became of it: what each
   attempt cost (a merged ledger row keeps only the latest attempt's credits).
 
-This module is the one place that turns a fetch's `paging.FetchStats` into those rows. It also
+This module is the one place that turns a fetch's `spec.FetchStats` into those rows. It also
 writes, reads and repairs them, deletes and counts a snapshot's rows, and runs the queries of
 `refdomains report` and `refdomains status`.
 """
@@ -31,8 +31,8 @@ from dlt.extract.resource import DltResource
 from .constants import ATTEMPTS_TABLE, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
 from .contract import ATTEMPTS, SNAPSHOT_KEY, SNAPSHOTS, WRITE_DISPOSITION
 from .errors import first_line
-from .paging import FetchStats, SnapshotSpec
 from .rows import describe_nulled
+from .spec import FetchStats, SnapshotSpec
 from .warehouse import has_column, loader_file_format
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from .constants import KINDS, STATUS_COMPLETE
 from .contract import snapshot_key
 from .errors import UsageError
 from .ledger import LedgerRow
-from .paging import SnapshotSpec
+from .spec import SnapshotSpec
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from .budget import Budget, may_fetch_together
-from .paging import FetchStats, SnapshotFetcher, SnapshotSpec
+from .paging import SnapshotFetcher
+from .spec import FetchStats, SnapshotSpec
 
 P = TypeVar("P")  # what a run plans to fetch (planning.PlannedSnapshot)
 

@@ -27,8 +27,9 @@ from .constants import KINDS, REF_DOMAINS_TABLE
 from .contract import SNAPSHOT_KEY, WRITE_DISPOSITION
 from .errors import SnapshotNotCommitted
 from .ledger import attempt_row, ledger_row, outcome_tables
-from .paging import SnapshotFetcher, SnapshotSpec
+from .paging import SnapshotFetcher
 from .prefetch import Prefetcher
+from .spec import SnapshotSpec
 
 # dlt runs a load job again when a crash hits after the job ran but before it was marked done;
 # the staging table then holds the rows twice. A primary key makes delete-insert deduplicate
