@@ -41,10 +41,10 @@ def noon(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
 
 
-def on(day: dt.date) -> Any:
-    """The clock of this process at midday UTC of `day`, ticking: for `refdomains` run in-process
-    (cli.main) against an emulator serving `day`."""
-    return time_machine.travel(noon(day), tick=True)
+def on(day: dt.date | dt.datetime) -> Any:
+    """The clock of this process at midday UTC of `day` (or at that moment), ticking: for
+    `refdomains` run in-process (cli.main) against an emulator serving that day."""
+    return time_machine.travel(day if isinstance(day, dt.datetime) else noon(day), tick=True)
 RD = "SerpstatBacklinksProcedure.getRefDomains"
 
 
@@ -80,6 +80,12 @@ def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = N
 
 def query(workdir: Path, sql: str, params: list | None = None) -> list[tuple]:
     with duckdb.connect(str(workdir / "refdomains.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def query_file(workdir: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """A query on the database `refdomains` itself writes in a project folder."""
+    with duckdb.connect(str(workdir / "serpstat_refdomains.duckdb"), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -156,7 +162,8 @@ def run_cli(workdir: Path, env: dict[str, str], *args: str, timeout: float = 120
                           timeout=timeout)
 
 
-def run_main(workdir: Path, env: dict[str, str], *args: str, day: dt.date | None = None) -> subprocess.CompletedProcess:
+def run_main(workdir: Path, env: dict[str, str], *args: str,
+             day: dt.date | dt.datetime | None = None) -> subprocess.CompletedProcess:
     """`refdomains ARGS` in this process (cli.main), in `workdir` with exactly `env`, on `day`'s
     clock when given: a command that must run at an emulator's past day. Its printed output is
     captured; log lines are not (pytest's own handlers take them)."""

@@ -238,3 +238,65 @@ def test_validation_errors_on_the_command_line_are_the_same_line_and_exit_2(tmp_
     done = run_cli(tmp_path, cli_env(tmp_path, emulator, "a.com", **extra), *command)
     assert (done.returncode, done.stderr, done.stdout) == (2, f"error: {line}\n", "")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- what is written must be what is read ----------------------------------------------------
+@pytest.mark.parametrize("written, where, fragment", [
+    ("max_credit_per_run = 10", "file", "unknown setting 'max_credit_per_run' under [sources.serpstat] in "
+                                        ".dlt/config.toml: did you mean 'max_credits_per_run'?"),
+    ("page_sise = 5", "file", "unknown setting 'page_sise' under [sources.serpstat] in .dlt/config.toml: "
+                              "did you mean 'page_size'?"),
+    ("SOURCES__SERPSTAT__PAGE_SISE=5", "env", "unknown environment variable SOURCES__SERPSTAT__PAGE_SISE: "
+                                              "did you mean SOURCES__SERPSTAT__PAGE_SIZE?"),
+    ("SOURCES__SERPSTAT__MAX_CREDIT_PER_RUN=10", "env", "did you mean SOURCES__SERPSTAT__MAX_CREDITS_PER_RUN?"),
+    ('domains = ["a.com"\npage_size = 5', "file", ".dlt/config.toml is not valid TOML (Unclosed array (at line 3, "
+                                                  "column 1)): "
+                                                  "fix that line"),
+])
+def test_a_misspelt_setting_or_a_broken_file_is_refused_before_anything_is_fetched(tmp_path, emulator, written,
+                                                                                   where, fragment):
+    """`max_credit_per_run = 10` (no s) ran with no budget at all and spent 269 credits, exit 0;
+    a TOML syntax error named no file, line or cause."""
+    (tmp_path / ".dlt").mkdir()
+    env = cli_env(tmp_path, emulator, "typo.com")
+    if where == "file":
+        (tmp_path / ".dlt" / "config.toml").write_text(f"[sources.serpstat]\n{written}\n")
+    else:
+        name, value = written.split("=", 1)
+        env[name] = value
+    for command in (["run"], ["report"], ["status"]):
+        done = run_cli(tmp_path, env, *command)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (command, done.stderr)
+    assert not any(e.method.endswith("getRefDomains") for e in emulator.log)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".dlt"], "nothing written"
+
+
+def test_the_plain_source_refuses_a_misspelt_setting_too(tmp_path, monkeypatch):
+    from serpstat_refdomains import serpstat
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOURCES__SERPSTAT__DOMIANS", '["a.com"]')
+    with pytest.raises(Exception, match="did you mean SOURCES__SERPSTAT__DOMAINS"):
+        serpstat(domains=["a.com"], api_token=TOKEN)
+
+
+def test_missing_warehouse_credentials_name_the_setting_the_variable_and_the_url_form(tmp_path, emulator):
+    env = cli_env(tmp_path, emulator, "creds.com")
+    done = run_cli(tmp_path, env, "run", "--destination", "postgres")
+    line = done.stderr.strip()
+    assert done.returncode == 2 and len(line.splitlines()) == 1
+    assert "[destination.postgres] credentials" in line and "DESTINATION__POSTGRES__CREDENTIALS" in line
+    assert "postgresql://loader:password@db.example.com:5432/analytics" in line
+    assert not any(e.method.endswith("getRefDomains") for e in emulator.log)
+
+
+def test_a_warehouse_that_refuses_connections_is_one_line_exit_1(tmp_path, emulator):
+    env = cli_env(tmp_path, emulator, "down.com",
+                  DESTINATION__POSTGRES__CREDENTIALS="postgresql://postgres:pw@127.0.0.1:9/test")
+    for command in (["run", "--destination", "postgres"], ["status", "--destination", "postgres"],
+                    ["report", "--destination", "postgres"]):
+        done = run_cli(tmp_path, env, *command)
+        line = done.stderr.strip()
+        assert done.returncode == 1 and len(line.splitlines()) == 1 and "Traceback" not in line, (command, line)
+        assert "destination 'postgres' at 127.0.0.1:9/test failed" in line and "accepts connections" in line

@@ -20,6 +20,7 @@ import pytest
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.models import catalog, unicode_name
 from serpstat_refdomains.normalize import registrable_domain
+from serpstat_refdomains.paging import PARTITION_ATTEMPTS
 from tests.helpers import (
     DAY,
     TOKEN,
@@ -29,6 +30,7 @@ from tests.helpers import (
     pg_rows,
     postgres,
     query,
+    query_file,
     ref_requests,
     run_cli,
     run_pipeline,
@@ -74,9 +76,10 @@ def replay_gap(workdir: Path, destination: Any = None, dataset_name: str | None 
             emulator.today = day
             if w == 2:  # the tracked domain gets a competitor's link: won
                 graph.add_named(TARGET, ["WWW.won-later.com"], day, rank=44)
-            if w == 3:  # the total moves on both tries: incomplete; what it added shows a week later
+            if w == 3:  # the total moves on every try: incomplete; what it added shows a week later
                 graph.add_named(TWO, ["late-news.io"], day, rank=77)
-                emulator.faults.add(Fault("insert_rows", query=TWO, page=2, last_week=False, count=2, times=2))
+                emulator.faults.add(Fault("insert_rows", query=TWO, page=2, last_week=False, count=2,
+                                          times=PARTITION_ATTEMPTS))
                 graph.remove_donors(TARGET, [dropped])  # lost while a competitor keeps it: opened
             if w == 4:
                 graph.remove_donors(ONE, [bucher])  # the competitor drops it: closed, not won
@@ -329,12 +332,6 @@ def test_run_output_and_status_show_competitors_and_domain_keeps_them(tmp_path, 
     assert query_file(tmp_path, "SELECT target_domain, competitor_domain, competitor_search_type FROM "
                                 "serpstat.target_competitors ORDER BY 1, 2") == [
         ("mine.com", "rival-a.com", ST), ("mine.com", "rival-b.com", "domain"), ("other.com", None, None)]
-
-
-def query_file(workdir: Path, sql: str) -> list[tuple]:
-    import duckdb
-    with duckdb.connect(str(workdir / "serpstat_refdomains.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def test_target_competitors_is_readable_through_dlt_and_models_build_without_it(tmp_path, emulator):

@@ -426,3 +426,67 @@ def test_a_package_left_half_written_by_a_killed_extract_does_not_stop_the_next_
     report = run_pipeline(tmp_path, emulator, ["cut.com"], kind="full", destination=destination)
     assert report.results[0].status == "complete" and emulator.api.credits_charged == snapshot_cost(300)
     assert set(loaded_domains(tmp_path, "cut.com")) == truth(emulator, "cut.com")
+
+
+# --- operator actions spend only what they name, and never leave a half-done replacement -------
+def test_force_with_a_domain_refetches_that_domain_not_its_competitors(tmp_path, emulator):
+    """`--domain mysite.com --force` refetched its two competitors too: 5,878 credits, not 269."""
+    for name, size in (("mysite.com", 260), ("rival-a.com", 2800), ("rival-b.com", 2800)):
+        emulator.set_profile(name, size)
+    domains = '[{"query": "mysite.com", "competitors": ["rival-a.com", "rival-b.com"]}]'
+    env = cli_env(tmp_path, emulator, domains)
+    assert run_cli(tmp_path, env, "run", "--kind", "full", "--no-models", day=DAY).returncode == 0
+    emulator.api.clear_log()
+    done = run_cli(tmp_path, env, "run", "--kind", "full", "--no-models", "--domain", "mysite.com", "--force", day=DAY)
+    assert done.returncode == 0, done.stderr
+    assert {e.query for e in ref_requests(emulator)} == {"mysite.com"}
+    assert emulator.api.credits_charged == snapshot_cost(260, first_pull=False)
+    statuses = {line.split()[0]: line.split()[-3] for line in done.stdout.splitlines()[1:4]}
+    assert statuses == {"mysite.com": "complete", "rival-a.com": "already_complete", "rival-b.com": "already_complete"}
+
+
+def test_a_full_snapshot_day_pulls_no_last_week(tmp_path, emulator):
+    """On a day that pulls a full snapshot, the last_week pull cost credits and added nothing a
+    model uses: the full snapshot holds every donor it lists. The days between pull it."""
+    emulator.set_profile("weekly.com", 120)
+    report = run_pipeline(tmp_path, emulator, ["weekly.com"])  # auto: the first full snapshot
+    assert [r.kind for r in report.results] == ["full"]
+    day = DAY + dt.timedelta(days=1)
+    emulator.today = day
+    report = run_pipeline(tmp_path, emulator, ["weekly.com"], day)
+    assert [r.kind for r in report.results] == ["last_week"]
+    day = DAY + dt.timedelta(days=7)
+    emulator.today = day
+    report = run_pipeline(tmp_path, emulator, ["weekly.com"], day)
+    assert [r.kind for r in report.results] == ["full"]
+
+
+def test_a_forced_empty_replacement_cut_before_its_last_delete_heals(tmp_path, emulator, monkeypatch):
+    """`--force` when Serpstat now answers empty, cut before the delete that removes the old rows:
+    the ledger said complete with 0 rows while 2,900 old rows stayed, every rerun said
+    already_complete and lost_ref_domains stayed 0 instead of 2,900, forever."""
+    from serpstat_refdomains import ledger as ledger_module
+
+    emulator.set_profile("gone.com", 2900)
+    run_pipeline(tmp_path, emulator, ["gone.com"], kind="full", build_models=True)
+    later = DAY + dt.timedelta(days=7)
+    emulator.today = later
+    emulator.set_profile("gone.com", 0)  # every donor went
+    real_delete = ledger_module.delete_snapshot_rows
+
+    def cut(*args, **kwargs):  # the process dies where the empty result's old rows would go
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ledger_module, "delete_snapshot_rows", cut)
+    run_pipeline(tmp_path, emulator, ["gone.com"], later, kind="full", build_models=True)  # suspect_empty, kept
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(tmp_path, emulator, ["gone.com"], later, kind="full", force=True)
+    monkeypatch.setattr(ledger_module, "delete_snapshot_rows", real_delete)
+    row = ledger(tmp_path, "gone.com")
+    assert (row["status"], row["rows_loaded"], str(row["snapshot_date"])) == ("complete", 0, str(later))
+    assert len(loaded_domains(tmp_path, "gone.com", day=later)) == 2900, "the cut left the old rows"
+    emulator.api.clear_log()
+    report = run_pipeline(tmp_path, emulator, ["gone.com"], later, kind="full", build_models=True)
+    assert [r.status for r in report.results] == ["already_complete"] and ref_requests(emulator) == []
+    assert loaded_domains(tmp_path, "gone.com", day=later) == []
+    assert query(tmp_path, "SELECT count(*) FROM serpstat.lost_ref_domains WHERE lost_on = ?", [later]) == [(2900,)]

@@ -1,6 +1,7 @@
 """serpstat-refdomains: dated snapshots of Serpstat referring domains, loaded with dlt.
 
-`from serpstat_refdomains import serpstat` gives the dlt source, as dlt's verified sources do.
+`from serpstat_refdomains import serpstat` gives the dlt source, as dlt's verified sources do;
+`serpstat_refdomains.dataset()` opens what `refdomains run` loaded for this project folder.
 """
 
 from __future__ import annotations
@@ -8,12 +9,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 # The one place the version is written: pyproject.toml reads it from here.
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["__version__", "serpstat"]
+__all__ = ["__version__", "dataset", "serpstat"]
 
 if TYPE_CHECKING:
     from .source import serpstat
+
+
+def dataset(destination: Any = None, dataset_name: str | None = None) -> Any:
+    """The loaded tables and the models as a dlt dataset: exactly what `refdomains run` writes for
+    the configuration of the project folder (the working directory, or DLT_PROJECT_DIR), whatever
+    ran elsewhere on the machine. `destination` and `dataset_name` as `refdomains run` takes them
+    (`--destination`, `--dataset-name`); DuckDB's file is the project's unless configured.
+
+        import serpstat_refdomains
+        lost = serpstat_refdomains.dataset()["lost_ref_domains"].df()
+    """
+    from .warehouse import open_dataset
+
+    return open_dataset(destination, dataset_name)
 
 
 def __getattr__(name: str) -> Any:

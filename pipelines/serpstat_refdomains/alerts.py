@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .alert_channels import DEFAULT_RETRY, Channel, DeliveryFailed, Retry, channels, deliver, redact_url
 from .constants import ALERTS_SENT_TABLE, ATTEMPTS_TABLE, COMPETITORS_TABLE, DEFAULT_SEARCH_TYPE, SNAPSHOTS_TABLE
 from .errors import first_line
+from .warehouse import loader_file_format, table_exists
 
 __all__ = ["DEFAULT_RETRY", "Alert", "Channel", "DeliveryFailed", "Event", "Retry", "after_run", "channels",
            "deliver", "dry_run", "pending", "record", "send_pending"]
@@ -147,13 +148,6 @@ def _item(event: Event) -> dict[str, Any]:
 
 
 # --- what is pending ---------------------------------------------------------------------
-def _exists(client, table: str) -> bool:
-    rows = client.execute_sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-        client.dataset_name, table)
-    return bool(rows) and rows[0][0] > 0
-
-
 def _unsent(client, alias: str, change_sql: str, date_column: str) -> str:
     """` AND NOT EXISTS` a row of alerts_sent for the event on the channel (bound as a parameter)."""
     sent = client.make_qualified_table_name(SENT_TABLE)
@@ -167,7 +161,7 @@ def _tracked(client, alias: str) -> str:
     """Only tracked domains, not series fetched as someone's competitor (all of them when no run
     has recorded its configuration yet)."""
     table = client.make_qualified_table_name(COMPETITORS_TABLE)
-    if not _exists(client, COMPETITORS_TABLE) or not client.execute_sql(f"SELECT count(*) FROM {table}")[0][0]:
+    if not table_exists(client, COMPETITORS_TABLE) or not client.execute_sql(f"SELECT count(*) FROM {table}")[0][0]:
         return ""
     return (f" AND EXISTS (SELECT 1 FROM {table} tracked WHERE tracked.target_domain = {alias}.target_domain "
             f"AND tracked.search_type = {alias}.search_type)")
@@ -179,7 +173,7 @@ def pending(pipeline: dlt.Pipeline, channel: str, min_rank: int = 0) -> Alert:
         def table(name: str) -> str:
             return client.make_qualified_table_name(name)
 
-        have_sent = _exists(client, SENT_TABLE)
+        have_sent = table_exists(client, SENT_TABLE)
 
         def unsent(alias: str, change_sql: str, date_column: str) -> tuple[str, list[Any]]:
             if not have_sent:
@@ -189,14 +183,14 @@ def pending(pipeline: dlt.Pipeline, channel: str, min_rank: int = 0) -> Alert:
         events: list[Event] = []
         returned = "CASE WHEN n.is_returning THEN 'returned' ELSE 'new' END"
         queries = []
-        if _exists(client, "lost_ref_domains"):
+        if table_exists(client, "lost_ref_domains"):
             extra, params = unsent("l", "'lost'", "lost_on")
             queries.append((
                 f"SELECT l.target_domain, l.search_type, 'lost', l.ref_domain, l.lost_on, l.ref_domain_unicode, "
                 f"l.domain_rank, l.last_seen_on, NULL FROM {table('lost_ref_domains')} l "
                 f"WHERE l.confirmed AND coalesce(l.domain_rank, 0) >= %s{_tracked(client, 'l')}{extra}",
                 [min_rank, *params]))
-        if _exists(client, "new_ref_domains"):
+        if table_exists(client, "new_ref_domains"):
             extra, params = unsent("n", returned, "detected_on")
             queries.append((
                 f"SELECT n.target_domain, n.search_type, {returned}, n.ref_domain, n.detected_on, "
@@ -204,7 +198,7 @@ def pending(pipeline: dlt.Pipeline, channel: str, min_rank: int = 0) -> Alert:
                 f"FROM {table('new_ref_domains')} n "
                 f"WHERE coalesce(n.domain_rank, 0) >= %s{_tracked(client, 'n')}{extra}",
                 [min_rank, *params]))
-        if _exists(client, "link_gap_changes") and _exists(client, "link_gap"):
+        if table_exists(client, "link_gap_changes") and table_exists(client, "link_gap"):
             extra, params = unsent("c", "'gap_opened'", "event_date")
             queries.append((
                 f"SELECT c.target_domain, c.search_type, 'gap_opened', c.ref_domain, c.event_date, "
@@ -247,8 +241,8 @@ def _utc(value: Any) -> dt.datetime:
 def _credits_since(client, since: dt.datetime | None) -> tuple[int, dt.datetime | None]:
     """Credits of every fetch attempt after `since` (all of them for a first alert), and when the
     count starts. Datasets from before `snapshot_attempts` existed count the ledger."""
-    table = ATTEMPTS_TABLE if _exists(client, ATTEMPTS_TABLE) else SNAPSHOTS_TABLE
-    if not _exists(client, table):
+    table = ATTEMPTS_TABLE if table_exists(client, ATTEMPTS_TABLE) else SNAPSHOTS_TABLE
+    if not table_exists(client, table):
         return 0, since
     where, params = ("WHERE started_at > %s", [since]) if since is not None else ("", [])
     rows = client.execute_sql(f"SELECT coalesce(sum(credits_spent), 0), min(started_at) "
@@ -278,8 +272,6 @@ def record(pipeline: dlt.Pipeline, alert: Alert, sent_at: dt.datetime) -> None:
         "sent_at": pa.array([sent_at] * len(alert.events), pa.timestamp("us", tz="UTC")),
     })
     resource = dlt.resource(table, name=SENT_TABLE, write_disposition="append")
-    from .warehouse import loader_file_format  # the run's format: CSV COPY into PostgreSQL
-
     pipeline.run(resource, loader_file_format=loader_file_format(pipeline))
 
 

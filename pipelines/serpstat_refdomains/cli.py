@@ -21,8 +21,9 @@ from typing import NoReturn
 
 from dlt.common.configuration.exceptions import ConfigurationException
 
-from .config import parse_dataset_name, parse_date, resolve_settings
-from .constants import DATASET_NAME
+from .config import known_settings, parse_dataset_name, parse_date, resolve_settings
+from .config_files import check_written_configuration, unreadable_file
+from .constants import DATASET_NAME, SNAPSHOTS_TABLE
 from .errors import ConcurrentRunError, ConfigError, ServiceUnavailable, UsageError, first_line
 from .targets import Target
 
@@ -121,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging()
     try:
+        if args.command not in ("demo", "emulator"):  # the commands that read a project's configuration
+            check_written_configuration(known_settings())
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "emulator":
@@ -140,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ConfigurationException as error:
         logger.debug("configuration error", exc_info=True)
-        print(f"error: configuration could not be resolved ({_one_line(error)}): check .dlt/config.toml, "
+        unreadable = unreadable_file(getattr(error, "full_paths", None) or [])  # dlt's TOML read error
+        print(f"error: {_one_line(unreadable)}" if unreadable else
+              f"error: configuration could not be resolved ({_one_line(error)}): check .dlt/config.toml, "
               ".dlt/secrets.toml and the environment", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -168,10 +173,32 @@ def _one_line(error: BaseException) -> str:
     return first_line(error, limit=500)
 
 
+class _OneLineErrors(logging.Filter):
+    """A log record's exception as its first line, not its traceback: dlt logs a load job it
+    retries (a dropped connection) with the whole traceback, which reads as a crash of a run that
+    recovered. The tracebacks stay at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"{record.getMessage()} ({first_line(record.exc_info[1])})", None
+            record.exc_info, record.exc_text = None, None
+        message = record.getMessage()
+        if TRACEBACK in message:  # a traceback as text: dlt's message of a job it retries
+            head, trace = message.split(TRACEBACK, 1)
+            lines = [line.strip() for line in trace.splitlines() if line.strip()]
+            record.msg, record.args = f"{head.rstrip()} {lines[-1] if lines else ''}", None
+        return True
+
+
+TRACEBACK = "Traceback (most recent call last):"
+
+
 def _configure_logging() -> None:
-    level = os.environ.get("RUNTIME__LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = getattr(logging, os.environ.get("RUNTIME__LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level > logging.DEBUG:
+        for name in ("dlt", "serpstat_refdomains"):
+            logging.getLogger(name).addFilter(_OneLineErrors())
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -211,8 +238,9 @@ def _print_report(report, competitors: AbstractSet[Target] = frozenset()) -> Non
         print(line)
 
 
-def _existing_pipeline(args: argparse.Namespace):
-    """The pipeline for read-side commands; a clear error when nothing was ever loaded."""
+def _existing_pipeline(args: argparse.Namespace, needs_models: bool = False):
+    """The pipeline for the commands that work on what is loaded; one clear line when there is
+    nothing to work on: no database, a dataset without snapshots, models never built."""
     from . import warehouse
 
     destination = warehouse.resolve_destination(args.destination)
@@ -220,7 +248,16 @@ def _existing_pipeline(args: argparse.Namespace):
     if database is not None and not os.path.exists(database):
         raise ConfigError(f"no database at {database}: run `refdomains run` first, or run this in the project "
                           "folder where it ran")
-    return warehouse.make_pipeline(destination, parse_dataset_name(args.dataset_name))
+    warehouse.check_configured(destination)
+    loaded = warehouse.make_pipeline(destination, parse_dataset_name(args.dataset_name))
+    with warehouse.destination_errors(loaded, kept="nothing was changed"), loaded.sql_client() as client:
+        if not warehouse.table_exists(client, SNAPSHOTS_TABLE):
+            raise ConfigError(f"dataset {loaded.dataset_name!r} holds no snapshots: check --dataset-name (runs "
+                              f"load into {DATASET_NAME!r} unless told otherwise), or run `refdomains run` first")
+        if needs_models and not warehouse.table_exists(client, "new_ref_domains"):
+            raise ConfigError("the models are not built yet (the runs so far used --no-models, or their build "
+                              "failed): run `refdomains models`, then this again")
+    return loaded
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -251,7 +288,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         domain = normalize_target(args.domain) if args.domain else None
     except InvalidDomain as error:
         raise UsageError(f"--domain: {error}") from None
-    data = report.collect(_existing_pipeline(args), domain, since)
+    data = report.collect(_existing_pipeline(args, needs_models=True), domain, since)
     text = report.render(data, args.format)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:

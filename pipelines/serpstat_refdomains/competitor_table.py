@@ -16,7 +16,7 @@ from sqlglot import exp
 from .constants import COMPETITORS_TABLE as TABLE
 from .contract import TARGET_COMPETITORS
 from .errors import first_line
-from .warehouse import destination_dialect
+from .warehouse import destination_dialect, reconnecting
 
 if TYPE_CHECKING:
     import dlt
@@ -64,7 +64,7 @@ def record_for_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
     """`record`, for a run: a failure is a warning (the snapshots are loaded; the models then
     read the configuration the previous run recorded)."""
     try:
-        record(pipeline, settings)
+        reconnecting(pipeline, lambda: record(pipeline, settings))
     except Exception as error:  # never costs the run its loaded snapshots
         logger.debug("recording competitors failed", exc_info=True)
         logger.warning("could not record the competitors in %s (%s): link_gap reads the previous run's",

@@ -16,6 +16,7 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
+from .config_files import check_written_configuration
 from .constants import (
     ADDITIONAL_FILTERS,
     COMPARE_TYPES,
@@ -54,6 +55,9 @@ class Settings:
     # every tracked domain with its competitors (the whole configuration, also under
     # --domain), and the alert channels; secrets are kept out of repr
     competitors: tuple[CompetitorSet, ...] = ()
+    # the targets `run --domain` named (empty: all): `--force` refetches these only, never the
+    # competitors that come along with them
+    named: tuple[Target, ...] = ()
     alert_min_domain_rank: int = 0
     alert_webhook_url: str | None = field(default=None, repr=False)
     slack_incoming_hook: str | None = field(default=None, repr=False)
@@ -122,7 +126,7 @@ class SerpstatConfiguration(BaseConfiguration):
         they work on it whatever the list says today, and with no domains configured at all.
         `only` picks configured domains for `run --domain D...` (see `select_configured`).
         `slack_incoming_hook` is dlt's [runtime] setting, which lives outside [sources.serpstat]."""
-        domains = select_configured(self.domains, self.search_type, list(only)) if only else self.domains
+        domains, named = select_configured(self.domains, self.search_type, list(only)) if only else (self.domains, [])
         api_url, requests_per_second = self.api_url, self.requests_per_second
         if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
             raise ConfigError(f"api_url {api_url!r} is not an http(s) URL: leave it unset for "
@@ -154,6 +158,7 @@ class SerpstatConfiguration(BaseConfiguration):
             lost_confirmation_snapshots=_int(self.lost_confirmation_snapshots, "lost_confirmation_snapshots", 1),
             duckdb_memory_limit=parse_memory_limit(self.duckdb_memory_limit),
             competitors=competitor_sets,
+            named=tuple(named),
             alert_min_domain_rank=_int(self.alert_min_domain_rank, "alert_min_domain_rank", 0,
                                        DOMAIN_RANK_RANGE[1]),
             alert_webhook_url=_webhook_url(self.alert_webhook_url, "alert_webhook_url"),
@@ -322,9 +327,16 @@ def _slack_incoming_hook() -> Any:
         return None
 
 
+def known_settings() -> frozenset[str]:
+    """Every key [sources.serpstat] may hold: the settings of `refdomains` and of the plain source."""
+    return frozenset(SerpstatSourceConfiguration.get_resolvable_fields())
+
+
 def read_configuration() -> SerpstatConfiguration:
     """[sources.serpstat] as dlt resolves it from .dlt/config.toml, .dlt/secrets.toml and the
-    environment; not validated yet."""
+    environment, once every file parses and every key there is one the pipeline reads; not
+    validated yet."""
+    check_written_configuration(known_settings())
     try:
         return resolve_configuration(SerpstatConfiguration(), sections=SOURCE_SECTION)
     except ConfigurationException as error:

@@ -251,6 +251,29 @@ def rows_present(pipeline: dlt.Pipeline, day: dt.date, keys: list[str]) -> dict[
 
 
 # --- keeping the rows and the ledger in agreement ----------------------------------------
+def delete_rows_of_other_pulls(pipeline: dlt.Pipeline, day: dt.date, keys: list[str]) -> None:
+    """Delete the rows of one day's snapshots that belong to another pull than the one their
+    ledger row describes: what a replacement cut before its last step left (an empty result that
+    replaced a snapshot stopped before its rows were deleted). No model or plan ever reads them;
+    gone, the ledger and the rows agree again, at no cost."""
+    if not keys:
+        return
+    try:
+        with pipeline.sql_client() as client:
+            if not has_column(client, REF_DOMAINS_TABLE, PULLED_AT):
+                return
+            table = client.make_qualified_table_name(REF_DOMAINS_TABLE)
+            ledger = client.make_qualified_table_name(SNAPSHOTS_TABLE)
+            marks = ", ".join(["%s"] * len(keys))
+            client.execute_sql(
+                f"DELETE FROM {table} WHERE snapshot_date = %s AND snapshot_key IN ({marks}) "
+                f"AND {PULLED_AT} IS NOT NULL AND EXISTS (SELECT 1 FROM {ledger} ledger "
+                f"WHERE ledger.snapshot_key = {table}.snapshot_key AND ledger.started_at <> {table}.{PULLED_AT})",
+                day, *keys)
+    except DatabaseUndefinedRelation:
+        pass
+
+
 def delete_snapshot_rows(pipeline: dlt.Pipeline, key: str, snapshot_date: dt.date | None = None) -> None:
     """Remove the rows of one snapshot (parameterized). The date, when given, lets the database
     skip the blocks of other days (DuckDB's zone maps) instead of reading the whole history."""

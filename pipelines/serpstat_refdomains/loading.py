@@ -21,7 +21,7 @@ from .prefetch import Prefetcher
 from .results import SnapshotResult, classify
 from .rows import describe_nulled
 from .source import SCOPED_MERGE_DESTINATIONS, ref_domains_resource
-from .warehouse import destination_type, loader_file_format
+from .warehouse import destination_type, loader_file_format, reconnecting
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetch: Prefe
     spec, was_complete = planned.spec, planned.was_complete
     if not was_complete and planned.present:
         # rows of an earlier attempt the ledger does not vouch for: the ledger and the rows must agree
-        ledger.delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date)
+        reconnecting(pipeline, lambda: ledger.delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date))
 
     def keep(f: Prefetcher) -> bool:
         if accept_empty and f.stats.status == STATUS_SUSPECT_EMPTY:
@@ -64,8 +64,9 @@ def load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetch: Prefe
     if error is None:
         if stats.rows_loaded == 0:
             # a delete-insert merge with no staged rows deletes nothing: a snapshot replaced by an
-            # empty result must lose its old rows here (a crash before this is caught by planning)
-            ledger.delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date)
+            # empty result loses its old rows here; rows a crash before this left are another
+            # pull's, which no model reads and the next plan of the day deletes
+            reconnecting(pipeline, lambda: ledger.delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date))
         return result, None
     if isinstance(error, SnapshotNotCommitted):
         result.error = f"ended {stats.status} ({stats.error}); the complete snapshot already loaded is kept"

@@ -40,6 +40,7 @@ from .warehouse import (
     destination_errors,
     ensure_snapshot_key_index,
     make_pipeline,
+    reconnecting,
     resolve_destination,
 )
 
@@ -97,11 +98,12 @@ def run(settings: Settings, api_token: str, options: RunOptions | None = None, *
 def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeline: dlt.Pipeline,
          left: int | None, may_write: Callable[[], None]) -> RunReport:
     """The run inside its locks; `may_write()` raises once this run may no longer write."""
-    check_history(ledger.read_ledger(pipeline), settings, options.day)
+    check_history(reconnecting(pipeline, lambda: ledger.read_ledger(pipeline)), settings, options.day)
     may_write()
     finish_interrupted_load(pipeline)
-    ensure_snapshot_key_index(pipeline)
-    todo, done = due_snapshots(pipeline, settings, options.day, options.kind, options.force)
+    reconnecting(pipeline, lambda: ensure_snapshot_key_index(pipeline))
+    todo, done = reconnecting(pipeline, lambda: due_snapshots(pipeline, settings, options.day, options.kind,
+                                                               options.force))
     report = RunReport(results=already_complete(done))
     budget = run_budget(settings.max_credits_per_run, left, [p.estimate for p in todo])
     reporter = options.progress or Progress()
@@ -155,5 +157,8 @@ def build_models(pipeline: dlt.Pipeline, settings: Settings, *, full_refresh: bo
     """The models build of a run and of `refdomains models`; returns the models built. On DuckDB
     within `duckdb_memory_limit`, built again with more if it runs out (duckdb_session).
     `full_refresh` compares every pair of snapshots again."""
-    return build_within_memory(pipeline, settings.duckdb_memory_limit, lambda: models.build(
-        pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots, full_refresh=full_refresh))
+    def build() -> list[str]:
+        return models.build(pipeline, lost_confirmation_snapshots=settings.lost_confirmation_snapshots,
+                            full_refresh=full_refresh)
+
+    return build_within_memory(pipeline, settings.duckdb_memory_limit, lambda: reconnecting(pipeline, build))

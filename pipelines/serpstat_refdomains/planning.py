@@ -1,8 +1,8 @@
 """What a run fetches: the snapshots due for a day, from the configuration and the ledger.
 
-`auto` runs a full snapshot when the last complete one is `full_snapshot_every_days` old, plus a
-`last_week` pull when `fetch_last_week` is on; a snapshot already complete for the day is never
-paid for again unless forced (README: Command line).
+`auto` runs a full snapshot when the last complete one is `full_snapshot_every_days` old, and on
+the days between a `last_week` pull when `fetch_last_week` is on; a snapshot already complete for
+the day is never paid for again unless forced (README: Command line).
 
 Dates cannot lie: Serpstat answers with its index of today, so a snapshot is filed under today's
 date and no other. A date is accepted while it is the current date somewhere on Earth (UTC-12 to
@@ -81,9 +81,11 @@ class PlannedSnapshot:
 def due_snapshots(pipeline: dlt.Pipeline, settings: Settings, day: dt.date, kind: str, force: bool
                   ) -> tuple[list[PlannedSnapshot], list[PlannedSnapshot]]:
     """`plan_snapshots` from what the destination holds: its ledger, checked against the rows
-    actually loaded for the day."""
+    actually loaded for the day (rows of another pull than the ledger's are deleted first)."""
+    keys = planned_keys(settings, day)
+    ledger.delete_rows_of_other_pulls(pipeline, day, keys)
     return plan_snapshots(settings, ledger.read_ledger(pipeline), day, kind, force,
-                          ledger.rows_present(pipeline, day, planned_keys(settings, day)))
+                          ledger.rows_present(pipeline, day, keys))
 
 
 def planned_keys(settings: Settings, day: dt.date) -> list[str]:
@@ -109,15 +111,17 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
         complete = sorted((r for r in series_rows.get((target.domain, target.search_type, settings.filter_hash), [])
                            if r.status == STATUS_COMPLETE), key=lambda r: r.snapshot_date)
         previous_full = [r for r in complete if r.snapshot_kind == "full" and r.snapshot_date <= day]
-        kinds: list[str] = []
         if kind in ("full", "last_week"):
             kinds = [kind]
+        elif not previous_full or (day - previous_full[-1].snapshot_date).days >= settings.full_snapshot_every_days \
+                or previous_full[-1].snapshot_date == day:
+            # a full snapshot holds every donor a last_week pull of the same day would list: that
+            # pull would be paid for and add nothing the models use
+            kinds = ["full"]
         else:
-            if not previous_full or (day - previous_full[-1].snapshot_date).days >= settings.full_snapshot_every_days \
-                    or previous_full[-1].snapshot_date == day:
-                kinds.append("full")
-            if settings.fetch_last_week:
-                kinds.append("last_week")
+            kinds = ["last_week"] if settings.fetch_last_week else []
+        # --force refetches what was named: competitors that come along with a --domain are kept
+        forced = force and (not settings.named or target in settings.named)
         for snapshot_kind in kinds:
             key = snapshot_key(target.domain, target.search_type, snapshot_kind, day)
             existing = ledger.get(key)
@@ -136,7 +140,7 @@ def plan_snapshots(settings: Settings, ledger: dict[str, LedgerRow], day: dt.dat
             estimate = read_cost(same_kind[-1].expected_total, settings.page_size) if same_kind else None
             planned = PlannedSnapshot(spec, existing, estimate, rows_now)
             if existing and existing.status == STATUS_COMPLETE and existing.filter_hash == settings.filter_hash \
-                    and agrees and not force:
+                    and agrees and not forced:
                 done.append(planned)
             else:
                 todo.append(planned)

@@ -22,6 +22,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from . import gap_report
 from .constants import ATTEMPTS_TABLE, SNAPSHOTS_TABLE, STATUS_COMPLETE, STATUS_SUSPECT_EMPTY
 from .rendering import html_table, number, text_table
+from .warehouse import table_exists
 
 # The ledger's columns in the report, and in `refdomains status`.
 LEDGER_COLUMNS = ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status", "rows_loaded",
@@ -374,10 +375,7 @@ def latest_snapshots(pipeline: dlt.Pipeline) -> tuple[list[dict[str, Any]], int]
             f"SELECT {', '.join(STATUS_COLUMNS)} FROM (SELECT *, row_number() OVER (PARTITION BY target_domain, "
             f"search_type, snapshot_kind ORDER BY snapshot_date DESC) AS recency FROM {table}) latest "
             f"WHERE recency = 1 ORDER BY target_domain, search_type, snapshot_kind")
-        found = client.execute_sql(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-            client.dataset_name, ATTEMPTS_TABLE)
-        if found and found[0][0]:
+        if table_exists(client, ATTEMPTS_TABLE):
             table = client.make_qualified_table_name(ATTEMPTS_TABLE)
         spent = client.execute_sql(f"SELECT coalesce(sum(credits_spent), 0) FROM {table} WHERE started_at >= %s",
                                    month_start)

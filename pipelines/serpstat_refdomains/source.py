@@ -22,7 +22,8 @@ from dlt.common.schema.typing import TDeleteInsertStrategyDict
 from dlt.extract.resource import DltResource
 
 from .client import SerpstatClient
-from .config import SerpstatSourceConfiguration, parse_date, parse_kind
+from .config import SerpstatSourceConfiguration, known_settings, parse_date, parse_kind
+from .config_files import check_written_configuration
 from .constants import KINDS, REF_DOMAINS_TABLE
 from .contract import SNAPSHOT_KEY, WRITE_DISPOSITION
 from .errors import SnapshotNotCommitted
@@ -138,6 +139,7 @@ def serpstat(
     This source neither skips completed snapshots nor isolates targets: `refdomains run` does,
     by loading each snapshot through `ref_domains_resource` on its own.
     """
+    check_written_configuration(known_settings())
     settings = config.validate(need_token=True)
     parse_kind(kind, KINDS, "kind")
     day = parse_date(snapshot_date, "snapshot_date")

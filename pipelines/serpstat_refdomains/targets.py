@@ -164,8 +164,9 @@ def parse_search_type(value: Any, what: str = "search_type") -> str:
     return value
 
 
-def select_configured(domains: Any, default_search_type: Any, wanted: list[str]) -> list[dict]:
-    """The configured items for `--domain D...`, with everything configured for them.
+def select_configured(domains: Any, default_search_type: Any, wanted: list[str]) -> tuple[list[dict], list[Target]]:
+    """The configured items for `--domain D...`, with everything configured for them, and the
+    targets named.
 
     `--domain` picks from the configuration rather than replacing it: D under another search
     type would be another series (and a new, paid baseline), so D must be configured. A tracked
@@ -185,4 +186,4 @@ def select_configured(domains: Any, default_search_type: Any, wanted: list[str])
         chosen += [t for t in matches if t not in chosen]
     tracked = {s.target: s for s in competitor_sets}
     return [as_item(tracked[t]) if t in tracked else {"query": t.domain, "search_type": t.search_type}
-            for t in chosen]
+            for t in chosen], chosen

@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigurationException
@@ -27,7 +28,11 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 from dlt.common.exceptions import DltException
 from dlt.common.typing import TLoaderFileFormat
-from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseUndefinedRelation
+from dlt.destinations.exceptions import (
+    DatabaseTerminalException,
+    DatabaseTransientException,
+    DatabaseUndefinedRelation,
+)
 
 from .constants import (
     DATASET_NAME,
@@ -38,6 +43,8 @@ from .constants import (
 from .errors import ConfigError, RefdomainsError, ServiceUnavailable, first_line, unwrap
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 # --- which destination -------------------------------------------------------------------
@@ -237,11 +244,34 @@ def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
                        REF_DOMAINS_TABLE, first_line(unwrap(error)))
 
 
-def has_column(client, table: str, column: str) -> bool:
+# --- what the dataset holds ----------------------------------------------------------------
+# information_schema keeps names as the warehouse stores them: dlt folds identifiers to lower case
+# on DuckDB and PostgreSQL and to upper case on Snowflake, so every lookup folds the same way.
+def stored_name(client: Any, name: str) -> str:
+    """`name` (a dataset, table or column) as the destination stores it."""
+    return client.capabilities.casefold_identifier(name)
+
+
+def table_type(client: Any, table: str) -> str | None:
+    """"TABLE" or "VIEW" for a table or view of the client's dataset; None if there is none."""
+    rows = client.execute_sql(
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        stored_name(client, client.dataset_name), stored_name(client, table))
+    if not rows:
+        return None
+    return "VIEW" if "VIEW" in str(rows[0][0]).upper() else "TABLE"
+
+
+def table_exists(client: Any, table: str) -> bool:
+    return table_type(client, table) is not None
+
+
+def has_column(client: Any, table: str, column: str) -> bool:
     """Whether the dataset's `table` has `column` (a table loaded by an earlier version may not)."""
     found = client.execute_sql(
         "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-        "AND column_name = %s", client.dataset_name, table, column)
+        "AND column_name = %s", stored_name(client, client.dataset_name), stored_name(client, table),
+        stored_name(client, column))
     return bool(found and found[0][0])
 
 
@@ -254,11 +284,12 @@ def loader_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat:
 
 
 @contextmanager
-def destination_errors(pipeline: dlt.Pipeline) -> Iterator[None]:
+def destination_errors(pipeline: dlt.Pipeline, kept: str = "completed snapshots are kept") -> Iterator[None]:
     """The destination's failures as one line each: ConfigError when its credentials are missing
-    (nothing was fetched), ServiceUnavailable when it cannot be reached or refuses to work (what
-    was loaded before stays loaded)."""
+    (nothing was fetched), ServiceUnavailable when it cannot be reached or refuses to work (`kept`
+    says what stays as it was)."""
     name = pipeline.destination.destination_name
+    where = _data_location(pipeline.destination)
     try:
         yield
     except ConfigurationException as error:
@@ -268,9 +299,40 @@ def destination_errors(pipeline: dlt.Pipeline) -> Iterator[None]:
         if not _is_destination_error(error):
             raise
         raise ServiceUnavailable(
-            f"destination {name!r} failed ({first_line(unwrap(error))}): "
-            "check that it is reachable and writable, then run again (completed snapshots are kept)"
+            f"destination {name!r}{f' at {where}' if where else ''} failed ({first_line(unwrap(error))}): "
+            f"check that it runs, accepts connections and lets this user write, then run again ({kept})"
         ) from error
+
+
+def reconnecting(pipeline: dlt.Pipeline, work: Callable[[], T], attempts: int = 3, wait: float = 0.5) -> T:
+    """`work` (idempotent, or one transaction) done again on a fresh connection when the one it
+    used dropped: a database server closes sessions, restarts and fails over, and a run whose loads
+    all succeeded must not fail on one of its own statements for it. DuckDB, in this process, has
+    no connection to lose (and dlt calls its out-of-memory errors transient too): done once."""
+    if destination_type(pipeline) == "duckdb":
+        return work()
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except Exception as error:
+            if attempt == attempts or not isinstance(unwrap_transient(error), DatabaseTransientException):
+                raise
+            logger.info("the destination connection dropped (%s): trying again", first_line(error))
+            time.sleep(wait * attempt)
+    raise AssertionError("unreachable")
+
+
+def unwrap_transient(error: BaseException) -> BaseException:
+    """The first dlt database error on the way into `error`'s causes (dlt wraps them in its step
+    errors), else the error itself."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DatabaseTransientException):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "exception", None) or current.__cause__
+    return error
 
 
 def credentials_hint(destination: Destination) -> str:
