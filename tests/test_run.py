@@ -13,7 +13,18 @@ from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
 from serpstat_refdomains.paging import PARTITION_ATTEMPTS
 from serpstat_refdomains.windows import plan_cost, plan_windows
-from tests.helpers import DAY, TOKEN, ledger, loaded_domains, query, ref_requests, run_pipeline, snapshot_cost, truth
+from tests.helpers import (
+    DAY,
+    TOKEN,
+    ledger,
+    loaded_domains,
+    on,
+    query,
+    ref_requests,
+    run_pipeline,
+    snapshot_cost,
+    truth,
+)
 
 
 @pytest.mark.parametrize("total", [0, 1, 999, 1000, 1001, 2500])
@@ -236,8 +247,11 @@ def test_plain_dlt_source_loads_a_snapshot_with_its_ledger(tmp_path, emulator):
     emulator.set_profile("plain.org", 0)
     pipeline = dlt.pipeline("plain_source", destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")),
                             dataset_name="serpstat", pipelines_dir=str(tmp_path / "pipelines"))
-    pipeline.run(serpstat(domains=["plain.com", "plain.org"], api_token=TOKEN, api_url=emulator.url,
-                          requests_per_second=1000, snapshot_date=DAY.isoformat()))
+    with on(DAY):  # the day the emulator serves: the source files a snapshot under today only
+        pipeline.run(serpstat(domains=["plain.com", "plain.org"], api_token=TOKEN, api_url=emulator.url,
+                              requests_per_second=1000, snapshot_date=DAY.isoformat()))
+    with pytest.raises(Exception, match="is in the past"):
+        serpstat(domains=["plain.com"], api_token=TOKEN, api_url=emulator.url, snapshot_date=DAY.isoformat())
     assert set(loaded_domains(tmp_path, "plain.com")) == truth(emulator, "plain.com")
     assert (ledger(tmp_path, "plain.com")["status"], ledger(tmp_path, "plain.com")["rows_loaded"]) == ("complete", 1200)
     assert (ledger(tmp_path, "plain.org")["status"], ledger(tmp_path, "plain.org")["credits_spent"]) == ("complete", 1)

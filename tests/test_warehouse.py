@@ -298,12 +298,13 @@ def _model_rows(pipeline) -> dict[str, list[tuple]]:
 
 
 @pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
-def test_incremental_models_equal_a_full_refresh_after_reloads_and_backfills(tmp_path, emulator, warehouse,
-                                                                             request):
-    """Weekly runs with models built after each, as a schedule runs them; then an older full
-    snapshot pulled again with --force (other rows under the same key), and a full snapshot
-    backfilled between two others. Every model, incremental, equals `refdomains models
-    --full-refresh` on the same tables, row for row, on DuckDB and PostgreSQL."""
+def test_incremental_models_equal_a_full_refresh_after_reloads_and_readable_again(tmp_path, emulator, warehouse,
+                                                                                   request):
+    """Weekly runs with models built after each, as a schedule runs them, where a full snapshot
+    between two others is unreadable for a while (its rows and ledger disagreed) and readable
+    again later; then today's full snapshot pulled again with --force after the index moved (other
+    rows under the same key). Every model, incremental, equals `refdomains models --full-refresh`
+    on the same tables, row for row, on DuckDB and PostgreSQL."""
     from serpstat_refdomains import models
     from serpstat_refdomains.warehouse import make_pipeline
 
@@ -313,23 +314,32 @@ def test_incremental_models_equal_a_full_refresh_after_reloads_and_backfills(tmp
         dataset, destination = "serpstat", dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
     emulator.graph.set_profile("weekly.com", Profile(base_size=150))
     options = {"destination": destination, "dataset_name": dataset, "build_models": True}
-    with fast_client(emulator) as client:
-        for week in range(4):
-            emulator.today = DAY + dt.timedelta(weeks=week)
-            for kind in ("full", "last_week"):
-                run_pipeline(tmp_path, emulator, ["weekly.com"], emulator.today, client=client, kind=kind,
-                             **options)
-        # the index moved on: week 1's snapshot pulled again holds today's donors under its key
-        again = run_pipeline(tmp_path, emulator, ["weekly.com"], DAY + dt.timedelta(weeks=1), client=client,
-                             kind="full", force=True, **options)
-        backfill = run_pipeline(tmp_path, emulator, ["weekly.com"], DAY + dt.timedelta(days=10), client=client,
-                                kind="full", **options)
-    assert [r.status for r in again.results + backfill.results] == ["complete", "complete"]
     pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
+    between = DAY + dt.timedelta(days=10)
+
+    def readable(day: dt.date, status: str) -> None:  # the ledger row that decides whether models read it
+        with pipeline.sql_client() as client:
+            client.execute_sql(f"UPDATE {client.make_qualified_table_name('snapshots')} SET status = %s "
+                               "WHERE snapshot_date = %s AND snapshot_kind = 'full'", status, day)
+
+    with fast_client(emulator) as client:
+        days = [DAY, DAY + dt.timedelta(weeks=1), between, DAY + dt.timedelta(weeks=2), DAY + dt.timedelta(weeks=3)]
+        for day in days:
+            emulator.today = day
+            for kind in ("full", "last_week"):
+                run_pipeline(tmp_path, emulator, ["weekly.com"], day, client=client, kind=kind, **options)
+            if day == between:
+                readable(between, "incomplete")  # models built from now on compare around it
+        readable(between, "complete")
+        # the index moved on: today's full snapshot pulled again holds other donors under its key
+        emulator.graph.add_named("weekly.com", ["moved-on.example", "another.example"], days[-1], rank=30)
+        again = run_pipeline(tmp_path, emulator, ["weekly.com"], days[-1], client=client, kind="full", force=True,
+                             **options)
+    assert [r.status for r in again.results] == ["complete"]
     incremental = _model_rows(pipeline)
     models.build(pipeline, full_refresh=True)
     rebuilt = _model_rows(pipeline)
     assert incremental == rebuilt
     # the history exercises what the comparisons keep: losses, and a pull's detections
     assert rebuilt["lost_ref_domains"] and rebuilt["int_last_week_additions"]
-    assert len({row[0] for row in rebuilt["int_snapshot_pairs"]}) == 4 + 1 + 4  # F0..F4 with the backfill, L0..L3
+    assert len({row[0] for row in rebuilt["int_snapshot_pairs"]}) == 5 + 5  # F0..F4 and a last_week pull each

@@ -29,6 +29,7 @@ from .contract import SNAPSHOT_KEY, WRITE_DISPOSITION
 from .errors import SnapshotNotCommitted
 from .ledger import attempt_row, ledger_row, outcome_tables
 from .paging import SnapshotFetcher
+from .planning import check_today
 from .prefetch import Prefetcher
 from .spec import SnapshotSpec
 
@@ -143,6 +144,7 @@ def serpstat(
     settings = config.validate(need_token=True)
     parse_kind(kind, KINDS, "kind")
     day = parse_date(snapshot_date, "snapshot_date")
+    check_today(day)  # Serpstat answers with today's index: any other date would file it falsely
     token = config.token
     assert token is not None  # validate(need_token=True) refused a missing one
     client = SerpstatClient(token, api_url=settings.api_url,
