@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
 from typing import NoReturn
 
 from dlt.common.configuration.exceptions import ConfigurationException
@@ -24,7 +23,6 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from .config import parse_dataset_name, parse_date, resolve_settings
 from .constants import DATASET_NAME
 from .errors import ConcurrentRunError, ConfigError, ServiceUnavailable, UsageError, first_line
-from .targets import Target
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 DETAILS = "details with RUNTIME__LOG_LEVEL=DEBUG"
@@ -176,39 +174,16 @@ def _configure_logging() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
-    from .targets import competitor_only
 
     options = pipeline.RunOptions(snapshot_date=parse_date(args.snapshot_date), kind=args.kind, force=args.force,
                                   destination=args.destination,
                                   dataset_name=parse_dataset_name(args.dataset_name), build_models=not args.no_models)
-    settings, token = resolve_settings(domains_override=args.domain)
-    assert token is not None
-    report = pipeline.run(settings, token, options)
-    _print_report(report, competitor_only(settings.competitors))
-    if report.models_error:
-        print(f"error: {report.models_error} ({DETAILS})", file=sys.stderr)
-    return report.exit_code
-
-
-def _print_report(report, competitors: AbstractSet[Target] = frozenset()) -> None:
-    header = ("target", "kind", "date", "status", "rows", "credits")
-    lines = [header] + [
-        (f"{r.target} (competitor)" if r.target in competitors else str(r.target), r.kind,
-         r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
-        for r in report.results
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip())
-    for r in report.results:
-        if r.error and r.status != "complete":
-            print(f"  {r.target} {r.kind}: {r.error}")
-        if r.note and r.rows:
-            print(f"  {r.target} {r.kind}: {r.note}")
-    left = "unknown" if report.credits_left is None else str(report.credits_left)
-    print(f"credits spent: {report.credits_spent}, left: {left}")
-    for line in report.alerts:
+    report = pipeline.run_configured(options, domains=args.domain)
+    for line in report.lines():
         print(line)
+    if report.failure:
+        print(f"error: {report.failure} ({DETAILS})", file=sys.stderr)
+    return report.exit_code
 
 
 def _existing_pipeline(args: argparse.Namespace):
