@@ -53,8 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                      "(default: today, UTC)")
     run.add_argument("--kind", default="auto", help="auto (default): full when the last complete one is "
                      "full_snapshot_every_days old, plus last_week; or full, or last_week")
-    run.add_argument("--domain", action="append", metavar="D", help="only this domain (repeatable); "
-                     "overrides the configured list")
+    run.add_argument("--domain", action="append", metavar="D", help="only this configured domain (repeatable): "
+                     "a tracked domain with its competitors, or a competitor alone. It picks from `domains`, it "
+                     "does not replace the list: a D not configured there is an error")
     run.add_argument("--force", action="store_true", help="refetch snapshots already complete for the date "
                      "and replace them whole")
     _destination_arguments(run)
@@ -96,18 +97,26 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default="demo", help="folder for the demo database and report (default ./demo)")
 
     emu = sub.add_parser("emulator", help="serve a local Serpstat API emulator (no account needed)",
-                         description="A local Serpstat API v4 with a synthetic, evolving link graph.")
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8765)
-    emu.add_argument("--token", default="demo-token")
-    emu.add_argument("--seed", type=int, default=0)
-    emu.add_argument("--day", metavar="YYYY-MM-DD", help="the index date the emulator serves (default: today)")
+                         description="A local Serpstat API v4 with a synthetic, evolving link graph. Point "
+                         "api_url at the URL it prints (http://HOST:PORT/v4) and use its token.")
+    emu.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this "
+                     "machine only)")
+    emu.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 picks a free one, "
+                     "printed at start)")
+    emu.add_argument("--token", default="demo-token", help="the API token it accepts (default demo-token)")
+    emu.add_argument("--seed", type=int, default=0, help="seed of the synthetic link graph: the same seed serves "
+                     "the same domains (default 0)")
+    emu.add_argument("--day", metavar="YYYY-MM-DD", help="the index date the emulator serves (default: today); "
+                     "`refdomains run` files its snapshots under today's date, UTC, and refuses an index of "
+                     "another day")
     emu.add_argument("--profile", action="append", default=[], metavar="DOMAIN=COUNT",
                      help="fix a domain's number of referring domains (repeatable)")
     emu.add_argument("--rps", type=float, default=None, help="rate limit in requests/second (default: none)")
-    emu.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    emu.add_argument("--depth-cap", type=int, default=60_000)
-    emu.add_argument("--balance", type=int, default=10_000_000, help="API credits of the account")
+    emu.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer (default 0)")
+    emu.add_argument("--depth-cap", type=int, default=60_000, help="how deep a result can be paged: a page that "
+                     "starts past this many rows is refused, as Serpstat refuses past 60,000 (default 60000)")
+    emu.add_argument("--balance", type=int, default=10_000_000, help="API credits of the account "
+                     "(default 10,000,000)")
     emu.add_argument("--string-numbers", action="store_true", help="send ref_pages/domainRank as strings")
     emu.add_argument("--empty-data", action="store_true", help="answer empty results with data: [] "
                      "instead of the 404 'Empty result!' error")
