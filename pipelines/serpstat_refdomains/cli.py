@@ -25,6 +25,8 @@ from .constants import DATASET_NAME
 from .errors import ConcurrentRunError, ConfigError, ServiceUnavailable, UsageError, first_line
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+# `refdomains init --schedule`: scaffold.SCHEDULES' keys, named here so --help needs no import
+SCHEDULE_CHOICES = ("github-actions", "airflow", "cron", "none")
 DETAILS = "details with RUNTIME__LOG_LEVEL=DEBUG"
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     emu.add_argument("--empty-data", action="store_true", help="answer empty results with data: [] "
                      "instead of the 404 'Empty result!' error")
     emu.add_argument("--http-429", action="store_true", help="rate-limit with HTTP 429 + Retry-After")
+    init = sub.add_parser("init", help="set up a project folder: .dlt/config.toml, secrets.toml, .gitignore, "
+                          "a schedule", description="Write what a project needs to run `refdomains run`: "
+                          ".dlt/config.toml (every setting, commented with its default), .dlt/secrets.toml "
+                          "(placeholders), a .gitignore and the schedule you choose. A file that exists is kept "
+                          "(a .gitignore or .dlt/*.toml without this project's part gets it added); nothing is "
+                          "overwritten, so running it again is safe.")
+    init.add_argument("--schedule", choices=SCHEDULE_CHOICES, default="none",
+                      help="also write a schedule: .github/workflows/refdomains.yml, dags/refdomains.py or "
+                      "refdomains.cron (default: none)")
+    init.add_argument("--dir", help="the project folder, created if missing (default: this folder, or "
+                      "DLT_PROJECT_DIR)")
     return parser
 
 
@@ -142,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "alerts":
             return _cmd_alerts(args)
+        if args.command == "init":
+            return _cmd_init(args)
     except (UsageError, ConfigError, ConcurrentRunError) as error:  # nothing fetched, nothing written
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
@@ -294,6 +309,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.weeks < 2:
         raise UsageError(f"--weeks {args.weeks} is too few: new and lost need at least 2 weekly runs")
     run_demo(weeks=args.weeks, directory=args.dir)
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .scaffold import init
+    from .warehouse import project_dir
+
+    for line in init(args.dir or project_dir(), args.schedule):
+        print(line)
     return EXIT_OK
 
 
