@@ -189,8 +189,8 @@ def init(folder: str | Path, schedule: str = "none") -> list[str]:
     if chosen is not None:
         lines.append(f"schedule ({schedule}): {chosen[2]}")
         if "<org>" in (root / chosen[0]).read_text(encoding="utf-8"):
-            lines.append(f"schedule ({schedule}): replace <org> in {chosen[0]} with the GitHub owner of "
-                         f"{DISTRIBUTION}, whose release tag v{__version__} it installs")
+            lines.append(f"schedule ({schedule}): <org> in {chosen[0]}'s install line stands for the GitHub owner of "
+                         f"{DISTRIBUTION}: fill it in (the tag, v{__version__}, is this release)")
     return lines
 
 

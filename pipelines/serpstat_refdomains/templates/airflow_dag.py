@@ -1,7 +1,7 @@
 """serpstat-refdomains on Airflow: `refdomains run` once a day, as one task.
 
 Install the package into Airflow's environment, pinned to a release:
-    pip install "serpstat-refdomains @ git+https://github.com/<org>/serpstat-refdomains@vX.Y.Z"
+    pip install "serpstat-refdomains @ git+https://github.com/<org>/serpstat-refdomains@v<version>"
 Keep this file in dags/ of the project folder that holds .dlt/config.toml (or set DLT_PROJECT_DIR to
 that folder). Secrets in that folder's .dlt/secrets.toml or in Airflow's environment:
 SOURCES__SERPSTAT__API_TOKEN and DESTINATION__POSTGRES__CREDENTIALS.
