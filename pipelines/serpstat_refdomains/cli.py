@@ -23,10 +23,9 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from .config import parse_dataset_name, parse_date, resolve_settings
 from .constants import DATASET_NAME
 from .errors import ConcurrentRunError, ConfigError, ServiceUnavailable, UsageError, first_line
+from .scaffold import SCHEDULES, init
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
-# `refdomains init --schedule`: scaffold.SCHEDULES' keys, named here so --help needs no import
-SCHEDULE_CHOICES = ("github-actions", "airflow", "cron", "none")
 DETAILS = "details with RUNTIME__LOG_LEVEL=DEBUG"
 logger = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
                           "(placeholders), a .gitignore and the schedule you choose. A file that exists is kept "
                           "(a .gitignore or .dlt/*.toml without this project's part gets it added); nothing is "
                           "overwritten, so running it again is safe.")
-    init.add_argument("--schedule", choices=SCHEDULE_CHOICES, default="none",
+    init.add_argument("--schedule", choices=list(SCHEDULES), default="none",
                       help="also write a schedule: .github/workflows/refdomains.yml, dags/refdomains.py or "
                       "refdomains.cron (default: none)")
     init.add_argument("--dir", help="the project folder, created if missing (default: this folder, or "
@@ -313,7 +312,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from .scaffold import init
     from .warehouse import project_dir
 
     for line in init(args.dir or project_dir(), args.schedule):

@@ -46,15 +46,15 @@ EXAMPLES: dict[str, Any] = {
 SECTION = ".".join(SOURCE_SECTION)
 CONFIG_HEADER = f"""\
 # serpstat-refdomains {__version__}: every setting, written by `refdomains init`.
-# A commented key shows its default; uncomment it to change it. Any key can also be set as an
-# environment variable SOURCES__SERPSTAT__<KEY>, which wins over this file.
+# A commented key shows its default (an example, where it is unset by default): uncomment it to
+# change it. Any key can also be set as an environment variable SOURCES__SERPSTAT__<KEY>, which
+# wins over this file.
 # Secrets (the API token, the alert webhook) go in .dlt/secrets.toml, never here.
 """
 SECRETS_HEADER = """\
 # serpstat-refdomains secrets, written by `refdomains init`. Keep this file out of git (.gitignore);
 # on a scheduler set the same keys as environment variables instead, e.g. SOURCES__SERPSTAT__API_TOKEN.
 """
-GIT_TEMPLATE = "gitignore"
 # --schedule: where the file goes in the project, its template, and what to do next
 SCHEDULES: dict[str, tuple[str, str, str] | None] = {
     "github-actions": (".github/workflows/refdomains.yml", "github-actions.yml",
@@ -159,7 +159,7 @@ def _files(schedule: str, folder: Path) -> list[tuple[str, str]]:
     """(path in the project, content) of every file init writes."""
     files = [(".dlt/config.toml", CONFIG_HEADER + "\n" + section(secret=False)),
              (".dlt/secrets.toml", SECRETS_HEADER + "\n" + section(secret=True) + _template("secrets.toml")),
-             (".gitignore", _template(GIT_TEMPLATE))]
+             (".gitignore", _template("gitignore"))]
     chosen = SCHEDULES[schedule]
     if chosen is not None:
         path, template, _ = chosen
