@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK_VENV := .venv-lock
 LOCK_TOOLS := pip==26.3 pip-tools==7.6.2
 
-.PHONY: install test lint demo bench chaos lock clean
+.PHONY: install test e2e lint demo bench chaos lock clean
 
 # The lock pins the test and lint extras too, so this one install brings pytest, ruff and mypy.
 $(STAMP): requirements.lock pyproject.toml
@@ -23,6 +23,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# A new user's install from the built wheel, in fresh venvs (tests/test_e2e_install.py): minutes,
+# so `make test` leaves it out. Needs PyPI; PostgreSQL for the workflow and Airflow parts.
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -m e2e tests/test_e2e_install.py
 
 # Ruff (style, imports, likely bugs) over all the Python; mypy over the package ([tool.mypy]).
 lint: $(STAMP)

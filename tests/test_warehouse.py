@@ -175,22 +175,6 @@ def test_postgres_loads_through_csv_copy(tmp_path, emulator, pg_dataset):
         truth(emulator, "copy.com")
 
 
-def test_scheduling_examples_are_valid():
-    import py_compile
-    from pathlib import Path
-
-    import yaml
-
-    root = Path(__file__).resolve().parents[1] / "examples"
-    workflow = yaml.safe_load((root / "github-actions.yml").read_text())
-    steps = workflow["jobs"]["load"]["steps"]
-    run = next(s["run"] for s in steps if s.get("name") == "Load referring domains")
-    env = next(s["env"] for s in steps if s.get("name") == "Load referring domains")
-    assert "refdomains run" in run and env["SOURCES__SERPSTAT__API_TOKEN"] == "${{ secrets.SERPSTAT_API_TOKEN }}"
-    assert {c["cron"] for c in workflow[True]["schedule"]} == {"15 5 * * *", "30 5 * * 1"}  # YAML 1.1: on -> True
-    py_compile.compile(str(root / "airflow_dag.py"), doraise=True)
-
-
 @needs_postgres
 def test_rows_doubled_by_a_replayed_job_are_repaired_on_postgres(tmp_path, emulator, pg_dataset):
     """repair_replayed_snapshots runs portable SQL (scratch table, DISTINCT, one transaction a

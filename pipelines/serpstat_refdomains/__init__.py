@@ -1,19 +1,22 @@
 """serpstat-refdomains: dated snapshots of Serpstat referring domains, loaded with dlt.
 
 `from serpstat_refdomains import serpstat` gives the dlt source, as dlt's verified sources do;
-`serpstat_refdomains.dataset()` opens what `refdomains run` loaded for this project folder.
+`serpstat_refdomains.dataset()` opens what `refdomains run` loaded for this project folder;
+`run_configured()` does what `refdomains run` does, for a scheduler's task.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 # The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.2.0"
 
-__all__ = ["__version__", "dataset", "serpstat"]
+__all__ = ["__version__", "dataset", "run_configured", "serpstat"]
 
 if TYPE_CHECKING:
+    from .pipeline import run_configured
     from .source import serpstat
 
 
@@ -31,11 +34,13 @@ def dataset(destination: Any = None, dataset_name: str | None = None) -> Any:
     return open_dataset(destination, dataset_name)
 
 
+# the module each public name comes from
+_LAZY = {"serpstat": ".source", "run_configured": ".pipeline"}
+
+
 def __getattr__(name: str) -> Any:
     # Imported on first use: the CLI and the emulator import this package too, and the source
     # would load dlt's extract machinery and pyarrow for every command (PEP 562).
-    if name == "serpstat":
-        from .source import serpstat
-
-        return serpstat
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

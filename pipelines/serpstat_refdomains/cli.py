@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
 from typing import NoReturn
 
 from dlt.common.configuration.exceptions import ConfigurationException
@@ -25,7 +24,7 @@ from .config import known_settings, parse_dataset_name, parse_date, resolve_sett
 from .config_files import check_written_configuration, unreadable_file
 from .constants import DATASET_NAME, SNAPSHOTS_TABLE
 from .errors import ConcurrentRunError, ConfigError, ServiceUnavailable, UsageError, first_line
-from .targets import Target
+from .scaffold import SCHEDULES, init
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 DETAILS = "details with RUNTIME__LOG_LEVEL=DEBUG"
@@ -56,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                      "(default: today, UTC)")
     run.add_argument("--kind", default="auto", help="auto (default): full when the last complete one is "
                      "full_snapshot_every_days old, plus last_week; or full, or last_week")
-    run.add_argument("--domain", action="append", metavar="D", help="only this domain (repeatable); "
-                     "overrides the configured list")
+    run.add_argument("--domain", action="append", metavar="D", help="only this configured domain (repeatable): "
+                     "a tracked domain with its competitors, or a competitor alone. It picks from `domains`, it "
+                     "does not replace the list: a D not configured there is an error")
     run.add_argument("--force", action="store_true", help="refetch snapshots already complete for the date "
                      "and replace them whole")
     _destination_arguments(run)
@@ -99,22 +99,41 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default="demo", help="folder for the demo database and report (default ./demo)")
 
     emu = sub.add_parser("emulator", help="serve a local Serpstat API emulator (no account needed)",
-                         description="A local Serpstat API v4 with a synthetic, evolving link graph.")
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8765)
-    emu.add_argument("--token", default="demo-token")
-    emu.add_argument("--seed", type=int, default=0)
-    emu.add_argument("--day", metavar="YYYY-MM-DD", help="the index date the emulator serves (default: today)")
+                         description="A local Serpstat API v4 with a synthetic, evolving link graph. Point "
+                         "api_url at the URL it prints (http://HOST:PORT/v4) and use its token.")
+    emu.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this "
+                     "machine only)")
+    emu.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 picks a free one, "
+                     "printed at start)")
+    emu.add_argument("--token", default="demo-token", help="the API token it accepts (default demo-token)")
+    emu.add_argument("--seed", type=int, default=0, help="seed of the synthetic link graph: the same seed serves "
+                     "the same domains (default 0)")
+    emu.add_argument("--day", metavar="YYYY-MM-DD", help="the index date the emulator serves (default: today); "
+                     "`refdomains run` files its snapshots under today's date, UTC, and refuses an index of "
+                     "another day")
     emu.add_argument("--profile", action="append", default=[], metavar="DOMAIN=COUNT",
                      help="fix a domain's number of referring domains (repeatable)")
     emu.add_argument("--rps", type=float, default=None, help="rate limit in requests/second (default: none)")
-    emu.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    emu.add_argument("--depth-cap", type=int, default=60_000)
-    emu.add_argument("--balance", type=int, default=10_000_000, help="API credits of the account")
+    emu.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer (default 0)")
+    emu.add_argument("--depth-cap", type=int, default=60_000, help="how deep a result can be paged: a page that "
+                     "starts past this many rows is refused, as Serpstat refuses past 60,000 (default 60000)")
+    emu.add_argument("--balance", type=int, default=10_000_000, help="API credits of the account "
+                     "(default 10,000,000)")
     emu.add_argument("--string-numbers", action="store_true", help="send ref_pages/domainRank as strings")
     emu.add_argument("--empty-data", action="store_true", help="answer empty results with data: [] "
                      "instead of the 404 'Empty result!' error")
     emu.add_argument("--http-429", action="store_true", help="rate-limit with HTTP 429 + Retry-After")
+    init = sub.add_parser("init", help="set up a project folder: .dlt/config.toml, secrets.toml, .gitignore, "
+                          "a schedule", description="Write what a project needs to run `refdomains run`: "
+                          ".dlt/config.toml (every setting, commented with its default), .dlt/secrets.toml "
+                          "(placeholders), a .gitignore and the schedule you choose. A file that exists is kept "
+                          "(a .gitignore or .dlt/*.toml without this project's part gets it added); nothing is "
+                          "overwritten, so running it again is safe.")
+    init.add_argument("--schedule", choices=list(SCHEDULES), default="none",
+                      help="also write a schedule: .github/workflows/refdomains.yml, dags/refdomains.py or "
+                      "refdomains.cron (default: none)")
+    init.add_argument("--dir", help="the project folder, created if missing (default: this folder, or "
+                      "DLT_PROJECT_DIR)")
     return parser
 
 
@@ -138,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "alerts":
             return _cmd_alerts(args)
+        if args.command == "init":
+            return _cmd_init(args)
     except (UsageError, ConfigError, ConcurrentRunError) as error:  # nothing fetched, nothing written
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
@@ -203,39 +224,16 @@ def _configure_logging() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
-    from .targets import competitor_only
 
     options = pipeline.RunOptions(snapshot_date=parse_date(args.snapshot_date), kind=args.kind, force=args.force,
                                   destination=args.destination,
                                   dataset_name=parse_dataset_name(args.dataset_name), build_models=not args.no_models)
-    settings, token = resolve_settings(domains_override=args.domain)
-    assert token is not None
-    report = pipeline.run(settings, token, options)
-    _print_report(report, competitor_only(settings.competitors))
-    if report.models_error:
-        print(f"error: {report.models_error} ({DETAILS})", file=sys.stderr)
-    return report.exit_code
-
-
-def _print_report(report, competitors: AbstractSet[Target] = frozenset()) -> None:
-    header = ("target", "kind", "date", "status", "rows", "credits")
-    lines = [header] + [
-        (f"{r.target} (competitor)" if r.target in competitors else str(r.target), r.kind,
-         r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
-        for r in report.results
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip())
-    for r in report.results:
-        if r.error and r.status != "complete":
-            print(f"  {r.target} {r.kind}: {r.error}")
-        if r.note and r.rows:
-            print(f"  {r.target} {r.kind}: {r.note}")
-    left = "unknown" if report.credits_left is None else str(report.credits_left)
-    print(f"credits spent: {report.credits_spent}, left: {left}")
-    for line in report.alerts:
+    report = pipeline.run_configured(options, domains=args.domain)
+    for line in report.lines():
         print(line)
+    if report.failure:
+        print(f"error: {report.failure} ({DETAILS})", file=sys.stderr)
+    return report.exit_code
 
 
 def _existing_pipeline(args: argparse.Namespace, needs_models: bool = False):
@@ -347,6 +345,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.weeks < 2:
         raise UsageError(f"--weeks {args.weeks} is too few: new and lost need at least 2 weekly runs")
     run_demo(weeks=args.weeks, directory=args.dir)
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .warehouse import project_dir
+
+    for line in init(args.dir or project_dir(), args.schedule):
+        print(line)
     return EXIT_OK
 
 

@@ -109,8 +109,8 @@ class SerpstatConfiguration(BaseConfiguration):
     alert_min_domain_rank: int = 0
     """Alerts list lost and new referring domains and gap opportunities of at least this rank, 0-100."""
     alert_webhook_url: TSecretStrValue | None = None
-    """A generic JSON webhook for alerts; never printed or logged. Slack is dlt's own
-    [runtime] slack_incoming_hook (see `validate`)."""
+    """A generic JSON webhook for alerts; never printed or logged. Slack alerts use dlt's own
+    [runtime] slack_incoming_hook (in .dlt/secrets.toml too)."""
 
     @property
     def token(self) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from dlt.common.destination import Destination
 from . import alerts, competitor_table, ledger, models
 from .budget import account_balance, run_budget
 from .client import SerpstatClient
-from .config import Settings, parse_kind
+from .config import Settings, parse_kind, resolve_settings
 from .constants import (
     DEPTH_CAP,
     RUN_KINDS,
@@ -35,10 +35,12 @@ from .progress import Progress
 from .recovery import finish_interrupted_load
 from .results import RunReport, already_complete
 from .run_lock import run_lock
+from .targets import competitor_only
 from .warehouse import (
     check_configured,
     destination_errors,
     ensure_snapshot_key_index,
+    in_project,
     make_pipeline,
     reconnecting,
     resolve_destination,
@@ -95,6 +97,25 @@ def run(settings: Settings, api_token: str, options: RunOptions | None = None, *
             return _run(settings, options, client, pipeline, left, lease.check)
 
 
+def run_configured(options: RunOptions | None = None, *, domains: Sequence[str] | None = None,
+                   project_dir: str | None = None, **flags: Any) -> RunReport:
+    """Exactly what `refdomains run` does, for code that schedules it (an Airflow task): the
+    configuration resolved from the project's .dlt/ and the environment as the command resolves
+    it, every setting honoured, the due snapshots loaded, the models built and the alerts sent.
+
+    `flags` are RunOptions' fields, as for `run`; `domains` picks configured domains (with their
+    competitors) as `--domain` does; `project_dir` is the folder whose .dlt/ is read and whose
+    working folders are used (default: dlt's, DLT_PROJECT_DIR or the working directory). Raises
+    UsageError or ConfigError (the command's exit 2: nothing fetched, nothing written) and
+    ServiceUnavailable like `run`; `RunReport.failure` is the command's exit 1 and its message.
+    """
+    options = RunOptions(**flags) if options is None else dataclasses.replace(options, **flags)
+    with in_project(project_dir):
+        settings, token = resolve_settings(domains_override=list(domains) if domains else None)
+        assert token is not None  # resolve_settings requires one
+        return run(settings, token, options)
+
+
 def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeline: dlt.Pipeline,
          left: int | None, may_write: Callable[[], None]) -> RunReport:
     """The run inside its locks; `may_write()` raises once this run may no longer write."""
@@ -104,7 +125,7 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
     reconnecting(pipeline, lambda: ensure_snapshot_key_index(pipeline))
     todo, done = reconnecting(pipeline, lambda: due_snapshots(pipeline, settings, options.day, options.kind,
                                                                options.force))
-    report = RunReport(results=already_complete(done))
+    report = RunReport(results=already_complete(done), competitors=competitor_only(settings.competitors))
     budget = run_budget(settings.max_credits_per_run, left, [p.estimate for p in todo])
     reporter = options.progress or Progress()
     aborted: str | None = None  # why the run stopped fetching, once an error doomed it

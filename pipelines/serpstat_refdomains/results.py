@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 # A snapshot complete before the run started: reported, never fetched or paid for again.
 ALREADY_COMPLETE = "already_complete"
 OK_STATUSES = {STATUS_COMPLETE, STATUS_SUSPECT_EMPTY, ALREADY_COMPLETE}
+_NAMED = 5  # snapshots a failure names before "and N more": the line stays one line
 
 
 @dataclass
@@ -64,12 +66,49 @@ class RunReport:
     models_error: str | None = None
     # one line per alert channel (what was sent); failures are warnings, never the exit code
     alerts: list[str] = field(default_factory=list)
+    # series fetched only as a tracked domain's competitors: their lines say so
+    competitors: AbstractSet[Target] = frozenset()
 
     @property
     def exit_code(self) -> int:
         """0 when every snapshot is complete, already was, or is suspect_empty (warned) and the
         models were rebuilt; 1 otherwise (what loaded stays loaded)."""
-        return 0 if all(r.status in OK_STATUSES for r in self.results) and self.models_error is None else 1
+        return 1 if self.failure else 0
+
+    @property
+    def failure(self) -> str | None:
+        """Why the run exits 1, in one line: what `refdomains run` prints on stderr and what a
+        scheduler's task fails with; None when every snapshot is fine and the models were built."""
+        unfinished = [r for r in self.results if r.status not in OK_STATUSES]
+        reasons = []
+        if unfinished:
+            named = ", ".join(f"{r.target} {r.kind} {r.status}" for r in unfinished[:_NAMED])
+            more = f" and {len(unfinished) - _NAMED} more" if len(unfinished) > _NAMED else ""
+            reasons.append(f"{len(unfinished)} snapshot{'s' if len(unfinished) > 1 else ''} not complete "
+                           f"({named}{more}): completed snapshots are kept; run again to fetch the rest")
+        if self.models_error:
+            reasons.append(self.models_error)
+        return "; ".join(reasons) or None
+
+    def lines(self) -> list[str]:
+        """What `refdomains run` prints: a table of the snapshots (target, kind, date, status, rows,
+        credits), the errors and notes under it, the credits spent and left, the alerts sent."""
+        header = ("target", "kind", "date", "status", "rows", "credits")
+        table = [header] + [
+            (f"{r.target} (competitor)" if r.target in self.competitors else str(r.target), r.kind,
+             r.snapshot_date.isoformat(), r.status, str(r.rows), str(r.credits))
+            for r in self.results
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+                 for row in table]
+        for r in self.results:
+            if r.error and r.status != STATUS_COMPLETE:
+                lines.append(f"  {r.target} {r.kind}: {r.error}")
+            if r.note and r.rows:
+                lines.append(f"  {r.target} {r.kind}: {r.note}")
+        left = "unknown" if self.credits_left is None else str(self.credits_left)
+        return [*lines, f"credits spent: {self.credits_spent}, left: {left}", *self.alerts]
 
 
 # Serpstat errors by what they do to a snapshot and to the run: (class, the snapshot's status,

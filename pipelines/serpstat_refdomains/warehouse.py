@@ -153,6 +153,19 @@ def project_dir() -> str:
     return os.path.abspath(dlt.current.run_context().run_dir)
 
 
+@contextmanager
+def in_project(folder: str | None) -> Iterator[None]:
+    """The block runs as if started in the project `folder` (None: where it is): dlt reads that
+    folder's .dlt/ and `project_dir()` names it. DLT_PROJECT_DIR still wins, as for a command."""
+    if folder is None:
+        yield
+        return
+    from dlt.common.runtime.run_context import RunContext, switched_run_context
+
+    with switched_run_context(RunContext(os.path.abspath(folder))):
+        yield
+
+
 def working_folder(destination: Destination, dataset_name: str, project: str | None = None) -> str:
     """dlt's pipelines folder for this project's (destination, dataset):
     `<project>/.dlt/pipelines/<kind>__<dataset>__<key>`, the key naming where the data lives (the
