@@ -29,10 +29,12 @@ test: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest -q -m e2e tests/test_e2e_install.py
 
-# Ruff (style, imports, likely bugs) over all the Python; mypy over the package ([tool.mypy]).
+# Ruff (style, imports, likely bugs) over all the Python; mypy over the package ([tool.mypy]);
+# import-linter holds the package's imports to one direction (.importlinter).
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 demo: $(STAMP)
 	$(BIN)/refdomains demo
