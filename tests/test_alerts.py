@@ -115,6 +115,17 @@ def expected_events(workdir: Path | None, min_rank: int = 0, pg_dataset: str | N
     return events
 
 
+def baseline_before(workdir: Path, emulator, today: dt.date) -> None:
+    """The series' first full snapshots a week before `today` (they yield no event), in the
+    database `refdomains` writes in `workdir`; the emulator then serves `today`."""
+    import dlt
+
+    emulator.today = today - dt.timedelta(weeks=1)
+    run_pipeline(workdir, emulator, DOMAINS, emulator.today, build_models=True,
+                 destination=dlt.destinations.duckdb(str(workdir / "serpstat_refdomains.duckdb")))
+    emulator.today = today
+
+
 def event_id(event: tuple) -> str:
     target, change, ref_domain, day = event
     return alerts.Event(target, "domain_with_subdomains", change, ref_domain, day, ref_domain, None, "").event_id
@@ -134,7 +145,13 @@ def churning():
 
 
 def weekly(workdir, emulator, receiver: Receiver | None, week: int, **options):
-    """The week's `auto` run with its models (and alerts, given a receiver)."""
+    """The week's `auto` run with its models (and alerts, given a receiver). Week 0 follows the
+    series' baseline, a full snapshot a week earlier (a first snapshot yields no event: it is where
+    changes are counted from), loaded without alerts."""
+    if week == 0 and not options.get("force"):
+        emulator.today = START - dt.timedelta(weeks=1)
+        run_pipeline(workdir, emulator, DOMAINS, emulator.today, build_models=True,
+                     **{k: v for k, v in options.items() if k in ("destination", "dataset_name")})
     emulator.today = START + dt.timedelta(weeks=week)
     return run_pipeline(workdir, emulator, DOMAINS, emulator.today, build_models=True,
                         settings_options=alert_settings(receiver) if receiver else None, **options)
@@ -147,8 +164,11 @@ def test_each_event_reaches_each_channel_once_across_reruns_force_and_a_failed_d
     assert first.exit_code == 0 and first.alerts == [
         f"alerts: {len(expected_events(tmp_path))} events sent to slack",
         f"alerts: {len(expected_events(tmp_path))} events sent to webhook"]
+    # what was an event when it was sent: a gap that closes later was news when it opened
+    expected = {event_id(e) for e in expected_events(tmp_path)}
     assert len(receiver.received("/services")) == len(receiver.received("/hooks")) == 1
     weekly(tmp_path, churning, receiver, 1)
+    expected |= {event_id(e) for e in expected_events(tmp_path)}
     assert len(receiver.received("/hooks")) == 2
     # a rerun and a --force of the same day rebuild the same events: nothing is sent again
     again = weekly(tmp_path, churning, receiver, 1)
@@ -160,6 +180,7 @@ def test_each_event_reaches_each_channel_once_across_reruns_force_and_a_failed_d
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="serpstat_refdomains"):
         failed = weekly(tmp_path, churning, receiver, 2)
+    expected |= {event_id(e) for e in expected_events(tmp_path)}
     assert failed.exit_code == 0 and failed.models_error is None
     assert len(failed.alerts) == 1 and failed.alerts[0].endswith("sent to webhook")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -168,7 +189,7 @@ def test_each_event_reaches_each_channel_once_across_reruns_force_and_a_failed_d
     # week 4: Slack works again and gets weeks 3 and 4 in one message
     del receiver.always["/services"]
     weekly(tmp_path, churning, receiver, 3)
-    expected = {event_id(e) for e in expected_events(tmp_path)}
+    expected |= {event_id(e) for e in expected_events(tmp_path)}
     ids = delivered_ids(receiver)
     assert len(ids) == len(set(ids)) and set(ids) == expected  # the webhook: each event once, none missing
     slack = [r for r in receiver.received("/services")]
@@ -266,7 +287,7 @@ def test_cli_dry_run_prints_and_sends_nothing_then_alerts_sends_and_no_secret_is
                   SOURCES__SERPSTAT__ALERT_WEBHOOK_URL=receiver.webhook_url)
     outputs = []
     receiver.always["/hooks"] = 400
-    churning.today = TODAY  # the command files its snapshot under today
+    baseline_before(tmp_path, churning, TODAY)
     done = run_cli(tmp_path, env, "run")
     outputs += [done.stdout, done.stderr]
     assert done.returncode == 0, done.stderr
@@ -309,7 +330,7 @@ def test_cli_dry_run_prints_and_sends_nothing_then_alerts_sends_and_no_secret_is
 
 def test_cli_alerts_without_a_channel_is_one_line_exit_2(tmp_path, churning):
     env = cli_env(tmp_path, churning, json.dumps(DOMAINS))
-    churning.today = TODAY
+    baseline_before(tmp_path, churning, TODAY)
     assert run_cli(tmp_path, env, "run").returncode == 0
     done = run_cli(tmp_path, env, "alerts")
     assert done.returncode == 2 and done.stderr.startswith("error: no alert channel is configured")
@@ -338,15 +359,18 @@ def test_each_event_is_sent_and_recorded_once_on_postgres(tmp_path, churning, re
     receiver.always["/services"] = 500  # Slack misses week 1 and gets it with week 2
     first = weekly(tmp_path, churning, receiver, 0, **where)
     assert first.exit_code == 0 and len(first.alerts) == 1 and first.alerts[0].endswith("sent to webhook")
+    expected = {event_id(e) for e in expected_events(None, pg_dataset=pg_dataset)}  # events when sent
     del receiver.always["/services"]
     weekly(tmp_path, churning, receiver, 1, **where)
+    # Slack gets what is news now, its missed week included (a gap that closed since is not)
+    for_slack = {event_id(e) for e in expected_events(None, pg_dataset=pg_dataset)}
+    expected |= for_slack
     again = weekly(tmp_path, churning, receiver, 1, force=True, **where)
     assert again.alerts == ["alerts: nothing new for slack", "alerts: nothing new for webhook"]
-    expected = {event_id(e) for e in expected_events(None, pg_dataset=pg_dataset)}
     ids = delivered_ids(receiver)
     assert len(ids) == len(set(ids)) and set(ids) == expected and any(e[1] == "gap_opened" for e in
                                                                         expected_events(None, pg_dataset=pg_dataset))
     recorded = pg_rows(pg_dataset, "SELECT channel, target_domain, change, ref_domain, event_date "
                                    "FROM {ds}.alerts_sent")
-    assert len(recorded) == len(set(recorded)) == 2 * len(expected)
-    assert {event_id(r[1:]) for r in recorded if r[0] == "slack"} == expected
+    assert len(recorded) == len(set(recorded)) == len(expected) + len(for_slack)
+    assert {event_id(r[1:]) for r in recorded if r[0] == "slack"} == for_slack
