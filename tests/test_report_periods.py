@@ -97,3 +97,29 @@ def test_the_words_say_what_adds_up():
     assert early_note(change) == "detected early by last_week: 1, not yet in a full snapshot (not counted above)"
     assert unconfirmed_note(2) == "unconfirmed: seen missing once; confirmed after 2 consecutive absences"
     assert "fewer than 3 times" in unconfirmed_note(3)
+
+
+def test_every_format_shows_the_same_counts_and_early_detections_apart():
+    import csv
+    import io
+    import json
+
+    from serpstat_refdomains.report import TRACKED, ReportData, Series, render
+
+    rows = [{**r, "target_domain": "mine.com", "search_type": "domain_with_subdomains", "registrable_domain": None,
+             "ref_pages": 1} for r in NEW]
+    gone = [{**r, "target_domain": "mine.com", "search_type": "domain_with_subdomains", "registrable_domain": None,
+             "ref_pages": 1, "last_seen_on": None, "consecutive_absences": 1} for r in LOST]
+    series = Series("mine.com", "domain_with_subdomains", TRACKED, sizes=SIZES, summary=summarize(SIZES, rows, gone))
+    data = ReportData(domain=None, since=None, series=[series])
+    text = render(data, "text")
+    assert f"Period: 100 → 104 referring domains from {D[0]} to {D[3]}, net +4 = 8 new" in text
+    assert "Detected early by last_week: 1, not yet in a full snapshot (not counted above)" in text
+    assert "DETECTED EARLY by last_week (1), not yet in a full snapshot, not counted:" in text
+    payload = json.loads(render(data, "json"))
+    assert payload["targets"][0]["period"]["early_last_week"] == 1 and len(payload["new_ref_domains"]) == 8
+    assert {r["status"] for r in payload["last_week_only"]} == {EARLY, NOT_IN_FULL, BEFORE_BASELINE}
+    sections = [r["section"] for r in csv.DictReader(io.StringIO(render(data, "csv")))]
+    assert sections.count("new") == 8 and sections.count("lost") == 4 and sections.count("step") == 3
+    page = render(data, "html")
+    assert "Detected early by last_week (1)" in page and "+4" in page and "<details>" in page
