@@ -71,6 +71,11 @@ class Series:
         return rival or "not in the latest run's configuration"
 
 
+# an alert and the headlines count different things; said wherever both show
+ALERT_SCOPE = ("An alert carries the events its channel has not received (for a first alert, all of them), "
+               "each new detection once, last_week's included: its counts are not the period's.")
+
+
 @dataclass
 class AlertPreview:
     """What the next alert would send (the demo's `alerts --dry-run`), as parts every format shows:

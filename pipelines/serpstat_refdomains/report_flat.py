@@ -12,7 +12,7 @@ from typing import Any
 
 from . import gap_report
 from .rendering import text_table, text_top
-from .report import LEDGER_COLUMNS, LOST_COLUMNS, NEW_COLUMNS, ReportData, Series
+from .report import ALERT_SCOPE, LEDGER_COLUMNS, LOST_COLUMNS, NEW_COLUMNS, ReportData, Series
 from .report_periods import Change, Row, describe, early_note, period_label, unconfirmed_note
 
 TOP = 25
@@ -66,7 +66,7 @@ def render_text(data: ReportData) -> str:
                 "per snapshot in --format csv or json)"]
     if data.alerts:
         out += ["", f"ALERTS (dry run: what the next alert would send to {data.alerts.recipients})",
-                data.alerts.title]
+                ALERT_SCOPE, data.alerts.title]
         for shown, kinds in data.alerts.domains:
             out.append(shown)
             for heading, total, lines in kinds:

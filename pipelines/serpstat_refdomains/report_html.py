@@ -14,7 +14,7 @@ import re
 
 from . import gap_report, report_charts
 from .rendering import folded, html_table, html_top
-from .report import LEDGER_COLUMNS, AlertPreview, ReportData, Series
+from .report import ALERT_SCOPE, LEDGER_COLUMNS, AlertPreview, ReportData, Series
 from .report_flat import LATEST_LOST, STEP_COLUMNS, latest_first, latest_lists
 from .report_periods import Change, early_note, made_of, period_label, sizes_text, unconfirmed_note
 
@@ -215,7 +215,8 @@ def _alerts(preview: AlertPreview | None) -> str:
     if preview is None:
         return ""
     parts = [f'<section id="alerts"><h2>Alerts <small>dry run: what the next alert would send to '
-             f"{html.escape(preview.recipients)}</small></h2><p>{html.escape(preview.title)}</p>"]
+             f"{html.escape(preview.recipients)}</small></h2><p>{html.escape(preview.title)}</p>"
+             f'<p class="note">{html.escape(ALERT_SCOPE)}</p>']
     for shown, kinds in preview.domains:
         counts = ", ".join(f"{total:,} {heading.lower()}" for heading, total, _ in kinds)
         lists = "".join(

@@ -187,4 +187,6 @@ def unconfirmed_note(confirm_after: int) -> str:
 def period_label(since: dt.date | None, until: dt.date | None) -> str:
     if since is None and until is None:
         return "all loaded history (first to latest full snapshot)"
-    return f"{since or 'the first full snapshot'} to {until or 'the latest full snapshot'}, inclusive"
+    return (f"{since or 'the first full snapshot'} to {until or 'the latest full snapshot'}, inclusive: the "
+            "changes the full snapshots of these dates found, against the latest full snapshot before them; the "
+            "latest week is the period's last")
