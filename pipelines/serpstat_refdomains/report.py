@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dlt
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from . import gap_report
 from .constants import (
@@ -151,16 +150,14 @@ def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | 
     UsageError when `domain` is neither loaded nor configured; ConfigError before a models build."""
     data = ReportData(domain=domain, since=since, until=until, confirm_after=confirm_after)
     with pipeline.sql_client() as client:
-        try:
-            sizes = _full_sizes(client)
-            series = _series(client, sizes)
-            chosen = _chosen(series, domain)
-            names = sorted({s.target_domain for s in chosen})
-            new = select_rows(client, "new_ref_domains", NEW_COLUMNS, "domain_rank DESC NULLS LAST, ref_domain", names)
-            lost = select_rows(client, "lost_ref_domains", LOST_COLUMNS, "domain_rank DESC NULLS LAST, ref_domain",
-                               names)
-        except DatabaseUndefinedRelation:
-            raise ConfigError("the models are not built yet: run `refdomains models` (or `refdomains run`)") from None
+        if not table_exists(client, "new_ref_domains"):
+            raise ConfigError("the models are not built yet: run `refdomains models` (or `refdomains run`)")
+        sizes = _full_sizes(client)
+        series = _series(client, sizes)
+        chosen = _chosen(series, domain)
+        names = sorted({s.target_domain for s in chosen})
+        new = select_rows(client, "new_ref_domains", NEW_COLUMNS, "domain_rank DESC NULLS LAST, ref_domain", names)
+        lost = select_rows(client, "lost_ref_domains", LOST_COLUMNS, "domain_rank DESC NULLS LAST, ref_domain", names)
         for s in chosen:
             mine = [r for r in new if (r["target_domain"], r["search_type"]) == s.key]
             gone = [r for r in lost if (r["target_domain"], r["search_type"]) == s.key]
@@ -170,13 +167,11 @@ def collect(pipeline: dlt.Pipeline, domain: str | None = None, since: dt.date | 
         data.ledger = select_rows(client, SNAPSHOTS_TABLE, LEDGER_COLUMNS,
                                   "snapshot_date, target_domain, search_type, snapshot_kind", names,
                                   ("snapshot_date", since, until))
-        try:
+        if table_exists(client, "link_gap"):  # not in models built before the link gap existed
             data.gap = select_rows(client, "link_gap", gap_report.COLUMNS, gap_report.ORDER, tracked,
                                    ("in_gap_since", since, until))
             data.gap_changes = select_rows(client, "link_gap_changes", GAP_CHANGE_COLUMNS,
                                            "target_domain, event_date", tracked, ("event_date", since, until))
-        except DatabaseUndefinedRelation:
-            data.gap, data.gap_changes = [], []  # models built before the link gap existed
     return data
 
 
@@ -195,12 +190,11 @@ def _full_sizes(client: Any) -> dict[tuple[str, str], list[tuple[dt.date, int]]]
 
 def _series(client: Any, sizes: dict[tuple[str, str], list[tuple[dt.date, int]]]) -> list[Series]:
     """Every series loaded or configured, in report order, with its role."""
-    try:
+    pairs = []  # a dataset no run of this version wrote: every series is taken as tracked
+    if table_exists(client, COMPETITORS_TABLE):
         pairs = select_rows(client, COMPETITORS_TABLE, ["target_domain", "search_type", "competitor_domain",
                                                         "competitor_search_type"],
                             "target_domain, search_type, competitor_domain")
-    except DatabaseUndefinedRelation:
-        pairs = []  # a dataset no run of this version wrote: every series is taken as tracked
     loaded = {(r[0], r[1]) for r in client.execute_sql(
         f"SELECT DISTINCT target_domain, search_type FROM {client.make_qualified_table_name(SNAPSHOTS_TABLE)}") or []}
     tracked = {(p["target_domain"], p["search_type"]) for p in pairs}
