@@ -22,18 +22,20 @@ from serpstat_refdomains.emulator import Profile
 from tests.helpers import DAY, REFDOMAINS, TOKEN, cli_env, run_cli, run_main
 
 WEEKS = [DAY + dt.timedelta(weeks=w) for w in range(3)]
+MIDWEEK = WEEKS[-1] + dt.timedelta(days=3)  # a last_week pull only: the full snapshot is 3 days old
 
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    """Three weekly `refdomains run`s of two targets, in a folder of their own."""
+    """Three weekly `refdomains run`s of two targets (a full snapshot each), then one mid-week (a
+    last_week pull), in a folder of their own."""
     from serpstat_refdomains.emulator import SerpstatEmulator
     workdir = tmp_path_factory.mktemp("cli")
     with SerpstatEmulator(token=TOKEN, today=DAY, seed=3) as emulator:
         emulator.graph.set_profile("alpha.com", Profile(base_size=300))
         emulator.graph.set_profile("beta.org", Profile(base_size=150))
         env = cli_env(workdir, emulator, "alpha.com,beta.org")
-        for day in WEEKS:
+        for day in [*WEEKS, MIDWEEK]:
             emulator.today = day
             done = run_main(workdir, env, "run", day=day)
             assert done.returncode == 0, done.stdout + done.stderr
@@ -63,8 +65,15 @@ def test_report_json_matches_the_models(loaded):
         assert order and order == sorted(order, reverse=True)
     assert [(t["target_domain"], t["role"]) for t in payload["targets"]] == [("alpha.com", "tracked"),
                                                                            ("beta.org", "tracked")]
-    # weekly runs pull a full snapshot (7 days old) and no last_week, which adds nothing on such a day
-    assert len(payload["snapshots"]) == 2 * len(WEEKS)
+    assert len(payload["snapshots"]) == 2 * (len(WEEKS) + 1)  # a full snapshot a week, then a last_week pull
+    # what the mid-week pull found stands apart, counted by no full snapshot yet
+    early = payload["last_week_only"]
+    assert early and {(r["status"], r["detected_on"]) for r in early} == {("early", MIDWEEK.isoformat())}
+    assert sum(t["period"]["early_last_week"] for t in payload["targets"]) == len(early)
+    for target in payload["targets"]:
+        period = target["period"]
+        assert (period["period_end"], period["net"]) == (WEEKS[-1].isoformat(),
+                                                         period["size_end"] - period["size_start"])
 
 
 def test_report_filters_by_domain_and_since_as_csv(loaded):
@@ -122,9 +131,10 @@ def test_status_shows_latest_snapshots_credits_and_balance(loaded):
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status",
                                 "rows_loaded", "credits_spent"]
-    body = [line.split() for line in lines[1:3]]
+    body = [line.split() for line in lines[1:5]]
     assert {(r[0], r[2], r[3], r[4]) for r in body} == {
-        (t, "full", WEEKS[-1].isoformat(), "complete") for t in ("alpha.com", "beta.org")}
+        (t, k, day.isoformat(), "complete") for t in ("alpha.com", "beta.org")
+        for k, day in (("full", WEEKS[-1]), ("last_week", MIDWEEK))}
     spent = db(workdir, "SELECT sum(credits_spent) FROM serpstat.snapshots")[0][0]
     assert f"Credits spent this month: {spent}" in done.stdout
     assert re.search(r"Serpstat balance: \d+ credits left", done.stdout)
