@@ -104,7 +104,8 @@ def test_every_format_shows_the_same_counts_and_early_detections_apart():
     import io
     import json
 
-    from serpstat_refdomains.report import TRACKED, ReportData, Series, render
+    from serpstat_refdomains.report import render
+    from serpstat_refdomains.report_data import TRACKED, ReportData, Series
 
     rows = [{**r, "target_domain": "mine.com", "search_type": "domain_with_subdomains", "registrable_domain": None,
              "ref_pages": 1} for r in NEW]

@@ -12,7 +12,18 @@ from typing import Any
 
 from . import gap_report
 from .rendering import text_table, text_top
-from .report import ALERT_SCOPE, LEDGER_COLUMNS, LOST_COLUMNS, NEW_COLUMNS, ReportData, Series
+from .report_data import (
+    ALERT_SCOPE,
+    COMPETITOR,
+    LEDGER_COLUMNS,
+    LOST_COLUMNS,
+    NEW_COLUMNS,
+    STEP_COLUMNS,
+    ReportData,
+    Series,
+    latest_first,
+    latest_lists,
+)
 from .report_periods import Change, Row, describe, early_note, period_label, unconfirmed_note
 
 TOP = 25
@@ -22,25 +33,7 @@ LATEST_NEW = ["ref_domain_unicode", "domain_rank", "ref_pages", "detected_on", "
 LATEST_LOST = ["ref_domain_unicode", "domain_rank", "status", "last_seen_on", "ref_pages"]
 HISTORY_NEW = ["ref_domain_unicode", "domain_rank", "counted_on", "detected_on", "detected_by", "is_returning"]
 HISTORY_LOST = ["ref_domain_unicode", "domain_rank", "last_seen_on", "lost_on", "status"]
-STEP_COLUMNS = ["period_end", "size_end", "new", "returning", "lost", "lost_confirmed", "net"]
-
-
-def latest_first(rows: list[Row]) -> list[Row]:
-    """History order: the latest full snapshot's changes first, highest domain rank first within it."""
-    return sorted(rows, key=lambda r: (-r["counted_on"].toordinal(), -(r["domain_rank"] or -1), r["ref_domain"]))
-
-
-def latest_lists(series: Series) -> list[tuple[str, list[Row], list[str]]]:
-    """The latest week's lists, highest rank first (rows arrive so): lost, new, returning; and the
-    last_week detections no full snapshot has counted yet."""
-    latest = series.summary.latest
-    new, lost = series.summary.at(latest) if latest else ([], [])
-    return [("lost", lost, LATEST_LOST),
-            ("new", [r for r in new if not r["is_returning"]], LATEST_NEW),
-            ("returning", [r for r in new if r["is_returning"]], LATEST_NEW),
-            ("early", series.summary.early(), LATEST_NEW[:-1])]
-
-
+LATEST_COLUMNS = {"lost": LATEST_LOST, "new": LATEST_NEW, "returning": LATEST_NEW, "early": LATEST_NEW[:-1]}
 LIST_TITLES = {"lost": ("LOST in the latest week", "unconfirmed included, highest domain rank first"),
                "new": ("NEW in the latest week, first seen", "highest domain rank first"),
                "returning": ("RETURNING in the latest week", "lost before, back now; counted as new"),
@@ -49,7 +42,7 @@ LIST_TITLES = {"lost": ("LOST in the latest week", "unconfirmed included, highes
 
 # --- text ----------------------------------------------------------------------------------
 def render_text(data: ReportData) -> str:
-    tracked = sum(1 for s in data.series if s.role != "competitor")
+    tracked = sum(1 for s in data.series if s.role != COMPETITOR)
     out = [f"Referring domains of {data.domain or 'all tracked domains'}: {tracked} tracked, "
            f"{len(data.series) - tracked} competitor(s)",
            f"Period: {period_label(data.since, data.until)}",
@@ -84,10 +77,10 @@ def _series_text(series: Series) -> list[str]:
     out += [note.capitalize() for note in [early_note(summary.change)] if note]
     if not summary.latest and not summary.early():
         return out
-    for name, rows, columns in latest_lists(series):
+    for name, rows in latest_lists(series):
         if rows or name in ("lost", "new"):
             title, note = LIST_TITLES[name]
-            out += ["", f"{title} ({len(rows):,}), {note}:", *text_top(rows, columns, TOP)]
+            out += ["", f"{title} ({len(rows):,}), {note}:", *text_top(rows, LATEST_COLUMNS[name], TOP)]
     if summary.steps:
         out += ["", "HISTORY, per full snapshot (net = new − lost):"]
         out += text_table([{**s.as_row()} for s in reversed(summary.steps)], STEP_COLUMNS)

@@ -14,8 +14,16 @@ import re
 
 from . import gap_report, report_charts
 from .rendering import folded, html_table, html_top
-from .report import ALERT_SCOPE, LEDGER_COLUMNS, AlertPreview, ReportData, Series
-from .report_flat import LATEST_LOST, STEP_COLUMNS, latest_first, latest_lists
+from .report_data import (
+    ALERT_SCOPE,
+    LEDGER_COLUMNS,
+    STEP_COLUMNS,
+    AlertPreview,
+    ReportData,
+    Series,
+    latest_first,
+    latest_lists,
+)
 from .report_periods import Change, early_note, made_of, period_label, sizes_text, unconfirmed_note
 
 TOP = 10
@@ -25,7 +33,7 @@ _LABELS = {"ref_domain": "referring domain", "domain_rank": "rank", "ref_pages":
            "last_seen_on": "last seen", "period_end": "full snapshot", "size_end": "referring domains",
            "lost_confirmed": "confirmed", "snapshot_date": "snapshot date", "credits_spent": "credits"}
 _NEW = ["ref_domain", "domain_rank", "ref_pages", "detected_on"]
-_LOST = ["ref_domain", *LATEST_LOST[1:]]
+_LOST = ["ref_domain", "domain_rank", "status", "last_seen_on", "ref_pages"]
 _HISTORY_NEW = ["ref_domain", "domain_rank", "counted_on", "detected_on", "is_returning"]
 _HISTORY_LOST = ["ref_domain", "domain_rank", "last_seen_on", "lost_on", "status"]
 _HEADINGS = {"lost": "Lost", "new": "New, first seen", "returning": "Returning", "early": "Detected early by last_week"}
@@ -153,7 +161,7 @@ def _latest(series: Series, confirm_after: int) -> str:
              f"{_text(made_of(latest))}</small>" if latest
              else "Latest week")
     parts = [f"<h3>{title}</h3>"]
-    for name, rows, _ in latest_lists(series):
+    for name, rows in latest_lists(series):
         if not rows and name in ("returning", "early"):
             continue
         note = unconfirmed_note(confirm_after) if name == "lost" else _NOTES.get(name, "")
