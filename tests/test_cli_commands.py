@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import html as html_module
 import io
+import itertools
 import json
 import os
 import re
@@ -21,18 +22,20 @@ from serpstat_refdomains.emulator import Profile
 from tests.helpers import DAY, REFDOMAINS, TOKEN, cli_env, run_cli, run_main
 
 WEEKS = [DAY + dt.timedelta(weeks=w) for w in range(3)]
+MIDWEEK = WEEKS[-1] + dt.timedelta(days=3)  # a last_week pull only: the full snapshot is 3 days old
 
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    """Three weekly `refdomains run`s of two targets, in a folder of their own."""
+    """Three weekly `refdomains run`s of two targets (a full snapshot each), then one mid-week (a
+    last_week pull), in a folder of their own."""
     from serpstat_refdomains.emulator import SerpstatEmulator
     workdir = tmp_path_factory.mktemp("cli")
     with SerpstatEmulator(token=TOKEN, today=DAY, seed=3) as emulator:
         emulator.graph.set_profile("alpha.com", Profile(base_size=300))
         emulator.graph.set_profile("beta.org", Profile(base_size=150))
         env = cli_env(workdir, emulator, "alpha.com,beta.org")
-        for day in WEEKS:
+        for day in [*WEEKS, MIDWEEK]:
             emulator.today = day
             done = run_main(workdir, env, "run", day=day)
             assert done.returncode == 0, done.stdout + done.stderr
@@ -51,14 +54,26 @@ def test_report_json_matches_the_models(loaded):
     payload = json.loads(done.stdout)
     new = db(workdir, "SELECT ref_domain, detected_on FROM serpstat.new_ref_domains")
     lost = db(workdir, "SELECT ref_domain, lost_on FROM serpstat.lost_ref_domains")
-    assert {(r["ref_domain"], r["detected_on"]) for r in payload["new_ref_domains"]} == \
-        {(d, day.isoformat()) for d, day in new}
+    # the whole history: every row of the models, counted or (last_week only) apart
+    assert {(r["ref_domain"], r["detected_on"]) for r in payload["new_ref_domains"] + payload["last_week_only"]} \
+        == {(d, day.isoformat()) for d, day in new}
     assert {(r["ref_domain"], r["lost_on"]) for r in payload["lost_ref_domains"]} == \
         {(d, day.isoformat()) for d, day in lost}
-    ranks = [r["domain_rank"] for r in payload["new_ref_domains"]]
-    assert ranks == sorted(ranks, reverse=True) and lost and new  # highest rank first
-    # weekly runs pull a full snapshot (7 days old) and no last_week, which adds nothing on such a day
-    assert len(payload["snapshots"]) == 2 * len(WEEKS)
+    for target in ("alpha.com", "beta.org"):  # the latest full snapshot's first, highest rank first within one
+        order = [(r["counted_on"], r["domain_rank"]) for r in payload["new_ref_domains"]
+                 if r["target_domain"] == target]
+        assert order and order == sorted(order, reverse=True)
+    assert [(t["target_domain"], t["role"]) for t in payload["targets"]] == [("alpha.com", "tracked"),
+                                                                           ("beta.org", "tracked")]
+    assert len(payload["snapshots"]) == 2 * (len(WEEKS) + 1)  # a full snapshot a week, then a last_week pull
+    # what the mid-week pull found stands apart, counted by no full snapshot yet
+    early = payload["last_week_only"]
+    assert early and {(r["status"], r["detected_on"]) for r in early} == {("early", MIDWEEK.isoformat())}
+    assert sum(t["period"]["early_last_week"] for t in payload["targets"]) == len(early)
+    for target in payload["targets"]:
+        period = target["period"]
+        assert (period["period_end"], period["net"]) == (WEEKS[-1].isoformat(),
+                                                         period["size_end"] - period["size_start"])
 
 
 def test_report_filters_by_domain_and_since_as_csv(loaded):
@@ -69,17 +84,21 @@ def test_report_filters_by_domain_and_since_as_csv(loaded):
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert rows and {r["target_domain"] for r in rows} == {"alpha.com"}
     sections = {r["section"] for r in rows}
-    assert sections <= {"new", "lost", "weekly"} and "new" in sections
-    assert all(r["detected_on"] >= since.isoformat() for r in rows if r["section"] == "new")
+    assert sections <= {"period", "step", "new", "lost", "last_week_only", "snapshot"} and "new" in sections
+    assert all(r["counted_on"] >= since.isoformat() for r in rows if r["section"] in ("new", "lost"))
+    # the changes the full snapshot of `since` found, against the one before
     expected_new = db(workdir, "SELECT count(*) FROM serpstat.new_ref_domains WHERE target_domain = 'alpha.com' "
-                               "AND detected_on >= ?", [since])[0][0]
+                               "AND detected_by <> 'last_week' AND previous_snapshot_date = ?", [WEEKS[1]])[0][0]
     assert sum(r["section"] == "new" for r in rows) == expected_new
+    period = next(r for r in rows if r["section"] == "period")
+    assert (period["period_start"], period["period_end"]) == (WEEKS[1].isoformat(), WEEKS[2].isoformat())
+    assert int(period["net"]) == int(period["size_end"]) - int(period["size_start"])
 
 
 def test_report_text_and_html_file(loaded, tmp_path):
     workdir, env = loaded
     text = run_cli(workdir, env, "report")
-    assert text.returncode == 0 and "NEW referring domains" in text.stdout and "LOST referring domains" in text.stdout
+    assert text.returncode == 0 and "NEW in the latest week" in text.stdout and "LOST in the latest week" in text.stdout
     out = tmp_path / "r.html"
     html = run_cli(workdir, env, "report", "--format", "html", "--output", str(out))
     assert html.returncode == 0 and out.exists()
@@ -93,11 +112,16 @@ def test_report_text_and_html_file(loaded, tmp_path):
     (["--format", "pdf"], "--format 'pdf' is unknown"),
     (["--since", "yesterday"], "is not a date"),
     (["--domain", "http://x.com/"], "is a URL"),
+    (["--until", "2026-03-01", "--since", "2026-03-09"], "--until 2026-03-01 is before --since 2026-03-09"),
+    # a domain the dataset does not have is said, with the ones it has, never an empty report
+    (["--domain", "nosuch.com"], "--domain nosuch.com is not loaded or configured here: this dataset has "
+                                 "alpha.com (tracked), beta.org (tracked)"),
 ])
 def test_report_usage_errors(loaded, flags, fragment):
     workdir, env = loaded
     done = run_cli(workdir, env, "report", *flags)
     assert done.returncode == 2 and fragment in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == ""
 
 
 def test_status_shows_latest_snapshots_credits_and_balance(loaded):
@@ -107,9 +131,10 @@ def test_status_shows_latest_snapshots_credits_and_balance(loaded):
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status",
                                 "rows_loaded", "credits_spent"]
-    body = [line.split() for line in lines[1:3]]
+    body = [line.split() for line in lines[1:5]]
     assert {(r[0], r[2], r[3], r[4]) for r in body} == {
-        (t, "full", WEEKS[-1].isoformat(), "complete") for t in ("alpha.com", "beta.org")}
+        (t, k, day.isoformat(), "complete") for t in ("alpha.com", "beta.org")
+        for k, day in (("full", WEEKS[-1]), ("last_week", MIDWEEK))}
     spent = db(workdir, "SELECT sum(credits_spent) FROM serpstat.snapshots")[0][0]
     assert f"Credits spent this month: {spent}" in done.stdout
     assert re.search(r"Serpstat balance: \d+ credits left", done.stdout)
@@ -159,27 +184,39 @@ def test_read_commands_in_an_empty_folder_say_what_to_do(tmp_path, emulator):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_replays_six_weeks_offline(tmp_path):
-    env = {k: v for k, v in cli_env(tmp_path, type("E", (), {"url": "http://127.0.0.1:9/v4"})(), "x.com").items()
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """`refdomains demo`, six weekly runs of three tracked domains, one with two competitors: the
+    folder it ran in, the environment and the finished process."""
+    root = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in cli_env(root, type("E", (), {"url": "http://127.0.0.1:9/v4"})(), "x.com").items()
            if not k.startswith("SOURCES__")}
-    done = subprocess.run([*REFDOMAINS, "demo", "--dir", str(tmp_path / "demo")], cwd=tmp_path, env=env,
+    done = subprocess.run([*REFDOMAINS, "demo", "--dir", str(root / "demo")], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("week ") >= 6 and "NEW referring domains" in done.stdout
-    report = tmp_path / "demo" / "report.html"
+    return root, env, done
+
+
+def test_demo_replays_six_weeks_offline(demo):
+    root, env, done = demo
+    assert done.stdout.count("week ") >= 6
+    # each headline adds up: 1,751 -> 1,769 is +18, whatever last_week found in the baseline week
+    assert re.search(r"acme-shop.com \(tracked\): [\d,]+ → [\d,]+ referring domains from \S+ to \S+, net ",
+                     done.stdout)
+    report = root / "demo" / "report.html"
     assert report.exists() and "<svg" in report.read_text()
-    with duckdb.connect(str(tmp_path / "demo" / "serpstat_refdomains.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(root / "demo" / "serpstat_refdomains.duckdb"), read_only=True) as con:
         fulls = con.execute("SELECT count(DISTINCT snapshot_date) FROM serpstat.snapshots WHERE status = "
                             "'complete' AND snapshot_kind = 'full'").fetchall()[0][0]
         new, lost = con.execute("SELECT (SELECT count(*) FROM serpstat.new_ref_domains), "
                                 "(SELECT count(*) FROM serpstat.lost_ref_domains)").fetchall()[0]
     assert fulls == 6 and new > 0 and lost > 0
-    assert not (tmp_path / "serpstat_refdomains.duckdb").exists()  # never the user's pipeline
-    # issue 15: a target with two competitors, its link gap and the alerts it would send
+    assert not (root / "serpstat_refdomains.duckdb").exists()  # never the user's pipeline
+    # a target with two competitors, its link gap and the alerts it would send
     assert "LINK GAP of acme-shop.com" in done.stdout and "alerts (dry run, nothing sent)" in done.stdout
     page = report.read_text()
-    assert "<h2>Link-gap opportunities" in page and '<pre class="alerts">' in page
-    with duckdb.connect(str(tmp_path / "demo" / "serpstat_refdomains.duckdb"), read_only=True) as con:
+    assert '<section class="gap" data-target="acme-shop.com">' in page and '<ul class="alert">' in page
+    with duckdb.connect(str(root / "demo" / "serpstat_refdomains.duckdb"), read_only=True) as con:
         competitors = con.execute("SELECT count(DISTINCT competitor_domain) FROM serpstat.target_competitors "
                                   "WHERE target_domain = 'acme-shop.com'").fetchall()[0][0]
         shared, already = con.execute("SELECT count(*) FILTER (WHERE competitors_linking = 2), "
@@ -188,9 +225,67 @@ def test_demo_replays_six_weeks_offline(tmp_path):
     assert competitors == 2 and shared >= 4 and already >= 1 and won == 2
     # the demo folder is a project: `refdomains report` and `status` run in it read its data
     for command in (["report", "--format", "json"], ["status"]):
-        shown = run_cli(tmp_path / "demo", env, *command)
+        shown = run_cli(root / "demo", env, *command)
         assert shown.returncode == 0, shown.stderr
-    assert json.loads(run_cli(tmp_path / "demo", env, "report", "--format", "json").stdout)["new_ref_domains"]
+    assert json.loads(run_cli(root / "demo", env, "report", "--format", "json").stdout)["new_ref_domains"]
+
+
+def expected_period(database, target: str, since: dt.date | None, until: dt.date | None) -> dict:
+    """The period's numbers from the loaded rows alone, not the models: the full snapshots the
+    ledger has complete (and whole), their sizes, and the set differences of consecutive ones."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        fulls = [d for (d,) in con.execute(
+            "SELECT snapshot_date FROM serpstat.snapshots WHERE target_domain = ? AND snapshot_kind = 'full' "
+            "AND status = 'complete' AND coalesce(rows_rejected, 0) = 0 ORDER BY snapshot_date", [target]).fetchall()]
+        rows = {d: {name for (name,) in con.execute(
+            "SELECT ref_domain FROM serpstat.ref_domains WHERE target_domain = ? AND snapshot_kind = 'full' "
+            "AND snapshot_date = ?", [target, d]).fetchall()} for d in fulls}
+    end = [d for d in fulls if until is None or d <= until][-1]
+    before = [d for d in fulls if since is not None and d < since]
+    start = before[-1] if before else fulls[0]
+    compared = [d for d in fulls if start <= d <= end]
+    pairs = list(itertools.pairwise(compared))
+    return {"period_start": start.isoformat(), "period_end": end.isoformat(), "size_start": len(rows[start]),
+            "size_end": len(rows[end]), "new": sum(len(rows[b] - rows[a]) for a, b in pairs),
+            "lost": sum(len(rows[a] - rows[b]) for a, b in pairs)}
+
+
+@pytest.mark.parametrize("since, until", [(None, None), ("2026-09-16", "2026-10-05")])
+def test_report_headline_adds_up_per_target(demo, since, until):
+    """new − lost = size at the end − size at the start, per target, for the whole history and
+    for a --since/--until period (since on a Wednesday: it compares the full snapshot before it)."""
+    from serpstat_refdomains.demo import DATABASE
+
+    root, env, _ = demo
+    period = [f for flag, value in (("--since", since), ("--until", until)) if value for f in (flag, value)]
+    done = run_cli(root / "demo", env, "report", "--format", "json", *period)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    targets = {t["target_domain"]: t for t in payload["targets"]}
+    assert set(targets) == {"acme-shop.com", "shopmart-rival.com", "bargain-hub.net", "news-portal.org",
+                            "travel-blog.net"}
+    for target, shown in targets.items():
+        got = shown["period"]
+        expected = expected_period(root / "demo" / DATABASE, target, since and dt.date.fromisoformat(since),
+                                   until and dt.date.fromisoformat(until))
+        assert {k: got[k] for k in expected} == expected, target
+        assert got["net"] == got["new"] - got["lost"] == got["size_end"] - got["size_start"], target
+        # the steps add up to the period, and the latest week is the last of them
+        assert sum(step["net"] for step in shown["history"]) == got["net"]
+        assert shown["latest_week"] == shown["history"][-1]
+        assert shown["latest_week"]["net"] == shown["latest_week"]["size_end"] - shown["latest_week"]["size_start"]
+        listed = [r for r in payload["new_ref_domains"] if r["target_domain"] == target]
+        assert len(listed) == got["new"] and sum(r["is_returning"] for r in listed) == got["returning"]
+        assert len([r for r in payload["lost_ref_domains"] if r["target_domain"] == target]) == got["lost"]
+    # roles come from target_competitors: each tracked domain, then its competitors
+    assert [(t["target_domain"], t["label"]) for t in payload["targets"]] == [
+        ("acme-shop.com", "tracked"), ("bargain-hub.net", "competitor of acme-shop.com"),
+        ("shopmart-rival.com", "competitor of acme-shop.com"), ("news-portal.org", "tracked"),
+        ("travel-blog.net", "tracked")]
+    text = run_cli(root / "demo", env, "report", *period).stdout
+    acme = targets["acme-shop.com"]["period"]
+    assert (f"Period: {acme['size_start']:,} → {acme['size_end']:,} referring domains from {acme['period_start']} "
+            f"to {acme['period_end']}, net {acme['net']:+,} = {acme['new']:,} new") in text
 
 
 def _interruptible() -> None:
@@ -220,53 +315,85 @@ def test_emulator_command_serves_until_interrupted(tmp_path):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+_PROBE = """<script>
+  const rect = e => e.getBoundingClientRect();
+  const shown = e => e.closest('details:not([open])') === null;
+  const groups = [...document.querySelectorAll('section.group')].map(g => ({
+    target: g.dataset.target, role: g.dataset.role,
+    competitors: [...g.querySelectorAll('section.competitor')].map(c => [c.dataset.target,
+      c.querySelector('.role').textContent]),
+    gap: !!g.querySelector('section.gap'),
+    headline: g.querySelector('.headline').textContent,
+    latest: [...g.querySelectorAll(':scope > h4')].map(h => h.textContent.split(' (')[0]),
+    charts: [...g.querySelectorAll(':scope > .charts svg.chart')].map(c => Math.round(rect(c).width)),
+    // the sizes axis starts at zero: its lowest tick reads 0
+    zero: [...g.querySelectorAll('svg.sizes text')].map(t => t.textContent).includes('0'),
+    lines: [...g.querySelectorAll(':scope > .charts polyline.series')].map(p => p.dataset.name),
+    bars: [...g.querySelectorAll(':scope > .charts rect.bar')].filter(r => r.getBBox().height > 0).length,
+    // what shows before any <details> is opened: at most 10 rows a table
+    visibleRows: [...g.querySelectorAll('table.sortable')].filter(shown).map(t => t.tBodies[0].rows.length),
+    folded: [...g.querySelectorAll('details')].filter(d => !d.open).length,
+  }));
+  const spills = [...document.querySelectorAll('svg.chart text')].filter(t => {
+    const b = t.getBBox(), v = t.ownerSVGElement.viewBox.baseVal;
+    return b.width > 0 && (b.x < v.x - 1 || b.y < v.y - 1
+      || b.x + b.width > v.x + v.width + 1 || b.y + b.height > v.y + v.height + 1);
+  }).length;
+  const overflow = document.documentElement.scrollWidth - document.documentElement.clientWidth;
+  const cards = [...document.querySelectorAll('.cards .card')].map(c => Math.round(rect(c).width));
+  const alerts = [...document.querySelectorAll('#alerts details')].map(d => [d.querySelector('summary').textContent,
+    d.querySelectorAll('ul.alert li').length]);
+  // open a folded table and sort it by rank, twice, the way a user clicks
+  const folded = document.querySelector('section.group details:not([open])');
+  folded.open = true;
+  const table = folded.querySelector('table.sortable');
+  const rankColumn = [...table.tHead.rows[0].cells].findIndex(th => th.textContent.trim() === 'rank');
+  const ranks = () => [...table.tBodies[0].rows].map(r => Number(r.cells[rankColumn].dataset.v));
+  table.tHead.rows[0].cells[rankColumn].click();
+  const ascending = ranks();
+  table.tHead.rows[0].cells[rankColumn].click();
+  const descending = ranks();
+  const links = [...document.querySelectorAll('section.group td a')].map(a => a.href);
+  document.body.setAttribute('data-check', JSON.stringify({groups, spills, overflow, cards, alerts, ascending,
+    descending, links, height: document.documentElement.scrollHeight}));
+</script></body>"""
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_html_report_charts_draw_in_headless_chromium(loaded, tmp_path):
-    workdir, env = loaded
-    page = tmp_path / "report.html"
-    assert run_cli(workdir, env, "report", "--format", "html", "--output", str(page)).returncode == 0
+@pytest.mark.parametrize("width", [1280, 390])
+def test_html_report_lays_out_in_headless_chromium(demo, tmp_path, width):
+    """The demo's page as a browser lays it out, at a desktop's width and a phone's: what changed
+    first, each tracked domain with its competitors and its link gap, long tables folded, nothing
+    wider than the screen."""
+    root, _, _ = demo
     probe = tmp_path / "probe.html"
-    # measure what the browser laid out, and sort a table the way a user clicks
-    probe.write_text(page.read_text().replace("</body>", """<script>
-      const lines = [...document.querySelectorAll('svg.chart polyline.series')].map(p => p.getBBox().width);
-      const bars = [...document.querySelectorAll('svg.chart rect.bar')].filter(r => r.getBBox().height > 0).length;
-      const sections = [...document.querySelectorAll('section.target')].map(s => ({
-        target: s.dataset.target,
-        charts: [...s.querySelectorAll('svg.chart')].map(c => Math.round(c.getBoundingClientRect().width)),
-        rise: Math.round(s.querySelector('polyline.series').getBBox().height),
-      }));
-      // every label inside its chart's viewBox
-      const spills = [...document.querySelectorAll('svg.chart text')].filter(t => {
-        const b = t.getBBox(), v = t.ownerSVGElement.viewBox.baseVal;
-        return b.x < v.x - 1 || b.y < v.y - 1
-          || b.x + b.width > v.x + v.width + 1 || b.y + b.height > v.y + v.height + 1;
-      }).length;
-      const overflow = document.documentElement.scrollWidth - document.documentElement.clientWidth;
-      const table = document.querySelector('section.target table.sortable');
-      const rankColumn = [...table.tHead.rows[0].cells].findIndex(th => th.textContent.trim() === 'rank');
-      const ranks = () => [...table.tBodies[0].rows].map(r => Number(r.cells[rankColumn].dataset.v));
-      table.tHead.rows[0].cells[rankColumn].click();
-      const ascending = ranks();
-      table.tHead.rows[0].cells[rankColumn].click();
-      const descending = ranks();
-      const links = [...document.querySelectorAll('section.target td a')].map(a => [a.textContent, a.href]);
-      document.body.setAttribute('data-check', JSON.stringify({lines, bars, sections, spills, overflow,
-                                                               ascending, descending, links}));
-    </script></body>"""))
+    probe.write_text((root / "demo" / "report.html").read_text().replace("</body>", _PROBE))
     done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           "--window-size=1024,900", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                           f"--window-size={width},900", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
                            probe.as_uri()], capture_output=True, text=True, timeout=120)
     match = re.search(r"data-check=\"([^\"]+)\"", done.stdout)
     assert match, done.stderr[-2000:]
     check = json.loads(html_module.unescape(match.group(1)))
-    assert len(check["lines"]) == 2 and all(width > 100 for width in check["lines"])
-    assert check["bars"] >= 3
-    # one section a target, each with its own two charts, laid out side by side or stacked, never squeezed
-    assert [s["target"] for s in check["sections"]] == ["alpha.com", "beta.org"]
-    assert all(len(s["charts"]) == 2 and min(s["charts"]) >= 300 for s in check["sections"])
-    # the axis fits the target's values: a few domains of change is a visible rise, not a flat line
-    assert all(s["rise"] > 20 for s in check["sections"])
-    assert check["spills"] == 0 and check["overflow"] <= 0
+    assert check["overflow"] <= 0 and check["spills"] == 0
+    groups = check["groups"]
+    assert [(g["target"], g["role"]) for g in groups] == [
+        ("acme-shop.com", "tracked"), ("news-portal.org", "tracked"), ("travel-blog.net", "tracked")]
+    acme = groups[0]
+    assert acme["competitors"] == [["bargain-hub.net", "competitor of acme-shop.com"],
+                                   ["shopmart-rival.com", "competitor of acme-shop.com"]]
+    assert acme["gap"] and not any(g["gap"] for g in groups[1:])
+    # the sizes of the site and its competitors on one axis from zero, beside the changes
+    assert acme["lines"] == ["acme-shop.com", "bargain-hub.net", "shopmart-rival.com"]
+    for group in groups:
+        assert group["latest"][:2] == ["Lost", "New, first seen"] and "referring domains from" in group["headline"]
+        assert group["zero"] and group["bars"] >= 5 and len(group["charts"]) == 2
+        assert min(group["charts"]) >= (300 if width > 400 else 320)
+        assert group["visibleRows"] and max(group["visibleRows"]) <= 10 and group["folded"] >= 3
+    assert len(check["cards"]) == 3 and min(check["cards"]) >= 250
+    assert [a[0].split(":")[0] for a in check["alerts"]] == ["acme-shop.com", "news-portal.org", "travel-blog.net"]
+    assert all(items > 0 for _, items in check["alerts"])
     assert check["ascending"] == sorted(check["ascending"]) and check["descending"] == sorted(check["ascending"])[::-1]
-    assert check["links"] and all(href.startswith("https://") for _, href in check["links"])
+    assert check["links"] and all(href.startswith("https://") for href in check["links"])
+    # the whole page, every table folded, is a few screens at a desktop's width
+    assert width < 400 or check["height"] < 9000

@@ -366,16 +366,26 @@ def test_report_has_a_link_gap_section_per_target_highest_rank_first(gap_duckdb)
     expected = query(workdir, "SELECT ref_domain, ref_domain_unicode FROM serpstat.link_gap "
                               "ORDER BY max_domain_rank DESC, competitors_linking DESC, ref_domain")
     assert [r["ref_domain"] for r in data.gap] == [e[0] for e in expected] and len(expected) > 25
-    text = report.render_text(data).splitlines()
-    start = text.index(f"LINK GAP of {TARGET} ({len(expected)} donors link to its competitors, not to it), "
-                       "highest domain rank first:")
+    text = report.render(data, "text").splitlines()
+    start = next(i for i, line in enumerate(text) if line.startswith(
+        f"LINK GAP of {TARGET} ({len(expected)} donors link to its competitors, not to it), highest domain rank "
+        "first; in this period "))
     assert [line.split()[0] for line in text[start + 2:start + 27]] == [e[1] for e in expected[:25]]
-    assert text[start + 27] == f"... {len(expected) - 25} more"
-    assert [r["ref_domain"] for r in json.loads(report.render_json(data))["link_gap"]] == [e[0] for e in expected]
-    page = report.render_html(data)
+    assert text[start + 27] == f"… and {len(expected) - 25} more (see --format csv)"
+    assert [r["ref_domain"] for r in json.loads(report.render(data, "json"))["link_gap"]] == [e[0] for e in expected]
+    page = report.render(data, "html")
     section = page[page.index(f'<section class="gap" data-target="{TARGET}">'):]
     section = section[:section.index("</section>")]
-    assert re.findall(r'href="https://([^/]+)/"', section) == [e[0] for e in expected[:25]]
+    # the top 10 shown, all of them folded below
+    assert re.findall(r'href="https://([^/]+)/"', section) == [e[0] for e in expected[:10]] + [e[0] for e in expected]
+    # the tracked domain's group holds its competitors, labelled; one never complete says so
+    [(own, rivals)] = data.groups()
+    assert own.target_domain == TARGET and own.label == "tracked"
+    assert [(r.target_domain, r.label) for r in rivals] == [(c, f"competitor of {TARGET}")
+                                                            for c in sorted((ONE, TWO, DOWN))]
+    assert [r.target_domain for r in rivals if r.summary.change.start is None] == [DOWN]
+    down = page[page.index(f'<section class="target competitor" data-target="{DOWN}"'):]
+    assert "no complete full snapshot yet" in down[:down.index("</section>")]
     # --domain and --since narrow it like the other sections
     assert report.collect(pipe, ONE).gap == []
     since = START + dt.timedelta(weeks=3)

@@ -65,6 +65,22 @@ def test_models_are_identical_on_postgres(duckdb_golden, tmp_path, pg_dataset):
     # raw tables too: the same rows landed
     assert pg_rows(pg_dataset, "SELECT count(*) FROM {ds}.ref_domains") == \
         query(duckdb_golden, "SELECT count(*) FROM serpstat.ref_domains")
+    # the report reads the same from both, and its headline adds up across the full snapshots
+    # the models compare around (the incomplete and the suspect_empty one)
+    from serpstat_refdomains import report
+    on_duckdb = report.collect(warehouse.make_pipeline(
+        dlt.destinations.duckdb(str(duckdb_golden / "refdomains.duckdb")), None, str(duckdb_golden / "pipelines")))
+    on_postgres = report.collect(warehouse.make_pipeline(postgres(), pg_dataset, str(tmp_path / "pipelines")))
+    [golden] = on_duckdb.series
+    assert [s.summary.change for s in on_postgres.series] == [golden.summary.change]
+    for part in ("new", "lost", "last_week_only"):
+        assert sorted((r["ref_domain"], r["counted_on"]) for r in on_postgres.rows(part)) == \
+            sorted((r["ref_domain"], r["counted_on"]) for r in on_duckdb.rows(part)), part
+    sizes = [n for (n,) in query(duckdb_golden, "SELECT rows_loaded FROM serpstat.snapshots WHERE snapshot_kind = "
+                                               "'full' AND status = 'complete' ORDER BY snapshot_date")]
+    change = golden.summary.change
+    assert (change.size_start, change.size_end, len(golden.summary.steps)) == (sizes[0], sizes[-1], len(sizes) - 1)
+    assert change.new - change.lost == change.size_end - change.size_start
 
 
 @needs_postgres

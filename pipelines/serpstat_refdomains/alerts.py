@@ -31,7 +31,7 @@ from .errors import first_line
 from .warehouse import loader_file_format, table_exists
 
 __all__ = ["DEFAULT_RETRY", "Alert", "Channel", "DeliveryFailed", "Event", "Retry", "after_run", "channels",
-           "deliver", "dry_run", "pending", "record", "send_pending"]
+           "deliver", "dry_run", "pending", "previews", "record", "send_pending"]
 
 if TYPE_CHECKING:
     import dlt
@@ -67,9 +67,9 @@ class Event:
                         self.event_date.isoformat()))
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def line(self) -> str:
+    def describe(self) -> str:
         rank = "rank ?" if self.domain_rank is None else f"rank {self.domain_rank}"
-        return f"• {self.ref_domain_unicode} ({rank}) {self.detail}"
+        return f"{self.ref_domain_unicode} ({rank}) {self.detail}"
 
 
 @dataclass
@@ -96,26 +96,35 @@ class Alert:
             groups.setdefault((event.target_domain, event.search_type), {}).setdefault(event.kind, []).append(event)
         return dict(sorted(groups.items()))
 
-    def text(self) -> str:
-        """The message: Slack's mrkdwn, also plain text."""
+    def outline(self) -> tuple[str, list[tuple[str, list[tuple[str, int, list[str]]]]], str]:
+        """The message's parts, plain: its title; per tracked domain, each kind's heading, its
+        count and the lines listed (TOP, highest rank first); the credits line. `text` marks them
+        up for Slack, the report as HTML."""
         if self.last_sent_at is None:
             since = "the first alert on this channel"
         else:
             since = f"since the last alert ({self.last_sent_at:%Y-%m-%d %H:%M} UTC)"
-        out = [f"*Serpstat referring domains: {len(self.events)} change{'s' * (len(self.events) != 1)}, {since}*"]
+        title = f"Serpstat referring domains: {len(self.events)} change{'s' * (len(self.events) != 1)}, {since}"
+        domains = []
         for (target, search_type), kinds in self.grouped().items():
             shown = target if search_type == DEFAULT_SEARCH_TYPE else f"{target} ({search_type})"
-            out.append(f"*{shown}*")
-            for kind, title in KINDS:
-                events = kinds.get(kind, [])
-                if not events:
-                    continue
-                out.append(f"{title}: {len(events)}")
-                out += [e.line() for e in events[:TOP]]
-                if len(events) > TOP:
-                    out.append(f"• … and {len(events) - TOP} more")
+            domains.append((shown, [(heading, len(kinds[kind]), [e.describe() for e in kinds[kind][:TOP]])
+                                    for kind, heading in KINDS if kinds.get(kind)]))
         start = f" since {self.credits_since:%Y-%m-%d %H:%M} UTC" if self.credits_since else ""
-        out.append(f"Credits spent{start}: {self.credits_spent:,}")
+        return title, domains, f"Credits spent{start}: {self.credits_spent:,}"
+
+    def text(self) -> str:
+        """The message: Slack's mrkdwn, also plain text."""
+        title, domains, credits = self.outline()
+        out = [f"*{title}*"]
+        for shown, kinds in domains:
+            out.append(f"*{shown}*")
+            for heading, total, lines in kinds:
+                out.append(f"{heading}: {total}")
+                out += [f"• {line}" for line in lines]
+                if total > len(lines):
+                    out.append(f"• … and {total - len(lines)} more")
+        out.append(credits)
         return "\n".join(out)
 
     def payload(self) -> dict[str, Any]:
@@ -331,16 +340,20 @@ def after_run(pipeline: dlt.Pipeline, settings: Settings) -> list[str]:
         return []
 
 
-def dry_run(pipeline: dlt.Pipeline, settings: Settings) -> Iterator[str]:
-    """What each channel would receive now (a channel never alerted when none is configured)."""
+def previews(pipeline: dlt.Pipeline, settings: Settings) -> list[tuple[str, Alert]]:
+    """What each channel would receive now (a channel never alerted when none is configured), with
+    who would receive it; channels that would receive the same message are named together."""
     names: list[str | None] = [c.name for c in channels(settings)] or [None]
-    previews: dict[str, list[str]] = {}
+    grouped: dict[str, tuple[list[str], Alert]] = {}
     for name in names:
         alert = pending(pipeline, name or "", settings.alert_min_domain_rank)
         label = name or "a first alert (no channel configured)"
-        text = alert.text() if alert.events else "nothing to send"
-        previews.setdefault(text, []).append(label)
-    for text, labels in previews.items():
-        yield f"alerts (dry run, nothing sent) for {' and '.join(labels)}:"
-        yield text
+        grouped.setdefault(alert.text() if alert.events else "", ([], alert))[0].append(label)
+    return [(" and ".join(labels), alert) for labels, alert in grouped.values()]
 
+
+def dry_run(pipeline: dlt.Pipeline, settings: Settings) -> Iterator[str]:
+    """What each channel would receive now, as `refdomains alerts --dry-run` prints it."""
+    for labels, alert in previews(pipeline, settings):
+        yield f"alerts (dry run, nothing sent) for {labels}:"
+        yield alert.text() if alert.events else "nothing to send"

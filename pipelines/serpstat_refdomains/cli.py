@@ -71,11 +71,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="compare every pair of snapshots again instead of only the new ones "
                              "(int_snapshot_pair_changes keeps its comparisons between builds)")
 
-    rep = sub.add_parser("report", help="new and lost referring domains and the weekly summary",
-                         description="New and lost referring domains (highest domain rank first) and the "
-                         "weekly summary, as text, CSV, JSON or a self-contained HTML page.")
-    rep.add_argument("--domain", help="one tracked domain (default: all)")
-    rep.add_argument("--since", metavar="YYYY-MM-DD", help="only events on or after this date")
+    rep = sub.add_parser("report", help="what changed: net change, new and lost referring domains, competitors, "
+                         "link gap", description="Per tracked domain: the period's net change (new − lost = the "
+                         "change in size), the latest week's lost, new and returning referring domains, the "
+                         "history, its competitors and its link gap; as text, CSV, JSON or a self-contained HTML "
+                         "page.")
+    rep.add_argument("--domain", help="one domain: a tracked one with its competitors (default: all)")
+    rep.add_argument("--since", metavar="YYYY-MM-DD", help="the period's first day (default: the first full "
+                     "snapshot)")
+    rep.add_argument("--until", metavar="YYYY-MM-DD", help="the period's last day, inclusive (default: the latest "
+                     "snapshot)")
     rep.add_argument("--format", default="text", help="text (default), csv, json or html")
     rep.add_argument("--output", metavar="PATH", help="write to a file instead of standard output")
     _destination_arguments(rep)
@@ -282,11 +287,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.format not in report.FORMATS:
         raise UsageError(f"--format {args.format!r} is unknown: use one of {', '.join(report.FORMATS)}")
     since = parse_date(args.since, "--since") if args.since else None
+    until = parse_date(args.until, "--until") if args.until else None
+    if since and until and until < since:
+        raise UsageError(f"--until {until} is before --since {since}: the period runs from --since to --until")
     try:
         domain = normalize_target(args.domain) if args.domain else None
     except InvalidDomain as error:
         raise UsageError(f"--domain: {error}") from None
-    data = report.collect(_existing_pipeline(args, needs_models=True), domain, since)
+    # lost_confirmation_snapshots, for the note on what an unconfirmed loss is
+    settings, _ = resolve_settings(need_token=False, need_domains=False)
+    data = report.collect(_existing_pipeline(args, needs_models=True), domain, since, until,
+                          confirm_after=settings.lost_confirmation_snapshots)
     text = report.render(data, args.format)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:

@@ -22,6 +22,7 @@ from .client import SerpstatClient
 from .config import build_settings
 from .constants import DATASET_NAME, PIPELINE_NAME
 from .emulator import Fault, Profile, SerpstatEmulator
+from .report_periods import describe
 
 DEMO_TOKEN = "demo-token"
 DEMO_START = dt.date(2026, 9, 7)  # a Monday
@@ -82,12 +83,17 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
                     f"{result.credits_spent} credits")
         demo_pipeline = warehouse.make_pipeline(destination, None, project=str(folder))
         data = report.collect(demo_pipeline)
-        data.alerts_preview = "\n".join(alerts.dry_run(demo_pipeline, settings))
-    text = report.render_text(data)
+        recipients, alert = alerts.previews(demo_pipeline, settings)[0]
+        data.alerts = report.AlertPreview(recipients, *alert.outline())
     say("")
-    say("\n".join(text.splitlines()[:40]))
+    for series in data.series:  # each headline adds up: net = new - lost = the change in size
+        say(f"{series.target_domain} ({series.label}): {describe(series.summary.change)}")
+        if series.summary.latest:
+            say(f"  latest week: {describe(series.summary.latest)}")
     gap = [r for r in data.gap if r["target_domain"] == "acme-shop.com"]
-    say("\n".join(gap_report.text_section(gap[:10])).replace(f"({len(gap[:10])} donors", f"({len(gap)} donors"))
+    shown = gap_report.text_section(gap, gap_report.period_counts(data.gap_changes, "acme-shop.com"))
+    say("\n".join(shown[:13]))
+    say(f"… and {len(gap) - 10} more in {folder / 'report.html'}")
     with demo_pipeline.sql_client() as client:
         changes = client.execute_sql(
             f"SELECT change, count(*), sum(CASE WHEN won THEN 1 ELSE 0 END) FROM "
@@ -96,14 +102,14 @@ def run_demo(weeks: int = 6, directory: str | Path = "demo", say: Callable[[str]
         f"{n} {change}" + (f" ({won} won: the donor now links to acme-shop.com)" if change == "gap_closed" else "")
         for change, n, won in changes))
     say("")
-    preview = data.alerts_preview.splitlines()
     # the first tracked domain's part of the message; report.html has all of it
+    preview = [f"alerts (dry run, nothing sent) for {recipients}:", *alert.text().splitlines()]
     ends = [i for i, line in enumerate(preview) if line.startswith("*") and i > 2]
     say("\n".join(preview[:ends[0]] if ends else preview))
     if ends:
         say(f"… and the other tracked domains' events: the whole message is in {folder / 'report.html'}")
     out = folder / "report.html"
-    out.write_text(report.render_html(data), encoding="utf-8")
+    out.write_text(report.render(data, "html"), encoding="utf-8")
     say(f"\nDatabase: {folder / DATABASE}  (dataset `serpstat`; try the tables new_ref_domains, lost_ref_domains, "
         "link_gap, link_gap_changes)")
     say(f"HTML report: {out}")

@@ -1,14 +1,16 @@
-"""The report's link-gap section (README: Competitors and link gap): per tracked domain, the donors
-of its competitors that do not link to it, highest domain rank first."""
+"""The report's link-gap part of a tracked domain's group (README: Competitors and link gap): the
+donors of its competitors that do not link to it, highest domain rank first, and what the gap
+did in the period (`link_gap_changes`)."""
 
 from __future__ import annotations
 
 import html
 from typing import Any
 
-from .rendering import html_table, text_table
+from .rendering import html_top, text_top
 
 TOP = 25
+HTML_TOP = 10
 COLUMNS = ["target_domain", "search_type", "ref_domain", "ref_domain_unicode", "registrable_domain",
            "competitors_linking", "competitor_domains", "max_domain_rank", "competitor_ref_pages",
            "site_already_links", "in_gap_since"]
@@ -25,42 +27,36 @@ _LABELS = {"ref_domain": "referring domain", "max_domain_rank": "rank", "competi
 ORDER = "target_domain, search_type, max_domain_rank DESC NULLS LAST, competitors_linking DESC, ref_domain"
 
 
-def _per_target(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        grouped.setdefault((row["target_domain"], row["search_type"]), []).append(row)
-    return grouped
+def period_counts(changes: list[dict[str, Any]], target: str) -> dict[str, int]:
+    """The gap's events of one tracked domain in the period: opened, won (the donor now links to
+    it) and closed otherwise (the competitors stopped linking)."""
+    mine = [c for c in changes if c["target_domain"] == target]
+    return {"opened": sum(1 for c in mine if c["change"] == "gap_opened"),
+            "won": sum(1 for c in mine if c["change"] == "gap_closed" and c["won"]),
+            "closed": sum(1 for c in mine if c["change"] == "gap_closed" and not c["won"])}
 
 
-def text_section(rows: list[dict[str, Any]]) -> list[str]:
-    out: list[str] = []
-    for (target, _), gap in _per_target(rows).items():
-        out += ["", f"LINK GAP of {target} ({len(gap)} donors link to its competitors, not to it), "
-                    "highest domain rank first:"]
-        out += text_table(gap[:TOP], _TEXT_SHOWN)
-        if len(gap) > TOP:
-            out.append(f"... {len(gap) - TOP} more")
-    return out
+def _events(counts: dict[str, int]) -> str:
+    return (f"in this period {counts['opened']:,} opened, {counts['won']:,} won (the donor now links to you), "
+            f"{counts['closed']:,} closed by the competitors")
 
 
-def html_section(rows: list[dict[str, Any]]) -> str:
-    if not rows:
+def text_section(rows: list[dict[str, Any]], counts: dict[str, int]) -> list[str]:
+    """One tracked domain's gap (its rows of link_gap) for a terminal; nothing without competitors."""
+    if not rows and not any(counts.values()):
+        return []
+    target = rows[0]["target_domain"] if rows else ""
+    return ["", f"LINK GAP of {target} ({len(rows)} donors link to its competitors, not to it), "
+                f"highest domain rank first; {_events(counts)}:", *text_top(rows, _TEXT_SHOWN, TOP)]
+
+
+def html_section(target: str, rows: list[dict[str, Any]], counts: dict[str, int]) -> str:
+    if not rows and not any(counts.values()):
         return ""
-    parts = ["<h2>Link-gap opportunities <small>donors of competitors that do not link to you, "
-             "highest domain rank first</small></h2>"]
-    for (target, search_type), gap in _per_target(rows).items():
-        already = sum(1 for r in gap if r["site_already_links"])
-        parts.append(f'<section class="gap" data-target="{html.escape(target)}"><h3>{html.escape(target)} '
-                     f"<small>{html.escape(search_type)}</small></h3>"
-                     f'<div class="kpis"><span>opportunities: <b>{len(gap):,}</b></span>'
-                     f"<span>from sites that already link to you: <b>{already:,}</b></span></div>"
-                     f"{html_table(gap[:TOP], _HTML_SHOWN, _LABELS)}</section>")
-    return "\n".join(parts)
-
-
-def alerts_html(preview: str | None) -> str:
-    """The demo's alert preview (`refdomains alerts --dry-run`), as it would be sent."""
-    if not preview:
-        return ""
-    return (f"<h2>Alerts <small>dry run: what the next alert would send</small></h2>"
-            f'<pre class="alerts">{html.escape(preview)}</pre>')
+    already = sum(1 for r in rows if r["site_already_links"])
+    return (f'<section class="gap" data-target="{html.escape(target)}"><h3>Link gap of {html.escape(target)} '
+            f"<small>donors of its competitors that do not link to it, highest domain rank first</small></h3>"
+            f'<div class="kpis"><span>opportunities now: <b>{len(rows):,}</b></span>'
+            f"<span>from sites that already link to you: <b>{already:,}</b></span>"
+            f"<span>{html.escape(_events(counts))}</span></div>"
+            f"{html_top(rows, _HTML_SHOWN, _LABELS, HTML_TOP, 'opportunities')}</section>")
