@@ -28,10 +28,39 @@ def transpile(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) ->
     for table in tree.find_all(exp.Table):
         if table.name in tables and table.name not in ctes and not table.args.get("db"):
             table.set("db", exp.to_identifier(dataset))
-    tree = tree.transform(lambda node: _iso_week_start(node, dialect))
+    tree = _inline_imports(tree).transform(lambda node: _iso_week_start(node, dialect))
     if dialect == "postgres":
         tree = _inline_single_use_ctes(_drop_date_beside_key(tree))
     return tree.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE, comments=False)
+
+
+def _inline_imports(tree: exp.Expr) -> exp.Expr:
+    """Each import CTE (`rows as (select * from a_table)`, how a model names what it reads) is
+    replaced by its table, read under the import's name. An import is a name, not a computation,
+    so a model may read one twice; DuckDB and PostgreSQL would materialize a CTE read twice,
+    copying the whole table it names before reading it."""
+    with_ = tree.args.get("with_")
+    if with_ is None or any(w is not with_ for w in tree.find_all(exp.With)):
+        return tree  # none, or nested WITHs whose names could shadow these
+    for cte in list(with_.expressions):
+        name, body = cte.alias_or_name, cte.this
+        from_ = body.args.get("from_") if isinstance(body, exp.Select) else None
+        source = from_.this if from_ is not None else None
+        if (not isinstance(source, exp.Table) or source.name == name or source.alias or _column_aliases(cte)
+                or [type(e) for e in body.expressions] != [exp.Star]
+                or {key for key, value in body.args.items() if value} != {"expressions", "from_"}):
+            continue  # not a bare `select * from table`: a computation
+        reads = [t for t in tree.find_all(exp.Table) if t.name == name and not t.args.get("db")]
+        if any(_column_aliases(read) for read in reads):
+            continue
+        for read in reads:
+            table = source.copy()
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(read.alias or name)))
+            read.replace(table)
+        cte.pop()
+    if not with_.expressions:
+        tree.set("with_", None)
+    return tree
 
 
 def _inline_single_use_ctes(tree: exp.Expression) -> exp.Expression:
