@@ -23,7 +23,7 @@ import duckdb
 import pytest
 
 from serpstat_refdomains import models
-from serpstat_refdomains.models import load_models, render
+from serpstat_refdomains.models import load_models
 
 CONFIRM = 2
 
@@ -372,14 +372,10 @@ class DuckDBClient:
         return f'"{name}"'
 
 
-def build_in(con: duckdb.DuckDBPyConnection, *, full_refresh: bool = False, pair_batch_rows: int | None = None) -> None:
+def build_in(con: duckdb.DuckDBPyConnection, *, full_refresh: bool = False, step_rows: int | None = None) -> None:
     """Every model, as the runner materializes them (incremental ones keep their rows)."""
-    client = DuckDBClient(con)
-    params = models.model_params(CONFIRM)
-    if pair_batch_rows is not None:
-        params["pair_batch_rows"] = pair_batch_rows
-    for model in load_models():
-        models.materialize(client, model, render(model, params), "duckdb", full_refresh=full_refresh)
+    models.materialize_all(DuckDBClient(con), load_models(), "duckdb", models.model_params(CONFIRM),
+                           full_refresh=full_refresh, step_rows=step_rows)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, select: str) -> list[tuple]:
@@ -612,12 +608,11 @@ def test_rows_of_another_pull_under_a_ledger_row_are_not_read():
 
 @pytest.mark.parametrize("batch_rows", [1, 40])
 def test_a_build_in_small_steps_equals_one_step(batch_rows):
-    """The runner repeats the pair comparison until every pair is compared, each step over the
-    next pairs within pair_batch_rows (at least one): steps of one pair, or of a few, give the
-    rows one step gives."""
+    """The runner compares the pending pairs in steps, each over the next pairs whose pair_rows add
+    up to step_rows (at least one): steps of one pair, or of a few, give the rows one step gives."""
     ledger, rows = random_history(5, SERIES_WITH_FILTER_CHANGE)
     con = _warehouse(ledger, rows)
     expected = _state(con)
-    build_in(con, full_refresh=True, pair_batch_rows=batch_rows)
+    build_in(con, full_refresh=True, step_rows=batch_rows)
     assert _state(con) == expected
     assert con.execute("SELECT count(*) FROM int_snapshot_pairs").fetchone()[0] > 20

@@ -13,7 +13,6 @@ from ..competitor_table import ensure_table
 from ..constants import DEFAULT_LOST_CONFIRMATION_SNAPSHOTS, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
 from ..warehouse import destination_dialect, has_column
 from .catalog import RUNNER_TABLES, dlt_schema, register_in_schema, retired_models, write_comments
-from .dialects import transpile
 from .graph import SOURCE_TABLES, Model, load_models, model_params, render
 from .materialize import drop_statement, materialize
 from .names import update_names
@@ -32,7 +31,7 @@ def build(pipeline: dlt.Pipeline,
     """
     dialect = destination_dialect(pipeline)
     models = load_models()
-    params = model_params(lost_confirmation_snapshots, dialect)
+    params = model_params(lost_confirmation_snapshots)
     with pipeline.sql_client() as client:
         if not _tables_exist(client):
             logger.info("no snapshots loaded yet: models not built")
@@ -62,12 +61,13 @@ def build(pipeline: dlt.Pipeline,
 
 
 def materialize_all(client, models: list[Model], dialect: str, params: dict[str, int], *,
-                    full_refresh: bool = False) -> None:
-    """Every model in build order, in the client's dataset, inside the caller's transaction."""
+                    full_refresh: bool = False, step_rows: int | None = None) -> None:
+    """Every model in build order, in the client's dataset, inside the caller's transaction;
+    `step_rows` overrides the size of an incremental model's steps."""
     tables = SOURCE_TABLES | {m.name for m in models}
     for model in models:
-        select = transpile(render(model, params), dialect, client.dataset_name, tables)
-        materialize(client, model, select, dialect, full_refresh=full_refresh)
+        materialize(client, model, render(model, params), dialect, tables, full_refresh=full_refresh,
+                    step_rows=step_rows)
 
 
 def _ensure_pulled_at(pipeline: dlt.Pipeline) -> None:

@@ -24,20 +24,16 @@ from .names import NAMES_TABLE
 SQL_PACKAGE = "serpstat_refdomains.sql"
 _MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table|incremental)\s*$", re.MULTILINE)
 # An incremental model keeps its rows between builds: `unique_key` names the column that groups
-# them, `keys` the model that lists the keys still wanted (see materialize.materialize_incremental).
+# them, `keys` the model that lists the keys wanted, and `size` the column of `keys` that says
+# how much a key's rows cost to compute (see materialize.materialize_incremental).
 _UNIQUE_KEY = re.compile(r"^--\s*unique_key:\s*(\w+)\s*$", re.MULTILINE)
 _KEYS = re.compile(r"^--\s*keys:\s*(\w+)\s*$", re.MULTILINE)
+_SIZE = re.compile(r"^--\s*size:\s*(\w+)\s*$", re.MULTILINE)
+_INCREMENTAL = {"unique_key": _UNIQUE_KEY, "keys_from": _KEYS, "size_column": _SIZE}
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 # Tables the models read that no SQL file builds: loaded by the pipeline, or kept by the runner.
 SOURCE_TABLES = frozenset({REF_DOMAINS_TABLE, SNAPSHOTS_TABLE, NAMES_TABLE, COMPETITORS_TABLE})
-# The loaded rows an incremental model's SELECT reads at most in one step (int_snapshot_pair_changes:
-# the rows of the snapshot pairs it compares): a first build over a long history is many steps
-# of this size, not one the size of the history. DuckDB compares inside the run's own process, so
-# a step bounds the run's memory. A warehouse compares on its server, which spills within its own
-# settings, and every step scans the loaded rows again: there, fewer and larger steps.
-PAIR_BATCH_ROWS = {"duckdb": 500_000}
-WAREHOUSE_PAIR_BATCH_ROWS = 5_000_000
 # Build order among models that do not depend on each other, for a readable log and plan.
 LAYERS = ("staging", "intermediate", "marts")
 
@@ -50,7 +46,8 @@ class Model:
     layer: str = ""  # the folder under sql/: staging, intermediate or marts
     depends_on: tuple[str, ...] = ()  # the models and loaded tables it reads, as its SQL names them
     unique_key: str | None = None  # incremental: the column whose values the rows are kept by
-    keys_from: str | None = None  # incremental: the model listing the keys still wanted
+    keys_from: str | None = None  # incremental: the model listing the keys wanted
+    size_column: str | None = None  # incremental: the column of keys_from sizing a key's work
 
 
 def sql_root() -> Traversable:
@@ -70,14 +67,15 @@ def load_models(root: Traversable | None = None) -> list[Model]:
         text = file.read_text(encoding="utf-8")
         match = _MATERIALIZED.search(text)
         materialized = match.group(1) if match else "table"
-        unique_key, keys_from = _UNIQUE_KEY.search(text), _KEYS.search(text)
-        depends_on = _references(name, text, reads_itself=materialized == "incremental")
-        if materialized == "incremental" and not (unique_key and keys_from and keys_from.group(1) in depends_on):
+        depends_on = _references(name, text)
+        incremental = {header: match.group(1) for header, pattern in _INCREMENTAL.items()
+                       if materialized == "incremental" and (match := pattern.search(text))}
+        if materialized == "incremental" and not ({"unique_key", "keys_from"} <= set(incremental)
+                                                  and incremental["keys_from"] in depends_on):
             raise ModelGraphError(f"incremental SQL model {name!r} needs `-- unique_key: <column>` and "
                                   "`-- keys: <model it reads that lists the keys to keep>`")
         models[name] = Model(name=name, materialized=materialized, sql=text, layer=layer, depends_on=depends_on,
-                             unique_key=unique_key.group(1) if unique_key and materialized == "incremental" else None,
-                             keys_from=keys_from.group(1) if keys_from and materialized == "incremental" else None)
+                             **incremental)
     return _build_order(models)
 
 
@@ -92,17 +90,15 @@ def layer_files(folder: Traversable, suffix: str, layer: str = "") -> list[tuple
     return files
 
 
-def _references(name: str, sql: str, reads_itself: bool = False) -> tuple[str, ...]:
-    """The tables a model's SELECT reads, less its own CTEs (and itself, for an incremental model,
-    which reads the rows it kept): what sqlglot parses for transpile()."""
+def _references(name: str, sql: str) -> tuple[str, ...]:
+    """The tables a model's SELECT reads, less its own CTEs: what sqlglot parses for transpile()."""
     try:
         tree = sqlglot.parse_one(_PLACEHOLDER.sub("0", sql), read=SOURCE_DIALECT)
     except ParseError as error:
         raise ModelGraphError(f"SQL model {name!r} does not parse: {str(error).splitlines()[0]}") from None
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     return tuple(sorted({table.name for table in tree.find_all(exp.Table)
-                         if table.name not in ctes and not (reads_itself and table.name == name)
-                         and not table.args.get("db")}))
+                         if table.name not in ctes and not table.args.get("db")}))
 
 
 def _build_order(models: dict[str, Model]) -> list[Model]:
@@ -149,8 +145,6 @@ def render_sql(name: str, sql: str, params: dict[str, int]) -> str:
     return _PLACEHOLDER.sub(value, sql)
 
 
-def model_params(lost_confirmation_snapshots: int = DEFAULT_LOST_CONFIRMATION_SNAPSHOTS,
-                 dialect: str = SOURCE_DIALECT) -> dict[str, int]:
-    """The values of the models' {placeholders} on a destination of `dialect`."""
-    return {"lost_confirmation_snapshots": int(lost_confirmation_snapshots),
-            "pair_batch_rows": PAIR_BATCH_ROWS.get(dialect, WAREHOUSE_PAIR_BATCH_ROWS)}
+def model_params(lost_confirmation_snapshots: int = DEFAULT_LOST_CONFIRMATION_SNAPSHOTS) -> dict[str, int]:
+    """The values of the models' {placeholders}."""
+    return {"lost_confirmation_snapshots": int(lost_confirmation_snapshots)}
