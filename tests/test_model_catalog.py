@@ -1,5 +1,6 @@
 """The models as dlt and SQL clients see them: listed and read through dlt's own dataset API,
-documented in the warehouse, and with exactly the columns and types sql/models.toml declares.
+documented in the warehouse, and with exactly the columns and types each model's doc file declares
+(sql/<layer>/<model>.toml, beside its SQL).
 
 Each test builds the models, then runs another load (a `last_week` pull a week later, no model
 build) before reading: a later load must neither break nor hide the models.
@@ -126,8 +127,12 @@ def test_models_have_their_declared_columns_and_comments_in_postgres(tmp_path, e
         assert comment == [(doc.description,)], name
 
 
-def test_every_sql_model_is_declared():
+def test_every_sql_model_is_declared_in_a_doc_file_beside_it():
     assert set(model_names()) | {NAMES_TABLE, NAMES_READ_TABLE} == set(catalog())
+    for model in models.load_models():
+        doc = catalog()[model.name]
+        assert doc.layer == model.layer and doc.summary and doc.description, model.name
+    assert catalog()[NAMES_TABLE].layer == catalog()[NAMES_READ_TABLE].layer == "staging"
 
 
 def test_unicode_names_are_kept_once_for_every_idn_domain(tmp_path, emulator):
@@ -262,7 +267,7 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
 
 def test_an_installed_wheel_builds_the_same_models(tmp_path):
     """sql/ ships inside the package with its layer folders: installed from a wheel, the runner
-    finds every model and orders it as in the repository."""
+    finds every model and its doc file, and orders them as in the repository."""
     root = Path(__file__).resolve().parents[1]
     source = tmp_path / "source"
     for part in ("pyproject.toml", "README.md"):
@@ -277,9 +282,11 @@ def test_an_installed_wheel_builds_the_same_models(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     listed = subprocess.run([sys.executable, "-c", "from serpstat_refdomains import models; print(models.__file__); "
-                             "print(' '.join(m.layer + '/' + m.name for m in models.load_models()))"],
+                             "print(' '.join(m.layer + '/' + m.name for m in models.load_models())); "
+                             "print(' '.join(d.layer + '/' + d.name for d in models.catalog().values()))"],
                             capture_output=True, text=True, timeout=120, check=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
-    where, order = listed.stdout.splitlines()
+    where, order, docs = listed.stdout.splitlines()
     assert where.startswith(str(tmp_path / "site"))
     assert order.split() == [f"{m.layer}/{m.name}" for m in models.load_models()]
+    assert docs.split() == [f"{d.layer}/{d.name}" for d in catalog().values()]  # the doc files ship too

@@ -17,8 +17,9 @@ from dlt.common.schema import Schema
 from dlt.common.schema.typing import TTableSchema
 from dlt.common.schema.utils import new_table
 
+from ..errors import ModelGraphError
 from .dialects import literal
-from .graph import sql_root
+from .graph import layer_files, sql_root
 from .names import NAMES_READ_TABLE, NAMES_TABLE
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,28 @@ MODEL_HINT = "x-refdomains-model"
 RUNNER_TABLES = (NAMES_TABLE, NAMES_READ_TABLE)
 
 
+# The keys a doc file may hold, so a misspelt one is an error rather than a test never run.
+_DOC_KEYS = {"summary", "description", "unique_key", "columns", "data_tests"}
+_COLUMN_KEYS = {"name", "type", "description", "data_tests"}
+_ASSERTION_KEYS = {"name", "description", "sql"}
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     data_type: str  # a dlt data type: text, bigint, date, bool, ...
     description: str
+    not_null: bool = False  # data test: no row has it null
+    accepted_values: tuple[str, ...] = ()  # data test: a value it holds is one of these (or null)
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """A data test written as SQL: a SELECT (DuckDB's dialect, models by bare name) of the rows
+    that break it."""
+    name: str
+    description: str
+    sql: str
 
 
 @dataclass(frozen=True)
@@ -43,15 +61,54 @@ class ModelDoc:
     name: str
     description: str
     columns: tuple[Column, ...]
+    summary: str = ""  # what a row is, in a line: the README's table and docs/models.md
+    layer: str = ""  # the folder under sql/ the doc file is in
+    unique_key: tuple[str, ...] = ()  # data test: no two rows share these columns
+    assertions: tuple[Assertion, ...] = ()
 
 
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, ModelDoc]:
-    """sql/models.toml: every model's meaning and columns, in order."""
-    text = sql_root().joinpath("models.toml").read_text(encoding="utf-8")
-    return {name: ModelDoc(name, spec["description"],
-                           tuple(Column(c["name"], c["type"], c["description"]) for c in spec["columns"]))
-            for name, spec in tomllib.loads(text).items()}
+    """Every model's doc file (sql/<layer>/<model>.toml, beside its SQL; the runner's own tables'
+    in sql/staging/): its meaning, its columns in order, and its data tests."""
+    docs = {}
+    for layer, file in sorted(layer_files(sql_root(), ".toml"), key=lambda found: found[1].name):
+        name = file.name[:-len(".toml")]
+        docs[name] = _model_doc(name, layer, tomllib.loads(file.read_text(encoding="utf-8")))
+    return docs
+
+
+def _model_doc(name: str, layer: str, spec: dict) -> ModelDoc:
+    where = f"sql/{layer}/{name}.toml"
+    _known(where, spec, _DOC_KEYS)
+    columns = []
+    for column in spec["columns"]:
+        _known(f"{where}, column {column.get('name')}", column, _COLUMN_KEYS)
+        tests = column.get("data_tests", [])
+        accepted = [test["accepted_values"] for test in tests if isinstance(test, dict) and "accepted_values" in test]
+        unknown = [test for test in tests if test != "not_null" and not (isinstance(test, dict)
+                                                                          and set(test) == {"accepted_values"})]
+        if unknown:
+            raise ModelGraphError(f"{where}, column {column['name']}: unknown data test {unknown[0]!r} "
+                                  "(not_null or {{ accepted_values = [...] }})")
+        columns.append(Column(column["name"], column["type"], column["description"], "not_null" in tests,
+                              tuple(accepted[0]) if accepted else ()))
+    unique_key = tuple(spec.get("unique_key", ()))
+    missing = [key for key in unique_key if key not in {c.name for c in columns}]
+    if missing:
+        raise ModelGraphError(f"{where}: unique_key names {', '.join(missing)}, which it has no column of")
+    assertions = []
+    for test in spec.get("data_tests", []):
+        _known(f"{where}, data test {test.get('name')}", test, _ASSERTION_KEYS)
+        assertions.append(Assertion(test["name"], test["description"], test["sql"]))
+    return ModelDoc(name, spec["description"], tuple(columns), spec.get("summary", ""), layer, unique_key,
+                    tuple(assertions))
+
+
+def _known(where: str, spec: dict, keys: set[str]) -> None:
+    unknown = sorted(set(spec) - keys)
+    if unknown:
+        raise ModelGraphError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(keys))})")
 
 
 def write_comments(client, name: str, kind: str, dialect: str) -> None:
