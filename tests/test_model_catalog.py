@@ -23,7 +23,7 @@ from dlt.common.schema.utils import new_table
 
 from serpstat_refdomains import constants, models
 from serpstat_refdomains.emulator import Profile
-from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, model_names
+from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, docs, model_names
 from serpstat_refdomains.warehouse import destination_dialect, make_pipeline
 from tests.helpers import DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
 
@@ -133,6 +133,20 @@ def test_every_sql_model_is_declared_in_a_doc_file_beside_it():
         doc = catalog()[model.name]
         assert doc.layer == model.layer and doc.summary and doc.description, model.name
     assert catalog()[NAMES_TABLE].layer == catalog()[NAMES_READ_TABLE].layer == "staging"
+
+
+def test_the_models_documentation_is_what_the_doc_files_say():
+    """docs/models.md and the README's table of models are written from the doc files by
+    `make docs`: edited by hand or left behind by a doc file's change, they fail here."""
+    root = Path(__file__).resolve().parents[1]
+    reference = (root / docs.REFERENCE).read_text(encoding="utf-8")
+    assert reference == docs.reference(), f"{docs.REFERENCE} is out of date: run `make docs`"
+    readme = (root / docs.README).read_text(encoding="utf-8")
+    assert docs.with_summary_table(readme) == readme, "the README's table of models is out of date: run `make docs`"
+    table = readme[readme.index(docs.README_START):readme.index(docs.README_END)]
+    for name in MODELS:
+        assert f"[`{name}`]({docs.REFERENCE}#{name})" in table and f"### `{name}`" in reference, name
+        assert all(f"| `{c.name}` |" in reference for c in catalog()[name].columns), name
 
 
 def test_unicode_names_are_kept_once_for_every_idn_domain(tmp_path, emulator):
