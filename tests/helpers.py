@@ -98,6 +98,16 @@ def snapshot_cost(total: int, size: int = 1000, *, first_pull: bool = True) -> i
     return count + max(total, 1) + 2 * max(math.ceil(total / size) - 1, 0)
 
 
+def model_rows(pipeline) -> dict[str, list[tuple]]:
+    """Every model's rows, sorted, through the pipeline's own sql client (any destination)."""
+    from serpstat_refdomains.models import model_names
+
+    with pipeline.sql_client() as client:
+        return {name: sorted((tuple(row) for row in client.execute_sql(
+                    f"SELECT * FROM {client.make_qualified_table_name(name)}") or []), key=repr)
+                for name in model_names()}
+
+
 # --- `refdomains` as a process -----------------------------------------------------------------
 REFDOMAINS = [sys.executable, "-m", "serpstat_refdomains.cli"]
 

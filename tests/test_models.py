@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dlt
 import pytest
 import sqlglot
 from sqlglot import exp
 
+from serpstat_refdomains import models
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
-from serpstat_refdomains.errors import ModelGraphError
-from serpstat_refdomains.models import load_models, model_params, render, transpile
+from serpstat_refdomains.errors import ModelGraphError, ModelTestFailed
+from serpstat_refdomains.models import (
+    NAMES_READ_TABLE,
+    NAMES_TABLE,
+    SOURCE_TABLES,
+    catalog,
+    load_models,
+    model_names,
+    model_params,
+    render,
+    run_data_tests,
+    transpile,
+)
 from serpstat_refdomains.normalize import normalize_domain, registrable_domain
-from tests.helpers import TOKEN, fast_client, query, run_pipeline
+from serpstat_refdomains.warehouse import make_pipeline
+from tests.helpers import DAY, TOKEN, fast_client, model_rows, needs_postgres, postgres, query, run_pipeline
 from tests.model_reference import CONFIRM, LOST_COLUMNS, NEW_COLUMNS, CurrentRow, WeekRow, reference
 from tests.scenarios import START, WEEKS, replay_golden
 
@@ -92,28 +106,10 @@ def test_weekly_and_current_match_the_truth(golden):
     assert got_current == expected_current
 
 
-# Each assertion returns the rows that break it: none may come back (dbt-style data tests).
-MODEL_ASSERTIONS = {
-    "new key unique": "SELECT target_domain, search_type, ref_domain, detected_on FROM serpstat.new_ref_domains "
-                      "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1",
-    "new detected after previous": "SELECT * FROM serpstat.new_ref_domains WHERE detected_on <= previous_snapshot_date",
-    "new detected_by accepted": "SELECT * FROM serpstat.new_ref_domains WHERE detected_by NOT IN "
-                                "('snapshot_diff', 'last_week', 'both') OR detected_by IS NULL",
-    "new not null": "SELECT * FROM serpstat.new_ref_domains WHERE ref_domain IS NULL OR detected_on IS NULL "
-                    "OR is_returning IS NULL",
-    "lost key unique": "SELECT target_domain, search_type, ref_domain, lost_on FROM serpstat.lost_ref_domains "
-                       "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1",
-    "lost last_seen before lost": "SELECT * FROM serpstat.lost_ref_domains WHERE NOT last_seen_on < lost_on",
-    "lost returned after lost": "SELECT * FROM serpstat.lost_ref_domains WHERE returned_on <= lost_on",
-    "lost confirmed rule": "SELECT * FROM serpstat.lost_ref_domains WHERE confirmed <> "
-                           f"(returned_on IS NULL AND consecutive_absences >= {CONFIRM})",
-    "weekly key unique": "SELECT target_domain, search_type, week_start FROM serpstat.ref_domains_weekly "
-                         "GROUP BY 1, 2, 3 HAVING count(*) > 1",
-    "weekly net": "SELECT * FROM serpstat.ref_domains_weekly WHERE net_change <> new_ref_domains - lost_ref_domains",
+# What the golden history can say beyond the data tests every build runs (sql/<layer>/<model>.toml):
+# each query returns the rows that break it, and none may come back.
+GOLDEN_ASSERTIONS = {
     "weekly monday": "SELECT * FROM serpstat.ref_domains_weekly WHERE isodow(week_start) <> 1",
-    "current key unique": "SELECT target_domain, search_type, ref_domain FROM serpstat.ref_domains_current "
-                          "GROUP BY 1, 2, 3 HAVING count(*) > 1",
-    "current first seen": "SELECT * FROM serpstat.ref_domains_current WHERE first_seen_on > snapshot_date",
     "no row from a non-complete snapshot": (
         "SELECT detected_on FROM serpstat.new_ref_domains WHERE detected_on IN "
         "(SELECT snapshot_date FROM serpstat.snapshots WHERE status <> 'complete' AND snapshot_kind = 'full') "
@@ -131,10 +127,65 @@ MODEL_ASSERTIONS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_ASSERTIONS))
-def test_model_assertions(golden, name):
+@pytest.mark.parametrize("name", sorted(GOLDEN_ASSERTIONS))
+def test_golden_assertions(golden, name):
     workdir = golden[0]
-    assert query(workdir, MODEL_ASSERTIONS[name]) == []
+    assert query(workdir, GOLDEN_ASSERTIONS[name]) == []
+
+
+def test_every_build_of_the_golden_history_ran_the_data_tests_and_they_pass(golden):
+    """replay_golden builds the models after every run, each build running every model's data
+    tests: the last one is run again here, and each kind of test is there to run."""
+    workdir = golden[0]
+    pipeline = make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
+                             str(workdir / "pipelines"))
+    names = [NAMES_TABLE, NAMES_READ_TABLE, *model_names()]
+    with pipeline.sql_client() as client:
+        ran = run_data_tests(client, names, "duckdb", model_params(CONFIRM), SOURCE_TABLES | set(names))
+    docs = [catalog()[name] for name in names]
+    assert ran > 50 and all(any(getattr(doc, kind) for doc in docs) for kind in ("unique_key", "assertions"))
+    assert any(c.not_null for doc in docs for c in doc.columns) and any(c.accepted_values for doc in docs
+                                                                          for c in doc.columns)
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
+def test_a_failing_data_test_undoes_the_whole_build_in_one_line(tmp_path, emulator, warehouse, request):
+    """A donor's row deleted by hand from int_snapshot_pair_changes, which builds keep: its pair
+    no longer adds up to the change in size between its snapshots. The next build's data test
+    says so in one line (the model, the test, how many rows, one of them), the build's
+    transaction is rolled back (every model as the last build left it), and `--full-refresh`
+    compares the pairs again and passes."""
+    if warehouse == "postgres":
+        dataset, destination = request.getfixturevalue("pg_dataset"), postgres()
+    else:
+        dataset, destination = "serpstat", dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    emulator.graph.set_profile("tested.com", Profile(base_size=120))
+    with fast_client(emulator) as client:
+        for week in range(2):
+            emulator.today = DAY + dt.timedelta(weeks=week)
+            report = run_pipeline(tmp_path, emulator, ["tested.com"], emulator.today, client=client, kind="full",
+                                  destination=destination, dataset_name=dataset, build_models=True)
+            assert report.models_error is None
+    pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
+    with pipeline.sql_client() as client:
+        changes = client.make_qualified_table_name("int_snapshot_pair_changes")
+        pair, donor = client.execute_sql(f"SELECT pair_key, ref_domain FROM {changes} WHERE change = 'added' "
+                                         "AND pair_key NOT LIKE ' > %%' ORDER BY pair_key, ref_domain LIMIT 1")[0]
+        client.execute_sql(f"DELETE FROM {changes} WHERE pair_key = %s AND ref_domain = %s", pair, donor)
+    before = model_rows(pipeline)
+
+    with pytest.raises(ModelTestFailed) as failed:
+        models.build(pipeline)
+    message = str(failed.value)
+    assert message.startswith("model int_snapshot_pair_changes fails its data test changes_add_up_to_the_size_change: "
+                              f"1 row breaks it, e.g. pair_key={pair!r}, added=")
+    assert "\n" not in message and "later_rows=" in message
+    assert model_rows(pipeline) == before
+
+    models.build(pipeline, full_refresh=True)
+    rebuilt = model_rows(pipeline)
+    assert (pair, donor) in {(row[0], row[1]) for row in rebuilt["int_snapshot_pair_changes"]}
+    assert rebuilt["new_ref_domains"] == before["new_ref_domains"]
 
 
 def test_filter_change_starts_a_new_series_without_mass_new_or_lost(tmp_path):

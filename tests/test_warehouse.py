@@ -23,6 +23,7 @@ from tests.helpers import (
     DAY,
     PG_URL,
     fast_client,
+    model_rows,
     needs_postgres,
     pg_rows,
     postgres,
@@ -290,13 +291,6 @@ def test_a_loader_role_that_cannot_index_the_table_still_loads(tmp_path, emulato
             cur.execute(f'DROP ROLE "{role}"')
 
 
-def _model_rows(pipeline) -> dict[str, list[tuple]]:
-    with pipeline.sql_client() as client:
-        return {name: sorted((tuple(row) for row in client.execute_sql(
-                    f"SELECT * FROM {client.make_qualified_table_name(name)}") or []), key=repr)
-                for name in model_names()}
-
-
 @pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
 def test_incremental_models_equal_a_full_refresh_after_reloads_and_backfills(tmp_path, emulator, warehouse,
                                                                              request):
@@ -326,9 +320,9 @@ def test_incremental_models_equal_a_full_refresh_after_reloads_and_backfills(tmp
                                 kind="full", **options)
     assert [r.status for r in again.results + backfill.results] == ["complete", "complete"]
     pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
-    incremental = _model_rows(pipeline)
+    incremental = model_rows(pipeline)
     models.build(pipeline, full_refresh=True)
-    rebuilt = _model_rows(pipeline)
+    rebuilt = model_rows(pipeline)
     assert incremental == rebuilt
     # the history exercises what the comparisons keep: losses, and a pull's detections
     assert rebuilt["lost_ref_domains"] and rebuilt["int_last_week_additions"]

@@ -1,6 +1,6 @@
-"""One models build: every model of sql/ materialized in the pipeline's dataset inside one
-transaction, so a dashboard reads either the old models or the new ones, never half of each;
-then the models registered with dlt."""
+"""One models build: every model of sql/ materialized in the pipeline's dataset and its data
+tests run, inside one transaction, so a dashboard reads either the old models or the new ones,
+never half of each, nor models whose tests fail; then the models registered with dlt."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..competitor_table import ensure_table
 from ..constants import DEFAULT_LOST_CONFIRMATION_SNAPSHOTS, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
 from ..warehouse import destination_dialect, has_column
 from .catalog import RUNNER_TABLES, dlt_schema, register_in_schema, retired_models, write_comments
+from .checks import run_data_tests
 from .graph import SOURCE_TABLES, Model, load_models, model_params, render
 from .materialize import drop_statement, materialize
 from .names import update_names
@@ -56,6 +57,9 @@ def build(pipeline: dlt.Pipeline,
                 write_comments(client, table, "TABLE", dialect)
             ensure_table(client, dialect)  # link_gap's input, on a dataset loaded before it existed
             materialize_all(client, models, dialect, params, full_refresh=full_refresh)
+            # before the commit: a test that finds a row rolls every model back
+            run_data_tests(client, [*RUNNER_TABLES, *(m.name for m in models)], dialect, params,
+                           SOURCE_TABLES | set(RUNNER_TABLES) | {m.name for m in models})
     register_in_schema(pipeline, {m.name: m.materialized for m in models})
     return [m.name for m in models]
 

@@ -23,6 +23,11 @@ def literal(text: str) -> str:
 def transpile(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) -> str:
     """The SELECT for `dialect`, with our tables qualified by `dataset`; raises on anything
     sqlglot cannot express in that dialect."""
+    return generate(rewritten(sql, dialect, dataset, tables), dialect)
+
+
+def rewritten(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) -> exp.Expr:
+    """transpile()'s tree before it is written out, for a caller that wraps it in more SQL."""
     tree = sqlglot.parse_one(sql, read=SOURCE_DIALECT)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
@@ -31,6 +36,10 @@ def transpile(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) ->
     tree = _inline_imports(tree).transform(lambda node: _iso_week_start(node, dialect))
     if dialect == "postgres":
         tree = _inline_single_use_ctes(_drop_date_beside_key(tree))
+    return tree
+
+
+def generate(tree: exp.Expr, dialect: str) -> str:
     return tree.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE, comments=False)
 
 
