@@ -226,7 +226,19 @@ def test_dlt_drop_of_every_resource_forgets_the_models_without_failing_on_views(
     assert set(MODELS) <= left and "ref_domains" not in left  # the loaded data went, the models stayed
 
 
-REFERENCE_SQL = Path(__file__).resolve().parent / "reference_sql"  # the models before layering
+# Models as an earlier version built them: internal models since renamed (the first three), views reading
+# a model the current version still builds and one another, and a mart under its current name.
+EARLIER_MODELS = {
+    "stg_snapshots": ("table", "select snapshot_key, snapshot_date, snapshot_kind from snapshots "
+                               "where status = 'complete'"),
+    "stg_full_snapshots": ("view", "select * from stg_snapshots where snapshot_kind = 'full'"),
+    "stg_full_ref_domains": ("view", "select ref_domains.ref_domain, full_snapshots.snapshot_date from ref_domains "
+                                     "inner join stg_full_snapshots as full_snapshots "
+                                     "on full_snapshots.snapshot_key = ref_domains.snapshot_key"),
+    "int_full_ref_domain_history": ("view", "select ref_domain, min(snapshot_date) as first_seen "
+                                            "from stg_full_ref_domains group by ref_domain"),
+    "new_ref_domains": ("table", "select ref_domain, first_seen as detected_on from int_full_ref_domain_history"),
+}
 
 
 @pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
@@ -246,24 +258,19 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
                          destination=destination, dataset_name=dataset)
     pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
     dialect = destination_dialect(pipeline)
-    earlier = {file.stem.split("_", 1)[1]: file.read_text() for file in sorted(REFERENCE_SQL.glob("*.sql"))}
     with pipeline.sql_client() as client:
         qualified = client.make_qualified_table_name
-        client.execute_sql(f"CREATE TABLE IF NOT EXISTS {qualified(NAMES_TABLE)} "
-                           "(ref_domain text, ref_domain_unicode text)")
-        for name, sql in earlier.items():  # as the earlier version built them, in its file order
-            select = models.transpile(sql.replace("{lost_confirmation_snapshots}", "2"), dialect, client.dataset_name,
-                                      set(earlier) | models.SOURCE_TABLES)
-            client.execute_sql(f"CREATE {'VIEW' if '-- materialized: view' in sql else 'TABLE'} {qualified(name)} "
-                               f"AS {select}")
+        for name, (kind, sql) in EARLIER_MODELS.items():  # in the earlier version's order
+            select = models.transpile(sql, dialect, client.dataset_name, set(EARLIER_MODELS) | models.SOURCE_TABLES)
+            client.execute_sql(f"CREATE {kind.upper()} {qualified(name)} AS {select}")
         client.execute_sql(f"CREATE VIEW {qualified('my_report')} AS SELECT 1 AS answer")
     schema = pipeline.default_schema
-    for name, sql in earlier.items():
+    for name, (kind, _) in EARLIER_MODELS.items():
         table = new_table(name, write_disposition="skip", resource=name, columns=[{"name": "x", "data_type": "bigint"}])
-        table[models.MODEL_HINT] = {"materialized": "view" if "-- materialized: view" in sql else "table"}
+        table[models.MODEL_HINT] = {"materialized": kind}
         schema.update_table(table)
     pipeline.schemas.save_schema(schema)
-    retired = set(earlier) - set(model_names())
+    retired = set(EARLIER_MODELS) - set(model_names())
     assert retired >= {"stg_full_snapshots", "stg_full_ref_domains", "int_full_ref_domain_history"}
 
     assert models.build(pipeline) == model_names()

@@ -28,10 +28,21 @@ from serpstat_refdomains.models import (
     run_data_tests,
     transpile,
 )
-from serpstat_refdomains.normalize import normalize_domain, registrable_domain
+from serpstat_refdomains.normalize import normalize_domain
 from serpstat_refdomains.warehouse import make_pipeline
 from tests.helpers import DAY, TOKEN, fast_client, model_rows, needs_postgres, postgres, query, run_pipeline
-from tests.model_reference import CONFIRM, LOST_COLUMNS, NEW_COLUMNS, CurrentRow, WeekRow, reference
+from tests.model_reference import (
+    CONFIRM,
+    LOST_COLUMNS,
+    NEW_COLUMNS,
+    ChangeRow,
+    CurrentRow,
+    WeekRow,
+    changes,
+    current,
+    reference,
+    weekly,
+)
 from tests.scenarios import START, WEEKS, replay_golden
 
 
@@ -79,31 +90,11 @@ def test_lost_ref_domains_match_the_truth(golden):
 def test_weekly_and_current_match_the_truth(golden):
     workdir, fulls, pulls, _ = golden
     new, lost = reference(fulls, pulls, "golden.com")
-
-    def monday(day: dt.date) -> dt.date:
-        return day - dt.timedelta(days=day.weekday())
-
-    weeks = {monday(d) for d, _ in fulls + pulls}
-    expected = set()
-    for week in weeks:
-        in_week = [f for d, f in fulls if monday(d) == week]
-        n_new = sum(1 for r in new if monday(r.detected_on) == week)
-        n_lost = sum(1 for r in lost if monday(r.lost_on) == week)
-        expected.add(WeekRow("golden.com", "domain_with_subdomains", week, len(in_week[-1]) if in_week else None,
-                             n_new, n_lost, n_new - n_lost))
     got = {WeekRow(*r) for r in query(workdir, f"SELECT {', '.join(WeekRow._fields)} FROM serpstat.ref_domains_weekly")}
-    assert got == expected
+    assert got == weekly("golden.com", "domain_with_subdomains", fulls, pulls, new, lost)
     assert any(r.ref_domains is None for r in got), "the weeks of ignored full snapshots have no size"
-
-    last_day, last = fulls[-1]
-    first_seen = {}
-    for d, snapshot in sorted(fulls + pulls, key=lambda x: x[0]):
-        for name in snapshot:
-            first_seen.setdefault(name, d)
-    expected_current = {CurrentRow("golden.com", "domain_with_subdomains", last_day, name, registrable_domain(name),
-                                   row.rank, row.pages, first_seen[name]) for name, row in last.items()}
     got_current = set(query(workdir, f"SELECT {', '.join(CurrentRow._fields)} FROM serpstat.ref_domains_current"))
-    assert got_current == expected_current
+    assert got_current == current("golden.com", "domain_with_subdomains", fulls, pulls)
 
 
 # What the golden history can say beyond the data tests every build runs (sql/<layer>/<model>.toml):
@@ -384,24 +375,13 @@ def test_a_model_set_that_cannot_be_built_is_one_clear_error(tmp_path, files, me
     assert "\n" not in str(raised.value)
 
 
-CHANGE_COLUMNS = ("event_date, target_domain, search_type, ref_domain, ref_domain_unicode, registrable_domain, change, "
-                  "detected_by, confirmed, domain_rank, ref_pages")
-
-
 def test_ref_domain_changes_equal_new_and_lost(golden):
     workdir, fulls, pulls, _ = golden
-    new, lost = reference(fulls, pulls, "golden.com")
-    display = dict(query(workdir, "SELECT ref_domain, ref_domain_unicode FROM serpstat.ref_domain_changes"))
-    expected = {(r.detected_on, r.target_domain, r.search_type, r.ref_domain, display[r.ref_domain],
-                 r.registrable_domain, "returned" if r.is_returning else "new", r.detected_by, None, r.domain_rank,
-                 r.ref_pages) for r in new}
-    expected |= {(r.lost_on, r.target_domain, r.search_type, r.ref_domain, display[r.ref_domain],
-                  r.registrable_domain, "lost", "snapshot_diff", r.confirmed, r.domain_rank, r.ref_pages)
-                 for r in lost}
-    got = query(workdir, f"SELECT {CHANGE_COLUMNS} FROM serpstat.ref_domain_changes")
-    assert len(got) == len(new) + len(lost)  # one row per event, none merged away
+    expected = changes(*reference(fulls, pulls, "golden.com"))
+    got = query(workdir, f"SELECT {', '.join(ChangeRow._fields)} FROM serpstat.ref_domain_changes")
+    assert len(got) == len(expected)  # one row per event, none merged away
     assert set(got) == expected
-    assert {r[6] for r in got} == {"new", "returned", "lost"}
+    assert {r.change for r in expected} == {"new", "returned", "lost"}
 
 
 def test_ref_domain_unicode_is_the_display_form_of_the_key(golden):
