@@ -25,7 +25,18 @@ from serpstat_refdomains import constants, models
 from serpstat_refdomains.emulator import Profile
 from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, docs, model_names
 from serpstat_refdomains.warehouse import destination_dialect, make_pipeline
-from tests.helpers import DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
+from tests.helpers import (
+    DAY,
+    PG_URL,
+    fast_client,
+    needs_postgres,
+    pg_rows,
+    postgres,
+    query,
+    run_pipeline,
+    warehouse_of,
+    weekly_full_runs,
+)
 
 MODELS = [NAMES_TABLE, NAMES_READ_TABLE, *model_names()]
 DUCKDB_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "DATE": "date", "BOOLEAN": "bool",
@@ -246,16 +257,8 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
     """The layering renamed internal models (stg_full_snapshots, int_full_ref_domain_history, ...).
     A warehouse built by the earlier version holds them, registered in dlt's schema as models: the
     next build drops them from both, rebuilds the current ones, and leaves the user's own objects."""
-    if warehouse == "postgres":
-        dataset, destination = request.getfixturevalue("pg_dataset"), postgres()
-    else:
-        dataset, destination = "serpstat", dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
-    emulator.graph.set_profile("upgrade.com", Profile(base_size=80))
-    with fast_client(emulator) as client:
-        for week in range(2):
-            emulator.today = DAY + dt.timedelta(weeks=week)
-            run_pipeline(tmp_path, emulator, ["upgrade.com"], emulator.today, client=client, kind="full",
-                         destination=destination, dataset_name=dataset)
+    dataset, destination = warehouse_of(warehouse, tmp_path, request)
+    weekly_full_runs(tmp_path, emulator, "upgrade.com", 80, 2, destination=destination, dataset_name=dataset)
     pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
     dialect = destination_dialect(pipeline)
     with pipeline.sql_client() as client:

@@ -30,7 +30,16 @@ from serpstat_refdomains.models import (
 )
 from serpstat_refdomains.normalize import normalize_domain
 from serpstat_refdomains.warehouse import make_pipeline
-from tests.helpers import DAY, TOKEN, fast_client, model_rows, needs_postgres, postgres, query, run_pipeline
+from tests.helpers import (
+    TOKEN,
+    fast_client,
+    model_rows,
+    needs_postgres,
+    query,
+    run_pipeline,
+    warehouse_of,
+    weekly_full_runs,
+)
 from tests.model_reference import (
     CONFIRM,
     LOST_COLUMNS,
@@ -146,17 +155,10 @@ def test_a_failing_data_test_undoes_the_whole_build_in_one_line(tmp_path, emulat
     says so in one line (the model, the test, how many rows, one of them), the build's
     transaction is rolled back (every model as the last build left it), and `--full-refresh`
     compares the pairs again and passes."""
-    if warehouse == "postgres":
-        dataset, destination = request.getfixturevalue("pg_dataset"), postgres()
-    else:
-        dataset, destination = "serpstat", dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
-    emulator.graph.set_profile("tested.com", Profile(base_size=120))
-    with fast_client(emulator) as client:
-        for week in range(2):
-            emulator.today = DAY + dt.timedelta(weeks=week)
-            report = run_pipeline(tmp_path, emulator, ["tested.com"], emulator.today, client=client, kind="full",
-                                  destination=destination, dataset_name=dataset, build_models=True)
-            assert report.models_error is None
+    dataset, destination = warehouse_of(warehouse, tmp_path, request)
+    reports = weekly_full_runs(tmp_path, emulator, "tested.com", 120, 2, destination=destination,
+                               dataset_name=dataset, build_models=True)
+    assert [r.models_error for r in reports] == [None, None]
     pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
     with pipeline.sql_client() as client:
         changes = client.make_qualified_table_name("int_snapshot_pair_changes")

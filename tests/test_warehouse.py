@@ -32,6 +32,7 @@ from tests.helpers import (
     run_pipeline,
     snapshot_cost,
     truth,
+    warehouse_of,
 )
 from tests.scenarios import replay_golden
 
@@ -301,10 +302,7 @@ def test_incremental_models_equal_a_full_refresh_after_reloads_and_backfills(tmp
     from serpstat_refdomains import models
     from serpstat_refdomains.warehouse import make_pipeline
 
-    if warehouse == "postgres":
-        dataset, destination = request.getfixturevalue("pg_dataset"), postgres()
-    else:
-        dataset, destination = "serpstat", dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    dataset, destination = warehouse_of(warehouse, tmp_path, request)
     emulator.graph.set_profile("weekly.com", Profile(base_size=150))
     options = {"destination": destination, "dataset_name": dataset, "build_models": True}
     with fast_client(emulator) as client:

@@ -1,7 +1,8 @@
-"""What the models mean: every model's description and columns, declared in sql/, and where they
-go after a build: the warehouse's `COMMENT ON` (what SQL clients and BI tools show) and the
-pipeline's dlt schema (so `pipeline.dataset()` and dlt's tools read the models like loaded
-tables; see `schema_table` for why dlt never writes them)."""
+"""What the models mean: each model's doc file beside its SQL (sql/<layer>/<model>.toml: its
+description, columns and data tests), read and checked; and where the meanings go after a
+build: the warehouse's `COMMENT ON` (what SQL clients and BI tools show) and the pipeline's dlt
+schema (so `pipeline.dataset()` and dlt's tools read the models like loaded tables; see
+`schema_table` for why dlt never writes them)."""
 
 from __future__ import annotations
 
