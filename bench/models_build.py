@@ -36,12 +36,14 @@ SELECT
     'donor' || ((n + 700 * s) % 13000) || '.example' AS domain_from,
     'donor' || ((n + 700 * s) % 13000) || '.example' AS registrable_domain,
     CAST(1 + n % 7 AS BIGINT) AS ref_pages,
-    CAST(n % 100 AS BIGINT) AS domain_rank
+    CAST(n % 100 AS BIGINT) AS domain_rank,
+    CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS pulled_at
 FROM {series_t} AS targets(t), {series_s} AS snaps(s), {series_n} AS donors(n);
 CREATE TABLE {ds}.snapshots AS
 SELECT snapshot_key, target_domain, search_type, snapshot_kind, snapshot_date,
        'none' AS filter_hash, 'complete' AS status, CAST(count(*) AS BIGINT) AS rows_loaded,
-       CAST(count(*) AS BIGINT) AS expected_total
+       CAST(count(*) AS BIGINT) AS expected_total, CAST(0 AS BIGINT) AS rows_rejected,
+       CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS started_at, CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS finished_at
 FROM {ds}.ref_domains GROUP BY 1, 2, 3, 4, 5;
 """
 

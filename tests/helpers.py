@@ -78,6 +78,21 @@ def run_pipeline(workdir: Path, emulator, domains: list, day: dt.date | None = N
             client.close()
 
 
+def weekly_full_runs(workdir: Path, emulator, target: str, base_size: int, weeks: int,
+                     **options: Any) -> list[RunReport]:
+    """A churning target's full snapshots, one a week from DAY, each in a run of its own."""
+    from serpstat_refdomains.emulator import Profile
+
+    emulator.graph.set_profile(target, Profile(base_size=base_size))
+    reports = []
+    with fast_client(emulator) as client:
+        for week in range(weeks):
+            emulator.today = DAY + dt.timedelta(weeks=week)
+            reports.append(run_pipeline(workdir, emulator, [target], emulator.today, client=client, kind="full",
+                                        **options))
+    return reports
+
+
 def query(workdir: Path, sql: str, params: list | None = None) -> list[tuple]:
     with duckdb.connect(str(workdir / "refdomains.duckdb"), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
@@ -124,6 +139,16 @@ def snapshot_cost(total: int, size: int = 1000, *, first_pull: bool = True) -> i
         return 1
     window = max(size, MIN_WINDOW)
     return count + plan_cost(plan_windows(total, window, first=(1, window)), total)[1]
+
+
+def model_rows(pipeline) -> dict[str, list[tuple]]:
+    """Every model's rows, sorted, through the pipeline's own sql client (any destination)."""
+    from serpstat_refdomains.models import model_names
+
+    with pipeline.sql_client() as client:
+        return {name: sorted((tuple(row) for row in client.execute_sql(
+                    f"SELECT * FROM {client.make_qualified_table_name(name)}") or []), key=repr)
+                for name in model_names()}
 
 
 # --- `refdomains` as a process -----------------------------------------------------------------
@@ -219,3 +244,11 @@ def pg_rows(dataset: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 def postgres():
     return dlt.destinations.postgres(PG_URL)
+
+
+def warehouse_of(warehouse: str, workdir: Path, request) -> tuple[str, Any]:
+    """The dataset and destination of a test run on `warehouse` ("duckdb" or "postgres", whose
+    dataset is the test's pg_dataset fixture)."""
+    if warehouse == "postgres":
+        return request.getfixturevalue("pg_dataset"), postgres()
+    return "serpstat", dlt.destinations.duckdb(str(workdir / "refdomains.duckdb"))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,11 @@ from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
 from serpstat_refdomains.paging import PARTITION_ATTEMPTS
 from tests.helpers import TOKEN, fast_client, run_pipeline
+from tests.model_reference import Row
 
 START = dt.date(2026, 2, 2)  # a Monday
 WEEKS = 8
 TARGET = "golden.com"
-
-
-@dataclass(frozen=True)
-class Row:
-    rank: int
-    pages: int
 
 
 def day_set(emulator, target: str, day: dt.date, last_week: bool = False) -> dict[str, Row]:

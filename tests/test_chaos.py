@@ -26,8 +26,7 @@ from serpstat_refdomains.contract import snapshot_key
 from serpstat_refdomains.emulator import Fault, Profile, SerpstatEmulator
 from serpstat_refdomains.normalize import normalize_domain
 from tests.helpers import TOKEN, fast_client, refdomains_on, run_pipeline
-from tests.model_reference import LOST_COLUMNS, NEW_COLUMNS, reference
-from tests.scenarios import Row
+from tests.model_reference import LOST_COLUMNS, NEW_COLUMNS, Row, reference
 
 EXAMPLES = int(os.environ.get("CHAOS_EXAMPLES", "4"))
 START = dt.date(2026, 4, 6)

@@ -1,5 +1,6 @@
 """The models as dlt and SQL clients see them: listed and read through dlt's own dataset API,
-documented in the warehouse, and with exactly the columns and types sql/models.toml declares.
+documented in the warehouse, and with exactly the columns and types each model's doc file declares
+(sql/<layer>/<model>.toml, beside its SQL).
 
 Each test builds the models, then runs another load (a `last_week` pull a week later, no model
 build) before reading: a later load must neither break nor hide the models.
@@ -22,9 +23,20 @@ from dlt.common.schema.utils import new_table
 
 from serpstat_refdomains import constants, models
 from serpstat_refdomains.emulator import Profile
-from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, model_names
+from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, docs, model_names
 from serpstat_refdomains.warehouse import destination_dialect, make_pipeline
-from tests.helpers import DAY, PG_URL, fast_client, needs_postgres, pg_rows, postgres, query, run_pipeline
+from tests.helpers import (
+    DAY,
+    PG_URL,
+    fast_client,
+    needs_postgres,
+    pg_rows,
+    postgres,
+    query,
+    run_pipeline,
+    warehouse_of,
+    weekly_full_runs,
+)
 
 MODELS = [NAMES_TABLE, NAMES_READ_TABLE, *model_names()]
 DUCKDB_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "DATE": "date", "BOOLEAN": "bool",
@@ -126,8 +138,26 @@ def test_models_have_their_declared_columns_and_comments_in_postgres(tmp_path, e
         assert comment == [(doc.description,)], name
 
 
-def test_every_sql_model_is_declared():
+def test_every_sql_model_is_declared_in_a_doc_file_beside_it():
     assert set(model_names()) | {NAMES_TABLE, NAMES_READ_TABLE} == set(catalog())
+    for model in models.load_models():
+        doc = catalog()[model.name]
+        assert doc.layer == model.layer and doc.summary and doc.description, model.name
+    assert catalog()[NAMES_TABLE].layer == catalog()[NAMES_READ_TABLE].layer == "staging"
+
+
+def test_the_models_documentation_is_what_the_doc_files_say():
+    """docs/models.md and the README's table of models are written from the doc files by
+    `make docs`: edited by hand or left behind by a doc file's change, they fail here."""
+    root = Path(__file__).resolve().parents[1]
+    reference = (root / docs.REFERENCE).read_text(encoding="utf-8")
+    assert reference == docs.reference(), f"{docs.REFERENCE} is out of date: run `make docs`"
+    readme = (root / docs.README).read_text(encoding="utf-8")
+    assert docs.with_summary_table(readme) == readme, "the README's table of models is out of date: run `make docs`"
+    table = readme[readme.index(docs.README_START):readme.index(docs.README_END)]
+    for name in MODELS:
+        assert f"[`{name}`]({docs.REFERENCE}#{name})" in table and f"### `{name}`" in reference, name
+        assert all(f"| `{c.name}` |" in reference for c in catalog()[name].columns), name
 
 
 def test_unicode_names_are_kept_once_for_every_idn_domain(tmp_path, emulator):
@@ -207,7 +237,19 @@ def test_dlt_drop_of_every_resource_forgets_the_models_without_failing_on_views(
     assert set(MODELS) <= left and "ref_domains" not in left  # the loaded data went, the models stayed
 
 
-REFERENCE_SQL = Path(__file__).resolve().parent / "reference_sql"  # the models before layering
+# Models as an earlier version built them: internal models since renamed (the first three), views reading
+# a model the current version still builds and one another, and a mart under its current name.
+EARLIER_MODELS = {
+    "stg_snapshots": ("table", "select snapshot_key, snapshot_date, snapshot_kind from snapshots "
+                               "where status = 'complete'"),
+    "stg_full_snapshots": ("view", "select * from stg_snapshots where snapshot_kind = 'full'"),
+    "stg_full_ref_domains": ("view", "select ref_domains.ref_domain, full_snapshots.snapshot_date from ref_domains "
+                                     "inner join stg_full_snapshots as full_snapshots "
+                                     "on full_snapshots.snapshot_key = ref_domains.snapshot_key"),
+    "int_full_ref_domain_history": ("view", "select ref_domain, min(snapshot_date) as first_seen "
+                                            "from stg_full_ref_domains group by ref_domain"),
+    "new_ref_domains": ("table", "select ref_domain, first_seen as detected_on from int_full_ref_domain_history"),
+}
 
 
 @pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
@@ -215,36 +257,23 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
     """The layering renamed internal models (stg_full_snapshots, int_full_ref_domain_history, ...).
     A warehouse built by the earlier version holds them, registered in dlt's schema as models: the
     next build drops them from both, rebuilds the current ones, and leaves the user's own objects."""
-    if warehouse == "postgres":
-        dataset, destination = request.getfixturevalue("pg_dataset"), postgres()
-    else:
-        dataset, destination = "serpstat", dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
-    emulator.graph.set_profile("upgrade.com", Profile(base_size=80))
-    with fast_client(emulator) as client:
-        for week in range(2):
-            emulator.today = DAY + dt.timedelta(weeks=week)
-            run_pipeline(tmp_path, emulator, ["upgrade.com"], emulator.today, client=client, kind="full",
-                         destination=destination, dataset_name=dataset)
+    dataset, destination = warehouse_of(warehouse, tmp_path, request)
+    weekly_full_runs(tmp_path, emulator, "upgrade.com", 80, 2, destination=destination, dataset_name=dataset)
     pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
     dialect = destination_dialect(pipeline)
-    earlier = {file.stem.split("_", 1)[1]: file.read_text() for file in sorted(REFERENCE_SQL.glob("*.sql"))}
     with pipeline.sql_client() as client:
         qualified = client.make_qualified_table_name
-        client.execute_sql(f"CREATE TABLE IF NOT EXISTS {qualified(NAMES_TABLE)} "
-                           "(ref_domain text, ref_domain_unicode text)")
-        for name, sql in earlier.items():  # as the earlier version built them, in its file order
-            select = models.transpile(sql.replace("{lost_confirmation_snapshots}", "2"), dialect, client.dataset_name,
-                                      set(earlier) | models.SOURCE_TABLES)
-            client.execute_sql(f"CREATE {'VIEW' if '-- materialized: view' in sql else 'TABLE'} {qualified(name)} "
-                               f"AS {select}")
+        for name, (kind, sql) in EARLIER_MODELS.items():  # in the earlier version's order
+            select = models.transpile(sql, dialect, client.dataset_name, set(EARLIER_MODELS) | models.SOURCE_TABLES)
+            client.execute_sql(f"CREATE {kind.upper()} {qualified(name)} AS {select}")
         client.execute_sql(f"CREATE VIEW {qualified('my_report')} AS SELECT 1 AS answer")
     schema = pipeline.default_schema
-    for name, sql in earlier.items():
+    for name, (kind, _) in EARLIER_MODELS.items():
         table = new_table(name, write_disposition="skip", resource=name, columns=[{"name": "x", "data_type": "bigint"}])
-        table[models.MODEL_HINT] = {"materialized": "view" if "-- materialized: view" in sql else "table"}
+        table[models.MODEL_HINT] = {"materialized": kind}
         schema.update_table(table)
     pipeline.schemas.save_schema(schema)
-    retired = set(earlier) - set(model_names())
+    retired = set(EARLIER_MODELS) - set(model_names())
     assert retired >= {"stg_full_snapshots", "stg_full_ref_domains", "int_full_ref_domain_history"}
 
     assert models.build(pipeline) == model_names()
@@ -262,7 +291,7 @@ def test_an_upgrade_drops_the_models_an_earlier_version_built(tmp_path, emulator
 
 def test_an_installed_wheel_builds_the_same_models(tmp_path):
     """sql/ ships inside the package with its layer folders: installed from a wheel, the runner
-    finds every model and orders it as in the repository."""
+    finds every model and its doc file, and orders them as in the repository."""
     root = Path(__file__).resolve().parents[1]
     source = tmp_path / "source"
     for part in ("pyproject.toml", "README.md"):
@@ -277,9 +306,11 @@ def test_an_installed_wheel_builds_the_same_models(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     listed = subprocess.run([sys.executable, "-c", "from serpstat_refdomains import models; print(models.__file__); "
-                             "print(' '.join(m.layer + '/' + m.name for m in models.load_models()))"],
+                             "print(' '.join(m.layer + '/' + m.name for m in models.load_models())); "
+                             "print(' '.join(d.layer + '/' + d.name for d in models.catalog().values()))"],
                             capture_output=True, text=True, timeout=120, check=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
-    where, order = listed.stdout.splitlines()
+    where, order, docs = listed.stdout.splitlines()
     assert where.startswith(str(tmp_path / "site"))
     assert order.split() == [f"{m.layer}/{m.name}" for m in models.load_models()]
+    assert docs.split() == [f"{d.layer}/{d.name}" for d in catalog().values()]  # the doc files ship too

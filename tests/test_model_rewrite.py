@@ -1,298 +1,27 @@
-"""The models against the queries they replaced, row for row, on randomized histories of several
-series (gaps, returns, `last_week` pulls on and between full snapshot dates, incomplete and
-inconsistent snapshots, IDN names, a filter change).
-
-Two rewrites are checked here, each against its predecessor kept verbatim as the reference:
-- `new_ref_domains` and `lost_ref_domains` read each domain's full snapshots with `lag`/`lead`
-  over its snapshot number (one sort) instead of anti-joining every snapshot against its
-  neighbour (three to six times slower at a year of history). OLD_NEW_REF_DOMAINS and
-  OLD_LOST_REF_DOMAINS below are the anti-join models.
-- The models moved into layers (staging, intermediate, marts) with one series key and one table
-  of full-snapshot changes read by both new and lost. tests/reference_sql/ holds every model as
-  it was before (numbered files, DuckDB dialect), built beside the current ones in a schema of
-  its own; every public model must give the same rows.
+"""The models on randomized histories of several series (gaps, returns, `last_week` pulls on and
+between full snapshot dates, incomplete and inconsistent snapshots, IDN names, a filter change),
+against the one oracle of their meaning, tests/model_reference.py (README's rules in Python, over
+the loaded tables); and their incremental builds, load after load (backfills, `--force` reloads,
+cut and mended loads), against the same oracle and a build from nothing, row for row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from serpstat_refdomains import models
-from serpstat_refdomains.models import load_models, render
-
-CONFIRM = 2
-
-OLD_NEW_REF_DOMAINS = """\
-with full_snapshots as (
-    select * from stg_full_snapshots
-),
-
-full_rows as (
-    select * from stg_full_ref_domains
-),
-
--- in F(i+1) and not in F(i); F0 is the baseline and yields nothing
-diff_candidates as (
-    select
-        cur.target_domain,
-        cur.search_type,
-        cur.filter_hash,
-        cur.ref_domain,
-        cur.registrable_domain,
-        cur.domain_rank,
-        cur.ref_pages,
-        cur.snapshot_date as detected_on,
-        prev_snapshot.snapshot_date as previous_snapshot_date,
-        prev_snapshot.full_seq as previous_seq,
-        'snapshot_diff' as detected_by
-    from full_rows as cur
-    inner join full_snapshots as prev_snapshot
-        on prev_snapshot.target_domain = cur.target_domain
-        and prev_snapshot.search_type = cur.search_type
-        and prev_snapshot.filter_hash = cur.filter_hash
-        and prev_snapshot.full_seq = cur.full_seq - 1
-    where not exists (
-        select 1
-        from full_rows as prev
-        where prev.target_domain = cur.target_domain
-            and prev.search_type = cur.search_type
-            and prev.filter_hash = cur.filter_hash
-            and prev.full_seq = cur.full_seq - 1
-            and prev.ref_domain = cur.ref_domain
-    )
-),
-
--- each last_week pull against the latest full snapshot dated strictly before it (if any)
-last_week_pulls as (
-    select
-        pull.target_domain,
-        pull.search_type,
-        pull.filter_hash,
-        pull.snapshot_date,
-        max(prior.full_seq) as previous_seq
-    from stg_snapshots as pull
-    left join full_snapshots as prior
-        on prior.target_domain = pull.target_domain
-        and prior.search_type = pull.search_type
-        and prior.filter_hash = pull.filter_hash
-        and prior.snapshot_date < pull.snapshot_date
-    where pull.snapshot_kind = 'last_week'
-    group by pull.target_domain, pull.search_type, pull.filter_hash, pull.snapshot_date
-),
-
-last_week_candidates as (
-    select
-        lw.target_domain,
-        lw.search_type,
-        lw.filter_hash,
-        lw.ref_domain,
-        lw.registrable_domain,
-        lw.domain_rank,
-        lw.ref_pages,
-        lw.snapshot_date as detected_on,
-        prior.snapshot_date as previous_snapshot_date,
-        pull.previous_seq,
-        'last_week' as detected_by
-    from stg_ref_domains as lw
-    inner join last_week_pulls as pull
-        on pull.target_domain = lw.target_domain
-        and pull.search_type = lw.search_type
-        and pull.filter_hash = lw.filter_hash
-        and pull.snapshot_date = lw.snapshot_date
-    left join full_snapshots as prior
-        on prior.target_domain = pull.target_domain
-        and prior.search_type = pull.search_type
-        and prior.filter_hash = pull.filter_hash
-        and prior.full_seq = pull.previous_seq
-    where lw.snapshot_kind = 'last_week'
-        and not exists (
-            select 1
-            from full_rows as known
-            where known.target_domain = lw.target_domain
-                and known.search_type = lw.search_type
-                and known.filter_hash = lw.filter_hash
-                and known.full_seq = pull.previous_seq
-                and known.ref_domain = lw.ref_domain
-        )
-),
-
-candidates as (
-    select * from diff_candidates
-    union all
-    select * from last_week_candidates
-),
-
--- one episode per (series, domain, preceding snapshot); the earliest detection describes it
-episodes as (
-    select
-        candidates.*,
-        row_number() over (
-            partition by target_domain, search_type, filter_hash, ref_domain, previous_seq
-            order by detected_on, case when detected_by = 'snapshot_diff' then 0 else 1 end
-        ) as detection_order,
-        min(detected_by) over (
-            partition by target_domain, search_type, filter_hash, ref_domain, previous_seq
-        ) as first_detector,
-        max(detected_by) over (
-            partition by target_domain, search_type, filter_hash, ref_domain, previous_seq
-        ) as last_detector
-    from candidates
-),
-
-first_full_appearance as (
-    select target_domain, search_type, filter_hash, ref_domain, min(full_seq) as first_seq
-    from full_rows
-    group by target_domain, search_type, filter_hash, ref_domain
-),
-
-final as (
-    select
-        episodes.target_domain,
-        episodes.search_type,
-        episodes.ref_domain,
-        coalesce(names.ref_domain_unicode, episodes.ref_domain) as ref_domain_unicode,
-        episodes.registrable_domain,
-        episodes.detected_on,
-        episodes.previous_snapshot_date,
-        case
-            when episodes.first_detector <> episodes.last_detector then 'both'
-            else episodes.first_detector
-        end as detected_by,
-        coalesce(first_full_appearance.first_seq < episodes.previous_seq, false) as is_returning,
-        episodes.domain_rank,
-        episodes.ref_pages
-    from episodes
-    left join first_full_appearance
-        on first_full_appearance.target_domain = episodes.target_domain
-        and first_full_appearance.search_type = episodes.search_type
-        and first_full_appearance.filter_hash = episodes.filter_hash
-        and first_full_appearance.ref_domain = episodes.ref_domain
-    left join stg_ref_domain_names as names on names.ref_domain = episodes.ref_domain
-    where episodes.detection_order = 1
-)
-
-select * from final
-"""
-
-OLD_LOST_REF_DOMAINS = """\
-with full_snapshots as (
-    select * from stg_full_snapshots
-),
-
-full_rows as (
-    select * from stg_full_ref_domains
-),
-
-series_end as (
-    select target_domain, search_type, filter_hash, max(full_seq) as last_seq
-    from full_snapshots
-    group by target_domain, search_type, filter_hash
-),
-
--- in F(i), not in F(i+1)
-lost as (
-    select
-        prev.target_domain,
-        prev.search_type,
-        prev.filter_hash,
-        prev.ref_domain,
-        prev.registrable_domain,
-        prev.domain_rank,
-        prev.ref_pages,
-        prev.snapshot_date as last_seen_on,
-        next_snapshot.snapshot_date as lost_on,
-        next_snapshot.full_seq as lost_seq
-    from full_rows as prev
-    inner join full_snapshots as next_snapshot
-        on next_snapshot.target_domain = prev.target_domain
-        and next_snapshot.search_type = prev.search_type
-        and next_snapshot.filter_hash = prev.filter_hash
-        and next_snapshot.full_seq = prev.full_seq + 1
-    where not exists (
-        select 1
-        from full_rows as cur
-        where cur.target_domain = prev.target_domain
-            and cur.search_type = prev.search_type
-            and cur.filter_hash = prev.filter_hash
-            and cur.full_seq = prev.full_seq + 1
-            and cur.ref_domain = prev.ref_domain
-    )
-),
-
--- the first later full snapshot that holds the domain again
-returns as (
-    select
-        lost.target_domain,
-        lost.search_type,
-        lost.filter_hash,
-        lost.ref_domain,
-        lost.lost_seq,
-        min(later.full_seq) as return_seq
-    from lost
-    inner join full_rows as later
-        on later.target_domain = lost.target_domain
-        and later.search_type = lost.search_type
-        and later.filter_hash = lost.filter_hash
-        and later.ref_domain = lost.ref_domain
-        and later.full_seq > lost.lost_seq
-    group by lost.target_domain, lost.search_type, lost.filter_hash, lost.ref_domain, lost.lost_seq
-),
-
-absences as (
-    select
-        lost.*,
-        returns.return_seq,
-        coalesce(returns.return_seq, series_end.last_seq + 1) - lost.lost_seq as consecutive_absences
-    from lost
-    inner join series_end
-        on series_end.target_domain = lost.target_domain
-        and series_end.search_type = lost.search_type
-        and series_end.filter_hash = lost.filter_hash
-    left join returns
-        on returns.target_domain = lost.target_domain
-        and returns.search_type = lost.search_type
-        and returns.filter_hash = lost.filter_hash
-        and returns.ref_domain = lost.ref_domain
-        and returns.lost_seq = lost.lost_seq
-),
-
-final as (
-    select
-        absences.target_domain,
-        absences.search_type,
-        absences.ref_domain,
-        coalesce(names.ref_domain_unicode, absences.ref_domain) as ref_domain_unicode,
-        absences.registrable_domain,
-        absences.lost_on,
-        absences.last_seen_on,
-        absences.domain_rank,
-        absences.ref_pages,
-        returned.snapshot_date as returned_on,
-        absences.consecutive_absences,
-        (
-            absences.return_seq is null
-            and absences.consecutive_absences >= {lost_confirmation_snapshots}
-        ) as confirmed
-    from absences
-    left join full_snapshots as returned
-        on returned.target_domain = absences.target_domain
-        and returned.search_type = absences.search_type
-        and returned.filter_hash = absences.filter_hash
-        and returned.full_seq = absences.return_seq
-    left join stg_ref_domain_names as names on names.ref_domain = absences.ref_domain
-)
-
-select * from final
-"""
+from serpstat_refdomains.models import load_models
+from tests.model_reference import COLUMNS, CONFIRM, Loaded, expected_models, readable
 
 START = dt.date(2026, 1, 5)
 WEEKS = range(12)
-# (target, search type, filter, weeks): two series of a.com side by side
+# (target, search type, filter, weeks): two series of a.com side by side. Their snapshots share dates,
+# which no dataset can hold (a snapshot's key names its target, search type, kind and date, not its
+# filter): the marts' keys, which are a target's, do not hold, so their data tests are not run on them.
 SERIES = [("a.com", "domain_with_subdomains", "none", WEEKS), ("a.com", "domain_with_subdomains", "f1", WEEKS),
           ("a.com", "domain", "none", WEEKS), ("b.com", "domain_with_subdomains", "none", WEEKS)]
 # as a run makes them: a target's filter changes, and a new series starts where the old one stops
@@ -331,7 +60,7 @@ def random_history(seed: int, series: list[tuple] = SERIES) -> tuple[list[tuple]
     return ledger, rows
 
 
-def _warehouse(ledger: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnection:
+def _warehouse(ledger: list[tuple], rows: list[tuple], data_tests: bool = True) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("CREATE TABLE snapshots (snapshot_key VARCHAR, target_domain VARCHAR, search_type VARCHAR, "
                 "filter_hash VARCHAR, snapshot_kind VARCHAR, snapshot_date DATE, status VARCHAR, rows_loaded BIGINT, "
@@ -350,7 +79,7 @@ def _warehouse(ledger: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnect
         con.execute("UPDATE ref_domains SET snapshot_date = snapshots.snapshot_date, snapshot_kind = "
                     "snapshots.snapshot_kind FROM snapshots WHERE snapshots.snapshot_key = ref_domains.snapshot_key")
     con.execute("INSERT INTO stg_ref_domain_names VALUES ('xn--bcher-kva.de', 'bücher.de')")
-    build_in(con)
+    build_in(con, data_tests=data_tests)
     return con
 
 
@@ -372,72 +101,77 @@ class DuckDBClient:
         return f'"{name}"'
 
 
-def build_in(con: duckdb.DuckDBPyConnection, *, full_refresh: bool = False, pair_batch_rows: int | None = None) -> None:
-    """Every model, as the runner materializes them (incremental ones keep their rows)."""
-    client = DuckDBClient(con)
-    params = models.model_params(CONFIRM)
-    if pair_batch_rows is not None:
-        params["pair_batch_rows"] = pair_batch_rows
-    for model in load_models():
-        models.materialize(client, model, render(model, params), "duckdb", full_refresh=full_refresh)
+def build_in(con: duckdb.DuckDBPyConnection, *, full_refresh: bool = False, step_rows: int | None = None,
+             data_tests: bool = True) -> None:
+    """Every model, as the runner materializes them (incremental ones keep their rows), and their
+    data tests, as a build runs them."""
+    client, params = DuckDBClient(con), models.model_params(CONFIRM)
+    built = load_models()
+    models.materialize_all(client, built, "duckdb", params, full_refresh=full_refresh, step_rows=step_rows)
+    if data_tests:
+        names = [models.NAMES_TABLE, *(m.name for m in built)]
+        models.run_data_tests(client, names, "duckdb", params, models.SOURCE_TABLES | set(names))
 
 
 def _rows(con: duckdb.DuckDBPyConnection, select: str) -> list[tuple]:
     return sorted(con.execute(select).fetchall(), key=repr)
 
 
-REFERENCE_SQL = Path(__file__).resolve().parent / "reference_sql"
-PUBLIC_MODELS = ("new_ref_domains", "lost_ref_domains", "ref_domain_changes", "ref_domains_weekly",
-                 "ref_domains_current")
+PUBLIC_MODELS = tuple(COLUMNS)
+NAMES = {"xn--bcher-kva.de": "bücher.de"}  # the display names _warehouse knows; other names show as they are
 
 
-def _build_reference_models(con: duckdb.DuckDBPyConnection) -> None:
-    """The models before layering, in schema `reference`, in their numbered order. DuckDB resolves
-    a view's tables in its own schema first, so each reads the reference models it always read,
-    and the loaded tables in main; queries run meanwhile see reference's models first too."""
-    con.execute("CREATE SCHEMA reference")
-    con.execute("SET search_path = 'reference,main'")
-    for file in sorted(REFERENCE_SQL.glob("*.sql")):
-        sql = file.read_text(encoding="utf-8").replace("{lost_confirmation_snapshots}", str(CONFIRM))
-        kind = "VIEW" if "-- materialized: view" in sql else "TABLE"
-        con.execute(f"CREATE {kind} reference.{file.stem.split('_', 1)[1]} AS {sql}")
+def _loaded(con: duckdb.DuckDBPyConnection) -> list[Loaded]:
+    """Every snapshot as the loaded tables hold it: the oracle's input."""
+    rows: dict[str, list] = {}
+    for key, *row in con.execute("SELECT snapshot_key, ref_domain, registrable_domain, domain_rank, ref_pages, "
+                                 "pulled_at FROM main.ref_domains").fetchall():
+        rows.setdefault(key, []).append(tuple(row))
+    return [Loaded(*entry, rows.get(entry[0], [])) for entry in con.execute(
+        "SELECT snapshot_key, target_domain, search_type, filter_hash, snapshot_kind, snapshot_date, status, "
+        "rows_loaded, rows_rejected, started_at FROM main.snapshots").fetchall()]
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_new_and_lost_models_equal_the_anti_join_queries_they_replaced(seed):
-    ledger, rows = random_history(seed)
-    con = _warehouse(ledger, rows)
-    _build_reference_models(con)  # the staging the anti-join queries read
-    old_new = _rows(con, OLD_NEW_REF_DOMAINS)
-    old_lost = _rows(con, OLD_LOST_REF_DOMAINS.replace("{lost_confirmation_snapshots}", str(CONFIRM)))
-    assert _rows(con, "SELECT * FROM main.new_ref_domains") == old_new
-    assert _rows(con, "SELECT * FROM main.lost_ref_domains") == old_lost
-    # the history exercises what the rewrite could get wrong
-    detectors = {row[7] for row in old_new}
-    assert {"snapshot_diff", "last_week"} <= detectors
-    assert any(row[8] for row in old_new)  # a returning domain
-    assert any(row[9] is not None for row in old_lost) and any(row[11] for row in old_lost)
+def _assert_models_equal_the_reference(con: duckdb.DuckDBPyConnection, public: tuple[str, ...] = PUBLIC_MODELS,
+                                       what: str = "") -> dict[str, set]:
+    """Each public model's rows equal the oracle's over the loaded tables, row for row (no row twice),
+    and every donor shows its display name."""
+    expected = expected_models(_loaded(con))
+    for model in public:
+        got = _rows(con, f"SELECT {', '.join(COLUMNS[model])} FROM main.{model}")
+        assert got == sorted(expected[model], key=repr), f"{model} {what}"
+        shown = set(con.execute(f"SELECT ref_domain, ref_domain_unicode FROM main.{model}").fetchall()) \
+            if "ref_domain" in COLUMNS[model] else set()
+        assert all(unicode == NAMES.get(name, name) for name, unicode in shown), f"{model} {what}"
+    return expected
 
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("series", [SERIES, SERIES_WITH_FILTER_CHANGE], ids=["side_by_side", "filter_change"])
-def test_layered_models_equal_the_models_before_layering(seed, series):
+def test_models_equal_the_reference_on_random_histories(seed, series):
     ledger, rows = random_history(seed, series)
-    con = _warehouse(ledger, rows)
-    _build_reference_models(con)
-    models = PUBLIC_MODELS if series is SERIES_WITH_FILTER_CHANGE else ("new_ref_domains", "lost_ref_domains",
+    con = _warehouse(ledger, rows, data_tests=series is not SERIES)
+    # side by side, a target's latest full snapshot and a week's size are two series' (see SERIES)
+    public = PUBLIC_MODELS if series is SERIES_WITH_FILTER_CHANGE else ("new_ref_domains", "lost_ref_domains",
                                                                         "ref_domain_changes")
-    for model in models:
-        columns = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
-                                             "table_schema = 'reference' AND table_name = ? ORDER BY ordinal_position",
-                                             [model]).fetchall()]
-        assert columns == [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
-                                                     "table_schema = 'main' AND table_name = ? "
-                                                     "ORDER BY ordinal_position", [model]).fetchall()], model
-        expected = _rows(con, f"SELECT * FROM reference.{model}")
-        assert _rows(con, f"SELECT * FROM main.{model}") == expected, model
-        assert expected, f"{model} is empty: the comparison proves nothing"
-    # both of a.com's filters are read: the history has the series change the test is about
+    expected = _assert_models_equal_the_reference(con, public)
+    for model in public:
+        assert expected[model], f"{model} is empty: the comparison proves nothing"
+    # the history exercises what the models could get wrong
+    new, lost = expected["new_ref_domains"], expected["lost_ref_domains"]
+    assert {"snapshot_diff", "last_week"} <= {r.detected_by for r in new}
+    assert any(r.is_returning for r in new)
+    assert any(r.returned_on is not None for r in lost) and any(r.confirmed for r in lost)
+    loaded = _loaded(con)
+    assert any(not readable(s) for s in loaded), "every snapshot readable: nothing is left out"
+    full_days = {(s.target_domain, s.search_type, s.filter_hash, s.snapshot_date) for s in loaded
+                 if s.snapshot_kind == "full"}
+    pull_days = [(s.target_domain, s.search_type, s.filter_hash, s.snapshot_date) in full_days for s in loaded
+                 if s.snapshot_kind == "last_week"]
+    assert any(pull_days) and not all(pull_days), "pulls on and between full snapshot dates"
+    assert ("xn--bcher-kva.de", "bücher.de") in set(con.execute(
+        "SELECT ref_domain, ref_domain_unicode FROM main.ref_domain_changes").fetchall()), "no IDN donor shown"
+    # both of a.com's filters are read: side by side, or one after the other
     filters = con.execute("SELECT DISTINCT filter_hash FROM main.stg_snapshots WHERE target_domain = 'a.com' "
                           "AND search_type = 'domain_with_subdomains' AND snapshot_kind = 'full'").fetchall()
     assert sorted(filters) == [("f1",), ("none",)]
@@ -529,6 +263,7 @@ def test_incremental_builds_equal_a_full_rebuild_after_every_load(seed):
             events["mended"] += int(mended[0][0]) if mended else 0
         build_in(con)
         assert _state(con) == _rebuilt(con), f"after loading {day}"
+        _assert_models_equal_the_reference(con, what=f"after loading {day}")
     assert all(events.values()), events
     # the comparisons were kept, not redone: one marker row per pair listed now, none of pairs gone
     pairs = con.execute("SELECT count(*) FROM int_snapshot_pairs").fetchone()[0]
@@ -541,14 +276,14 @@ def test_a_build_compares_only_the_pairs_a_load_added():
     """The incremental model runs its SELECT over pending pairs only: a build after one more week
     compares one pair a series, and a build with nothing new compares none."""
     ledger, rows = random_history(3)
-    con = _warehouse(ledger, rows)
+    con = _warehouse(ledger, rows, data_tests=False)
     compared = set(con.execute("SELECT pair_key FROM int_snapshot_pair_changes WHERE change = 'compared'")
                    .fetchall())
     before = {r[0] for r in con.execute("SELECT pair_key FROM int_snapshot_pairs").fetchall()}
     assert {k for (k,) in compared} == before
     # tag the kept rows: a build that recompared them would replace their tags' rows
     con.execute("UPDATE int_snapshot_pair_changes SET registrable_domain = 'kept' WHERE change = 'compared'")
-    build_in(con)
+    build_in(con, data_tests=False)
     assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE change = 'compared' AND "
                        "registrable_domain = 'kept'").fetchone() == (len(before),)
     day = START + dt.timedelta(weeks=20)
@@ -560,22 +295,23 @@ def test_a_build_compares_only_the_pairs_a_load_added():
         key = f"{target}|{search_type}|{filter_hash}|full|{day}"
         _put(con, (key, target, search_type, filter_hash, "full", day, "complete"),
              [(key, *n[1:5]) for n in names[1:]], 10_000)
-    build_in(con)
+    build_in(con, data_tests=False)
     assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE change = 'compared' AND "
                        "registrable_domain = 'kept'").fetchone() == (len(before),)
     assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE change = 'compared' AND "
                        "registrable_domain IS NULL").fetchone() == (len(SERIES),)
     # the week's one lost donor a series, seen through the kept comparisons and the new ones
     assert con.execute("SELECT count(*) FROM lost_ref_domains WHERE lost_on = ?", [day]).fetchone() == (len(SERIES),)
-    build_in(con, full_refresh=True)
+    _assert_models_equal_the_reference(con, ("new_ref_domains", "lost_ref_domains", "ref_domain_changes"))
+    build_in(con, full_refresh=True, data_tests=False)
     assert con.execute("SELECT count(*) FROM int_snapshot_pair_changes WHERE registrable_domain = 'kept'") \
         .fetchone() == (0,)
 
 
 def test_rows_of_another_pull_under_a_ledger_row_are_not_read():
     """dlt merges a snapshot's ledger row and its rows in two transactions: a load cut between them
-    can leave the rows of one pull under the ledger row of another, as many rows (an outside review
-    reproduced it with --force and a kill). Such a snapshot is not read, so nothing is compared
+    can leave the rows of one pull under the ledger row of another, as many rows (a --force reload
+    killed between the two). Such a snapshot is not read, so nothing is compared
     with rows the ledger does not describe; once they agree, the comparison is made, and the
     incremental models equal a build from nothing at every step."""
     con = _empty_warehouse()
@@ -596,6 +332,7 @@ def test_rows_of_another_pull_under_a_ledger_row_are_not_read():
     build_in(con)
     assert con.execute("SELECT count(*) FROM stg_snapshots WHERE snapshot_key = ?", [second]).fetchone() == (0,)
     assert _state(con) == _rebuilt(con)
+    _assert_models_equal_the_reference(con)
     # the cut load is finished: the rows of that pull arrive under its ledger row
     stamp = con.execute("SELECT started_at FROM snapshots WHERE snapshot_key = ?", [second]).fetchone()[0]
     con.execute("DELETE FROM ref_domains WHERE snapshot_key = ?", [second])
@@ -604,6 +341,7 @@ def test_rows_of_another_pull_under_a_ledger_row_are_not_read():
                      for i in range(2, 12)])
     build_in(con)
     assert _state(con) == _rebuilt(con)
+    _assert_models_equal_the_reference(con)
     assert sorted(r[0] for r in con.execute("SELECT ref_domain FROM lost_ref_domains").fetchall()) == \
         ["d0.example", "d1.example"]
     assert sorted(r[0] for r in con.execute("SELECT ref_domain FROM new_ref_domains").fetchall()) == \
@@ -612,12 +350,11 @@ def test_rows_of_another_pull_under_a_ledger_row_are_not_read():
 
 @pytest.mark.parametrize("batch_rows", [1, 40])
 def test_a_build_in_small_steps_equals_one_step(batch_rows):
-    """The runner repeats the pair comparison until every pair is compared, each step over the
-    next pairs within pair_batch_rows (at least one): steps of one pair, or of a few, give the
-    rows one step gives."""
+    """The runner compares the pending pairs in steps, each over the next pairs whose pair_rows add
+    up to step_rows (at least one): steps of one pair, or of a few, give the rows one step gives."""
     ledger, rows = random_history(5, SERIES_WITH_FILTER_CHANGE)
     con = _warehouse(ledger, rows)
     expected = _state(con)
-    build_in(con, full_refresh=True, pair_batch_rows=batch_rows)
+    build_in(con, full_refresh=True, step_rows=batch_rows)
     assert _state(con) == expected
     assert con.execute("SELECT count(*) FROM int_snapshot_pairs").fetchone()[0] > 20

@@ -8,16 +8,50 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dlt
 import pytest
 import sqlglot
 from sqlglot import exp
 
+from serpstat_refdomains import models
 from serpstat_refdomains.emulator import Profile, SerpstatEmulator
-from serpstat_refdomains.errors import ModelGraphError
-from serpstat_refdomains.models import load_models, model_params, render, transpile
-from serpstat_refdomains.normalize import normalize_domain, registrable_domain
-from tests.helpers import TOKEN, fast_client, query, run_pipeline
-from tests.model_reference import CONFIRM, LOST_COLUMNS, NEW_COLUMNS, CurrentRow, WeekRow, reference
+from serpstat_refdomains.errors import ModelGraphError, ModelTestFailed
+from serpstat_refdomains.models import (
+    NAMES_READ_TABLE,
+    NAMES_TABLE,
+    SOURCE_TABLES,
+    catalog,
+    load_models,
+    model_names,
+    model_params,
+    render,
+    run_data_tests,
+    transpile,
+)
+from serpstat_refdomains.normalize import normalize_domain
+from serpstat_refdomains.warehouse import make_pipeline
+from tests.helpers import (
+    TOKEN,
+    fast_client,
+    model_rows,
+    needs_postgres,
+    query,
+    run_pipeline,
+    warehouse_of,
+    weekly_full_runs,
+)
+from tests.model_reference import (
+    CONFIRM,
+    LOST_COLUMNS,
+    NEW_COLUMNS,
+    ChangeRow,
+    CurrentRow,
+    WeekRow,
+    changes,
+    current,
+    reference,
+    weekly,
+)
 from tests.scenarios import START, WEEKS, replay_golden
 
 
@@ -65,55 +99,17 @@ def test_lost_ref_domains_match_the_truth(golden):
 def test_weekly_and_current_match_the_truth(golden):
     workdir, fulls, pulls, _ = golden
     new, lost = reference(fulls, pulls, "golden.com")
-
-    def monday(day: dt.date) -> dt.date:
-        return day - dt.timedelta(days=day.weekday())
-
-    weeks = {monday(d) for d, _ in fulls + pulls}
-    expected = set()
-    for week in weeks:
-        in_week = [f for d, f in fulls if monday(d) == week]
-        n_new = sum(1 for r in new if monday(r.detected_on) == week)
-        n_lost = sum(1 for r in lost if monday(r.lost_on) == week)
-        expected.add(WeekRow("golden.com", "domain_with_subdomains", week, len(in_week[-1]) if in_week else None,
-                             n_new, n_lost, n_new - n_lost))
     got = {WeekRow(*r) for r in query(workdir, f"SELECT {', '.join(WeekRow._fields)} FROM serpstat.ref_domains_weekly")}
-    assert got == expected
+    assert got == weekly("golden.com", "domain_with_subdomains", fulls, pulls, new, lost)
     assert any(r.ref_domains is None for r in got), "the weeks of ignored full snapshots have no size"
-
-    last_day, last = fulls[-1]
-    first_seen = {}
-    for d, snapshot in sorted(fulls + pulls, key=lambda x: x[0]):
-        for name in snapshot:
-            first_seen.setdefault(name, d)
-    expected_current = {CurrentRow("golden.com", "domain_with_subdomains", last_day, name, registrable_domain(name),
-                                   row.rank, row.pages, first_seen[name]) for name, row in last.items()}
     got_current = set(query(workdir, f"SELECT {', '.join(CurrentRow._fields)} FROM serpstat.ref_domains_current"))
-    assert got_current == expected_current
+    assert got_current == current("golden.com", "domain_with_subdomains", fulls, pulls)
 
 
-# Each assertion returns the rows that break it: none may come back (dbt-style data tests).
-MODEL_ASSERTIONS = {
-    "new key unique": "SELECT target_domain, search_type, ref_domain, detected_on FROM serpstat.new_ref_domains "
-                      "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1",
-    "new detected after previous": "SELECT * FROM serpstat.new_ref_domains WHERE detected_on <= previous_snapshot_date",
-    "new detected_by accepted": "SELECT * FROM serpstat.new_ref_domains WHERE detected_by NOT IN "
-                                "('snapshot_diff', 'last_week', 'both') OR detected_by IS NULL",
-    "new not null": "SELECT * FROM serpstat.new_ref_domains WHERE ref_domain IS NULL OR detected_on IS NULL "
-                    "OR is_returning IS NULL",
-    "lost key unique": "SELECT target_domain, search_type, ref_domain, lost_on FROM serpstat.lost_ref_domains "
-                       "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1",
-    "lost last_seen before lost": "SELECT * FROM serpstat.lost_ref_domains WHERE NOT last_seen_on < lost_on",
-    "lost returned after lost": "SELECT * FROM serpstat.lost_ref_domains WHERE returned_on <= lost_on",
-    "lost confirmed rule": "SELECT * FROM serpstat.lost_ref_domains WHERE confirmed <> "
-                           f"(returned_on IS NULL AND consecutive_absences >= {CONFIRM})",
-    "weekly key unique": "SELECT target_domain, search_type, week_start FROM serpstat.ref_domains_weekly "
-                         "GROUP BY 1, 2, 3 HAVING count(*) > 1",
-    "weekly net": "SELECT * FROM serpstat.ref_domains_weekly WHERE net_change <> new_ref_domains - lost_ref_domains",
+# What the golden history can say beyond the data tests every build runs (sql/<layer>/<model>.toml):
+# each query returns the rows that break it, and none may come back.
+GOLDEN_ASSERTIONS = {
     "weekly monday": "SELECT * FROM serpstat.ref_domains_weekly WHERE isodow(week_start) <> 1",
-    "current key unique": "SELECT target_domain, search_type, ref_domain FROM serpstat.ref_domains_current "
-                          "GROUP BY 1, 2, 3 HAVING count(*) > 1",
-    "current first seen": "SELECT * FROM serpstat.ref_domains_current WHERE first_seen_on > snapshot_date",
     "no row from a non-complete snapshot": (
         "SELECT detected_on FROM serpstat.new_ref_domains WHERE detected_on IN "
         "(SELECT snapshot_date FROM serpstat.snapshots WHERE status <> 'complete' AND snapshot_kind = 'full') "
@@ -131,10 +127,58 @@ MODEL_ASSERTIONS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_ASSERTIONS))
-def test_model_assertions(golden, name):
+@pytest.mark.parametrize("name", sorted(GOLDEN_ASSERTIONS))
+def test_golden_assertions(golden, name):
     workdir = golden[0]
-    assert query(workdir, MODEL_ASSERTIONS[name]) == []
+    assert query(workdir, GOLDEN_ASSERTIONS[name]) == []
+
+
+def test_every_build_of_the_golden_history_ran_the_data_tests_and_they_pass(golden):
+    """replay_golden builds the models after every run, each build running every model's data
+    tests: the last one is run again here, and each kind of test is there to run."""
+    workdir = golden[0]
+    pipeline = make_pipeline(dlt.destinations.duckdb(str(workdir / "refdomains.duckdb")), None,
+                             str(workdir / "pipelines"))
+    names = [NAMES_TABLE, NAMES_READ_TABLE, *model_names()]
+    with pipeline.sql_client() as client:
+        ran = run_data_tests(client, names, "duckdb", model_params(CONFIRM), SOURCE_TABLES | set(names))
+    docs = [catalog()[name] for name in names]
+    assert ran > 50 and all(any(getattr(doc, kind) for doc in docs) for kind in ("unique_key", "assertions"))
+    assert any(c.not_null for doc in docs for c in doc.columns) and any(c.accepted_values for doc in docs
+                                                                          for c in doc.columns)
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
+def test_a_failing_data_test_undoes_the_whole_build_in_one_line(tmp_path, emulator, warehouse, request):
+    """A donor's row deleted by hand from int_snapshot_pair_changes, which builds keep: its pair
+    no longer adds up to the change in size between its snapshots. The next build's data test
+    says so in one line (the model, the test, how many rows, one of them), the build's
+    transaction is rolled back (every model as the last build left it), and `--full-refresh`
+    compares the pairs again and passes."""
+    dataset, destination = warehouse_of(warehouse, tmp_path, request)
+    reports = weekly_full_runs(tmp_path, emulator, "tested.com", 120, 2, destination=destination,
+                               dataset_name=dataset, build_models=True)
+    assert [r.models_error for r in reports] == [None, None]
+    pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
+    with pipeline.sql_client() as client:
+        changes = client.make_qualified_table_name("int_snapshot_pair_changes")
+        pair, donor = client.execute_sql(f"SELECT pair_key, ref_domain FROM {changes} WHERE change = 'added' "
+                                         "AND pair_key NOT LIKE ' > %%' ORDER BY pair_key, ref_domain LIMIT 1")[0]
+        client.execute_sql(f"DELETE FROM {changes} WHERE pair_key = %s AND ref_domain = %s", pair, donor)
+    before = model_rows(pipeline)
+
+    with pytest.raises(ModelTestFailed) as failed:
+        models.build(pipeline)
+    message = str(failed.value)
+    assert message.startswith("model int_snapshot_pair_changes fails its data test changes_add_up_to_the_size_change: "
+                              f"1 row breaks it, e.g. pair_key={pair!r}, added=")
+    assert "\n" not in message and "later_rows=" in message
+    assert model_rows(pipeline) == before
+
+    models.build(pipeline, full_refresh=True)
+    rebuilt = model_rows(pipeline)
+    assert (pair, donor) in {(row[0], row[1]) for row in rebuilt["int_snapshot_pair_changes"]}
+    assert rebuilt["new_ref_domains"] == before["new_ref_domains"]
 
 
 def test_filter_change_starts_a_new_series_without_mass_new_or_lost(tmp_path):
@@ -183,8 +227,8 @@ def test_postgres_reads_views_through_subqueries_and_joins_snapshots_by_key():
     models = {m.name: m for m in load_models()}
 
     def sql_of(name, dialect):
-        return sqlglot.parse_one(transpile(render(models[name], model_params(2, dialect)), dialect, "serpstat",
-                                           tables), read=dialect)
+        return sqlglot.parse_one(transpile(render(models[name], model_params(2)), dialect, "serpstat", tables),
+                                 read=dialect)
 
     def on_columns(join):
         return {c.name for c in join.args["on"].find_all(exp.Column)} if join.args.get("on") else set()
@@ -200,7 +244,7 @@ def test_postgres_reads_views_through_subqueries_and_joins_snapshots_by_key():
     assert sql_of("stg_ref_domains", "postgres").args.get("with_") is None
     # a CTE read twice stays one: inlining it would compute it twice
     kept = {cte.alias for cte in sql_of("int_snapshot_pair_changes", "postgres").find_all(exp.CTE)}
-    assert "batch" in kept and "pairs" not in kept
+    assert "numbered" in kept and "side_rows" not in kept
     # a list of column names on a CTE or on its read would be lost in a subquery: it stays a CTE
     for sql in ("with c(a, b) as (select b, a from t) select a, b from c",
                 "with c as (select 1 as x, 2 as y) select * from c as z(y, x)"):
@@ -272,18 +316,16 @@ def test_models_import_what_they_read_at_the_top_and_read_only_lower_layers():
         assert {layers[name] for name in model.depends_on} <= allowed[model.layer], model.name
         tree = sqlglot.parse_one(render(model, model_params(2)), read="duckdb")
         ctes = list(tree.args["with_"].expressions) if tree.args.get("with_") else []
-        imports = [cte for cte in ctes if ([type(e) for e in cte.this.expressions] == [exp.Star]
-                   and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on))
-                   # an incremental model imports its own rows too
-                   or (model.materialized == "incremental" and cte.this.sql() == f"SELECT * FROM {model.name}")]
+        imports = [cte for cte in ctes if [type(e) for e in cte.this.expressions] == [exp.Star]
+                   and [t.name for t in cte.this.find_all(exp.Table)] in ([name] for name in model.depends_on)]
         assert ctes[:len(imports)] == imports, f"{model.name}: import CTEs come first"
-        own = {model.name} if model.materialized == "incremental" else set()
-        assert {t.name for cte in imports for t in cte.this.find_all(exp.Table)} == set(model.depends_on) | own
+        read = [t.name for cte in imports for t in cte.this.find_all(exp.Table)]
+        assert sorted(read) == sorted(set(read)) == sorted(model.depends_on), f"{model.name}: one import a relation"
         for cte in [*ctes[len(imports):], tree]:
             body = cte.this if cte is not tree else tree.copy()
             if cte is tree:
                 body.set("with_", None)
-            assert not {t.name for t in body.find_all(exp.Table)} & (set(model.depends_on) | own), \
+            assert not {t.name for t in body.find_all(exp.Table)} & set(model.depends_on), \
                 f"{model.name}: {getattr(cte, 'alias', 'the final select')} reads a model directly"
 
 
@@ -335,24 +377,13 @@ def test_a_model_set_that_cannot_be_built_is_one_clear_error(tmp_path, files, me
     assert "\n" not in str(raised.value)
 
 
-CHANGE_COLUMNS = ("event_date, target_domain, search_type, ref_domain, ref_domain_unicode, registrable_domain, change, "
-                  "detected_by, confirmed, domain_rank, ref_pages")
-
-
 def test_ref_domain_changes_equal_new_and_lost(golden):
     workdir, fulls, pulls, _ = golden
-    new, lost = reference(fulls, pulls, "golden.com")
-    display = dict(query(workdir, "SELECT ref_domain, ref_domain_unicode FROM serpstat.ref_domain_changes"))
-    expected = {(r.detected_on, r.target_domain, r.search_type, r.ref_domain, display[r.ref_domain],
-                 r.registrable_domain, "returned" if r.is_returning else "new", r.detected_by, None, r.domain_rank,
-                 r.ref_pages) for r in new}
-    expected |= {(r.lost_on, r.target_domain, r.search_type, r.ref_domain, display[r.ref_domain],
-                  r.registrable_domain, "lost", "snapshot_diff", r.confirmed, r.domain_rank, r.ref_pages)
-                 for r in lost}
-    got = query(workdir, f"SELECT {CHANGE_COLUMNS} FROM serpstat.ref_domain_changes")
-    assert len(got) == len(new) + len(lost)  # one row per event, none merged away
+    expected = changes(*reference(fulls, pulls, "golden.com"))
+    got = query(workdir, f"SELECT {', '.join(ChangeRow._fields)} FROM serpstat.ref_domain_changes")
+    assert len(got) == len(expected)  # one row per event, none merged away
     assert set(got) == expected
-    assert {r[6] for r in got} == {"new", "returned", "lost"}
+    assert {r.change for r in expected} == {"new", "returned", "lost"}
 
 
 def test_ref_domain_unicode_is_the_display_form_of_the_key(golden):

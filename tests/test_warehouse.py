@@ -23,6 +23,7 @@ from tests.helpers import (
     DAY,
     PG_URL,
     fast_client,
+    model_rows,
     needs_postgres,
     pg_rows,
     postgres,
@@ -31,6 +32,7 @@ from tests.helpers import (
     run_pipeline,
     snapshot_cost,
     truth,
+    warehouse_of,
 )
 from tests.scenarios import replay_golden
 
@@ -290,13 +292,6 @@ def test_a_loader_role_that_cannot_index_the_table_still_loads(tmp_path, emulato
             cur.execute(f'DROP ROLE "{role}"')
 
 
-def _model_rows(pipeline) -> dict[str, list[tuple]]:
-    with pipeline.sql_client() as client:
-        return {name: sorted((tuple(row) for row in client.execute_sql(
-                    f"SELECT * FROM {client.make_qualified_table_name(name)}") or []), key=repr)
-                for name in model_names()}
-
-
 @pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
 def test_incremental_models_equal_a_full_refresh_after_reloads_and_readable_again(tmp_path, emulator, warehouse,
                                                                                    request):
@@ -308,10 +303,7 @@ def test_incremental_models_equal_a_full_refresh_after_reloads_and_readable_agai
     from serpstat_refdomains import models
     from serpstat_refdomains.warehouse import make_pipeline
 
-    if warehouse == "postgres":
-        dataset, destination = request.getfixturevalue("pg_dataset"), postgres()
-    else:
-        dataset, destination = "serpstat", dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb"))
+    dataset, destination = warehouse_of(warehouse, tmp_path, request)
     emulator.graph.set_profile("weekly.com", Profile(base_size=150))
     options = {"destination": destination, "dataset_name": dataset, "build_models": True}
     pipeline = make_pipeline(destination, dataset, str(tmp_path / "pipelines"))
@@ -336,9 +328,9 @@ def test_incremental_models_equal_a_full_refresh_after_reloads_and_readable_agai
         again = run_pipeline(tmp_path, emulator, ["weekly.com"], days[-1], client=client, kind="full", force=True,
                              **options)
     assert [r.status for r in again.results] == ["complete"]
-    incremental = _model_rows(pipeline)
+    incremental = model_rows(pipeline)
     models.build(pipeline, full_refresh=True)
-    rebuilt = _model_rows(pipeline)
+    rebuilt = model_rows(pipeline)
     assert incremental == rebuilt
     # the history exercises what the comparisons keep: losses, and a pull's detections
     assert rebuilt["lost_ref_domains"] and rebuilt["int_last_week_additions"]

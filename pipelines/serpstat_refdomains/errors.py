@@ -11,6 +11,7 @@ Catch `RefdomainsError` for all of them, or a branch for what you care about:
     ├── BudgetExhausted       the run's credit budget cannot cover a request
     ├── SnapshotNotCommitted  a fetch whose result must not replace what is loaded
     ├── ModelGraphError       the SQL models cannot be built as written
+    ├── ModelTestFailed       a model's data test found rows that break it; the build was undone
     └── SerpstatError         the Serpstat API or the way to it (code and message as sent)
         ├── AuthenticationError, CreditsExhaustedError, InvalidRequestError, EndpointError
         ├── DepthCapError, EmptyResult
@@ -69,6 +70,16 @@ class BudgetExhausted(RefdomainsError):
 class ModelGraphError(RefdomainsError):
     """The SQL files do not form a buildable set: a cycle, an unknown table, a duplicate name, a
     parameter that is not an integer, an incremental model that adds nothing."""
+
+
+class ModelTestFailed(RefdomainsError):
+    """A data test of a model (declared in its doc file) found rows that break it. The build's
+    transaction was rolled back: the models are as the previous build left them."""
+
+    def __init__(self, model: str, test: str, count: int, example: str) -> None:
+        rows = "1 row breaks it" if count == 1 else f"{count} rows break it"
+        super().__init__(f"model {model} fails its data test {test}: {rows}, e.g. {example}")
+        self.model, self.test, self.count, self.example = model, test, count, example
 
 
 class SnapshotNotCommitted(RefdomainsError):

@@ -2,10 +2,9 @@
 -- Every observation at which a donor is in a tracked domain's gap: listed by at least one
 -- competitor and not by the tracked domain. Marks where each unbroken stretch in the gap starts
 -- and ends. Numbers only besides the keys, plain aggregates and one window sort: at a year of
--- history this reads millions of rows, which DuckDB must spill within its memory limit (an ordered
--- or DISTINCT aggregate, or a join for display names, here ran out of memory; carrying the names
--- through made it seven times slower). The rows link_gap shows get their names in
--- int_link_gap_milestones.
+-- history this reads millions of rows, which DuckDB must spill within its memory limit, and an
+-- ordered or DISTINCT aggregate, or the display names carried along, would not fit or be far slower
+-- (bench/README.md). The rows link_gap shows get their names in int_link_gap_milestones.
 with side_rows as (
     select * from int_link_gap_side_rows
 ),

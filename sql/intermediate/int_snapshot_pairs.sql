@@ -11,15 +11,10 @@ with readable as (
     select * from stg_snapshots
 ),
 
--- the full snapshots imported again, as the earlier side of a pair: a CTE read twice is
--- materialized whole
-full_snapshots as (
-    select * from stg_snapshots
-),
-
+-- the full snapshots, as the earlier side of a pair
 earlier as (
     select series_key, full_seq, snapshot_key, snapshot_date, rows_loaded, snapshot_version
-    from full_snapshots
+    from readable
     where snapshot_kind = 'full'
 ),
 

@@ -6,12 +6,6 @@ with changes as (
     select * from int_full_snapshot_changes
 ),
 
--- the same changes imported again for when each pulled domain was first held: a CTE read twice
--- is materialized whole (DuckDB, PostgreSQL)
-known_changes as (
-    select * from int_full_snapshot_changes
-),
-
 last_week_rows as (
     select * from int_last_week_additions
 ),
@@ -40,7 +34,7 @@ diff_candidates as (
 -- change, one row per domain (a pair lists a domain once), read without grouping the history
 first_held as (
     select series_key, ref_domain, first_seq
-    from known_changes
+    from changes
     where full_seq = first_seq
 ),
 

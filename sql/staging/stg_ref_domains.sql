@@ -33,7 +33,7 @@ snapshot_rows as (
     -- The names first, then the readable snapshots. Within a build's transaction DuckDB has no
     -- statistics for the tables the build has just made: joined the other way round it took
     -- ref_domains joined to stg_snapshots for the small side and built a hash table of the whole
-    -- history to look names up in (7 s and 470 MB a build at a year, for a weekly build's pairs).
+    -- history to look names up in, for every weekly build (bench/README.md).
     -- The kind and date are the loaded rows' own (the ledger's, under the same key), so a filter
     -- on them reaches the scan of ref_domains.
     from loaded_rows
