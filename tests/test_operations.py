@@ -286,7 +286,7 @@ def test_an_unreachable_destination_is_one_line_exit_1(tmp_path, emulator):
     done = run_cli(tmp_path, env, "run", "--destination", "postgres")
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert "destination 'postgres' failed" in lines[0] and "run again" in lines[0]
+    assert "destination 'postgres' at 127.0.0.1:9/nowhere failed" in lines[0] and "run again" in lines[0]
     assert ref_requests(emulator) == [] and TOKEN not in done.stderr and "pw@" not in done.stderr
 
 
