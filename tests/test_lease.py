@@ -86,9 +86,10 @@ def test_a_run_longer_than_the_servers_idle_timeout_exits_0(tmp_path, today_emul
     """With idle_session_timeout = 2s, a run of several seconds used to load everything, build the
     models and exit 1 ("server closed the connection unexpectedly") on its idle lock session."""
     emulator = today_emulator
-    emulator.api.latency = 0.15
+    # 15 pages a target at 0.4 s each: over 6 s even when the two targets are fetched at once
+    emulator.api.latency = 0.4
     for name in ("slow-a.com", "slow-b.com"):
-        emulator.set_profile(name, 900)
+        emulator.set_profile(name, 1500)
     url, dataset = idle_database, f"idle_{uuid.uuid4().hex[:8]}"
     env = cli_env(tmp_path, emulator, "slow-a.com,slow-b.com", DESTINATION__POSTGRES__CREDENTIALS=url,
                   SOURCES__SERPSTAT__PAGE_SIZE="100")
