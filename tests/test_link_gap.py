@@ -1,5 +1,5 @@
 """Competitors, `link_gap` and `link_gap_changes` against a reference computed here, in Python,
-from the emulator's truth (README: Competitors and link gap), on DuckDB and on PostgreSQL.
+from the emulator's truth (docs/data.md, "Competitors and link gap"), on DuckDB and on PostgreSQL.
 
 The scenario: a tracked domain with three competitors over six weekly full snapshots. One
 competitor never completes a snapshot (left out), one has an incomplete pull in week 4 (its week-3
@@ -101,7 +101,7 @@ def fold(name: str) -> str:
 
 
 def reference(sides: dict[str, list], target: str, competitors: list[str]):
-    """README's link-gap rules over the truth sets of each side's complete full snapshots."""
+    """docs/data.md's link-gap rules over the truth sets of each side's complete full snapshots."""
     own = sorted(sides[target], key=lambda s: s[0])
     if not own:
         return set(), set()

@@ -1,7 +1,7 @@
 """SQL models against golden scenarios replayed through the emulator.
 
 The expected rows come from the emulator's link graph (the truth of each day) through a small
-reference of README's Models section written here in Python, never from the models themselves.
+reference of docs/data.md's Models rules written here in Python, never from the models themselves.
 """
 
 from __future__ import annotations
