@@ -1,6 +1,6 @@
 """The models on randomized histories of several series (gaps, returns, `last_week` pulls on and
 between full snapshot dates, incomplete and inconsistent snapshots, IDN names, a filter change),
-against the one oracle of their meaning, tests/model_reference.py (README's rules in Python, over
+against the one oracle of their meaning, tests/model_reference.py (docs/data.md's rules in Python, over
 the loaded tables); and their incremental builds, load after load (backfills, `--force` reloads,
 cut and mended loads), against the same oracle and a build from nothing, row for row.
 """

@@ -110,7 +110,7 @@ def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path,
     # Over the cap: the first pull pays for the rows it read before Serpstat's (here narrower than
     # assumed) window refused a window: up to the cap, the window that straddles it (at most a
     # page) and the rows those windows share; every later pull starts from the ledger's partition
-    # plan and costs no more than README's formula for a partitioned snapshot.
+    # plan and costs no more than docs/operations.md's costs of a partitioned snapshot.
     over_cap = [w.excess_by_target.get("over-cap.example.com", 0) for w in weeks]
     assert 0 < over_cap[0] <= SHORT_CAP + 200 + SHORT_CAP // 20, over_cap
     assert all(excess <= 0 for excess in over_cap[1:]), over_cap

@@ -1,4 +1,4 @@
-"""`refdomains`: the command line (README: Command line).
+"""`refdomains`: the command line (docs/operations.md).
 
 Exit codes: 0 every requested snapshot is complete, already done or suspect_empty (warned);
 1 at least one ended failed, incomplete or skipped_budget, or an operational failure (Serpstat or
@@ -64,8 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-models", action="store_true", help="do not rebuild the SQL models")
 
     models = sub.add_parser("models", help="rebuild the SQL models from what is loaded",
-                            description="Rebuild new_ref_domains, lost_ref_domains, ref_domains_weekly and "
-                            "ref_domains_current in the pipeline's dataset.")
+                            description="Rebuild every model of sql/ (staging, intermediate and the marts: "
+                            "new_ref_domains, lost_ref_domains, ref_domain_changes, ref_domains_weekly, "
+                            "ref_domains_current, link_gap, link_gap_changes) in the pipeline's dataset, "
+                            "and run their data tests.")
     _destination_arguments(models)
     models.add_argument("--full-refresh", action="store_true",
                         help="compare every pair of snapshots again instead of only the new ones "

@@ -1,9 +1,9 @@
 """The table `target_competitors`: which competitors each tracked domain has, as the latest run
-configured them (README: Competitors and link gap).
+configured them (docs/data.md, "Competitors and link gap").
 
 Which target a competitor belongs to is configuration, which the SQL models cannot read: every
 run writes it here, and `link_gap` and the alerts join on it. This module writes, reads and
-declares the table; parsing the configuration is competitors.py.
+declares the table; parsing the configuration is targets.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The configuration as written, checked before dlt resolves it (README: Configuration).
+"""The configuration as written, checked before dlt resolves it (docs/configuration.md).
 
 dlt reads `[sources.serpstat]` from .dlt/config.toml and .dlt/secrets.toml (in the project folder,
 then in dlt's global folder) and from SOURCES__SERPSTAT__* variables, and ignores what it does not

@@ -53,7 +53,7 @@ class RunOptions:
     """What one run does, beside the configuration: `refdomains run`'s flags and a few knobs."""
 
     snapshot_date: dt.date | None = None  # default: today, UTC
-    kind: str = "auto"  # auto, full or last_week (README: Command line)
+    kind: str = "auto"  # auto, full or last_week (docs/operations.md)
     force: bool = False  # refetch the named snapshots already complete; accept a result empty twice
     destination: str | Destination | None = None  # default: DuckDB in the project folder
     dataset_name: str | None = None

@@ -2,7 +2,7 @@
 
 `auto` runs a full snapshot when the last complete one is `full_snapshot_every_days` old, and on
 the days between a `last_week` pull when `fetch_last_week` is on; a snapshot already complete for
-the day is never paid for again unless forced (README: Command line).
+the day is never paid for again unless forced (docs/operations.md).
 
 Dates cannot lie: Serpstat answers with its index of today, so a snapshot is filed under today's
 date and no other. A date is accepted while it is the current date somewhere on Earth (UTC-12 to

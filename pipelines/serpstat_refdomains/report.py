@@ -1,6 +1,6 @@
 """`refdomains report`: what it reads from the models, and `status`'s table.
 
-The report covers a period (README: Dashboards). Each tracked domain comes with its competitors
+The report covers a period (docs/reporting.md). Each tracked domain comes with its competitors
 and its link gap; every series carries its role, read from `target_competitors` (the latest run's
 configuration). The counts are report_periods.py's, so new - lost is the change in size. The
 formats are report_flat.py (text, CSV, JSON) and report_html.py (one self-contained page).
