@@ -267,16 +267,18 @@ def _existing_pipeline(args: argparse.Namespace, needs_models: bool = False):
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .pipeline import build_models
+    from .run_lock import run_lock
 
     settings, _ = resolve_settings(need_token=False, need_domains=False)
     loaded = _existing_pipeline(args)
-    try:
-        # with a run's DuckDB memory limit and spill folder
-        built = build_models(loaded, settings, full_refresh=args.full_refresh)
-    except Exception as error:  # said in one line; the traceback at DEBUG
-        logger.debug("models build failed", exc_info=True)
-        raise ServiceUnavailable(f"the models could not be rebuilt ({_one_line(error)}): the loaded "
-                               "snapshots are untouched; fix the cause, then run `refdomains models` again") from error
+    with run_lock(loaded):  # never beside a run, whose build replaces the same tables
+        try:
+            # with a run's DuckDB memory limit and spill folder
+            built = build_models(loaded, settings, full_refresh=args.full_refresh)
+        except Exception as error:  # said in one line; the traceback at DEBUG
+            logger.debug("models build failed", exc_info=True)
+            raise ServiceUnavailable(f"the models could not be rebuilt ({_one_line(error)}): the loaded snapshots "
+                                     "are untouched; fix the cause, then run `refdomains models` again") from error
     print(f"built {len(built)} models: {', '.join(built)}" if built else "nothing loaded yet: no models built")
     return EXIT_OK
 

@@ -1,7 +1,7 @@
 """One writer at a time (docs/operations.md, "Locking").
 
-Two locks, both held for a whole run (and for `refdomains alerts`; `refdomains models` takes
-neither, a run's own build being inside them):
+Two locks, both held for a whole run (and for `refdomains alerts` and `refdomains models`, which
+write what a run's own alerts and build write):
 - the working folder: an exclusive file lock beside this project's dlt working folder for the
   destination and dataset, so two commands never share pending load packages, schema or state;
 - the dataset, so two projects or machines never fetch, pay for and load the same snapshots:
