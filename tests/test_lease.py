@@ -14,6 +14,7 @@ import uuid
 
 import dlt
 import psycopg2
+import psycopg2.errors
 import pytest
 
 from serpstat_refdomains.constants import PIPELINE_NAME
@@ -22,7 +23,8 @@ from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost
 from serpstat_refdomains.warehouse import make_pipeline
 from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli
 
-pytestmark = needs_postgres
+# one process runs them all (make test spreads files over processes): they own these databases
+pytestmark = [needs_postgres, pytest.mark.xdist_group("lease")]
 
 TERMINATION_ROUNDS = int(os.environ.get("TERMINATION_ROUNDS", "2"))
 
@@ -40,7 +42,10 @@ def database(name: str, *settings: str) -> str:
         with con.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if not cur.fetchone():
-                cur.execute(f"CREATE DATABASE {name}")
+                try:
+                    cur.execute(f"CREATE DATABASE {name}")
+                except psycopg2.errors.DuplicateDatabase:
+                    pass  # another test process created it in between
             for setting in settings:
                 cur.execute(f"ALTER DATABASE {name} SET {setting}")
     finally:
@@ -119,6 +124,15 @@ def test_a_second_run_is_refused_while_the_lease_is_held_and_not_after(tmp_path,
     finally:
         lease.release()
     assert run_cli(tmp_path, env, "run", "--destination", "postgres", "--dataset-name", pg_dataset).returncode == 0
+    # a models rebuild replaces the tables a run's build writes: it waits its turn the same way
+    lease.acquire()
+    try:
+        done = run_cli(tmp_path, env, "models", "--destination", "postgres", "--dataset-name", pg_dataset)
+        assert done.returncode == 2 and "another refdomains run is loading into dataset" in done.stderr
+    finally:
+        lease.release()
+    done = run_cli(tmp_path, env, "models", "--destination", "postgres", "--dataset-name", pg_dataset)
+    assert done.returncode == 0 and done.stdout.startswith("built "), done.stdout + done.stderr
 
 
 def _lease_row(dataset: str, **values: object) -> None:
