@@ -235,7 +235,7 @@ def test_read_only_commands_work_with_no_domains_configured(tmp_path, emulator):
 ])
 def test_validation_errors_on_the_command_line_are_the_same_line_and_exit_2(tmp_path, emulator, command, extra,
                                                                              line):
-    done = run_cli(tmp_path, cli_env(tmp_path, emulator, "a.com", **extra), *command)
+    done = run_main(tmp_path, cli_env(tmp_path, emulator, "a.com", **extra), *command)
     assert (done.returncode, done.stderr, done.stdout) == (2, f"error: {line}\n", "")
     assert list(tmp_path.iterdir()) == []
 
@@ -265,7 +265,7 @@ def test_a_misspelt_setting_or_a_broken_file_is_refused_before_anything_is_fetch
         name, value = written.split("=", 1)
         env[name] = value
     for command in (["run"], ["report"], ["status"]):
-        done = run_cli(tmp_path, env, *command)
+        done = run_main(tmp_path, env, *command)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (command, done.stderr)
     assert not any(e.method.endswith("getRefDomains") for e in emulator.log)
