@@ -22,6 +22,7 @@ import pytest
 from dlt.common.schema.utils import new_table
 
 from serpstat_refdomains import constants, models
+from serpstat_refdomains.contract import LOADED_TABLES
 from serpstat_refdomains.emulator import Profile
 from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, docs, model_names
 from serpstat_refdomains.warehouse import destination_dialect, make_pipeline
@@ -136,6 +137,30 @@ def test_models_have_their_declared_columns_and_comments_in_postgres(tmp_path, e
         comment = pg_rows(pg_dataset, "SELECT obj_description(format('%%I.%%I', %s, %s)::regclass, 'pg_class')",
                           (pg_dataset, name))
         assert comment == [(doc.description,)], name
+
+
+def test_loaded_tables_have_their_comments_in_duckdb(tmp_path, emulator):
+    """Every column contract.py describes carries its meaning in the warehouse, as the models' do,
+    also after a later load (the test's last load builds no models)."""
+    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")))
+    for table in LOADED_TABLES:
+        columns = dict(query(tmp_path, "SELECT column_name, comment FROM duckdb_columns() "
+                                       "WHERE schema_name = 'serpstat' AND table_name = ?", [table.name]))
+        assert {name: columns.get(name) for name in table.names} == table.described(), table.name
+        assert query(tmp_path, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'serpstat' AND "
+                               "table_name = ?", [table.name]) == [(table.description,)], table.name
+
+
+@needs_postgres
+def test_loaded_tables_have_their_comments_in_postgres(tmp_path, emulator, pg_dataset):
+    _build_then_load_again(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
+    for table in LOADED_TABLES:
+        columns = dict(pg_rows(pg_dataset, "SELECT column_name, col_description(format('%%I.%%I', table_schema, "
+                                           "table_name)::regclass, ordinal_position) FROM information_schema.columns "
+                                           "WHERE table_schema = %s AND table_name = %s", (pg_dataset, table.name)))
+        assert {name: columns.get(name) for name in table.names} == table.described(), table.name
+        assert pg_rows(pg_dataset, "SELECT obj_description(format('%%I.%%I', %s, %s)::regclass, 'pg_class')",
+                       (pg_dataset, table.name)) == [(table.description,)], table.name
 
 
 def test_every_sql_model_is_declared_in_a_doc_file_beside_it():

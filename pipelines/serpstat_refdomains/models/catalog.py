@@ -18,7 +18,9 @@ from dlt.common.schema import Schema
 from dlt.common.schema.typing import TTableSchema
 from dlt.common.schema.utils import new_table
 
+from ..contract import LOADED_TABLES
 from ..errors import ModelGraphError
+from ..warehouse import stored_name
 from .dialects import literal
 from .graph import layer_files, sql_root
 from .names import NAMES_READ_TABLE, NAMES_TABLE
@@ -122,6 +124,27 @@ def write_comments(client, name: str, kind: str, dialect: str) -> None:
     for column in doc.columns:
         client.execute_sql(f"COMMENT ON COLUMN {target}.{client.escape_column_name(column.name)} "
                            f"IS {literal(column.description)}")
+
+
+def write_loaded_comments(client, dialect: str) -> None:
+    """COMMENT ON each loaded table (ref_domains, snapshots, snapshot_attempts, target_competitors)
+    and each of its columns, from contract.py's meanings, where the warehouse has them: dlt keeps
+    the meanings in its schema but writes no comments. A table not loaded yet is left out, and so
+    is a column a table loaded by an earlier version lacks; dlt's own columns (_dlt_id, ...) have none."""
+    if dialect not in COMMENT_DIALECTS:
+        return
+    for table in LOADED_TABLES:
+        found = {row[0] for row in client.execute_sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            stored_name(client, client.dataset_name), stored_name(client, table.name)) or []}
+        if not found:
+            continue
+        target = client.make_qualified_table_name(table.name)
+        client.execute_sql(f"COMMENT ON TABLE {target} IS {literal(table.description)}")
+        for column in table.columns:
+            if stored_name(client, column.name) in found:
+                client.execute_sql(f"COMMENT ON COLUMN {target}.{client.escape_column_name(column.name)} "
+                                   f"IS {literal(column.description)}")
 
 
 def schema_table(name: str, materialized: str) -> TTableSchema:
