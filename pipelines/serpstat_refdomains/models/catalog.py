@@ -148,21 +148,31 @@ def write_loaded_comments(client, dialect: str) -> None:
 
 
 def schema_table(name: str, materialized: str) -> TTableSchema:
-    """A model as a dlt schema table.
+    """A model as a dlt schema table, which dlt's tools list like a loaded one.
 
-    write_disposition "skip": dlt never loads into it; no `seen-data` mark: dlt's drop and refresh
-    (`dlt pipeline drop`, refresh="drop_sources") take it out of the schema but never DROP it in
-    the warehouse, where it may be a view that a DROP TABLE would fail on. A load only creates or
-    alters the tables it has data for, so it never touches a model; the next build puts it back.
+    write_disposition "skip": dlt never loads into it; a load only creates or alters the tables it
+    has data for, so it never touches a model. A model materialized as a table is marked as holding
+    data (`seen-data`, dlt's mark of a loaded table): dlt's dashboard (`dlt pipeline ... show`)
+    lists only such tables, and `info` says it received data. dlt's drop and refresh
+    (`dlt pipeline drop`, refresh="drop_sources") DROP TABLE the tables so marked, which the next
+    build makes again; a view has no such mark, since a DROP TABLE fails on a view: they only take
+    it out of the schema, and the next build puts it back.
     """
     doc = catalog()[name]
     table = new_table(name, write_disposition="skip", resource=name,
                       columns=[{"name": c.name, "data_type": cast(TDataType, c.data_type), "nullable": True,
                                 "description": c.description} for c in doc.columns])
     table["description"] = doc.description
+    if materialized != "view":
+        mark_seen(table)
     # dlt keeps "x-" hints in a table schema, but its TypedDict has no key for them
     table[MODEL_HINT] = {"materialized": materialized}  # type: ignore[literal-required]
     return table
+
+
+def mark_seen(table: TTableSchema) -> None:
+    """dlt's own mark of a table that holds data (what its normalizer sets on a table's first rows)."""
+    table["x-normalizer"] = {"seen-data": True}
 
 
 def register_in_schema(pipeline: dlt.Pipeline, materialized: dict[str, str]) -> None:
@@ -211,4 +221,5 @@ def _described(table: TTableSchema | None) -> Any:
     if table is None:
         return None
     return (table.get("description"), table.get("write_disposition"), table.get("resource"), table.get(MODEL_HINT),
+            table.get("x-normalizer"),
             [(c["name"], c.get("data_type"), c.get("description")) for c in table["columns"].values()])
