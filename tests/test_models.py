@@ -208,7 +208,7 @@ def test_filter_change_starts_a_new_series_without_mass_new_or_lost(tmp_path):
         assert got_new == now - before
 
 
-@pytest.mark.parametrize("dialect", ["postgres", "bigquery", "snowflake", "duckdb"])
+@pytest.mark.parametrize("dialect", ["postgres", "bigquery", "snowflake", "spark", "duckdb"])
 def test_every_model_transpiles(dialect):
     tables = {"ref_domains", "snapshots", "target_competitors"} | {m.name for m in load_models()}
     for model in load_models():

@@ -92,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
                             "and credits; credits spent this month; the balance from the free getStats.")
     _destination_arguments(status)
 
+    dash = sub.add_parser("dashboard", help="open dlt's dashboard on this project's tables and models "
+                          "(needs the dashboard extra)",
+                          description="Run `dlt pipeline serpstat_refdomains show` on this project's pipeline: "
+                          "dlt's dashboard, with the loaded tables and the models, each with its description. "
+                          "It needs `pip install 'serpstat-refdomains[dashboard]'`. --print shows the dlt command "
+                          "instead (for `info`, `schema` and dlt's other pipeline commands too).")
+    dash.add_argument("--print", action="store_true", help="print the dlt command and run nothing")
+    _destination_arguments(dash)
+
     alert = sub.add_parser("alerts", help="send the change alerts not sent yet (--dry-run: print them)",
                            description="Send each configured channel (runtime.slack_incoming_hook, "
                            "alert_webhook_url) the events it has not received; `refdomains run` does this "
@@ -164,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "alerts":
             return _cmd_alerts(args)
+        if args.command == "dashboard":
+            return _cmd_dashboard(args)
         if args.command == "init":
             return _cmd_init(args)
     except (UsageError, ConfigError, ConcurrentRunError) as error:  # nothing fetched, nothing written
@@ -329,6 +340,38 @@ def _cmd_status(args: argparse.Namespace) -> int:
         except SerpstatError as error:
             balance = f"unavailable ({error})"
     sys.stdout.write(report.render_status(rows, spent, balance))
+    return EXIT_OK
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    """dlt's dashboard on the pipeline `run` loads with here, given this project's working folder
+    (warehouse.working_folder, not dlt's default) and, for DuckDB, the database file (an attached
+    pipeline looks for it in the folder its first run started in). `dlt pipeline ... show` opens
+    the same dashboard, but only with the commercial dlt[hub] installed: its runner, in dlt itself,
+    needs marimo and ibis only (the dashboard extra)."""
+    import shlex
+
+    from . import warehouse
+
+    loaded = _existing_pipeline(args)
+    env = {}
+    database = warehouse.duckdb_file(loaded.destination)
+    if database is not None:
+        env["DESTINATION__DUCKDB__CREDENTIALS"] = os.path.abspath(database)
+    if args.print:
+        command = ["dlt", "pipeline", "--pipelines-dir", loaded.pipelines_dir, loaded.pipeline_name, "show"]
+        print(" ".join([*(f"{key}={shlex.quote(value)}" for key, value in env.items()), *map(shlex.quote, command)]))
+        return EXIT_OK
+    try:
+        from dlt._workspace.helpers.dashboard.runner import run_dashboard
+    except ImportError as error:  # dlt's MissingDependencyException is one
+        raise ConfigError(f"dlt's dashboard cannot start ({first_line(error)}): pip install "
+                          "'serpstat-refdomains[dashboard]'") from None
+    os.environ.update(env)
+    # the runner starts `marimo` by name: the one installed beside this package (a venv, pipx, uv tool)
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    os.chdir(warehouse.project_dir())  # where the dashboard reads .dlt/ (credentials) from
+    run_dashboard(loaded.pipeline_name, pipelines_dir=loaded.pipelines_dir)
     return EXIT_OK
 
 
