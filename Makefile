@@ -21,11 +21,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
-# Two processes (pytest-xdist), a test file each at a time unless it asks for a group: most tests
-# wait on HTTP, subprocesses or PostgreSQL, so two keep both cores busy. TEST_WORKERS=0 runs serially.
+# Two processes (pytest-xdist), each taking whole test files, so a module's fixtures (a loaded
+# history, the demo) are built once: most tests wait on HTTP, subprocesses or PostgreSQL, so two
+# keep both cores busy. TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # A new user's install from the built wheel, in fresh venvs (tests/test_e2e_install.py): minutes,
 # so `make test` leaves it out. Needs PyPI; PostgreSQL for the workflow and Airflow parts.

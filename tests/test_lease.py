@@ -23,8 +23,7 @@ from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost
 from serpstat_refdomains.warehouse import make_pipeline
 from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli
 
-# one process runs them all (make test spreads files over processes): they own these databases
-pytestmark = [needs_postgres, pytest.mark.xdist_group("lease")]
+pytestmark = needs_postgres
 
 TERMINATION_ROUNDS = int(os.environ.get("TERMINATION_ROUNDS", "2"))
 
