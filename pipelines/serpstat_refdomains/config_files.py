@@ -55,9 +55,9 @@ def check_written_configuration(known: Collection[str]) -> None:
         for message in _file_problems(document, known, _shown(path)):
             raise ConfigError(message)
     for name, value in sorted(os.environ.items()):
-        problem = _variable_problem(name, value, known)
-        if problem is not None:
-            raise ConfigError(problem)
+        wrong = _variable_problem(name, value, known)
+        if wrong is not None:
+            raise ConfigError(wrong)
 
 
 def unreadable_file(paths: Collection[str]) -> ConfigError | None:
