@@ -4,6 +4,7 @@ second writer in, and never leaves a ledger that disagrees with its rows."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import random
@@ -42,10 +43,8 @@ def database(name: str, *settings: str) -> str:
         with con.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if not cur.fetchone():
-                try:
+                with contextlib.suppress(psycopg2.errors.DuplicateDatabase):  # another test process made it
                     cur.execute(f"CREATE DATABASE {name}")
-                except psycopg2.errors.DuplicateDatabase:
-                    pass  # another test process created it in between
             for setting in settings:
                 cur.execute(f"ALTER DATABASE {name} SET {setting}")
     finally:
