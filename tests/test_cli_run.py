@@ -29,7 +29,7 @@ def test_run_prints_a_table_and_exit_code_1_on_failure(tmp_path, today_emulator)
 
 def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, emulator):
     cases = [
-        ({"SOURCES__SERPSTAT__API_TOKEN": ""}, [], "token is missing"),
+        ({"SOURCES__SERPSTAT__API_TOKEN": ""}, [], "SOURCES__SERPSTAT__API_TOKEN is set but empty"),
         ({"SOURCES__SERPSTAT__API_TOKEN": "wrong-token"}, [], "Invalid token!"),
         ({"SOURCES__SERPSTAT__DOMAINS": '["https://example.com/page"]'}, [], "is a URL"),
         ({"SOURCES__SERPSTAT__DOMAINS": '["my site.com"]'}, [], "not a domain"),

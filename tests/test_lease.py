@@ -4,6 +4,7 @@ second writer in, and never leaves a ledger that disagrees with its rows."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import random
@@ -19,7 +20,7 @@ import pytest
 
 from serpstat_refdomains.constants import PIPELINE_NAME
 from serpstat_refdomains.errors import ConcurrentRunError
-from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost
+from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost, host_identity
 from serpstat_refdomains.warehouse import make_pipeline
 from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli
 
@@ -41,10 +42,8 @@ def database(name: str, *settings: str) -> str:
         with con.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if not cur.fetchone():
-                try:
+                with contextlib.suppress(psycopg2.errors.DuplicateDatabase):  # another test process made it
                     cur.execute(f"CREATE DATABASE {name}")
-                except psycopg2.errors.DuplicateDatabase:
-                    pass  # another test process created it in between
             for setting in settings:
                 cur.execute(f"ALTER DATABASE {name} SET {setting}")
     finally:
@@ -171,12 +170,47 @@ def test_an_expired_lease_or_a_dead_local_holder_is_taken_over_a_live_one_is_not
     taken = Lease(pipeline)
     taken.acquire()
     taken._stop.set()
-    # held by a process of this machine that is gone: taken at once
+    # held by a process of this machine and PID namespace that is gone: taken at once
     dead = _a_dead_pid()
-    _lease_row(pg_dataset, host=socket.gethostname(), pid=dead, renewed_at=dt.datetime.now(dt.UTC))
+    _lease_row(pg_dataset, host=host_identity(), pid=dead, renewed_at=dt.datetime.now(dt.UTC))
     again = Lease(pipeline)
     again.acquire()
     again.release()
+
+
+@pytest.mark.parametrize("holder", [
+    f"{socket.gethostname()} boot=00000000-another-machine pidns=4026531836",  # same name, another machine
+    f"{socket.gethostname()} boot=BOOT pidns=1",  # this machine, another container (PID namespace)
+    socket.gethostname(),  # a row with the hostname alone (an older version): nothing proven
+])
+def test_a_fresh_lease_of_the_same_hostname_but_another_machine_or_namespace_is_not_taken_over(
+        tmp_path, pg_dataset, holder):
+    """Two containers named alike (a fixed `hostname:`, `unshare -p`) took the lease from a live
+    run renewed 8 s earlier: its pid, dead here, was alive in its own namespace; both paid."""
+    pipeline = make_pipeline(dlt.destinations.postgres(PG_URL), pg_dataset, str(tmp_path / "p"))
+    first = Lease(pipeline)
+    first.acquire()
+    first._stop.set()
+    boot = host_identity().split("boot=", 1)[-1].split(" ", 1)[0]
+    dead = _a_dead_pid()
+    _lease_row(pg_dataset, host=holder.replace("BOOT", boot), pid=dead,
+               renewed_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=8))
+    with pytest.raises(ConcurrentRunError) as refused:
+        Lease(pipeline).acquire()
+    line = str(refused.value)
+    assert f"lease held by {socket.gethostname()} pid {dead} (same hostname, another machine" in line, line
+    # once it expires, it is taken
+    _lease_row(pg_dataset, renewed_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10))
+    taken = Lease(pipeline)
+    taken.acquire()
+    taken.release()
+
+
+def test_the_host_identity_tells_machines_and_pid_namespaces_apart():
+    identity = host_identity()
+    assert identity.split(" ")[0] == socket.gethostname()
+    if os.path.exists("/proc/self/ns/pid"):
+        assert f"pidns={os.stat('/proc/self/ns/pid').st_ino}" in identity and " boot=" in identity
 
 
 def _a_dead_pid() -> int:

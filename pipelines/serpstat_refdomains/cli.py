@@ -243,7 +243,9 @@ def _configure_logging() -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
 
-    options = pipeline.RunOptions(snapshot_date=parse_date(args.snapshot_date), kind=args.kind, force=args.force,
+    # None when not given: today's date, and check_history then says the later date was not this flag's
+    day = parse_date(args.snapshot_date) if args.snapshot_date is not None else None
+    options = pipeline.RunOptions(snapshot_date=day, kind=args.kind, force=args.force,
                                   destination=args.destination,
                                   dataset_name=parse_dataset_name(args.dataset_name), build_models=not args.no_models)
     report = pipeline.run_configured(options, domains=args.domain)
