@@ -20,7 +20,7 @@ from serpstat_refdomains.constants import PIPELINE_NAME
 from serpstat_refdomains.errors import ConcurrentRunError
 from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost
 from serpstat_refdomains.warehouse import make_pipeline
-from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli
+from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli, run_pipeline
 
 pytestmark = needs_postgres
 
@@ -217,3 +217,79 @@ def _terminate_sessions(url: str, stop: threading.Event, rng: random.Random) -> 
                             "current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
     finally:
         con.close()
+
+
+# --- a session dropped at a chosen moment of a load ----------------------------------------------
+@pytest.fixture(scope="module")
+def hook_database():
+    """A database of its own whose sessions a test terminates from inside a load (no other test's)."""
+    return database("refdomains_hook")
+
+
+def _terminate_others(url: str) -> None:
+    """End every session of the database but this one's: what a failover does to a run."""
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    con.close()
+
+
+def _drop_sessions_at_complete_load(monkeypatch, url: str, times: int) -> list[int]:
+    """The next `times` loads lose their session just before dlt marks their package loaded (every
+    job committed, the package not): dlt raises at the load step and keeps the package pending."""
+    from dlt.destinations.job_client_impl import SqlJobClientBase
+
+    original = SqlJobClientBase.complete_load
+    dropped: list[int] = []
+
+    def complete_load(self, load_id: str) -> None:
+        if len(dropped) < times:
+            dropped.append(1)
+            _terminate_others(url)
+        return original(self, load_id)
+
+    monkeypatch.setattr(SqlJobClientBase, "complete_load", complete_load)
+    return dropped
+
+
+def _ledger_agrees_with_report(url: str, dataset: str, report, emulator) -> None:
+    """What the run reports is what the database holds: each snapshot's status and rows as its
+    ledger row says, and every credit the API charged recorded once in snapshot_attempts."""
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute(f'SELECT target_domain, status, rows_loaded FROM "{dataset}".snapshots')
+        held = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+        cur.execute(f'SELECT target_domain, count(*) FROM "{dataset}".ref_domains GROUP BY 1')
+        rows = dict(cur.fetchall())
+        cur.execute(f'SELECT coalesce(sum(credits_spent), 0) FROM "{dataset}".snapshot_attempts')
+        recorded = cur.fetchone()[0]
+    con.close()
+    for result in report.results:
+        domain = result.target.domain
+        assert held.get(domain) == (result.status, result.rows), (domain, result, held.get(domain))
+        if result.status == "complete":
+            assert rows.get(domain, 0) == result.rows, (domain, rows.get(domain), result.rows)
+    charged = sum(e.charge for e in emulator.log if e.method.endswith("getRefDomains"))
+    assert recorded == report.credits_spent == charged, (recorded, report.credits_spent, charged)
+
+
+@pytest.mark.parametrize("drops", [1, 3])
+def test_a_session_dropped_while_a_package_completes_is_reported_as_committed(
+        tmp_path, emulator, hook_database, monkeypatch, drops):
+    """A load whose session drops once every job has committed, before dlt marks the package loaded,
+    is finished on a fresh connection: the run reports it complete as the database holds it, and
+    the next snapshot's rows are loaded, not dropped for the pending package (the reviewer's
+    "printed complete, still the old pull; its attempt and credits missing")."""
+    for name, size in (("hook-a.com", 600), ("hook-b.com", 450)):
+        emulator.set_profile(name, size)
+    dataset = f"hook_{uuid.uuid4().hex[:8]}"
+    dropped = _drop_sessions_at_complete_load(monkeypatch, hook_database, drops)
+    try:
+        report = run_pipeline(tmp_path, emulator, ["hook-a.com", "hook-b.com"], kind="full",
+                              destination=dlt.destinations.postgres(hook_database), dataset_name=dataset,
+                              settings_options={"page_size": 100})
+        assert len(dropped) == drops
+        assert [r.status for r in report.results] == ["complete", "complete"], report.lines()
+        _ledger_agrees_with_report(hook_database, dataset, report, emulator)
+        consistent(hook_database, dataset)
+    finally:
+        drop_dataset(hook_database, dataset)
