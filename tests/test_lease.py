@@ -56,8 +56,9 @@ def idle_database():
 
 @pytest.fixture(scope="module")
 def cut_database():
-    """A database of its own whose sessions a test terminates at random (no other test's)."""
-    return database("refdomains_cut")
+    """A database of its own whose sessions a test terminates at random (no other test's; a name of
+    its own in TERMINATION_DATABASE for trials run side by side)."""
+    return database(os.environ.get("TERMINATION_DATABASE", "refdomains_cut"))
 
 
 def drop_dataset(url: str, dataset: str) -> None:
@@ -177,17 +178,22 @@ def _a_dead_pid() -> int:
 def test_sessions_terminated_at_random_never_corrupt_and_a_rerun_completes(tmp_path, today_emulator, cut_database):
     """A thread ends the database's other sessions (pg_terminate_backend) at random moments while
     runs load: a run may fail (one line, exit 1) but never leaves a complete snapshot whose rows
-    disagree with its ledger row; a clean rerun then completes everything."""
+    disagree with its ledger row; what it prints and its exit code are what the database holds (a
+    forced refetch printed complete is the pull loaded, one printed failed left the previous one);
+    every credit paid is in snapshot_attempts once; a clean rerun then completes everything."""
     emulator = today_emulator
-    emulator.api.latency = 0.01
-    for name in ("cut-a.com", "cut-b.com", "cut-c.com"):
-        emulator.set_profile(name, 700)
+    emulator.api.latency = 0.1
+    names = ("cut-a.com", "cut-b.com", "cut-c.com")
+    rng = random.Random(int(os.environ.get("TERMINATION_SEED", "11")))
+    for name in names:
+        emulator.set_profile(name, rng.randint(1300, 2700))
     url, dataset = cut_database, f"cut_{uuid.uuid4().hex[:8]}"
-    env = cli_env(tmp_path, emulator, "cut-a.com,cut-b.com,cut-c.com", DESTINATION__POSTGRES__CREDENTIALS=url,
+    env = cli_env(tmp_path, emulator, ",".join(names), DESTINATION__POSTGRES__CREDENTIALS=url,
                   SOURCES__SERPSTAT__PAGE_SIZE="100")
-    rng = random.Random(11)
     try:
         for round_ in range(TERMINATION_ROUNDS):
+            before = _ledger_rows(url, dataset)
+            charged = emulator.api.credits_charged
             stop = threading.Event()
             killer = threading.Thread(target=_terminate_sessions, args=(url, stop, rng), daemon=True)
             killer.start()
@@ -200,11 +206,64 @@ def test_sessions_terminated_at_random_never_corrupt_and_a_rerun_completes(tmp_p
             assert done.returncode in (0, 1), done.stderr
             assert "Traceback" not in done.stderr, done.stderr
             consistent(url, dataset)
+            _printed_is_held(done, before, _ledger_rows(url, dataset))
+            if "error:" not in done.stderr:  # the run went to its end: what it paid is recorded
+                assert _attempt_credits(url, dataset) == emulator.api.credits_charged, (round_, done.stdout)
+                assert f"credits spent: {emulator.api.credits_charged - charged}," in done.stdout, done.stdout
             rerun = run_cli(tmp_path, env, "run", "--destination", "postgres", "--dataset-name", dataset)
             assert rerun.returncode == 0, rerun.stdout + rerun.stderr
             consistent(url, dataset)
+            assert _attempt_credits(url, dataset) <= emulator.api.credits_charged
     finally:
         drop_dataset(url, dataset)
+
+
+def _ledger_rows(url: str, dataset: str) -> dict[str, tuple]:
+    """target_domain -> (status, rows_loaded, started_at) of the dataset's ledger (empty before the first load)."""
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'snapshots'",
+                    (dataset,))
+        if not cur.fetchone():
+            return {}
+        cur.execute(f'SELECT target_domain, status, rows_loaded, started_at FROM "{dataset}".snapshots')
+        held = {row[0]: tuple(row[1:]) for row in cur.fetchall()}
+    con.close()
+    return held
+
+
+def _attempt_credits(url: str, dataset: str) -> int:
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute(f'SELECT coalesce(sum(credits_spent), 0) FROM "{dataset}".snapshot_attempts')
+        credits = int(cur.fetchone()[0])
+    con.close()
+    return credits
+
+
+def _printed_is_held(done, before: dict[str, tuple], after: dict[str, tuple]) -> None:
+    """Each line `refdomains run` printed says what the ledger holds now, and the exit code agrees."""
+    lines = done.stdout.splitlines()
+    results = []
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) < 6 or not cells[-1].isdigit() or not cells[-2].isdigit():
+            break
+        results.append((cells[0], cells[-3], int(cells[-2])))
+    if not results:  # stopped before its report (one line on stderr): exit 1
+        assert done.returncode == 1 and "error:" in done.stderr, done.stdout + done.stderr
+        return
+    for target, status, rows in results:
+        held = after.get(target)
+        if status in ("complete", "suspect_empty"):  # loaded by this run: the new pull
+            assert held is not None and held[:2] == (status, rows), (target, status, rows, held, done.stdout)
+            assert target not in before or held[2] != before[target][2], (target, "the previous pull", done.stdout)
+        elif status == "already_complete":
+            assert held is not None and held[:2] == ("complete", rows), (target, held, done.stdout)
+        elif before.get(target, (None,))[0] == "complete":  # a forced refetch not committed: the previous one kept
+            assert held == before[target], (target, status, held, before[target], done.stdout)
+        else:
+            assert held is not None and held[:2] == (status, 0), (target, status, held, done.stdout)
+    ok = all(status in ("complete", "suspect_empty", "already_complete") for _, status, _ in results)
+    assert done.returncode == (0 if ok and "error:" not in done.stderr else 1), done.stdout + done.stderr
 
 
 def _terminate_sessions(url: str, stop: threading.Event, rng: random.Random) -> None:
@@ -212,7 +271,7 @@ def _terminate_sessions(url: str, stop: threading.Event, rng: random.Random) -> 
     con.autocommit = True
     try:
         with con.cursor() as cur:
-            while not stop.wait(rng.uniform(0.3, 1.2)):
+            while not stop.wait(rng.uniform(0.0, 0.9)):
                 cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
                             "current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
     finally:
@@ -293,3 +352,4 @@ def test_a_session_dropped_while_a_package_completes_is_reported_as_committed(
         consistent(hook_database, dataset)
     finally:
         drop_dataset(hook_database, dataset)
+
