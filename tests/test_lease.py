@@ -353,3 +353,36 @@ def test_a_session_dropped_while_a_package_completes_is_reported_as_committed(
     finally:
         drop_dataset(hook_database, dataset)
 
+
+def test_an_attempt_whose_commit_lost_its_answer_is_recorded_once(tmp_path, emulator, hook_database, monkeypatch):
+    """The COPY of snapshot_attempts commits, then its connection drops before the answer (a lost
+    acknowledgement): dlt runs the job again, appending the attempt twice. The run collapses it,
+    so the credits recorded are the credits paid, once."""
+    from dlt.destinations.exceptions import DatabaseTransientException
+    from dlt.destinations.impl.postgres.postgres import PostgresCsvCopyJob
+
+    original = PostgresCsvCopyJob.run
+    lost: list[str] = []
+
+    def run(self) -> None:
+        original(self)
+        if self.load_table_name == "snapshot_attempts" and len(lost) < 2:
+            lost.append(self.load_table_name)
+            raise DatabaseTransientException(psycopg2.OperationalError("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(PostgresCsvCopyJob, "run", run)
+    emulator.set_profile("twice-a.com", 300)
+    emulator.set_profile("twice-b.com", 0)  # fails: its attempt is recorded through the ledger's own load
+    dataset = f"hook_{uuid.uuid4().hex[:8]}"
+    try:
+        report = run_pipeline(tmp_path, emulator, ["twice-a.com", "twice-b.com"], kind="full",
+                              destination=dlt.destinations.postgres(hook_database), dataset_name=dataset,
+                              settings_options={"page_size": 100})
+        assert len(lost) == 2, lost
+        with psycopg2.connect(hook_database) as con, con.cursor() as cur:
+            cur.execute(f'SELECT target_domain, count(*) FROM "{dataset}".snapshot_attempts GROUP BY 1')
+            assert dict(cur.fetchall()) == {"twice-a.com": 1, "twice-b.com": 1}
+        con.close()
+        _ledger_agrees_with_report(hook_database, dataset, report, emulator)
+    finally:
+        drop_dataset(hook_database, dataset)

@@ -42,6 +42,7 @@ from .warehouse import (
     load_step_failed,
     loader_file_format,
     reconnecting,
+    retried_jobs,
 )
 
 logger = logging.getLogger(__name__)
@@ -171,15 +172,19 @@ def write_outcome(pipeline: dlt.Pipeline, rows: list[dict[str, Any]],
     if not rows and not attempts:
         return
     finish_pending_loads(pipeline, may_write)  # ours must be loaded, not dropped for a pending package
+    keys = sorted({attempt["snapshot_key"] for attempt in attempts})
     retried = 1 if destination_type(pipeline) == "duckdb" else tries
     for attempt in range(1, retried + 1):
         may_write()
         try:
-            pipeline.run(snapshots_resource(rows, attempts), loader_file_format=loader_file_format(pipeline))
+            info = pipeline.run(snapshots_resource(rows, attempts), loader_file_format=loader_file_format(pipeline))
+            if retried_jobs(info):
+                reconnecting(pipeline, lambda: repair_replayed_attempts(pipeline, keys))
             return
         except Exception as error:
             if load_step_failed(error) and pipeline.has_pending_data:
                 _finish_outcome(pipeline, error, may_write)
+                reconnecting(pipeline, lambda: repair_replayed_attempts(pipeline, keys))
                 return
             if attempt == retried or not is_transient(error):  # the ledger is best effort once the fetch failed
                 logger.error("could not record the snapshot outcome in the ledger: %s", first_line(error))
@@ -234,6 +239,37 @@ def record_unfetched(pipeline: dlt.Pipeline, spec: SnapshotSpec, fetched: FetchS
             reconnecting(pipeline, lambda: delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date))
         write_outcome(pipeline, [ledger_row(spec, stats)], attempts, may_write=may_write)
     return stats
+
+
+def repair_replayed_attempts(pipeline: dlt.Pipeline, keys: Sequence[str]) -> int:
+    """Collapse the attempt rows of `keys` that a load job run again wrote twice; returns the rows
+    removed. snapshot_attempts appends: a job whose COPY committed while its connection dropped
+    is run again by dlt, and its rows would count the credits twice. Two real attempts never
+    agree in every column (their started_at and finished_at), so identical rows are one attempt."""
+    if not keys:
+        return 0
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(ATTEMPTS_TABLE)
+            marks = ", ".join(["%s"] * len(keys))
+            where = f"snapshot_key IN ({marks})"
+            counts = client.execute_sql(
+                f"SELECT (SELECT count(*) FROM {table} WHERE {where}), "
+                f"(SELECT count(*) FROM (SELECT DISTINCT * FROM {table} WHERE {where}) once)", *keys, *keys)
+            total, distinct = counts[0] if counts else (0, 0)
+            if total == distinct:
+                return 0
+            logger.warning("attempt rows written twice by a replayed load job: collapsing %d", total - distinct)
+            scratch = client.make_qualified_table_name("_snapshot_attempts_repair")
+            with client.begin_transaction():
+                client.execute_sql(f"DROP TABLE IF EXISTS {scratch}")
+                client.execute_sql(f"CREATE TABLE {scratch} AS SELECT DISTINCT * FROM {table} WHERE {where}", *keys)
+                client.execute_sql(f"DELETE FROM {table} WHERE {where}", *keys)
+                client.execute_sql(f"INSERT INTO {table} SELECT * FROM {scratch}")
+                client.execute_sql(f"DROP TABLE {scratch}")
+            return int(total - distinct)
+    except DatabaseUndefinedRelation:
+        return 0
 
 
 # --- reading -----------------------------------------------------------------------------

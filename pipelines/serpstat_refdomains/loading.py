@@ -31,6 +31,7 @@ from .warehouse import (
     load_step_failed,
     loader_file_format,
     reconnecting,
+    retried_jobs,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,14 @@ def load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetch: Prefe
     error: BaseException | None = None
     started = time.monotonic()
     try:
-        pipeline.run(ref_domains_resource([fetch], keep=keep, deduplicate_in_merge=False,
+        info = pipeline.run(ref_domains_resource([fetch], keep=keep, deduplicate_in_merge=False,
                                           scoped_merge=destination_type(pipeline) in SCOPED_MERGE_DESTINATIONS),
                      loader_file_format=loader_file_format(pipeline))
     except Exception as raised:  # classified below; every path is recorded
         error = _finish_load(pipeline, spec.key, raised, may_write)
+    else:
+        if retried_jobs(info):  # a job run again may have written its rows twice
+            _repair_replayed(pipeline, spec.key)
     stats = fetch.stats
     logger.info("%s: %s, %d rows, %d credits, %.2fs", spec.key, stats.status, stats.rows_loaded,
                 stats.credits_spent, time.monotonic() - started)
@@ -127,8 +131,14 @@ def _finish_load(pipeline: dlt.Pipeline, key: str, raised: Exception, may_write:
         logger.warning("%s: its load cannot finish (%s); the package is aborted", key, first_line(unwrap(error)))
         reconnecting(pipeline, pipeline.abort_packages)
         return unwrap(error)
-    repair_replayed_snapshots(pipeline)
+    _repair_replayed(pipeline, key)
     return None
+
+
+def _repair_replayed(pipeline: dlt.Pipeline, key: str) -> None:
+    """Collapse what a load job run again wrote twice: the snapshot's rows, its attempt row."""
+    reconnecting(pipeline, lambda: repair_replayed_snapshots(pipeline))
+    reconnecting(pipeline, lambda: ledger.repair_replayed_attempts(pipeline, [key]))
 
 
 def record_without_fetch(pipeline: dlt.Pipeline, planned: PlannedSnapshot, status: str, reason: str,

@@ -348,6 +348,17 @@ def load_step_failed(error: BaseException) -> bool:
     return isinstance(error, PipelineStepFailed) and error.step == "load"
 
 
+def retried_jobs(info: Any) -> bool:
+    """Whether a load (dlt's LoadInfo) ran a job again after a failure: a job whose commit reached
+    the database while its connection dropped has then written its rows twice (an append, or a
+    staging table the merge copies from)."""
+    for package in getattr(info, "load_packages", None) or []:
+        for job in package.jobs.get("completed_jobs", []):
+            if job.job_file_info.retry_count:
+                return True
+    return False
+
+
 def finish_pending_loads(pipeline: dlt.Pipeline, may_write: Callable[[], None] = lambda: None,
                          attempts: int = 5, wait: float = 0.5) -> bool:
     """Load the packages a failed load step left pending, on fresh connections, trying again while
