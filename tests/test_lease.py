@@ -386,3 +386,33 @@ def test_an_attempt_whose_commit_lost_its_answer_is_recorded_once(tmp_path, emul
         _ledger_agrees_with_report(hook_database, dataset, report, emulator)
     finally:
         drop_dataset(hook_database, dataset)
+
+
+def test_a_load_the_connection_keeps_failing_stops_the_run_and_the_next_one_finishes_it(
+        tmp_path, emulator, hook_database, monkeypatch):
+    """A package whose load cannot be finished (its session dropped on every try) stops the run,
+    saying so, and stays pending; the next run finishes it first, also through a dropped session,
+    and reports the snapshot complete: its rows, ledger row and attempt, recorded once."""
+    from serpstat_refdomains.errors import ServiceUnavailable
+
+    emulator.set_profile("stuck.com", 500)
+    dataset = f"hook_{uuid.uuid4().hex[:8]}"
+    destination = dlt.destinations.postgres(hook_database)
+    try:
+        dropped = _drop_sessions_at_complete_load(monkeypatch, hook_database, 6)  # the run's load and 5 tries
+        with pytest.raises(ServiceUnavailable, match=r"could not be finished .* its package is kept"):
+            run_pipeline(tmp_path, emulator, ["stuck.com"], kind="full", destination=destination,
+                         dataset_name=dataset, settings_options={"page_size": 100})
+        assert len(dropped) == 6
+        charged = emulator.api.credits_charged
+        monkeypatch.undo()
+        dropped = _drop_sessions_at_complete_load(monkeypatch, hook_database, 1)  # while the next run finishes it
+        report = run_pipeline(tmp_path, emulator, ["stuck.com"], kind="full", destination=destination,
+                              dataset_name=dataset, settings_options={"page_size": 100})
+        assert len(dropped) == 1
+        assert [(r.status, r.rows) for r in report.results] == [("already_complete", 500)], report.lines()
+        assert emulator.api.credits_charged == charged  # nothing fetched again
+        assert _attempt_credits(hook_database, dataset) == charged
+        consistent(hook_database, dataset)
+    finally:
+        drop_dataset(hook_database, dataset)

@@ -241,18 +241,19 @@ def record_unfetched(pipeline: dlt.Pipeline, spec: SnapshotSpec, fetched: FetchS
     return stats
 
 
-def repair_replayed_attempts(pipeline: dlt.Pipeline, keys: Sequence[str]) -> int:
-    """Collapse the attempt rows of `keys` that a load job run again wrote twice; returns the rows
-    removed. snapshot_attempts appends: a job whose COPY committed while its connection dropped
-    is run again by dlt, and its rows would count the credits twice. Two real attempts never
-    agree in every column (their started_at and finished_at), so identical rows are one attempt."""
-    if not keys:
+def repair_replayed_attempts(pipeline: dlt.Pipeline, keys: Sequence[str] | None = None) -> int:
+    """Collapse the attempt rows of `keys` (None: of every snapshot) that a load job run again
+    wrote twice; returns the rows removed. snapshot_attempts appends: a job whose COPY committed
+    while its connection dropped is run again by dlt, and its rows would count the credits twice.
+    Two real attempts never agree in every column (their started_at and finished_at), so
+    identical rows are one attempt."""
+    if keys is not None and not keys:
         return 0
+    keys = list(keys or [])
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(ATTEMPTS_TABLE)
-            marks = ", ".join(["%s"] * len(keys))
-            where = f"snapshot_key IN ({marks})"
+            where = f"snapshot_key IN ({', '.join(['%s'] * len(keys))})" if keys else "1 = 1"
             counts = client.execute_sql(
                 f"SELECT (SELECT count(*) FROM {table} WHERE {where}), "
                 f"(SELECT count(*) FROM (SELECT DISTINCT * FROM {table} WHERE {where}) once)", *keys, *keys)

@@ -126,8 +126,9 @@ def _finish_load(pipeline: dlt.Pipeline, key: str, raised: Exception, may_write:
     except Exception as error:
         if is_transient(error) or isinstance(error, ServiceUnavailable):
             raise ServiceUnavailable(
-                f"the load of {key} did not finish ({first_line(unwrap(error))}): its package is kept and "
-                "the next run loads it first; completed snapshots are kept") from error
+                f"the load of {key} could not be finished ({first_line(unwrap(error))}): its package is kept "
+                "and the next run loads it first (the snapshot may already read as loaded; that run's report "
+                "says so); completed snapshots are kept") from error
         logger.warning("%s: its load cannot finish (%s); the package is aborted", key, first_line(unwrap(error)))
         reconnecting(pipeline, pipeline.abort_packages)
         return unwrap(error)
