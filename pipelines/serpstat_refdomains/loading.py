@@ -68,8 +68,8 @@ def load_snapshot(pipeline: dlt.Pipeline, planned: PlannedSnapshot, fetch: Prefe
     started = time.monotonic()
     try:
         info = pipeline.run(ref_domains_resource([fetch], keep=keep, deduplicate_in_merge=False,
-                                          scoped_merge=destination_type(pipeline) in SCOPED_MERGE_DESTINATIONS),
-                     loader_file_format=loader_file_format(pipeline))
+                                                 scoped_merge=destination_type(pipeline) in SCOPED_MERGE_DESTINATIONS),
+                            loader_file_format=loader_file_format(pipeline))
     except Exception as raised:  # classified below; every path is recorded
         error = _finish_load(pipeline, spec.key, raised, may_write)
     else:

@@ -360,7 +360,7 @@ def retried_jobs(info: Any) -> bool:
 
 
 def finish_pending_loads(pipeline: dlt.Pipeline, may_write: Callable[[], None] = lambda: None,
-                         attempts: int = 5, wait: float = 0.5) -> bool:
+                         attempts: int = 8, wait: float = 0.5) -> bool:
     """Load the packages a failed load step left pending, on fresh connections, trying again while
     the connection keeps dropping; True when there were any (they are loaded now).
 
@@ -369,7 +369,8 @@ def finish_pending_loads(pipeline: dlt.Pipeline, may_write: Callable[[], None] =
     `pipeline.run` with a package pending, or it would report and pay for one snapshot and load
     another. `may_write()` is asked before each try (the run's lease). Raises the last error when
     the packages cannot be loaded (a terminal error at once; a dropped connection after `attempts`
-    tries): they stay pending, and only the caller knows whether to keep them for the next run
+    tries, some 12 s: a restart's or failover's length, well within the lease): they stay
+    pending, and only the caller knows whether to keep them for the next run
     (recovery.finish_interrupted_load) or abort them. DuckDB, in this process, is tried once.
     """
     if not pipeline.has_pending_data:
@@ -386,11 +387,11 @@ def finish_pending_loads(pipeline: dlt.Pipeline, may_write: Callable[[], None] =
                 raise
             logger.info("the destination connection dropped while loading (%s): trying again",
                         first_line(unwrap(error)))
-            time.sleep(wait * attempt)
+            time.sleep(min(wait * attempt, 2.0))
             continue
         if not pipeline.has_pending_data:
             return True
-        time.sleep(wait * attempt)  # dlt left jobs to retry without raising: load them again
+        time.sleep(min(wait * attempt, 2.0))  # dlt left jobs to retry without raising: load them again
     raise ServiceUnavailable(f"destination {pipeline.destination.destination_name!r} did not finish loading a "
                              f"package after {tries} tries: it is kept, and the next run loads it")
 
