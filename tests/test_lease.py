@@ -416,3 +416,33 @@ def test_a_load_the_connection_keeps_failing_stops_the_run_and_the_next_one_fini
         consistent(hook_database, dataset)
     finally:
         drop_dataset(hook_database, dataset)
+
+
+def test_a_dropped_load_is_not_finished_once_the_lease_is_lost(tmp_path, emulator, hook_database, monkeypatch):
+    """Finishing a load is a write: each try asks the lease first. Lost meanwhile, the run stops
+    (LockLost) without loading anything more; the package stays for the next run."""
+    emulator.set_profile("lost.com", 300)
+    dataset = f"hook_{uuid.uuid4().hex[:8]}"
+    dropped = _drop_sessions_at_complete_load(monkeypatch, hook_database, 1)
+    loads_after_the_drop: list[int] = []
+    original_load, original_check = dlt.Pipeline.load, Lease.check
+
+    def load(self, *args, **kwargs):
+        if dropped:
+            loads_after_the_drop.append(1)
+        return original_load(self, *args, **kwargs)
+
+    def check(self) -> None:
+        if dropped:
+            self._lost = "another run took its lease (the test)"
+        original_check(self)
+
+    monkeypatch.setattr(dlt.Pipeline, "load", load)
+    monkeypatch.setattr(Lease, "check", check)
+    try:
+        with pytest.raises(LockLost, match="another run took its lease"):
+            run_pipeline(tmp_path, emulator, ["lost.com"], kind="full", destination=dlt.destinations.postgres(
+                hook_database), dataset_name=dataset, settings_options={"page_size": 100})
+        assert dropped and loads_after_the_drop == []
+    finally:
+        drop_dataset(hook_database, dataset)

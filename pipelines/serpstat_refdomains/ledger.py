@@ -198,8 +198,10 @@ def _finish_outcome(pipeline: dlt.Pipeline, failed: Exception, may_write: Callab
     next run (the run stops), or, when it can never load, aborted and logged."""
     try:
         finish_pending_loads(pipeline, may_write)
+    except ServiceUnavailable:  # the lease lost (run_lock.LockLost), or the package would not finish: as said
+        raise
     except Exception as error:
-        if is_transient(error) or isinstance(error, ServiceUnavailable):
+        if is_transient(error):
             raise ServiceUnavailable(
                 f"the ledger rows of this run's last snapshot could not be loaded ({first_line(unwrap(error))}): "
                 "they are kept and the next run loads them first; completed snapshots are kept") from error
