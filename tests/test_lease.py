@@ -22,7 +22,7 @@ from serpstat_refdomains.constants import PIPELINE_NAME
 from serpstat_refdomains.errors import ConcurrentRunError
 from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost, host_identity
 from serpstat_refdomains.warehouse import make_pipeline
-from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli
+from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli, run_pipeline
 
 pytestmark = needs_postgres
 
@@ -59,8 +59,9 @@ def idle_database():
 
 @pytest.fixture(scope="module")
 def cut_database():
-    """A database of its own whose sessions a test terminates at random (no other test's)."""
-    return database("refdomains_cut")
+    """A database of its own whose sessions a test terminates at random (no other test's; a name of
+    its own in TERMINATION_DATABASE for trials run side by side)."""
+    return database(os.environ.get("TERMINATION_DATABASE", "refdomains_cut"))
 
 
 def drop_dataset(url: str, dataset: str) -> None:
@@ -224,17 +225,22 @@ def _a_dead_pid() -> int:
 def test_sessions_terminated_at_random_never_corrupt_and_a_rerun_completes(tmp_path, today_emulator, cut_database):
     """A thread ends the database's other sessions (pg_terminate_backend) at random moments while
     runs load: a run may fail (one line, exit 1) but never leaves a complete snapshot whose rows
-    disagree with its ledger row; a clean rerun then completes everything."""
+    disagree with its ledger row; what it prints and its exit code are what the database holds (a
+    forced refetch printed complete is the pull loaded, one printed failed left the previous one);
+    every credit paid is in snapshot_attempts once; a clean rerun then completes everything."""
     emulator = today_emulator
-    emulator.api.latency = 0.01
-    for name in ("cut-a.com", "cut-b.com", "cut-c.com"):
-        emulator.set_profile(name, 700)
+    emulator.api.latency = 0.1
+    names = ("cut-a.com", "cut-b.com", "cut-c.com")
+    rng = random.Random(int(os.environ.get("TERMINATION_SEED", "11")))
+    for name in names:
+        emulator.set_profile(name, rng.randint(1300, 2700))
     url, dataset = cut_database, f"cut_{uuid.uuid4().hex[:8]}"
-    env = cli_env(tmp_path, emulator, "cut-a.com,cut-b.com,cut-c.com", DESTINATION__POSTGRES__CREDENTIALS=url,
+    env = cli_env(tmp_path, emulator, ",".join(names), DESTINATION__POSTGRES__CREDENTIALS=url,
                   SOURCES__SERPSTAT__PAGE_SIZE="100")
-    rng = random.Random(11)
     try:
         for round_ in range(TERMINATION_ROUNDS):
+            before = _ledger_rows(url, dataset)
+            charged = emulator.api.credits_charged
             stop = threading.Event()
             killer = threading.Thread(target=_terminate_sessions, args=(url, stop, rng), daemon=True)
             killer.start()
@@ -247,11 +253,64 @@ def test_sessions_terminated_at_random_never_corrupt_and_a_rerun_completes(tmp_p
             assert done.returncode in (0, 1), done.stderr
             assert "Traceback" not in done.stderr, done.stderr
             consistent(url, dataset)
+            _printed_is_held(done, before, _ledger_rows(url, dataset))
+            if "error:" not in done.stderr:  # the run went to its end: what it paid is recorded
+                assert _attempt_credits(url, dataset) == emulator.api.credits_charged, (round_, done.stdout)
+                assert f"credits spent: {emulator.api.credits_charged - charged}," in done.stdout, done.stdout
             rerun = run_cli(tmp_path, env, "run", "--destination", "postgres", "--dataset-name", dataset)
             assert rerun.returncode == 0, rerun.stdout + rerun.stderr
             consistent(url, dataset)
+            assert _attempt_credits(url, dataset) <= emulator.api.credits_charged
     finally:
         drop_dataset(url, dataset)
+
+
+def _ledger_rows(url: str, dataset: str) -> dict[str, tuple]:
+    """target_domain -> (status, rows_loaded, started_at) of the dataset's ledger (empty before the first load)."""
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'snapshots'",
+                    (dataset,))
+        if not cur.fetchone():
+            return {}
+        cur.execute(f'SELECT target_domain, status, rows_loaded, started_at FROM "{dataset}".snapshots')
+        held = {row[0]: tuple(row[1:]) for row in cur.fetchall()}
+    con.close()
+    return held
+
+
+def _attempt_credits(url: str, dataset: str) -> int:
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute(f'SELECT coalesce(sum(credits_spent), 0) FROM "{dataset}".snapshot_attempts')
+        credits = int(cur.fetchone()[0])
+    con.close()
+    return credits
+
+
+def _printed_is_held(done, before: dict[str, tuple], after: dict[str, tuple]) -> None:
+    """Each line `refdomains run` printed says what the ledger holds now, and the exit code agrees."""
+    lines = done.stdout.splitlines()
+    results = []
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) < 6 or not cells[-1].isdigit() or not cells[-2].isdigit():
+            break
+        results.append((cells[0], cells[-3], int(cells[-2])))
+    if not results:  # stopped before its report (one line on stderr): exit 1
+        assert done.returncode == 1 and "error:" in done.stderr, done.stdout + done.stderr
+        return
+    for target, status, rows in results:
+        held = after.get(target)
+        if status in ("complete", "suspect_empty"):  # loaded by this run: the new pull
+            assert held is not None and held[:2] == (status, rows), (target, status, rows, held, done.stdout)
+            assert target not in before or held[2] != before[target][2], (target, "the previous pull", done.stdout)
+        elif status == "already_complete":
+            assert held is not None and held[:2] == ("complete", rows), (target, held, done.stdout)
+        elif before.get(target, (None,))[0] == "complete":  # a forced refetch not committed: the previous one kept
+            assert held == before[target], (target, status, held, before[target], done.stdout)
+        else:
+            assert held is not None and held[:2] == (status, 0), (target, status, held, done.stdout)
+    ok = all(status in ("complete", "suspect_empty", "already_complete") for _, status, _ in results)
+    assert done.returncode == (0 if ok and "error:" not in done.stderr else 1), done.stdout + done.stderr
 
 
 def _terminate_sessions(url: str, stop: threading.Event, rng: random.Random) -> None:
@@ -259,8 +318,178 @@ def _terminate_sessions(url: str, stop: threading.Event, rng: random.Random) -> 
     con.autocommit = True
     try:
         with con.cursor() as cur:
-            while not stop.wait(rng.uniform(0.3, 1.2)):
+            while not stop.wait(rng.uniform(0.0, 0.9)):
                 cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
                             "current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
     finally:
         con.close()
+
+
+# --- a session dropped at a chosen moment of a load ----------------------------------------------
+@pytest.fixture(scope="module")
+def hook_database():
+    """A database of its own whose sessions a test terminates from inside a load (no other test's)."""
+    return database("refdomains_hook")
+
+
+def _terminate_others(url: str) -> None:
+    """End every session of the database but this one's: what a failover does to a run."""
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    con.close()
+
+
+def _drop_sessions_at_complete_load(monkeypatch, url: str, times: int) -> list[int]:
+    """The next `times` loads lose their session just before dlt marks their package loaded (every
+    job committed, the package not): dlt raises at the load step and keeps the package pending."""
+    from dlt.destinations.job_client_impl import SqlJobClientBase
+
+    original = SqlJobClientBase.complete_load
+    dropped: list[int] = []
+
+    def complete_load(self, load_id: str) -> None:
+        if len(dropped) < times:
+            dropped.append(1)
+            _terminate_others(url)
+        return original(self, load_id)
+
+    monkeypatch.setattr(SqlJobClientBase, "complete_load", complete_load)
+    return dropped
+
+
+def _ledger_agrees_with_report(url: str, dataset: str, report, emulator) -> None:
+    """What the run reports is what the database holds: each snapshot's status and rows as its
+    ledger row says, and every credit the API charged recorded once in snapshot_attempts."""
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute(f'SELECT target_domain, status, rows_loaded FROM "{dataset}".snapshots')
+        held = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+        cur.execute(f'SELECT target_domain, count(*) FROM "{dataset}".ref_domains GROUP BY 1')
+        rows = dict(cur.fetchall())
+        cur.execute(f'SELECT coalesce(sum(credits_spent), 0) FROM "{dataset}".snapshot_attempts')
+        recorded = cur.fetchone()[0]
+    con.close()
+    for result in report.results:
+        domain = result.target.domain
+        assert held.get(domain) == (result.status, result.rows), (domain, result, held.get(domain))
+        if result.status == "complete":
+            assert rows.get(domain, 0) == result.rows, (domain, rows.get(domain), result.rows)
+    charged = sum(e.charge for e in emulator.log if e.method.endswith("getRefDomains"))
+    assert recorded == report.credits_spent == charged, (recorded, report.credits_spent, charged)
+
+
+@pytest.mark.parametrize("drops", [1, 3])
+def test_a_session_dropped_while_a_package_completes_is_reported_as_committed(
+        tmp_path, emulator, hook_database, monkeypatch, drops):
+    """A load whose session drops once every job has committed, before dlt marks the package loaded,
+    is finished on a fresh connection: the run reports it complete as the database holds it, and
+    the next snapshot's rows are loaded, not dropped for the pending package (the reviewer's
+    "printed complete, still the old pull; its attempt and credits missing")."""
+    for name, size in (("hook-a.com", 600), ("hook-b.com", 450)):
+        emulator.set_profile(name, size)
+    dataset = f"hook_{uuid.uuid4().hex[:8]}"
+    dropped = _drop_sessions_at_complete_load(monkeypatch, hook_database, drops)
+    try:
+        report = run_pipeline(tmp_path, emulator, ["hook-a.com", "hook-b.com"], kind="full",
+                              destination=dlt.destinations.postgres(hook_database), dataset_name=dataset,
+                              settings_options={"page_size": 100})
+        assert len(dropped) == drops
+        assert [r.status for r in report.results] == ["complete", "complete"], report.lines()
+        _ledger_agrees_with_report(hook_database, dataset, report, emulator)
+        consistent(hook_database, dataset)
+    finally:
+        drop_dataset(hook_database, dataset)
+
+
+def test_an_attempt_whose_commit_lost_its_answer_is_recorded_once(tmp_path, emulator, hook_database, monkeypatch):
+    """The COPY of snapshot_attempts commits, then its connection drops before the answer (a lost
+    acknowledgement): dlt runs the job again, appending the attempt twice. The run collapses it,
+    so the credits recorded are the credits paid, once."""
+    from dlt.destinations.exceptions import DatabaseTransientException
+    from dlt.destinations.impl.postgres.postgres import PostgresCsvCopyJob
+
+    original = PostgresCsvCopyJob.run
+    lost: list[str] = []
+
+    def run(self) -> None:
+        original(self)
+        if self.load_table_name == "snapshot_attempts" and len(lost) < 2:
+            lost.append(self.load_table_name)
+            raise DatabaseTransientException(psycopg2.OperationalError("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(PostgresCsvCopyJob, "run", run)
+    emulator.set_profile("twice-a.com", 300)
+    emulator.set_profile("twice-b.com", 0)  # fails: its attempt is recorded through the ledger's own load
+    dataset = f"hook_{uuid.uuid4().hex[:8]}"
+    try:
+        report = run_pipeline(tmp_path, emulator, ["twice-a.com", "twice-b.com"], kind="full",
+                              destination=dlt.destinations.postgres(hook_database), dataset_name=dataset,
+                              settings_options={"page_size": 100})
+        assert len(lost) == 2, lost
+        with psycopg2.connect(hook_database) as con, con.cursor() as cur:
+            cur.execute(f'SELECT target_domain, count(*) FROM "{dataset}".snapshot_attempts GROUP BY 1')
+            assert dict(cur.fetchall()) == {"twice-a.com": 1, "twice-b.com": 1}
+        con.close()
+        _ledger_agrees_with_report(hook_database, dataset, report, emulator)
+    finally:
+        drop_dataset(hook_database, dataset)
+
+
+def test_a_load_the_connection_keeps_failing_stops_the_run_and_the_next_one_finishes_it(
+        tmp_path, emulator, hook_database, monkeypatch):
+    """A package whose load cannot be finished (its session dropped on every try) stops the run,
+    saying so, and stays pending; the next run finishes it first, also through a dropped session,
+    and reports the snapshot complete: its rows, ledger row and attempt, recorded once."""
+    from serpstat_refdomains.errors import ServiceUnavailable
+
+    emulator.set_profile("stuck.com", 500)
+    dataset = f"hook_{uuid.uuid4().hex[:8]}"
+    destination = dlt.destinations.postgres(hook_database)
+    try:
+        dropped = _drop_sessions_at_complete_load(monkeypatch, hook_database, 9)  # the run's load and 8 tries
+        with pytest.raises(ServiceUnavailable, match=r"could not be finished .* its package is kept"):
+            run_pipeline(tmp_path, emulator, ["stuck.com"], kind="full", destination=destination,
+                         dataset_name=dataset, settings_options={"page_size": 100})
+        assert len(dropped) == 9
+        charged = emulator.api.credits_charged
+        monkeypatch.undo()
+        dropped = _drop_sessions_at_complete_load(monkeypatch, hook_database, 1)  # while the next run finishes it
+        report = run_pipeline(tmp_path, emulator, ["stuck.com"], kind="full", destination=destination,
+                              dataset_name=dataset, settings_options={"page_size": 100})
+        assert len(dropped) == 1
+        assert [(r.status, r.rows) for r in report.results] == [("already_complete", 500)], report.lines()
+        assert emulator.api.credits_charged == charged  # nothing fetched again
+        assert _attempt_credits(hook_database, dataset) == charged
+        consistent(hook_database, dataset)
+    finally:
+        drop_dataset(hook_database, dataset)
+
+
+def test_a_dropped_load_is_not_finished_once_the_lease_is_lost(tmp_path, emulator, hook_database, monkeypatch):
+    """Finishing a load is a write: each try asks the lease first. Lost meanwhile, the run stops
+    (LockLost) without loading anything more; the package stays for the next run."""
+    emulator.set_profile("lost.com", 300)
+    dataset = f"hook_{uuid.uuid4().hex[:8]}"
+    dropped = _drop_sessions_at_complete_load(monkeypatch, hook_database, 1)
+    loads_after_the_drop: list[int] = []
+    original_load, original_check = dlt.Pipeline.load, Lease.check
+
+    def load(self, *args, **kwargs):
+        if dropped:
+            loads_after_the_drop.append(1)
+        return original_load(self, *args, **kwargs)
+
+    def check(self) -> None:
+        if dropped:
+            self._lost = "another run took its lease (the test)"
+        original_check(self)
+
+    monkeypatch.setattr(dlt.Pipeline, "load", load)
+    monkeypatch.setattr(Lease, "check", check)
+    try:
+        with pytest.raises(LockLost, match="another run took its lease"):
+            run_pipeline(tmp_path, emulator, ["lost.com"], kind="full", destination=dlt.destinations.postgres(
+                hook_database), dataset_name=dataset, settings_options={"page_size": 100})
+        assert dropped and loads_after_the_drop == []
+    finally:
+        drop_dataset(hook_database, dataset)

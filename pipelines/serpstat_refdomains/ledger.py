@@ -17,8 +17,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +31,19 @@ from dlt.extract.resource import DltResource
 
 from .constants import ATTEMPTS_TABLE, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
 from .contract import ATTEMPTS, SNAPSHOT_KEY, SNAPSHOTS, WRITE_DISPOSITION
-from .errors import first_line
+from .errors import ServiceUnavailable, first_line, unwrap
 from .rows import describe_nulled
 from .spec import FetchStats, SnapshotSpec
-from .warehouse import has_column, loader_file_format
+from .warehouse import (
+    destination_type,
+    finish_pending_loads,
+    has_column,
+    is_transient,
+    load_step_failed,
+    loader_file_format,
+    reconnecting,
+    retried_jobs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,29 +156,73 @@ def snapshots_resource(rows: Sequence[dict[str, Any]], attempts: Sequence[dict[s
 
 
 def write_outcome(pipeline: dlt.Pipeline, rows: list[dict[str, Any]],
-                  attempts: Sequence[dict[str, Any]] = ()) -> None:
-    """Load ledger and attempt rows of snapshots that load no rows of their own; best effort,
-    since the fetch they describe has already failed or been skipped."""
+                  attempts: Sequence[dict[str, Any]] = (), *, may_write: Callable[[], None] = lambda: None,
+                  tries: int = 3, wait: float = 0.5) -> None:
+    """Load ledger and attempt rows of snapshots that load no rows of their own.
+
+    The attempt rows are what the run paid: a dropped connection never loses or doubles them. A
+    load that failed at its load step keeps its package (these rows) pending, which is finished on
+    a fresh connection (warehouse.finish_pending_loads; its completed jobs are not run again, so
+    the appended attempts are not either); one that failed before it is run again. If the
+    connection keeps dropping, the run stops (ServiceUnavailable) with the package kept for the
+    next run: left pending, the next snapshot's `pipeline.run` would load it in place of its own
+    rows. Otherwise best effort: a destination that refuses the rows for good is logged, since the
+    fetch they describe has already failed or been skipped.
+    """
     if not rows and not attempts:
         return
+    finish_pending_loads(pipeline, may_write)  # ours must be loaded, not dropped for a pending package
+    keys = sorted({attempt["snapshot_key"] for attempt in attempts})
+    retried = 1 if destination_type(pipeline) == "duckdb" else tries
+    for attempt in range(1, retried + 1):
+        may_write()
+        try:
+            info = pipeline.run(snapshots_resource(rows, attempts), loader_file_format=loader_file_format(pipeline))
+            if retried_jobs(info):
+                reconnecting(pipeline, lambda: repair_replayed_attempts(pipeline, keys))
+            return
+        except Exception as error:
+            if load_step_failed(error) and pipeline.has_pending_data:
+                _finish_outcome(pipeline, error, may_write)
+                reconnecting(pipeline, lambda: repair_replayed_attempts(pipeline, keys))
+                return
+            if attempt == retried or not is_transient(error):  # the ledger is best effort once the fetch failed
+                logger.error("could not record the snapshot outcome in the ledger: %s", first_line(error))
+                return
+            logger.info("the destination connection dropped (%s): recording the outcome again", first_line(error))
+            time.sleep(wait * attempt)
+
+
+def _finish_outcome(pipeline: dlt.Pipeline, failed: Exception, may_write: Callable[[], None]) -> None:
+    """The pending package of a ledger load that failed at its load step: loaded, or kept for the
+    next run (the run stops), or, when it can never load, aborted and logged."""
     try:
-        pipeline.run(snapshots_resource(rows, attempts), loader_file_format=loader_file_format(pipeline))
-    except Exception as error:  # the ledger is best effort once the fetch failed
-        logger.error("could not record the snapshot outcome in the ledger: %s", first_line(error))
+        finish_pending_loads(pipeline, may_write)
+    except ServiceUnavailable:  # the lease lost (run_lock.LockLost), or the package would not finish: as said
+        raise
+    except Exception as error:
+        if is_transient(error):
+            raise ServiceUnavailable(
+                f"the ledger rows of this run's last snapshot could not be loaded ({first_line(unwrap(error))}): "
+                "they are kept and the next run loads them first; completed snapshots are kept") from error
+        pipeline.abort_packages()
+        logger.error("could not record the snapshot outcome in the ledger: %s (first: %s)",
+                     first_line(unwrap(error)), first_line(unwrap(failed)))
 
 
 def record_unloaded(pipeline: dlt.Pipeline, spec: SnapshotSpec, stats: FetchStats, status: str, error: str,
-                    *, complete_kept: bool) -> None:
+                    *, complete_kept: bool, may_write: Callable[[], None] = lambda: None) -> None:
     """Record a fetch none of whose rows were loaded, whatever it fetched: its attempt, and its
     ledger row (0 rows, `status`, `error`) unless the complete snapshot already loaded is kept."""
     unloaded = dataclasses.replace(stats, rows_loaded=0, metrics_nulled=0, nulled_values=Counter(),
                                    finished_at=dt.datetime.now(dt.UTC))
     write_outcome(pipeline, [] if complete_kept else [ledger_row(spec, unloaded, status=status, error=error)],
-                  [attempt_row(spec, unloaded, status=status, error=error)])
+                  [attempt_row(spec, unloaded, status=status, error=error)], may_write=may_write)
 
 
 def record_unfetched(pipeline: dlt.Pipeline, spec: SnapshotSpec, fetched: FetchStats | None, status: str,
-                     reason: str, *, complete_kept: bool, present: int) -> FetchStats:
+                     reason: str, *, complete_kept: bool, present: int,
+                     may_write: Callable[[], None] = lambda: None) -> FetchStats:
     """Record a snapshot the run does not load (skipped, or stopped before its turn) and return
     what was recorded: the attempt if a look-ahead had sent requests (`fetched`), and, unless the
     complete snapshot already loaded is kept, the ledger row, with the `present` rows of an earlier
@@ -180,12 +234,45 @@ def record_unfetched(pipeline: dlt.Pipeline, spec: SnapshotSpec, fetched: FetchS
     stats.finished_at = dt.datetime.now(dt.UTC)
     attempts = [attempt_row(spec, stats)] if stats.requests else []
     if complete_kept:
-        write_outcome(pipeline, [], attempts)
+        write_outcome(pipeline, [], attempts, may_write=may_write)
     else:
-        if present:
-            delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date)  # the ledger will say 0 rows
-        write_outcome(pipeline, [ledger_row(spec, stats)], attempts)
+        if present:  # the ledger will say 0 rows
+            may_write()
+            reconnecting(pipeline, lambda: delete_snapshot_rows(pipeline, spec.key, spec.snapshot_date))
+        write_outcome(pipeline, [ledger_row(spec, stats)], attempts, may_write=may_write)
     return stats
+
+
+def repair_replayed_attempts(pipeline: dlt.Pipeline, keys: Sequence[str] | None = None) -> int:
+    """Collapse the attempt rows of `keys` (None: of every snapshot) that a load job run again
+    wrote twice; returns the rows removed. snapshot_attempts appends: a job whose COPY committed
+    while its connection dropped is run again by dlt, and its rows would count the credits twice.
+    Two real attempts never agree in every column (their started_at and finished_at), so
+    identical rows are one attempt."""
+    if keys is not None and not keys:
+        return 0
+    keys = list(keys or [])
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(ATTEMPTS_TABLE)
+            where = f"snapshot_key IN ({', '.join(['%s'] * len(keys))})" if keys else "1 = 1"
+            counts = client.execute_sql(
+                f"SELECT (SELECT count(*) FROM {table} WHERE {where}), "
+                f"(SELECT count(*) FROM (SELECT DISTINCT * FROM {table} WHERE {where}) once)", *keys, *keys)
+            total, distinct = counts[0] if counts else (0, 0)
+            if total == distinct:
+                return 0
+            logger.warning("attempt rows written twice by a replayed load job: collapsing %d", total - distinct)
+            scratch = client.make_qualified_table_name("_snapshot_attempts_repair")
+            with client.begin_transaction():
+                client.execute_sql(f"DROP TABLE IF EXISTS {scratch}")
+                client.execute_sql(f"CREATE TABLE {scratch} AS SELECT DISTINCT * FROM {table} WHERE {where}", *keys)
+                client.execute_sql(f"DELETE FROM {table} WHERE {where}", *keys)
+                client.execute_sql(f"INSERT INTO {table} SELECT * FROM {scratch}")
+                client.execute_sql(f"DROP TABLE {scratch}")
+            return int(total - distinct)
+    except DatabaseUndefinedRelation:
+        return 0
 
 
 # --- reading -----------------------------------------------------------------------------

@@ -146,17 +146,18 @@ def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeli
                 if fetch is not None and (not aborted or fetch.stats.finished_at is not None):
                     # after a stop, only a look-ahead that fetched its snapshot whole: paid for, so loaded
                     try:
-                        result, fatal = load_snapshot(pipeline, planned, fetch, accept_empty=options.force)
+                        result, fatal = load_snapshot(pipeline, planned, fetch, accept_empty=options.force,
+                                                      may_write=may_write)
                     finally:
                         fetch.cancel()  # a load that failed early must not leave its fetch running
                     aborted = aborted or fatal
                 elif aborted:  # a look-ahead may have sent requests before the run stopped: they are recorded
-                    result = record_without_fetch(pipeline, planned, STATUS_FAILED, aborted, fetch)
+                    result = record_without_fetch(pipeline, planned, STATUS_FAILED, aborted, fetch, may_write)
                 else:
                     result = record_without_fetch(
                         pipeline, planned, STATUS_SKIPPED_BUDGET,
                         f"needs about {planned.estimate} credits, {budget.left} left in this run's budget: "
-                        "raise max_credits_per_run or run again next period")
+                        "raise max_credits_per_run or run again next period", may_write=may_write)
                 report.results.append(result)
         if isinstance(reporter, Progress):
             reporter.done()

@@ -9,14 +9,17 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from . import ledger
 from .constants import REF_DOMAINS_TABLE
 from .errors import first_line, unwrap
+from .warehouse import reconnecting
 
 logger = logging.getLogger(__name__)
 
 
 def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
-    """Load what a killed run had already fetched and packaged, before planning.
+    """Load what a killed run had already fetched and packaged, before planning (again on a fresh
+    connection if one drops: a package's completed jobs are not run again).
 
     Otherwise dlt would load that package in place of the next snapshot's data (and drop the
     latter), and the snapshot it holds would be fetched and paid for again.
@@ -24,7 +27,8 @@ def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
     if pipeline.has_pending_data:
         logger.warning("finishing the load that an interrupted run left behind")
         if pipeline.list_normalized_load_packages():
-            pipeline.load()  # whole packages first: a broken one below must not cost them
+            # whole packages first: a broken one below must not cost them
+            reconnecting(pipeline, pipeline.load)
         if pipeline.list_extracted_load_packages():
             try:
                 pipeline.normalize()
@@ -34,8 +38,9 @@ def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
                 logger.warning("dropping a package an interrupted run left half-written (%s)",
                                first_line(unwrap(error)))
                 pipeline.abort_packages()
-        pipeline.load()
+        reconnecting(pipeline, pipeline.load)
         repair_replayed_snapshots(pipeline)
+        ledger.repair_replayed_attempts(pipeline)
 
 
 def repair_replayed_snapshots(pipeline: dlt.Pipeline) -> list[str]:
