@@ -23,7 +23,7 @@ import json
 import math
 from pathlib import Path
 
-from common import PYTHON, ROOT, TOKEN, measure, pipeline_env, refdomains, workdir
+from common import PYTHON, ROOT, TOKEN, measure, pipeline_env, refdomains, table, workdir
 
 from serpstat_refdomains.emulator import SerpstatEmulator
 
@@ -109,10 +109,40 @@ def run(rate: float = 10.0, one_rps: bool = False) -> dict:
                     "target": domain, "ours_requests": mine["requests"] + mine["other_requests"],
                     "ours_throttled": mine["throttled"], "ours_s": mine["seconds"], "ours_span_s": mine["span_s"],
                     "peer_requests": theirs["requests"], "peer_throttled": theirs["throttled"],
-                    "peer_s": theirs["seconds"], "peer_span_s": theirs["span_s"], "peer_failed": theirs["failed"]})
+                    "peer_s": theirs["seconds"], "peer_span_s": theirs["span_s"], "peer_rows": theirs["rows"],
+                    "peer_failed": theirs["failed"]})
     for r in results["ours"]:
         r.pop("folder", None)
     return results
+
+
+def markdown(results: dict) -> str:
+    """The figures as bench/README.md shows them."""
+    rate = results["rate"]
+    peers = {p["target"]: p for p in results["peer"]}
+    rows = []
+    for o in results["ours"]:
+        p = peers.get(o["target"])
+        rows.append((
+            o["target"], f"{o['rows']:,}", o["pages"],
+            f"{o['requests']} (+{o['other_requests']})", o["requests_bar"], "yes" if o["requests_ok"] else "**no**",
+            f"{o['credits']:,}", f"{o['credits_bar']:,.0f}", "yes" if o["credits_ok"] else "**no**",
+            f"{o['at_1_rps_s']:.0f} s", f"{o[f'at_{rate:g}_rps_s']:.1f} s", f"{o['requests_span_s']:.1f} s",
+            f"{p['requests']}" if p else "", f"{p['credits']:,}" if p else "", f"{p['loaded']:,}" if p else "",
+            f"{p['at_1_rps_s']:.0f} s" if p else "", f"{p['requests_span_s']:.1f} s" if p else "",
+        ))
+    header = ("target", "rows", "pages", "ours requests (+getStats)", "bar", "ok", "ours credits", "bar", "ok",
+              "ours at 1/s", f"ours at {rate:g}/s", f"ours measured at {rate:g}/s", "peer requests", "peer credits",
+              "peer rows loaded", "peer at 1/s", f"peer measured at {rate:g}/s")
+    text = table(rows, header)
+    if results["one_rps"]:
+        one = [(r["target"], r["ours_requests"], r["ours_throttled"], f"{r['ours_span_s']:.1f} s",
+                r["peer_requests"], r["peer_throttled"], f"{r['peer_span_s']:.1f} s", f"{r.get('peer_rows', 0):,}")
+               for r in results["one_rps"]]
+        text += "\n\nMeasured at 1 request/s:\n\n" + table(one, (
+            "target", "ours requests", "ours throttled", "ours measured", "peer requests", "peer throttled",
+            "peer measured", "peer rows loaded"))
+    return text
 
 
 if __name__ == "__main__":
@@ -120,4 +150,6 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--one-rps", action="store_true")
     args = parser.parse_args()
-    print(json.dumps(run(args.rate, args.one_rps), indent=2, default=str))
+    found = run(args.rate, args.one_rps)
+    print(json.dumps(found, indent=2, default=str))
+    print(markdown(found))
