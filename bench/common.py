@@ -24,6 +24,7 @@ class Measured:
     seconds: float
     peak_rss_mb: float
     stdout: str
+    cpu_seconds: float = 0.0  # user + system CPU of the measured process and its children
 
 
 def measure(argv: list[str], env: dict[str, str] | None = None, cwd: str | Path | None = None) -> Measured:
@@ -33,15 +34,16 @@ def measure(argv: list[str], env: dict[str, str] | None = None, cwd: str | Path 
         "t = time.perf_counter()\n"
         "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "elapsed = time.perf_counter() - t\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps({'rc': done.returncode, 's': elapsed, 'rss': peak,\n"
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime\n"
+        "print(json.dumps({'rc': done.returncode, 's': elapsed, 'rss': peak, 'cpu': cpu,\n"
         "                  'out': done.stdout, 'err': done.stderr}))\n"
     )
     done = subprocess.run([PYTHON, "-c", probe, *argv], capture_output=True, text=True, env=env, cwd=cwd)
     result = json.loads(done.stdout)
     if result["rc"] != 0:
         raise RuntimeError(f"{argv[:4]} failed ({result['rc']}): {result['err'][-2000:]}")
-    return Measured(result["s"], result["rss"], result["out"])
+    return Measured(result["s"], result["rss"], result["out"], result["cpu"])
 
 
 def pipeline_env(workdir: Path, url: str, domains: list[str], **extra: str) -> dict[str, str]:

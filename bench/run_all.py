@@ -13,8 +13,10 @@ import duckdb_share
 import history
 import memory
 import models_build
+import partition_churn
 import postgres_load
 import rate_limit
+import request_counts
 import throughput
 from common import machine, table
 
@@ -33,6 +35,24 @@ def main() -> None:
              f"ours = {t['vs_floor']:.0%} (target >= 50%)"),
             (f"emulator serving ({size})", f"{t['emulator_rows_s']:,.0f} rows/s", "pre-rendered pages"),
         ]
+    t = throughput.run(6, per_target=50_000)
+    rows.append(("issue 26: throughput 300k rows, 6 targets", f"ours {t['ours_rows_s']:,.0f} / peer "
+                 f"{t['peer_rows_s']:,.0f} rows/s", f"ours = {t['vs_peer']:.1f}x the peer (bar >= 3x); CPU "
+                 f"{t['ours_cpu_s']:.1f} s vs {t['peer_cpu_s']:.1f} s"))
+    q = request_counts.run()
+    peers = {p["target"]: p for p in q["peer"]}
+    for o in q["ours"]:
+        p = peers.get(o["target"])
+        rows.append((f"issue 26: requests, {o['target']}", f"{o['requests']} req / {o['credits']:,} credits",
+                     f"bar {o['requests_bar']} req / {o['credits_bar']:,.0f} credits; {o['pages']} pages; "
+                     f"{o['at_1_rps_s']:.0f} s at 1/s"
+                     + (f"; peer {p['requests']} req, {p['loaded']:,} rows loaded" if p else "")))
+    c26 = partition_churn.run(trials=4, rates=(0.3,))
+    for rate, v in c26["rates"].items():
+        rows.append((f"issue 26: churn in 1 of ~40 partitions, p={rate}",
+                     f"{v['incomplete']}/{c26['trials']} incomplete",
+                     f"{v['credits_per_complete']:,.0f} credits per complete snapshot ({c26['rows']:,} rows); "
+                     f"other leaves re-read: {max(v['other_extra_credits'])} credits; rerun {v['rerun_credits']}"))
     d = duckdb_share.run()
     rows.append(("DuckDB alone: parquet -> staging -> merge", f"{d['us_per_row']:.1f} us/row",
                  f"{d['rows']:,} rows (copy alone {d['copy_us_per_row']:.1f} us/row); "

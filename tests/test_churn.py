@@ -480,3 +480,38 @@ def test_a_rank_changing_between_the_tails_two_ends_is_one_donor(tmp_path, emula
     row, loaded = ledger(tmp_path, target), set(loaded_domains(tmp_path, target))
     assert row["status"] == "incomplete", f"complete without {sorted({normalize_domain(n) for n in names} - loaded)}"
     assert normalize_domain("bü10.de") in loaded and loaded.isdisjoint({normalize_domain("ö00.de")})
+
+
+def test_a_tail_beside_a_partition_given_up_is_not_read(emulator):
+    """A leaf that changes on every read is given up after PARTITION_ATTEMPTS reads: the snapshot
+    is incomplete whatever else is read. The tail of the same parent is counted as the parent's
+    count less its extensions' rows, so the rows of the leaf given up count as the tail's: read,
+    it fails too, on every attempt, after paying for a leaf's rows from both ends each time (a
+    third of the result in bench/partition_churn.py). It must be left unread."""
+    from serpstat_refdomains.constants import DEFAULT_SEARCH_TYPE
+    from serpstat_refdomains.paging import PARTITION_ATTEMPTS, SnapshotFetcher
+    from serpstat_refdomains.spec import SnapshotSpec
+    from serpstat_refdomains.targets import Target
+
+    emulator.api.depth_cap = 300
+    emulator.set_profile("givenup.com", 1000)
+    answer = emulator.api._get_ref_domains
+
+    def short_on_c(params, fired, entry):  # every page of the leaf `c` (not its count) comes back a row short
+        leaf_c = params["size"] > 1 and any(c.get("field") == "domain_from" and c.get("value") == ["c"]
+                                            for group in params.get("complexFilter") or [] for c in group)
+        return answer(params, [*fired, Fault("short_page", count=1)] if leaf_c else fired, entry)
+
+    emulator.api._get_ref_domains = short_on_c
+    spec = SnapshotSpec(Target("givenup.com", DEFAULT_SEARCH_TYPE), "full", DAY, None, "", page_size=100)
+    with fast_client(emulator) as client:
+        fetcher = SnapshotFetcher(client, spec, depth_cap=300)
+        loaded = sum(table.num_rows for table in fetcher.tables())
+    assert fetcher.stats.status == "incomplete"
+    requests = ref_requests(emulator, "givenup.com")
+    on_c = [e for e in requests if any(c.get("value") == ["c"] for g in e.complex_filter or [] for c in g)]
+    unfiltered = [e for e in requests if not any(c.get("field") == "domain_from"
+                                                 for g in e.complex_filter or [] for c in g)]
+    assert len([e for e in on_c if e.size == 1]) == PARTITION_ATTEMPTS, "the leaf was read, and given up"
+    assert len(unfiltered) == 1, "only the first count of the whole: the root's tail is not read"
+    assert 0 < loaded < 1000

@@ -78,10 +78,16 @@ class SnapshotFetcher:
         stats = self.stats
         unstable: str | None = None
         leaves: dict[Partition, int] = {}  # read partitions and their rows when read, in reading order
+        given_up: list[Partition] = []
         # (partition, attempt, its rows last time if known)
         stack: list[tuple[Partition, int, int | None]] = list(reversed(self._planned()))
         while stack:
             part, attempt, expected = stack.pop()
+            if part.tail and any(part.covers(other) for other in given_up):
+                # its count is the parent's less the leaves read: the rows of a leaf given up
+                # would count as its own, and every read of it would fail, paid from both ends
+                logger.info("%s: %s not read: a partition beside it was given up", self.spec.key, part)
+                continue
             outcome = self._fetch(part, expected, leaves)
             if isinstance(outcome, Split):
                 stack.extend((child, 1, None) for child in reversed(part.split()))
@@ -93,6 +99,7 @@ class SnapshotFetcher:
                     # the first is the cause: a tail that could not be read leaves its names in
                     # the count of every tail above it, which then fails too
                     unstable = unstable or outcome.what
+                    given_up.append(part)
             else:
                 leaves[part] = outcome.total
                 yield from self._convert(outcome.rows)
