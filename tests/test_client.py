@@ -173,6 +173,25 @@ def test_emulator_rate_limit_is_respected_by_the_client(emulator):
     assert [e.outcome for e in emulator.log].count("error:429") == 0
 
 
+def test_a_rate_limit_answer_slows_the_pace_a_little_and_never_below_the_floor(emulator):
+    """At 1 request/s against a server allowing no burst, requests leaving exactly a second apart
+    arrived a few ms early and a third of them were refused, each costing a retry wait: 37 s for
+    a 24-request pull. A refusal now stretches the interval by 3%, at most to 125%."""
+    emulator.set_profile("example.com", 10)
+    emulator.faults.add(Fault("http_429", times=1, retry_after=0))
+    with fast_client(emulator, requests_per_second=20) as client:
+        client.get_ref_domains("example.com", size=1)
+        assert client.limiter.interval == pytest.approx(0.05 * 1.03)
+        client.get_ref_domains("example.com", size=1)  # no refusal: the pace holds
+        assert client.limiter.interval == pytest.approx(0.05 * 1.03)
+        for _ in range(20):
+            client.limiter.slow_down()
+        assert client.limiter.interval == pytest.approx(0.05 * 1.25)
+    with fast_client(emulator, requests_per_second=None) as unpaced:
+        unpaced.limiter.slow_down()
+        assert unpaced.limiter.interval == 0.0
+
+
 def test_token_never_leaks_into_logs_exceptions_or_reprs(emulator, caplog):
     caplog.set_level(logging.DEBUG)
     emulator.faults.add(Fault("drop", times=2), Fault("http_error", status=502, times=1),

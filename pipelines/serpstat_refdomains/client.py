@@ -97,12 +97,26 @@ class RateLimiter:
 
     Slots are handed out under a lock and slept on outside it, so N threads together never
     exceed the rate and a slow response does not hold up the next request's slot.
+
+    Requests leave exactly one interval apart but arrive a little closer or further (the network
+    varies): a server that allows no burst then refuses the early ones, and each refusal costs a
+    retry wait. `slow_down` (called on every rate-limit answer) stretches the interval by
+    SLOW_DOWN, up to MAX_STRETCH of the configured one, so a run that was refused paces just under
+    the limit from then on, and one that never was keeps the full rate.
     """
+
+    SLOW_DOWN = 1.03
+    MAX_STRETCH = 1.25
 
     def __init__(self, rate: float | None) -> None:
         self.interval = 1.0 / rate if rate and rate > 0 else 0.0
+        self._longest = self.interval * self.MAX_STRETCH
         self._next = 0.0
         self._lock = threading.Lock()
+
+    def slow_down(self) -> None:
+        with self._lock:
+            self.interval = min(self.interval * self.SLOW_DOWN, self._longest)
 
     def acquire(self) -> None:
         if not self.interval:
@@ -348,6 +362,8 @@ class SerpstatClient:
         with self._lock:
             self.retries += 1
         error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimitError):
+            self.limiter.slow_down()
         logger.info("Serpstat call failed (%s); retry %d in %.1fs", error, state.attempt_number,
                     state.next_action.sleep if state.next_action else 0.0)
 
