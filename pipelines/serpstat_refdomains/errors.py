@@ -1,4 +1,5 @@
-"""Every error this package raises, under one root, and how to read one out of dlt's wrappers.
+"""Every error this package raises, under one root, and how to read one out of dlt's wrappers
+(four are defined where they are raised, as marked).
 
 Catch `RefdomainsError` for all of them, or a branch for what you care about:
 
@@ -6,12 +7,16 @@ Catch `RefdomainsError` for all of them, or a branch for what you care about:
     ├── UsageError            a command-line flag or argument is wrong          (exit 2)
     ├── ConfigError           the configuration is wrong or incomplete          (exit 2)
     ├── ConcurrentRunError    another run holds the destination dataset         (exit 2)
-    ├── ServiceUnavailable      Serpstat or the destination cannot be reached     (exit 1)
+    ├── ServiceUnavailable    Serpstat or the destination cannot be reached     (exit 1)
+    │   └── LockLost          this run no longer holds the dataset (run_lock.py)
     ├── InvalidDomain         a name that cannot be a domain
     ├── BudgetExhausted       the run's credit budget cannot cover a request
     ├── SnapshotNotCommitted  a fetch whose result must not replace what is loaded
     ├── ModelGraphError       the SQL models cannot be built as written
     ├── ModelTestFailed       a model's data test found rows that break it; the build was undone
+    ├── DeliveryFailed        an alert channel did not take a message (alert_channels.py)
+    ├── NoOverlapPlan         no page window can prove a seam (windows.py)
+    ├── DepthCapped           a page beyond the depth cap: where to split (pages.py)
     └── SerpstatError         the Serpstat API or the way to it (code and message as sent)
         ├── AuthenticationError, CreditsExhaustedError, InvalidRequestError, EndpointError
         ├── DepthCapError, EmptyResult

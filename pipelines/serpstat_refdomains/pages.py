@@ -20,7 +20,7 @@ from typing import Any
 from .budget import Budget
 from .client import RefDomainsPage, SerpstatClient
 from .concurrency import in_order
-from .errors import DepthCapError, SerpstatError
+from .errors import DepthCapError, RefdomainsError, SerpstatError
 from .partitions import Partition
 from .spec import FetchStats, SnapshotSpec
 from .windows import MIN_WINDOW, Window, merge_pages, plan_windows, seam_holds, window_rows
@@ -51,8 +51,9 @@ class Unstable:
     what: str
 
 
-class DepthCapped(Exception):
-    """Serpstat refused a page as beyond its depth cap; `offset` is where that page starts."""
+class DepthCapped(RefdomainsError):
+    """Serpstat refused a page as beyond its depth cap; `offset` is where that page starts. A
+    signal to the partition walker (paging.py), which splits the result there."""
 
     def __init__(self, offset: int) -> None:
         super().__init__(f"depth cap at offset {offset}")

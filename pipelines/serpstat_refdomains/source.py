@@ -43,8 +43,8 @@ REF_DOMAINS_PRIMARY_KEY = (SNAPSHOT_KEY, "ref_domain")
 # Table hints travel with the items: one resource writes both tables, and hints set on the
 # resource itself would give the ledger the rows' primary key columns too.
 # With the primary key, dlt's delete-insert joins the whole table on (key AND domain) OR key and
-# numbers staging rows: the largest cost of a load, growing with the history (0.35 s a snapshot
-# at 1M rows). `refdomains run` therefore merges on the key alone and repairs the one case the
+# numbers staging rows: the largest cost of a load, and it grows with the history. `refdomains
+# run` therefore merges on the key alone and repairs the one case the
 # primary key guards against, a replayed job, where it can happen: when it finishes an
 # interrupted load (recovery.repair_replayed_snapshots). The plain source keeps the primary key.
 REF_DOMAINS_HINTS = dlt.mark.make_hints(
@@ -54,10 +54,9 @@ REF_DOMAINS_HINTS = dlt.mark.make_hints(
 # staging table has statistics, guesses that half the history matches, and scans all of it for
 # every snapshot: a weekly run got slower with every week of history. The same delete written as
 # `= ANY (ARRAY(subquery))` reads the staging keys once (an InitPlan) and then the snapshot_key
-# index (warehouse.ensure_snapshot_key_index): 0.39 s instead of 2.7 s when a 54k-row snapshot
-# replaces its rows in 5.4M, ~10 ms instead of ~0.7 s for a new snapshot. DuckDB runs the same
-# condition as a filter on the key column (0.12 s instead of 0.48 s at 5.4M rows). dlt accepts it
-# as the merge's destination scope; other destinations keep the merge key.
+# index (warehouse.ensure_snapshot_key_index), whatever the history's size; DuckDB runs the same
+# condition as a filter on the key column. dlt accepts it as the merge's destination scope; other
+# destinations keep the merge key (bench/README.md has the figures).
 SCOPED_WRITE_DISPOSITION: TDeleteInsertStrategyDict = {
     **WRITE_DISPOSITION,
     "destination_scope": f"{SNAPSHOT_KEY} = ANY (ARRAY(SELECT DISTINCT {SNAPSHOT_KEY} FROM {{staging_table}}))",

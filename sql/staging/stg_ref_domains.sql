@@ -31,9 +31,9 @@ snapshot_rows as (
         loaded_rows.domain_rank,
         loaded_rows.ref_pages
     -- The names first, then the readable snapshots. Within a build's transaction DuckDB has no
-    -- statistics for the tables the build has just made: joined the other way round it took
-    -- ref_domains joined to stg_snapshots for the small side and built a hash table of the whole
-    -- history to look names up in, for every weekly build (bench/README.md).
+    -- statistics for the tables the build has just made: joined the other way round it takes
+    -- ref_domains joined to stg_snapshots for the small side and builds a hash table of the
+    -- whole history to look names up in.
     -- The kind and date are the loaded rows' own (the ledger's, under the same key), so a filter
     -- on them reaches the scan of ref_domains.
     from loaded_rows
