@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK_VENV := .venv-lock
 LOCK_TOOLS := pip==26.3 pip-tools==7.6.2
 
-.PHONY: install test e2e lint docs demo bench chaos lock clean
+.PHONY: install test e2e engines lint docs demo bench chaos lock clean
 
 # The lock pins the test and lint extras too, so this one install brings pytest, ruff and mypy.
 $(STAMP): requirements.lock pyproject.toml
@@ -28,6 +28,20 @@ test: $(STAMP)
 # so `make test` leaves it out. Needs PyPI; PostgreSQL for the workflow and Airflow parts.
 e2e: $(STAMP)
 	$(BIN)/python -m pytest -q -m e2e tests/test_e2e_install.py
+
+# The models executed on other engines than the destinations' own (tests/test_engines_*.py):
+# Spark SQL on a local Spark. pyspark is pinned here, not in the lock: it is 400 MB that only
+# this target needs, installed into .venv beside the lock's packages (its one dependency, py4j,
+# comes with it). Needs Java 17 (Debian: openjdk-17-jre-headless; .ci/run installs it).
+ENGINES_TOOLS := pyspark==4.3.0
+ENGINES_STAMP := $(VENV)/.engines-installed
+
+$(ENGINES_STAMP): $(STAMP) Makefile
+	$(BIN)/python -m pip install --quiet $(ENGINES_TOOLS)
+	touch $@
+
+engines: $(ENGINES_STAMP)
+	REFDOMAINS_REQUIRE_SPARK=1 $(BIN)/python -m pytest -q -s -m engines tests/test_engines_spark.py
 
 # Ruff (style, imports, likely bugs) over all the Python; mypy over the package ([tool.mypy]);
 # import-linter holds the package's imports to one direction (.importlinter).
