@@ -261,8 +261,10 @@ def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
 # information_schema keeps names as the warehouse stores them: dlt folds identifiers to lower case
 # on DuckDB and PostgreSQL and to upper case on Snowflake, so every lookup folds the same way.
 def stored_name(client: Any, name: str) -> str:
-    """`name` (a dataset, table or column) as the destination stores it."""
-    return client.capabilities.casefold_identifier(name)
+    """`name` (a dataset, table or column) as the destination stores it; as it is for a client
+    without dlt's capabilities (the models' runner also takes a plain DB-API-like client)."""
+    capabilities = getattr(client, "capabilities", None)
+    return capabilities.casefold_identifier(name) if capabilities is not None else name
 
 
 def table_type(client: Any, table: str) -> str | None:
