@@ -21,8 +21,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
+# Two processes (pytest-xdist), each taking whole test files, so a module's fixtures (a loaded
+# history, the demo) are built once: most tests wait on HTTP, subprocesses or PostgreSQL, so two
+# keep both cores busy. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # A new user's install from the built wheel, in fresh venvs (tests/test_e2e_install.py): minutes,
 # so `make test` leaves it out. Needs PyPI; PostgreSQL for the workflow and Airflow parts.
@@ -76,8 +80,17 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# The long randomized runs: fault sequences with SIGKILL, page seams at every total up to the
+# depth cap, random histories against the models' oracle. `make test` runs the same tests with a
+# few examples each; these counts are what `make chaos` adds (CI passes smaller ones to fit).
+CHAOS_EXAMPLES ?= 200
+SEAM_EXAMPLES ?= 50000
+WINDOWS_TOTAL_STEP ?= 1
+MODEL_SEEDS ?= 24
 chaos: $(STAMP)
-	CHAOS_EXAMPLES=200 SEAM_EXAMPLES=50000 WINDOWS_TOTAL_STEP=1 $(BIN)/python -m pytest -q -s tests/test_chaos.py tests/test_windows.py
+	CHAOS_EXAMPLES=$(CHAOS_EXAMPLES) SEAM_EXAMPLES=$(SEAM_EXAMPLES) WINDOWS_TOTAL_STEP=$(WINDOWS_TOTAL_STEP) \
+		MODEL_SEEDS=$(MODEL_SEEDS) $(BIN)/python -m pytest -q -s tests/test_chaos.py tests/test_windows.py \
+		tests/test_model_rewrite.py
 
 # Rewrites requirements.lock with a hash for every file of every pinned release. pip-compile keeps
 # the versions already in the lock (nothing upgrades by accident); to move one on purpose:

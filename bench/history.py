@@ -146,11 +146,12 @@ def paged_cost(total: int, page_size: int) -> int:
 def minimum_credits(emulator: SerpstatEmulator, targets: list[Target], day: dt.date,
                     page_size: int) -> dict[str, tuple[int, int]]:
     """Per target: (rows the API returns, credits at the minimum if unpartitioned), from the
-    emulator's truth for the day: a full snapshot and a last_week pull."""
+    emulator's truth for the day: its full snapshot (a run pulls no last_week on a full snapshot's
+    day, the full one holding every donor it would list)."""
     minimum = {}
     for target in targets:
-        counts = [len(emulator.graph.truth(target.domain, day, last_week=last_week)) for last_week in (False, True)]
-        minimum[target.domain] = (sum(counts), sum(paged_cost(count, page_size) for count in counts))
+        count = len(emulator.graph.truth(target.domain, day))
+        minimum[target.domain] = (count, paged_cost(count, page_size))
     return minimum
 
 

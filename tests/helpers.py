@@ -205,7 +205,10 @@ def run_main(workdir: Path, env: dict[str, str], *args: str,
                 stack.enter_context(on(day))
             stack.enter_context(contextlib.redirect_stdout(stdout))
             stack.enter_context(contextlib.redirect_stderr(stderr))
-            code = main(list(args))
+            try:
+                code = main(list(args))
+            except SystemExit as done:  # argparse's own refusals exit as a process would
+                code = done.code if isinstance(done.code, int) else 1
     finally:
         os.chdir(cwd)
         os.environ.clear()

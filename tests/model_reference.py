@@ -1,4 +1,4 @@
-"""The models' meaning written in Python: README's Models section applied to the truth (the donors
+"""The models' meaning written in Python: docs/data.md's Models rules applied to the truth (the donors
 of each day, or the rows of each loaded snapshot), never computed by the models themselves. The
 one oracle every test of the models' rows compares against: the golden and chaos replays through
 the emulator, and the random histories of tests/test_model_rewrite.py."""
@@ -98,7 +98,7 @@ Snapshots = list[tuple[dt.date, dict[str, Any]]]
 
 def reference(fulls: Snapshots, pulls: Snapshots, target: str, search_type: str = "domain_with_subdomains",
               registrable: Callable[[str], str] = registrable_domain) -> tuple[set[NewRow], set[LostRow]]:
-    """README's Models rules over the truth sets of the readable snapshots of one series."""
+    """docs/data.md's Models rules over the truth sets of the readable snapshots of one series."""
     fulls = sorted(fulls, key=lambda f: f[0])
     candidates: dict[tuple[str, int | None], list[Candidate]] = {}
     for i in range(1, len(fulls)):
@@ -192,7 +192,7 @@ class Loaded(NamedTuple):
 
 
 def readable(snapshot: Loaded) -> bool:
-    """README: only complete snapshots whose rows agree with the ledger are read (as many as
+    """docs/data.md: only complete snapshots whose rows agree with the ledger are read (as many as
     rows_loaded, all of the pull it describes); a full snapshot that rejected a row is not."""
     stamps = [pulled for *_, pulled in snapshot.rows if pulled is not None]
     return (snapshot.status == "complete" and not (snapshot.snapshot_kind == "full" and snapshot.rows_rejected)

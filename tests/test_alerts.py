@@ -1,4 +1,4 @@
-"""Change alerts (README: Alerts) delivered to a local HTTP receiver on 127.0.0.1 that records
+"""Change alerts (docs/reporting.md, "Alerts") delivered to a local HTTP receiver on 127.0.0.1 that records
 what arrives, in Slack's format (dlt's `send_slack_message`) and the generic JSON webhook's.
 
 Exactly once is checked at the receiver: the webhook's `event_ids` over every message, and Slack's
@@ -94,7 +94,7 @@ def alert_settings(receiver: Receiver, **extra) -> dict:
 
 
 def expected_events(workdir: Path | None, min_rank: int = 0, pg_dataset: str | None = None) -> set[tuple]:
-    """README's alert events, straight from the models (DuckDB in `workdir`, or a PostgreSQL
+    """docs/reporting.md's alert events, straight from the models (DuckDB in `workdir`, or a PostgreSQL
     dataset): confirmed losses and new or returning domains of the tracked domain with rank >=
     min_rank, and gap openings still open."""
     def rows(sql: str, params: list) -> set[tuple]:

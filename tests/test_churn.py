@@ -159,8 +159,9 @@ def test_a_complete_snapshot_under_churn_is_one_instant_of_the_index(churn_emula
     assert verdict.duplicates == 0
     if verdict.status != "complete":
         return
-    # The residual case (README, Reliability): two donors whose domain_rank changed in opposite
-    # directions across a partition boundary while it was paged; counted, not hidden.
+    # The residual case of partitions cut by rank (docs/design.md, "Partitions over the depth cap"):
+    # two donors whose domain_rank changed in opposite directions across a partition boundary while
+    # it was paged; counted, not hidden.
     if verdict.missed and verdict.missed_moved:
         FINDINGS["residual: missed a donor that changed rank partition"] += 1
         return

@@ -126,7 +126,9 @@ def test_report_usage_errors(loaded, flags, fragment):
 
 def test_status_shows_latest_snapshots_credits_and_balance(loaded):
     workdir, env = loaded
-    done = run_main(workdir, env, "status", day=WEEKS[-1])  # "this month" is the month of the runs
+    # on the day of the latest run (a snapshot dated after the clock's today is marked future);
+    # "this month" is the month of the runs
+    done = run_main(workdir, env, "status", day=MIDWEEK)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["target_domain", "search_type", "snapshot_kind", "snapshot_date", "status",
@@ -397,3 +399,42 @@ def test_html_report_lays_out_in_headless_chromium(demo, tmp_path, width):
     assert check["links"] and all(href.startswith("https://") for href in check["links"])
     # the whole page, every table folded, is a few screens at a desktop's width
     assert width < 400 or check["height"] < 9000
+
+
+def test_dashboard_opens_dlt_on_this_projects_pipeline_and_database(loaded):
+    """`refdomains dashboard` is dlt's dashboard on the pipeline `run` loads with here: the
+    project's working folder and its DuckDB file (an attached pipeline would look elsewhere).
+    `--print` gives the dlt command; the same folder and environment, in a process started in the
+    project folder as the dashboard's is, list the marts with their descriptions and read their rows."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    workdir, env = loaded
+    done = run_cli(workdir, env, "dashboard", "--print")
+    assert done.returncode == 0, done.stderr
+    assignment, *command = shlex.split(done.stdout)
+    key, database = assignment.split("=", 1)
+    assert (key, database) == ("DESTINATION__DUCKDB__CREDENTIALS", str(workdir / "serpstat_refdomains.duckdb"))
+    assert command[:3] == ["dlt", "pipeline", "--pipelines-dir"] and command[4:] == ["serpstat_refdomains", "show"]
+    pipelines_dir = command[3]
+    marts = ["new_ref_domains", "lost_ref_domains", "ref_domain_changes", "ref_domains_weekly", "ref_domains_current",
+             "link_gap", "link_gap_changes"]
+    shown = subprocess.run(
+        [sys.executable, "-c", "import json, sys, dlt; "
+         "p = dlt.attach('serpstat_refdomains', pipelines_dir=sys.argv[1]); "
+         "listed = {t['name']: t.get('description') for t in p.default_schema.data_tables(seen_data_only=True)}; "
+         "rows = {n: p.dataset()(f'SELECT count(*) FROM {n}').fetchall()[0][0] for n in sys.argv[2:]}; "
+         "print(json.dumps([listed, rows]))", pipelines_dir, *marts],
+        cwd=workdir, env={**env, key: database}, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    listed, rows = json.loads(shown.stdout)
+    from serpstat_refdomains.models import catalog
+    assert {name: listed.get(name) for name in marts} == {name: catalog()[name].description for name in marts}
+    assert rows == {name: db(workdir, f"SELECT count(*) FROM serpstat.{name}")[0][0] for name in marts}
+    assert rows["new_ref_domains"] > 0
+    # the dashboard itself needs the dashboard extra, which the test environment lacks
+    if not (Path(sys.executable).parent / "marimo").exists():
+        missing = run_cli(workdir, env, "dashboard")
+        assert missing.returncode == 2 and "pip install 'serpstat-refdomains[dashboard]'" in missing.stderr
+        assert len(missing.stderr.strip().splitlines()) == 1

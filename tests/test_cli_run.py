@@ -9,7 +9,7 @@ import duckdb
 
 from serpstat_refdomains.emulator import Fault
 from serpstat_refdomains.progress import Progress
-from tests.helpers import TODAY, TOKEN, cli_env, ref_requests, run_cli, run_pipeline
+from tests.helpers import TODAY, TOKEN, cli_env, ref_requests, run_cli, run_main, run_pipeline
 
 
 def test_run_prints_a_table_and_exit_code_1_on_failure(tmp_path, today_emulator):
@@ -29,7 +29,7 @@ def test_run_prints_a_table_and_exit_code_1_on_failure(tmp_path, today_emulator)
 
 def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, emulator):
     cases = [
-        ({"SOURCES__SERPSTAT__API_TOKEN": ""}, [], "token is missing"),
+        ({"SOURCES__SERPSTAT__API_TOKEN": ""}, [], "SOURCES__SERPSTAT__API_TOKEN is set but empty"),
         ({"SOURCES__SERPSTAT__API_TOKEN": "wrong-token"}, [], "Invalid token!"),
         ({"SOURCES__SERPSTAT__DOMAINS": '["https://example.com/page"]'}, [], "is a URL"),
         ({"SOURCES__SERPSTAT__DOMAINS": '["my site.com"]'}, [], "not a domain"),
@@ -46,7 +46,7 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, emulator):
     ]
     for extra, flags, fragment in cases:
         env = cli_env(tmp_path, emulator, '["example.com"]', **extra)
-        done = run_cli(tmp_path, env, "run", *flags)
+        done = run_main(tmp_path, env, "run", *flags)
         assert done.returncode == 2, (fragment, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], (fragment, done.stderr)

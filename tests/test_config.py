@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from serpstat_refdomains.config import ConfigError, SerpstatConfiguration, build_settings
-from tests.helpers import DAY, TOKEN, cli_env, run_cli, run_main
+from tests.helpers import DAY, TOKEN, cli_env, ref_requests, run_cli, run_main
 
 DOMAIN_EXAMPLE = 'write domains = ["example.com"]'
 FILTER_EXAMPLE = '[[{"field": "domain_rank", "compareType": "gte", "value": [10]}]]'
@@ -221,8 +221,8 @@ def test_read_only_commands_work_with_no_domains_configured(tmp_path, emulator):
 
 @pytest.mark.parametrize("command, extra, line", [
     (["run"], {"SOURCES__SERPSTAT__API_TOKEN": ""},
-     "Serpstat API token is missing: set api_token under [sources.serpstat] in .dlt/secrets.toml or "
-     "SOURCES__SERPSTAT__API_TOKEN"),
+     "environment variable SOURCES__SERPSTAT__API_TOKEN is set but empty, which dlt takes as its value (and would "
+     "override the files): unset it, or give it a value"),
     (["run"], {"SOURCES__SERPSTAT__PAGE_SIZE": "ten"}, "configuration could not be read (Configured value for field "
      "`page_size` cannot be coerced into type `<class 'int'>`): check .dlt/config.toml and SOURCES__SERPSTAT__* "
      "variables"),
@@ -235,7 +235,7 @@ def test_read_only_commands_work_with_no_domains_configured(tmp_path, emulator):
 ])
 def test_validation_errors_on_the_command_line_are_the_same_line_and_exit_2(tmp_path, emulator, command, extra,
                                                                              line):
-    done = run_cli(tmp_path, cli_env(tmp_path, emulator, "a.com", **extra), *command)
+    done = run_main(tmp_path, cli_env(tmp_path, emulator, "a.com", **extra), *command)
     assert (done.returncode, done.stderr, done.stdout) == (2, f"error: {line}\n", "")
     assert list(tmp_path.iterdir()) == []
 
@@ -265,7 +265,7 @@ def test_a_misspelt_setting_or_a_broken_file_is_refused_before_anything_is_fetch
         name, value = written.split("=", 1)
         env[name] = value
     for command in (["run"], ["report"], ["status"]):
-        done = run_cli(tmp_path, env, *command)
+        done = run_main(tmp_path, env, *command)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (command, done.stderr)
     assert not any(e.method.endswith("getRefDomains") for e in emulator.log)
@@ -300,3 +300,81 @@ def test_a_warehouse_that_refuses_connections_is_one_line_exit_1(tmp_path, emula
         line = done.stderr.strip()
         assert done.returncode == 1 and len(line.splitlines()) == 1 and "Traceback" not in line, (command, line)
         assert "destination 'postgres' at 127.0.0.1:9/test failed" in line and "accepts connections" in line
+
+
+# Each ran with no budget (or none at all) and spent ~1,500 credits, exit 0, where
+# max_credits_per_run = 10 meant skipped_budget: a name dlt does not read, close to one it does, or
+# an empty variable (CI's `${{ vars.X }}` when X is unset) overriding config.toml's value.
+BUDGET = "MAX_CREDITS_PER_RUN"
+NOT_READ = [
+    ({"SOURCE__SERPSTAT__" + BUDGET: "10"}, None,
+     f"unknown environment variable SOURCE__SERPSTAT__{BUDGET}: did you mean SOURCES__SERPSTAT__{BUDGET}?"),
+    ({"SOURCES_SERPSTAT__" + BUDGET: "10"}, None,
+     f"unknown environment variable SOURCES_SERPSTAT__{BUDGET}: did you mean SOURCES__SERPSTAT__{BUDGET}?"),
+    ({"SOURCES__SERPSTAT_" + BUDGET: "10"}, None,
+     f"unknown environment variable SOURCES__SERPSTAT_{BUDGET}: did you mean SOURCES__SERPSTAT__{BUDGET}?"),
+    ({"SOURCES__MAX_CREDIT_PER_RUN": "10"}, None,
+     f"unknown environment variable SOURCES__MAX_CREDIT_PER_RUN: did you mean SOURCES__{BUDGET}?"),
+    ({"SOURCES__SERPSTAT__" + BUDGET: ""}, "[sources.serpstat]\nmax_credits_per_run = 10\n",
+     f"environment variable SOURCES__SERPSTAT__{BUDGET} is set but empty, which dlt takes as its value (and would "
+     "override the files): unset it, or give it a value"),
+    ({"SOURCES__" + BUDGET: " "}, None, f"environment variable SOURCES__{BUDGET} is set but empty"),
+    ({}, "max_credit_per_run = 10\n",
+     "unknown top-level setting 'max_credit_per_run' in .dlt/config.toml: did you mean 'max_credits_per_run'"),
+    ({}, "[sources]\nmax_credit_per_run = 10\n",
+     "unknown setting 'max_credit_per_run' under [sources] in .dlt/config.toml: did you mean 'max_credits_per_run'?"),
+    ({}, "[source.serpstat]\nmax_credits_per_run = 10\n",
+     "unknown section [source.serpstat] in .dlt/config.toml: dlt does not read it; did you mean [sources.serpstat]?"),
+    ({}, "[sources.serpstats]\nmax_credits_per_run = 10\n",
+     "unknown section [sources.serpstats] in .dlt/config.toml: dlt does not read it; did you mean "
+     "[sources.serpstat]?"),
+    # dlt's own [runtime] setting: misspelt, Slack alerts went nowhere without a word
+    ({}, '[runtime]\nslack_incomming_hook = "https://hooks.slack.com/services/x"\n',
+     "unknown setting 'slack_incomming_hook' under [runtime] in .dlt/config.toml: did you mean "
+     "'slack_incoming_hook'? (dlt ignores it, so Slack alerts would go nowhere)"),
+    ({"RUNTIME__SLACK_INCOMING_HOK": "https://hooks.slack.com/services/x"}, None,
+     "unknown environment variable RUNTIME__SLACK_INCOMING_HOK: did you mean RUNTIME__SLACK_INCOMING_HOOK?"),
+]
+
+
+@pytest.mark.parametrize("variables, config_toml, message", NOT_READ,
+                         ids=[next(iter(v), None) or t.strip().replace("\n", " ") for v, t, _ in NOT_READ])
+def test_a_name_dlt_would_not_read_or_an_empty_variable_is_refused_before_anything_is_fetched(
+        tmp_path, emulator, variables, config_toml, message):
+    emulator.set_profile("budget.com", 1500)
+    if config_toml is not None:
+        (tmp_path / ".dlt").mkdir()
+        (tmp_path / ".dlt" / "config.toml").write_text(config_toml)
+    done = run_main(tmp_path, cli_env(tmp_path, emulator, "budget.com", **variables), "run", day=DAY)
+    lines = done.stderr.strip().splitlines()
+    assert (done.returncode, done.stdout, len(lines)) == (2, "", 1), done.stdout + done.stderr
+    assert lines[0].startswith(f"error: {message}"), lines[0]
+    assert ref_requests(emulator) == [], "nothing fetched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([".dlt"] if config_toml else []), "nothing written"
+
+
+@pytest.mark.parametrize("variables", [
+    {"SOURCES__" + BUDGET: "10"},  # names dlt reads for the source: they keep working
+    {BUDGET: "10"},
+    # other tools' and dlt's own names are left alone, even when they end like ours
+    {"GITHUB_API_URL": "https://api.github.com", "DOMAIN": "example.org", "RUNTIME__LOG_LEVEL": "WARNING",
+     "SOURCES__SQL_DATABASE__CREDENTIALS": "x", "SOURCES__SERPSTAT__" + BUDGET: "10"},
+])
+def test_the_names_dlt_reads_keep_the_budget_and_unrelated_names_pass(tmp_path, emulator, variables):
+    emulator.set_profile("budget.com", 1500)
+    done = run_main(tmp_path, cli_env(tmp_path, emulator, "budget.com", **variables), "run", "--kind", "full",
+                    "--no-models", day=DAY)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "skipped_budget" in done.stdout and "budget.com" in done.stdout, done.stdout
+
+
+def test_a_budget_at_the_top_level_of_config_toml_is_read_and_its_typo_in_the_environment_is_not(tmp_path,
+                                                                                                  emulator):
+    """dlt reads a source's setting at the top level of config.toml too (a fresh process: dlt reads
+    the files of the folder it starts in once)."""
+    emulator.set_profile("budget.com", 1500)
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text("max_credits_per_run = 10\n")
+    done = run_cli(tmp_path, cli_env(tmp_path, emulator, "budget.com"), "run", "--kind", "full", "--no-models",
+                   day=DAY)
+    assert done.returncode == 1 and "skipped_budget" in done.stdout, done.stdout + done.stderr

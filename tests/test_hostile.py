@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from serpstat_refdomains.emulator import Fault
-from tests.helpers import DAY, TOKEN, cli_env, ledger, query, run_cli, run_pipeline
+from tests.helpers import DAY, TOKEN, cli_env, ledger, query, run_cli, run_main, run_pipeline
 
 HOSTILE = {
     0: ("domain_from", "evil'); DROP TABLE serpstat.ref_domains; --.com", "domain contains spaces"),
@@ -151,7 +151,8 @@ def test_hostile_configuration_is_one_line_exit_2_and_writes_nothing(tmp_path, e
         env = cli_env(tmp_path, emulator, '["example.com"]', **extra)
         if extra.get("DESTINATION__POSTGRES__CREDENTIALS") == "":
             env.pop("DESTINATION__POSTGRES__CREDENTIALS")
-        done = run_cli(tmp_path, env, "run", *flags)
+        # in this process (cli.main): the exit-code wiring of a process is tested once, below
+        done = run_main(tmp_path, env, "run", *flags)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2, (extra, flags, done.stdout, done.stderr)
         assert len(lines) == 1 and fragment in lines[0], (fragment, done.stderr)

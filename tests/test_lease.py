@@ -4,6 +4,7 @@ second writer in, and never leaves a ledger that disagrees with its rows."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import random
@@ -14,11 +15,12 @@ import uuid
 
 import dlt
 import psycopg2
+import psycopg2.errors
 import pytest
 
 from serpstat_refdomains.constants import PIPELINE_NAME
 from serpstat_refdomains.errors import ConcurrentRunError
-from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost
+from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost, host_identity
 from serpstat_refdomains.warehouse import make_pipeline
 from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli
 
@@ -40,7 +42,8 @@ def database(name: str, *settings: str) -> str:
         with con.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if not cur.fetchone():
-                cur.execute(f"CREATE DATABASE {name}")
+                with contextlib.suppress(psycopg2.errors.DuplicateDatabase):  # another test process made it
+                    cur.execute(f"CREATE DATABASE {name}")
             for setting in settings:
                 cur.execute(f"ALTER DATABASE {name} SET {setting}")
     finally:
@@ -86,9 +89,10 @@ def test_a_run_longer_than_the_servers_idle_timeout_exits_0(tmp_path, today_emul
     """With idle_session_timeout = 2s, a run of several seconds used to load everything, build the
     models and exit 1 ("server closed the connection unexpectedly") on its idle lock session."""
     emulator = today_emulator
-    emulator.api.latency = 0.15
+    # 15 pages a target at 0.4 s each: over 6 s even when the two targets are fetched at once
+    emulator.api.latency = 0.4
     for name in ("slow-a.com", "slow-b.com"):
-        emulator.set_profile(name, 900)
+        emulator.set_profile(name, 1500)
     url, dataset = idle_database, f"idle_{uuid.uuid4().hex[:8]}"
     env = cli_env(tmp_path, emulator, "slow-a.com,slow-b.com", DESTINATION__POSTGRES__CREDENTIALS=url,
                   SOURCES__SERPSTAT__PAGE_SIZE="100")
@@ -118,6 +122,15 @@ def test_a_second_run_is_refused_while_the_lease_is_held_and_not_after(tmp_path,
     finally:
         lease.release()
     assert run_cli(tmp_path, env, "run", "--destination", "postgres", "--dataset-name", pg_dataset).returncode == 0
+    # a models rebuild replaces the tables a run's build writes: it waits its turn the same way
+    lease.acquire()
+    try:
+        done = run_cli(tmp_path, env, "models", "--destination", "postgres", "--dataset-name", pg_dataset)
+        assert done.returncode == 2 and "another refdomains run is loading into dataset" in done.stderr
+    finally:
+        lease.release()
+    done = run_cli(tmp_path, env, "models", "--destination", "postgres", "--dataset-name", pg_dataset)
+    assert done.returncode == 0 and done.stdout.startswith("built "), done.stdout + done.stderr
 
 
 def _lease_row(dataset: str, **values: object) -> None:
@@ -157,12 +170,47 @@ def test_an_expired_lease_or_a_dead_local_holder_is_taken_over_a_live_one_is_not
     taken = Lease(pipeline)
     taken.acquire()
     taken._stop.set()
-    # held by a process of this machine that is gone: taken at once
+    # held by a process of this machine and PID namespace that is gone: taken at once
     dead = _a_dead_pid()
-    _lease_row(pg_dataset, host=socket.gethostname(), pid=dead, renewed_at=dt.datetime.now(dt.UTC))
+    _lease_row(pg_dataset, host=host_identity(), pid=dead, renewed_at=dt.datetime.now(dt.UTC))
     again = Lease(pipeline)
     again.acquire()
     again.release()
+
+
+@pytest.mark.parametrize("holder", [
+    f"{socket.gethostname()} boot=00000000-another-machine pidns=4026531836",  # same name, another machine
+    f"{socket.gethostname()} boot=BOOT pidns=1",  # this machine, another container (PID namespace)
+    socket.gethostname(),  # a row with the hostname alone (an older version): nothing proven
+])
+def test_a_fresh_lease_of_the_same_hostname_but_another_machine_or_namespace_is_not_taken_over(
+        tmp_path, pg_dataset, holder):
+    """Two containers named alike (a fixed `hostname:`, `unshare -p`) took the lease from a live
+    run renewed 8 s earlier: its pid, dead here, was alive in its own namespace; both paid."""
+    pipeline = make_pipeline(dlt.destinations.postgres(PG_URL), pg_dataset, str(tmp_path / "p"))
+    first = Lease(pipeline)
+    first.acquire()
+    first._stop.set()
+    boot = host_identity().split("boot=", 1)[-1].split(" ", 1)[0]
+    dead = _a_dead_pid()
+    _lease_row(pg_dataset, host=holder.replace("BOOT", boot), pid=dead,
+               renewed_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=8))
+    with pytest.raises(ConcurrentRunError) as refused:
+        Lease(pipeline).acquire()
+    line = str(refused.value)
+    assert f"lease held by {socket.gethostname()} pid {dead} (same hostname, another machine" in line, line
+    # once it expires, it is taken
+    _lease_row(pg_dataset, renewed_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10))
+    taken = Lease(pipeline)
+    taken.acquire()
+    taken.release()
+
+
+def test_the_host_identity_tells_machines_and_pid_namespaces_apart():
+    identity = host_identity()
+    assert identity.split(" ")[0] == socket.gethostname()
+    if os.path.exists("/proc/self/ns/pid"):
+        assert f"pidns={os.stat('/proc/self/ns/pid').st_ino}" in identity and " boot=" in identity
 
 
 def _a_dead_pid() -> int:

@@ -1,5 +1,5 @@
 """Competitors, `link_gap` and `link_gap_changes` against a reference computed here, in Python,
-from the emulator's truth (README: Competitors and link gap), on DuckDB and on PostgreSQL.
+from the emulator's truth (docs/data.md, "Competitors and link gap"), on DuckDB and on PostgreSQL.
 
 The scenario: a tracked domain with three competitors over six weekly full snapshots. One
 competitor never completes a snapshot (left out), one has an incomplete pull in week 4 (its week-3
@@ -101,7 +101,7 @@ def fold(name: str) -> str:
 
 
 def reference(sides: dict[str, list], target: str, competitors: list[str]):
-    """README's link-gap rules over the truth sets of each side's complete full snapshots."""
+    """docs/data.md's link-gap rules over the truth sets of each side's complete full snapshots."""
     own = sorted(sides[target], key=lambda s: s[0])
     if not own:
         return set(), set()
@@ -393,11 +393,11 @@ def test_report_has_a_link_gap_section_per_target_highest_rank_first(gap_duckdb)
         r[0] for r in query(workdir, "SELECT ref_domain FROM serpstat.link_gap WHERE in_gap_since >= ?", [since])}
 
 
-def test_readme_link_gap_queries_run(gap_duckdb):
-    """The README's link-gap tiles are SQL users paste into a tool: each runs on the models."""
+def test_link_gap_tiles_run(gap_duckdb):
+    """The link-gap tiles of docs/reporting.md are SQL users paste into a tool: each runs on the models."""
     import re
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Competitors and link gap"):readme.index("## Alerts")]
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "reporting.md").read_text()
+    section = guide[guide.index("## Link-gap tiles"):guide.index("## Alerts")]
     queries = [q.strip() for block in re.findall(r"```sql\n(.*?)```", section, re.S) for q in block.split(";")
                if q.strip()]
     assert len(queries) == 2

@@ -9,6 +9,7 @@ build) before reading: a later load must neither break nor hide the models.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import pytest
 from dlt.common.schema.utils import new_table
 
 from serpstat_refdomains import constants, models
+from serpstat_refdomains.contract import LOADED_TABLES, TARGET_COMPETITORS
 from serpstat_refdomains.emulator import Profile
 from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, docs, model_names
 from serpstat_refdomains.warehouse import destination_dialect, make_pipeline
@@ -39,6 +41,7 @@ from tests.helpers import (
 )
 
 MODELS = [NAMES_TABLE, NAMES_READ_TABLE, *model_names()]
+VIEWS = [m.name for m in models.load_models() if m.materialized == "view"]
 DUCKDB_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "DATE": "date", "BOOLEAN": "bool",
                 "TIMESTAMP WITH TIME ZONE": "timestamp"}
 POSTGRES_TYPES = {"character varying": "text", "text": "text", "bigint": "bigint", "date": "date", "boolean": "bool",
@@ -86,15 +89,14 @@ def test_every_model_is_read_through_dlt_dataset_after_another_load(tmp_path, em
     _read_every_model(dlt.dataset(dlt.destinations.duckdb(database), "serpstat"), counts)
     # dlt itself finds nothing to create or alter: every model already has its declared columns
     assert attached.sync_schema() == {}
-    # and dlt's command line lists them with the loaded tables
-    info = subprocess.run([str(Path(sys.executable).parent / "dlt"), "pipeline", "--pipelines-dir",
-                           str(tmp_path / "pipelines"), constants.PIPELINE_NAME, "info", "-v"],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"})
-    assert info.returncode == 0, info.stderr
-    listed = re.findall(r"^\t(\w+) table (\d+) column", info.stdout, re.M)
-    assert {name: int(n) for name, n in listed if name in MODELS} == \
-        {name: len(catalog()[name].columns) for name in MODELS}
+    # and dlt's command line shows them with the loaded tables, each with its meaning
+    printed = _dlt_cli(tmp_path / "pipelines", "schema", "--format", "json")
+    shown = json.loads(printed[printed.index("{"):])["tables"]  # after dlt's "Found ..." lines
+    for name in MODELS:
+        assert shown[name]["description"] == catalog()[name].description, name
+        assert {column: meaning.get("description") for column, meaning in shown[name]["columns"].items()} == \
+            {c.name: c.description for c in catalog()[name].columns}, name
+    assert {"ref_domains", "snapshots"} <= set(shown)
 
 
 @needs_postgres
@@ -136,6 +138,30 @@ def test_models_have_their_declared_columns_and_comments_in_postgres(tmp_path, e
         comment = pg_rows(pg_dataset, "SELECT obj_description(format('%%I.%%I', %s, %s)::regclass, 'pg_class')",
                           (pg_dataset, name))
         assert comment == [(doc.description,)], name
+
+
+def test_loaded_tables_have_their_comments_in_duckdb(tmp_path, emulator):
+    """Every column contract.py describes carries its meaning in the warehouse, as the models' do,
+    also after a later load (the test's last load builds no models)."""
+    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")))
+    for table in LOADED_TABLES:
+        columns = dict(query(tmp_path, "SELECT column_name, comment FROM duckdb_columns() "
+                                       "WHERE schema_name = 'serpstat' AND table_name = ?", [table.name]))
+        assert {name: columns.get(name) for name in table.names} == table.described(), table.name
+        assert query(tmp_path, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'serpstat' AND "
+                               "table_name = ?", [table.name]) == [(table.description,)], table.name
+
+
+@needs_postgres
+def test_loaded_tables_have_their_comments_in_postgres(tmp_path, emulator, pg_dataset):
+    _build_then_load_again(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
+    for table in LOADED_TABLES:
+        columns = dict(pg_rows(pg_dataset, "SELECT column_name, col_description(format('%%I.%%I', table_schema, "
+                                           "table_name)::regclass, ordinal_position) FROM information_schema.columns "
+                                           "WHERE table_schema = %s AND table_name = %s", (pg_dataset, table.name)))
+        assert {name: columns.get(name) for name in table.names} == table.described(), table.name
+        assert pg_rows(pg_dataset, "SELECT obj_description(format('%%I.%%I', %s, %s)::regclass, 'pg_class')",
+                       (pg_dataset, table.name)) == [(table.description,)], table.name
 
 
 def test_every_sql_model_is_declared_in_a_doc_file_beside_it():
@@ -222,9 +248,10 @@ def test_unicode_name_decodes_idna_and_keeps_what_does_not_decode():
     assert models.unicode_name("xn--a-ecp.xn--9-.com") == "xn--a-ecp.xn--9-.com"
 
 
-def test_dlt_drop_of_every_resource_forgets_the_models_without_failing_on_views(tmp_path, emulator):
-    """dlt drops a table it loaded with DROP TABLE, which fails on a view: the models are declared
-    without seen data, so `dlt pipeline drop` only takes them out of the schema."""
+def test_dlt_drop_of_every_resource_drops_the_model_tables_and_never_a_view(tmp_path, emulator):
+    """dlt drops the tables that hold data with DROP TABLE, which fails on a view: the models that
+    are tables are marked as holding data (so dlt's dashboard lists them) and dropped with the
+    loaded tables; the views are not, so `dlt pipeline drop` only takes them out of the schema."""
     from dlt.pipeline.helpers import pipeline_drop
     database = str(tmp_path / "refdomains.duckdb")
     _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
@@ -233,8 +260,40 @@ def test_dlt_drop_of_every_resource_forgets_the_models_without_failing_on_views(
     pipeline_drop(attached, resources=["re:.*"])()
     assert attached.default_schema.data_table_names() == []
     left = {r[0] for r in query(tmp_path, "SELECT table_name FROM information_schema.tables "
-                                          "WHERE table_schema = 'serpstat'")}
-    assert set(MODELS) <= left and "ref_domains" not in left  # the loaded data went, the models stayed
+                                          "WHERE table_schema = 'serpstat' AND table_name NOT LIKE '_dlt%'")}
+    assert left == set(VIEWS) and VIEWS  # the loaded data and the model tables went, the views stayed
+
+
+def _dlt_cli(pipelines_dir: Path, *command: str, cwd: Path | None = None) -> str:
+    """dlt's own command line on the pipeline in `pipelines_dir`; its standard output."""
+    done = subprocess.run([str(Path(sys.executable).parent / "dlt"), "pipeline", "--pipelines-dir",
+                           str(pipelines_dir), constants.PIPELINE_NAME, *command], capture_output=True, text=True,
+                          timeout=120, cwd=cwd, env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_dlt_dashboard_and_info_list_the_models_with_their_descriptions(tmp_path, emulator):
+    """dlt's dashboard (`dlt pipeline ... show`) lists the tables of the pipeline's schema that
+    hold data and are complete (Schema.data_tables(seen_data_only=True)); `info -v` says whether
+    each received data. Every mart, every model that is a table and target_competitors are listed
+    there with the loaded tables, each with its meaning; the internal views are not."""
+    database = str(tmp_path / "refdomains.duckdb")
+    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
+    attached = dlt.attach(constants.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
+                          destination=dlt.destinations.duckdb(database))
+    listed = {t["name"]: t for t in attached.default_schema.data_tables(seen_data_only=True, include_incomplete=False)}
+    assert set(listed) == {*MODELS, *(t.name for t in LOADED_TABLES)} - set(VIEWS)
+    assert {m.name for m in models.load_models() if m.layer == "marts"} <= set(listed)
+    for name in set(MODELS) - set(VIEWS):
+        assert listed[name]["description"] == catalog()[name].description, name
+        assert [c.get("description") for c in listed[name]["columns"].values()] == \
+            [c.description for c in catalog()[name].columns], name
+    assert listed[constants.COMPETITORS_TABLE]["description"] == TARGET_COMPETITORS.description
+    info = _dlt_cli(tmp_path / "pipelines", "info", "-v")
+    received = dict(re.findall(r"^\t(\w+) table \d+ column\(s\) (received data|not yet received data)", info, re.M))
+    assert {name for name, said in received.items() if said == "received data"} >= set(listed)
+    assert {name for name, said in received.items() if said != "received data"} == set(VIEWS)
 
 
 # Models as an earlier version built them: internal models since renamed (the first three), views reading

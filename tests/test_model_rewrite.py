@@ -1,6 +1,6 @@
 """The models on randomized histories of several series (gaps, returns, `last_week` pulls on and
 between full snapshot dates, incomplete and inconsistent snapshots, IDN names, a filter change),
-against the one oracle of their meaning, tests/model_reference.py (README's rules in Python, over
+against the one oracle of their meaning, tests/model_reference.py (docs/data.md's rules in Python, over
 the loaded tables); and their incremental builds, load after load (backfills, `--force` reloads,
 cut and mended loads), against the same oracle and a build from nothing, row for row.
 """
@@ -8,6 +8,7 @@ cut and mended loads), against the same oracle and a build from nothing, row for
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 
 import duckdb
@@ -17,6 +18,8 @@ from serpstat_refdomains import models
 from serpstat_refdomains.models import load_models
 from tests.model_reference import COLUMNS, CONFIRM, Loaded, expected_models, readable
 
+# `make test` checks a few random histories; `make chaos` many (MODEL_SEEDS)
+SEEDS = int(os.environ.get("MODEL_SEEDS", "8"))
 START = dt.date(2026, 1, 5)
 WEEKS = range(12)
 # (target, search type, filter, weeks): two series of a.com side by side. Their snapshots share dates,
@@ -146,7 +149,7 @@ def _assert_models_equal_the_reference(con: duckdb.DuckDBPyConnection, public: t
     return expected
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(SEEDS))
 @pytest.mark.parametrize("series", [SERIES, SERIES_WITH_FILTER_CHANGE], ids=["side_by_side", "filter_change"])
 def test_models_equal_the_reference_on_random_histories(seed, series):
     ledger, rows = random_history(seed, series)
@@ -214,7 +217,7 @@ def _rebuilt(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
     return _state(fresh)
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(max(1, SEEDS // 8)))  # a dozen loads and builds each
 def test_incremental_builds_equal_a_full_rebuild_after_every_load(seed):
     """Week by week, as runs load them, with what a real history does besides: a snapshot that
     arrives after later ones (a backfill), one pulled again with other rows (--force), one that

@@ -1,7 +1,7 @@
 """SQL models against golden scenarios replayed through the emulator.
 
 The expected rows come from the emulator's link graph (the truth of each day) through a small
-reference of README's Models section written here in Python, never from the models themselves.
+reference of docs/data.md's Models rules written here in Python, never from the models themselves.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def test_filter_change_starts_a_new_series_without_mass_new_or_lost(tmp_path):
         assert got_new == now - before
 
 
-@pytest.mark.parametrize("dialect", ["postgres", "bigquery", "snowflake", "duckdb"])
+@pytest.mark.parametrize("dialect", ["postgres", "bigquery", "snowflake", "spark", "duckdb"])
 def test_every_model_transpiles(dialect):
     tables = {"ref_domains", "snapshots", "target_competitors"} | {m.name for m in load_models()}
     for model in load_models():
@@ -438,12 +438,12 @@ def test_week_start_is_monday_when_executed(dialect):
     assert all(week == day - dt.timedelta(days=day.weekday()) for week, day in rows)
 
 
-def test_readme_dashboard_queries_run_and_return_rows(golden):
-    """The README's BI recipe is SQL users paste into a tool: each query runs on the models."""
+def test_bi_tiles_run_and_return_rows(golden):
+    """The BI tiles of docs/reporting.md are SQL users paste into a tool: each query runs on the models."""
     import re
     from pathlib import Path
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Dashboards"):readme.index("## Warehouses")]
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "reporting.md").read_text()
+    section = guide[guide.index("## BI tiles"):guide.index("## Link-gap tiles")]
     queries = re.findall(r"```sql\n(.*?)```", section, re.S)
     assert len(queries) == 4
     for sql in queries:

@@ -468,17 +468,17 @@ def test_a_forced_empty_replacement_cut_before_its_last_delete_heals(tmp_path, e
     from serpstat_refdomains import ledger as ledger_module
 
     emulator.set_profile("gone.com", 2900)
-    run_pipeline(tmp_path, emulator, ["gone.com"], kind="full", build_models=True)
+    run_pipeline(tmp_path, emulator, ["gone.com"], kind="full")
     later = DAY + dt.timedelta(days=7)
     emulator.today = later
-    emulator.set_profile("gone.com", 0)  # every donor went
+    run_pipeline(tmp_path, emulator, ["gone.com"], later, kind="full")  # complete, 2,900 rows
+    emulator.set_profile("gone.com", 0)  # later the same day, every donor went
     real_delete = ledger_module.delete_snapshot_rows
 
     def cut(*args, **kwargs):  # the process dies where the empty result's old rows would go
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ledger_module, "delete_snapshot_rows", cut)
-    run_pipeline(tmp_path, emulator, ["gone.com"], later, kind="full", build_models=True)  # suspect_empty, kept
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(tmp_path, emulator, ["gone.com"], later, kind="full", force=True)
     monkeypatch.setattr(ledger_module, "delete_snapshot_rows", real_delete)

@@ -204,16 +204,19 @@ def test_budget_too_small_for_one_target(tmp_path, emulator):
     assert [(e.page, e.size) for e in ref_requests(emulator)] == [(1, 1)]  # no history of a complete pull yet
 
 
-def test_auto_kind_full_every_n_days_plus_last_week(tmp_path, emulator):
-    run_pipeline(tmp_path, emulator, ["auto.com"])
-    kinds = {(r.kind, r.status) for r in run_pipeline(tmp_path, emulator, ["auto.com"],
-                                                       DAY + dt.timedelta(days=3)).results}
+def test_auto_kind_full_every_n_days_and_last_week_between(tmp_path, emulator):
+    """A full snapshot's day pulls no last_week: the full one holds every donor it would list."""
+    kinds = {(r.kind, r.status) for r in run_pipeline(tmp_path, emulator, ["auto.com"]).results}
+    assert kinds == {("full", "complete")}
+    between = DAY + dt.timedelta(days=3)
+    emulator.today = between
+    kinds = {(r.kind, r.status) for r in run_pipeline(tmp_path, emulator, ["auto.com"], between).results}
     assert kinds == {("last_week", "complete")}
-    kinds = {(r.kind, r.status) for r in run_pipeline(tmp_path, emulator, ["auto.com"],
-                                                       DAY + dt.timedelta(days=7)).results}
-    assert kinds == {("full", "complete"), ("last_week", "complete")}
-    lw = loaded_domains(tmp_path, "auto.com", "last_week", DAY)
-    assert set(lw) == truth(emulator, "auto.com", last_week=True)
+    lw = loaded_domains(tmp_path, "auto.com", "last_week", between)
+    assert lw and set(lw) == truth(emulator, "auto.com", last_week=True)
+    emulator.today = DAY + dt.timedelta(days=7)
+    kinds = {(r.kind, r.status) for r in run_pipeline(tmp_path, emulator, ["auto.com"]).results}
+    assert kinds == {("full", "complete")}
 
 
 def test_bad_rows_are_rejected_with_a_counted_reason(tmp_path, emulator):

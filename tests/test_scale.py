@@ -93,7 +93,7 @@ def _short_targets(history):
 
 @pytest.mark.parametrize("destination", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
 def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path, destination):
-    """bench/history.py in small: weekly `refdomains run`s (the CLI, full + last_week) over an
+    """bench/history.py in small: weekly `refdomains run`s (the CLI: a full snapshot each) over an
     evolving graph, one target over the emulator's depth cap. Every run exits 0, every snapshot
     is complete, and targets under the cap cost exactly the minimum (rows + 1 per empty result +
     the rows their windows share) computed from the emulator's truth for that day."""
@@ -103,14 +103,14 @@ def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path,
     weeks = history.run_history(SHORT_WEEKS, destination, _short_targets(history), depth_cap=SHORT_CAP,
                                 page_size=200, folder=tmp_path)
     assert [w.exit_code for w in weeks] == [0] * SHORT_WEEKS, [w.error for w in weeks]
-    assert all(w.statuses == {"complete": 6} for w in weeks)
+    assert all(w.statuses == {"complete": 3} for w in weeks)
     assert all(w.rows > SHORT_CAP and w.partitions > 1 for w in weeks)  # partitioned, probes allowed
     under_cap = [{t: e for t, e in w.excess_by_target.items() if t != "over-cap.example.com"} for w in weeks]
     assert under_cap == [{}] * SHORT_WEEKS
     # Over the cap: the first pull pays for the rows it read before Serpstat's (here narrower than
     # assumed) window refused a window: up to the cap, the window that straddles it (at most a
     # page) and the rows those windows share; every later pull starts from the ledger's partition
-    # plan and costs no more than README's formula for a partitioned snapshot.
+    # plan and costs no more than docs/operations.md's costs of a partitioned snapshot.
     over_cap = [w.excess_by_target.get("over-cap.example.com", 0) for w in weeks]
     assert 0 < over_cap[0] <= SHORT_CAP + 200 + SHORT_CAP // 20, over_cap
     assert all(excess <= 0 for excess in over_cap[1:]), over_cap

@@ -1,4 +1,4 @@
-"""How alerts reach their channels (README: Alerts): Slack through dlt's `send_slack_message` to
+"""How alerts reach their channels (docs/reporting.md, "Alerts"): Slack through dlt's `send_slack_message` to
 `runtime.slack_incoming_hook`, and a generic JSON POST to `alert_webhook_url`. Both URLs are
 secrets: registered for redaction from every log, never part of a message or an exception text.
 """

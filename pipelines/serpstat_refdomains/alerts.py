@@ -1,4 +1,4 @@
-"""Change alerts (README: Alerts): after a run whose models built, one message per channel with,
+"""Change alerts (docs/reporting.md, "Alerts"): after a run whose models built, one message per channel with,
 per tracked domain, what changed since the channel's last alert.
 
 Events: confirmed losses (`lost_ref_domains.confirmed`) and new or returning referring domains

@@ -1,5 +1,5 @@
 """A run's credit budget: max_credits_per_run and the account balance, shared by every snapshot and
-thread of the run (README: Configuration, `max_credits_per_run`)."""
+thread of the run (docs/operations.md, "Credits")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`refdomains`: the command line (README: Command line).
+"""`refdomains`: the command line (docs/operations.md).
 
 Exit codes: 0 every requested snapshot is complete, already done or suspect_empty (warned);
 1 at least one ended failed, incomplete or skipped_budget, or an operational failure (Serpstat or
@@ -64,8 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-models", action="store_true", help="do not rebuild the SQL models")
 
     models = sub.add_parser("models", help="rebuild the SQL models from what is loaded",
-                            description="Rebuild new_ref_domains, lost_ref_domains, ref_domains_weekly and "
-                            "ref_domains_current in the pipeline's dataset.")
+                            description="Rebuild every model of sql/ (staging, intermediate and the marts: "
+                            "new_ref_domains, lost_ref_domains, ref_domain_changes, ref_domains_weekly, "
+                            "ref_domains_current, link_gap, link_gap_changes) in the pipeline's dataset, "
+                            "and run their data tests.")
     _destination_arguments(models)
     models.add_argument("--full-refresh", action="store_true",
                         help="compare every pair of snapshots again instead of only the new ones "
@@ -89,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
                             description="Per target the latest snapshot of each kind with its status, rows "
                             "and credits; credits spent this month; the balance from the free getStats.")
     _destination_arguments(status)
+
+    dash = sub.add_parser("dashboard", help="open dlt's dashboard on this project's tables and models "
+                          "(needs the dashboard extra)",
+                          description="Run `dlt pipeline serpstat_refdomains show` on this project's pipeline: "
+                          "dlt's dashboard, with the loaded tables and the models, each with its description. "
+                          "It needs `pip install 'serpstat-refdomains[dashboard]'`. --print shows the dlt command "
+                          "instead (for `info`, `schema` and dlt's other pipeline commands too).")
+    dash.add_argument("--print", action="store_true", help="print the dlt command and run nothing")
+    _destination_arguments(dash)
 
     alert = sub.add_parser("alerts", help="send the change alerts not sent yet (--dry-run: print them)",
                            description="Send each configured channel (runtime.slack_incoming_hook, "
@@ -162,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "alerts":
             return _cmd_alerts(args)
+        if args.command == "dashboard":
+            return _cmd_dashboard(args)
         if args.command == "init":
             return _cmd_init(args)
     except (UsageError, ConfigError, ConcurrentRunError) as error:  # nothing fetched, nothing written
@@ -230,7 +243,9 @@ def _configure_logging() -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
 
-    options = pipeline.RunOptions(snapshot_date=parse_date(args.snapshot_date), kind=args.kind, force=args.force,
+    # None when not given: today's date, and check_history then says the later date was not this flag's
+    day = parse_date(args.snapshot_date) if args.snapshot_date is not None else None
+    options = pipeline.RunOptions(snapshot_date=day, kind=args.kind, force=args.force,
                                   destination=args.destination,
                                   dataset_name=parse_dataset_name(args.dataset_name), build_models=not args.no_models)
     report = pipeline.run_configured(options, domains=args.domain)
@@ -265,16 +280,18 @@ def _existing_pipeline(args: argparse.Namespace, needs_models: bool = False):
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .pipeline import build_models
+    from .run_lock import run_lock
 
     settings, _ = resolve_settings(need_token=False, need_domains=False)
     loaded = _existing_pipeline(args)
-    try:
-        # with a run's DuckDB memory limit and spill folder
-        built = build_models(loaded, settings, full_refresh=args.full_refresh)
-    except Exception as error:  # said in one line; the traceback at DEBUG
-        logger.debug("models build failed", exc_info=True)
-        raise ServiceUnavailable(f"the models could not be rebuilt ({_one_line(error)}): the loaded "
-                               "snapshots are untouched; fix the cause, then run `refdomains models` again") from error
+    with run_lock(loaded):  # never beside a run, whose build replaces the same tables
+        try:
+            # with a run's DuckDB memory limit and spill folder
+            built = build_models(loaded, settings, full_refresh=args.full_refresh)
+        except Exception as error:  # said in one line; the traceback at DEBUG
+            logger.debug("models build failed", exc_info=True)
+            raise ServiceUnavailable(f"the models could not be rebuilt ({_one_line(error)}): the loaded snapshots "
+                                     "are untouched; fix the cause, then run `refdomains models` again") from error
     print(f"built {len(built)} models: {', '.join(built)}" if built else "nothing loaded yet: no models built")
     return EXIT_OK
 
@@ -325,6 +342,38 @@ def _cmd_status(args: argparse.Namespace) -> int:
         except SerpstatError as error:
             balance = f"unavailable ({error})"
     sys.stdout.write(report.render_status(rows, spent, balance))
+    return EXIT_OK
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    """dlt's dashboard on the pipeline `run` loads with here, given this project's working folder
+    (warehouse.working_folder, not dlt's default) and, for DuckDB, the database file (an attached
+    pipeline looks for it in the folder its first run started in). `dlt pipeline ... show` opens
+    the same dashboard, but only with the commercial dlt[hub] installed: its runner, in dlt itself,
+    needs marimo and ibis only (the dashboard extra)."""
+    import shlex
+
+    from . import warehouse
+
+    loaded = _existing_pipeline(args)
+    env = {}
+    database = warehouse.duckdb_file(loaded.destination)
+    if database is not None:
+        env["DESTINATION__DUCKDB__CREDENTIALS"] = os.path.abspath(database)
+    if args.print:
+        command = ["dlt", "pipeline", "--pipelines-dir", loaded.pipelines_dir, loaded.pipeline_name, "show"]
+        print(" ".join([*(f"{key}={shlex.quote(value)}" for key, value in env.items()), *map(shlex.quote, command)]))
+        return EXIT_OK
+    try:
+        from dlt._workspace.helpers.dashboard.runner import run_dashboard
+    except ImportError as error:  # dlt's MissingDependencyException is one
+        raise ConfigError(f"dlt's dashboard cannot start ({first_line(error)}): pip install "
+                          "'serpstat-refdomains[dashboard]'") from None
+    os.environ.update(env)
+    # the runner starts `marimo` by name: the one installed beside this package (a venv, pipx, uv tool)
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    os.chdir(warehouse.project_dir())  # where the dashboard reads .dlt/ (credentials) from
+    run_dashboard(loaded.pipeline_name, pipelines_dir=loaded.pipelines_dir)
     return EXIT_OK
 
 

@@ -1,9 +1,9 @@
 """The table `target_competitors`: which competitors each tracked domain has, as the latest run
-configured them (README: Competitors and link gap).
+configured them (docs/data.md, "Competitors and link gap").
 
 Which target a competitor belongs to is configuration, which the SQL models cannot read: every
 run writes it here, and `link_gap` and the alerts join on it. This module writes, reads and
-declares the table; parsing the configuration is competitors.py.
+declares the table; parsing the configuration is targets.py.
 """
 
 from __future__ import annotations
@@ -72,21 +72,27 @@ def record_for_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
 
 
 def register(pipeline: dlt.Pipeline) -> None:
-    """Declare the table in the pipeline's dlt schema, so `pipeline.dataset()` reads it.
+    """Declare the table in the pipeline's dlt schema, so `pipeline.dataset()` reads it and dlt's
+    dashboard lists it.
 
-    Write disposition `skip` and no seen-data mark, like the models: dlt never loads, alters or
-    drops it (this module writes it)."""
+    Like a model that is a table (models.catalog.schema_table): write disposition `skip` (dlt
+    never loads or alters it: this module writes it), marked as holding data. dlt's drop of every
+    resource drops it with the loaded tables; the next run records it again."""
     from dlt.common.schema.utils import new_table
 
     if pipeline.default_schema_name is None:
         return
     schema = pipeline.default_schema
-    if TABLE in schema.tables:
-        return
     table = new_table(TABLE, write_disposition="skip", resource=TABLE,
                       columns=[{"name": name, "data_type": "text", "nullable": True, "description": meaning}
                                for name, meaning in TARGET_COMPETITORS.described().items()])
     table["description"] = TARGET_COMPETITORS.description
+    table["x-normalizer"] = {"seen-data": True}
+    held = schema.tables.get(TABLE)
+    if held is not None and held.get("x-normalizer") == table["x-normalizer"]:
+        return
+    if held is not None:  # as an earlier version declared it
+        schema.drop_tables([TABLE])
     schema.update_table(table)
     pipeline.schemas.save_schema(schema)
 

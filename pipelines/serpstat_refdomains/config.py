@@ -69,7 +69,7 @@ class Settings:
 
 @configspec
 class SerpstatConfiguration(BaseConfiguration):
-    """Every setting of `[sources.serpstat]`, with its default (README: Configuration).
+    """Every setting of `[sources.serpstat]`, with its default (docs/configuration.md).
 
     dlt resolves each field from TOML or the environment and coerces text to the field's type (a
     value that is not one, like page_size = "ten", stops there); the `Any` fields take more than one

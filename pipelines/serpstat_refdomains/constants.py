@@ -1,4 +1,4 @@
-"""Constants of the public contract (README: Configuration, Tables, Models): names users, tests and
+"""Constants of the public contract (docs/configuration.md, docs/data.md): names users, tests and
 dashboards rely on."""
 
 PIPELINE_NAME = "serpstat_refdomains"

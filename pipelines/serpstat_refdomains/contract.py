@@ -1,9 +1,9 @@
 """The tables the pipeline loads and writes, in one place: their columns, types and meanings, and
-the snapshot key that names a snapshot everywhere (README: Tables).
+the snapshot key that names a snapshot everywhere (docs/data.md).
 
 Every layer reads its tables from here: the rows (rows.py) and the ledger (ledger.py) build Arrow
-tables of these schemas, the source gives dlt their keys and column descriptions, the warehouse
-writes the descriptions as comments, and `target_competitors` is created from its columns.
+tables of these schemas, the source gives dlt their keys and column descriptions, every models build
+writes the descriptions as the warehouse's comments, and `target_competitors` is created from its columns.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """DuckDB's side of a run, in one place: the database held open, its memory and threads for the
 loads and for the models build, where it spills, and a build that runs out built again with more.
 
-The policy (README: Operations, "Memory"):
+The policy (docs/operations.md, "Memory"):
 - `duckdb_memory_limit` (default 256MB, at least 128MB) is what the models build may hold; loads
   stream on one thread in a quarter of it (at least 128MB). Past a limit DuckDB spills to
   `<database>.tmp` instead of failing. A smaller limit is not a smaller need: what a build holds

@@ -18,7 +18,7 @@ Catch `RefdomainsError` for all of them, or a branch for what you care about:
         └── TransientError
             └── RateLimitError
 
-Exit 2 means nothing was fetched and nothing written (README: Command line). Every message is
+Exit 2 means nothing was fetched and nothing written (docs/operations.md). Every message is
 one line, the cause then the fix, and never holds the API token.
 """
 

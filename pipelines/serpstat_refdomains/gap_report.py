@@ -1,4 +1,4 @@
-"""The report's link-gap part of a tracked domain's group (README: Competitors and link gap): the
+"""The report's link-gap part of a tracked domain's group (docs/data.md, "Competitors and link gap"): the
 donors of its competitors that do not link to it, highest domain rank first, and what the gap
 did in the period (`link_gap_changes`)."""
 

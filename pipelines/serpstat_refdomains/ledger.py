@@ -1,6 +1,6 @@
 """The snapshots ledger: what was fetched, what it cost, and whether the loaded rows can be trusted.
 
-Tables (README: Tables):
+Tables (docs/data.md):
 - `snapshots`: one row per (target_domain, search_type, snapshot_kind, snapshot_date), the
   latest outcome, which always agrees with the snapshot's rows in `ref_domains`;
 - `snapshot_attempts`: append-only, one row per fetch attempt, whatever became of it: what each

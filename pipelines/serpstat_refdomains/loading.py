@@ -1,5 +1,5 @@
 """One snapshot's load and its ledger outcome: the rows of a fetch loaded with its ledger and
-attempt rows, or, when it failed or was skipped, what it cost and why (README: Tables, Statuses).
+attempt rows, or, when it failed or was skipped, what it cost and why (docs/data.md).
 
 Why one load per snapshot: dlt commits a load package whole, so a failure mid-extract would drop
 every snapshot of the run and their credits would be spent again on rerun. Here a snapshot that

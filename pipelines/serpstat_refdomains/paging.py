@@ -1,6 +1,6 @@
 """Fetching one snapshot: its partitions walked, each read proven (pages.py), rows to Arrow.
 
-This is where the pipeline earns or wastes the user's money (README: Tables, Operations):
+This is where the pipeline earns or wastes the user's money (docs/design.md, "Fetching a snapshot" and "Credits"):
 - a result is read in overlapping windows, never a page past its end; the overlaps prove that
   no row slid between two requests, at no extra request (windows.py);
 - a result deeper than Serpstat's sortable window (page x size <= 60,000) is split by name into

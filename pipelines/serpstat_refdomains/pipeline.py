@@ -53,7 +53,7 @@ class RunOptions:
     """What one run does, beside the configuration: `refdomains run`'s flags and a few knobs."""
 
     snapshot_date: dt.date | None = None  # default: today, UTC
-    kind: str = "auto"  # auto, full or last_week (README: Command line)
+    kind: str = "auto"  # auto, full or last_week (docs/operations.md)
     force: bool = False  # refetch the named snapshots already complete; accept a result empty twice
     destination: str | Destination | None = None  # default: DuckDB in the project folder
     dataset_name: str | None = None
@@ -85,6 +85,10 @@ def run(settings: Settings, api_token: str, options: RunOptions | None = None, *
     """
     options = RunOptions(**flags) if options is None else dataclasses.replace(options, **flags)
     check_today(options.day, options.now)
+    today = (options.now or dt.datetime.now(dt.UTC)).date()
+    if options.day > today:
+        logger.warning("filing under %s, ahead of today's UTC date %s (today in UTC+14): until %s a run "
+                       "without --snapshot-date is refused for these series", options.day, today, options.day)
     resolved = resolve_destination(options.destination)
     check_configured(resolved)
     with (nullcontext(client) if client is not None  # a client passed in stays open
@@ -119,7 +123,8 @@ def run_configured(options: RunOptions | None = None, *, domains: Sequence[str] 
 def _run(settings: Settings, options: RunOptions, client: SerpstatClient, pipeline: dlt.Pipeline,
          left: int | None, may_write: Callable[[], None]) -> RunReport:
     """The run inside its locks; `may_write()` raises once this run may no longer write."""
-    check_history(reconnecting(pipeline, lambda: ledger.read_ledger(pipeline)), settings, options.day)
+    check_history(reconnecting(pipeline, lambda: ledger.read_ledger(pipeline)), settings, options.day,
+                  given=options.snapshot_date is not None)
     may_write()
     finish_interrupted_load(pipeline)
     reconnecting(pipeline, lambda: ensure_snapshot_key_index(pipeline))

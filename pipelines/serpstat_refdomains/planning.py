@@ -2,7 +2,7 @@
 
 `auto` runs a full snapshot when the last complete one is `full_snapshot_every_days` old, and on
 the days between a `last_week` pull when `fetch_last_week` is on; a snapshot already complete for
-the day is never paid for again unless forced (README: Command line).
+the day is never paid for again unless forced (docs/operations.md).
 
 Dates cannot lie: Serpstat answers with its index of today, so a snapshot is filed under today's
 date and no other. A date is accepted while it is the current date somewhere on Earth (UTC-12 to
@@ -40,25 +40,38 @@ def check_today(day: dt.date, now: dt.datetime | None = None) -> None:
     now = now or dt.datetime.now(dt.UTC)
     earliest, latest = (now + EARLIEST_ZONE).date(), (now + LATEST_ZONE).date()
     if day > latest:
-        raise UsageError(f"--snapshot-date {day} is in the future (it is {now:%Y-%m-%d %H:%M} UTC): Serpstat "
-                         "answers with today's index; leave --snapshot-date out to file it under today")
+        raise UsageError(f"--snapshot-date {day} is in the future (it is {now:%Y-%m-%d %H:%M} UTC; the latest "
+                         f"date anywhere on Earth is {latest}, in UTC+14): Serpstat answers with today's index; leave "
+                         "--snapshot-date out to file it under today")
     if day < earliest:
         raise UsageError(f"--snapshot-date {day} is in the past (it is {now:%Y-%m-%d %H:%M} UTC): Serpstat "
                          "answers with today's index, so it would be filed under the wrong date; snapshots "
                          "cannot be backfilled: leave --snapshot-date out to file it under today")
 
 
-def check_history(ledger: dict[str, LedgerRow], settings: Settings, day: dt.date) -> None:
+def check_history(ledger: dict[str, LedgerRow], settings: Settings, day: dt.date, given: bool = True) -> None:
     """Refuse a date before the latest complete snapshot of a series the run would fetch
-    (UsageError): today's index filed among past snapshots would read as false new and lost."""
+    (UsageError): today's index filed among past snapshots would read as false new and lost.
+
+    `given`: the date came from --snapshot-date. When it did not (today's date), the later
+    snapshot was filed under a date still ahead (--snapshot-date in the UTC+14 window, or a clock
+    ahead), and the line says so and how to get out (docs/operations.md#dates)."""
     targets = {(t.domain, t.search_type) for t in settings.targets}
     later = [row for row in ledger.values() if row.status == STATUS_COMPLETE and row.snapshot_date > day
              and row.filter_hash == settings.filter_hash and (row.target_domain, row.search_type) in targets]
     if later:
         latest = max(later, key=lambda row: row.snapshot_date)
+        if not given:
+            raise UsageError(
+                f"{latest.target_domain} already has a snapshot filed under a later date, {latest.snapshot_date} "
+                f"(by --snapshot-date, or on a machine whose clock was ahead), and this run files under today, "
+                f"{day} (UTC): history cannot be rewritten; wait until {latest.snapshot_date} (UTC), or run with "
+                f"--snapshot-date {latest.snapshot_date} (accepted while it is today somewhere on Earth), or "
+                "remove the later-dated snapshot (docs/operations.md, \"Dates\")")
         raise UsageError(f"--snapshot-date {day} is before the latest snapshot of {latest.target_domain} "
-                         f"({latest.snapshot_date}): history cannot be rewritten; leave --snapshot-date out "
-                         "to file today's snapshot")
+                         f"({latest.snapshot_date}): history cannot be rewritten; use --snapshot-date "
+                         f"{latest.snapshot_date} or later (while it is today somewhere on Earth), or leave it out "
+                         "once today's date has reached it")
 
 
 @dataclass(frozen=True)

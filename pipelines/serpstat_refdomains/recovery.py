@@ -1,5 +1,5 @@
 """What a killed run left behind, finished before a new run plans: its load packages loaded,
-and the rows a replayed load job wrote twice collapsed (README: Operations, "Crashes")."""
+and the rows a replayed load job wrote twice collapsed (docs/operations.md, "Reruns, forcing and recovery")."""
 
 from __future__ import annotations
 

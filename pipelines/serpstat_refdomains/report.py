@@ -1,6 +1,6 @@
 """`refdomains report`: what it reads from the models, and `status`'s table.
 
-The report covers a period (README: Dashboards). Each tracked domain comes with its competitors
+The report covers a period (docs/reporting.md). Each tracked domain comes with its competitors
 and its link gap; every series carries its role, read from `target_competitors` (the latest run's
 configuration). The counts are report_periods.py's, so new - lost is the change in size. The
 formats are report_flat.py (text, CSV, JSON) and report_html.py (one self-contained page).
@@ -184,13 +184,29 @@ def latest_snapshots(pipeline: dlt.Pipeline) -> tuple[list[dict[str, Any]], int]
     return [dict(zip(STATUS_COLUMNS, row, strict=False)) for row in rows or []], int(spent[0][0] if spent else 0)
 
 
-def render_status(rows: list[dict[str, Any]], spent_this_month: int, balance: str) -> str:
+def render_status(rows: list[dict[str, Any]], spent_this_month: int, balance: str,
+                  today: dt.date | None = None) -> str:
+    """The latest snapshots' table; one dated after `today` (UTC; filed by --snapshot-date in the
+    UTC+14 window or by a clock ahead) is marked as such, not shown as the plain latest state."""
     if not rows:
         return "No snapshots loaded yet: run `refdomains run`.\n" + f"Serpstat balance: {balance}\n"
-    out = text_table(rows, STATUS_COLUMNS)
+    today = today or dt.datetime.now(dt.UTC).date()
+    ahead = [r for r in rows if _as_date(r["snapshot_date"]) > today]
+    shown = [{**r, "snapshot_date": f"{r['snapshot_date']} (future)"} if r in ahead else r for r in rows]
+    out = text_table(shown, STATUS_COLUMNS)
     out += ["", f"Credits spent this month: {spent_this_month}", f"Serpstat balance: {balance}"]
     failing = [r for r in rows if r["status"] not in (STATUS_COMPLETE, STATUS_SUSPECT_EMPTY)]
     if failing:
         out.append(f"{len(failing)} latest snapshot(s) not complete: `refdomains run` fetches them again "
                    "(completed ones cost nothing)")
+    if ahead:
+        out.append(f"{len(ahead)} latest snapshot(s) dated after today ({today}, UTC), filed by --snapshot-date or "
+                   "a clock ahead: a run without --snapshot-date is refused for their series until that date; "
+                   "see docs/operations.md, \"Dates\", to remove them")
     return "\n".join(out) + "\n"
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])

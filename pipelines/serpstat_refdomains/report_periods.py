@@ -1,4 +1,4 @@
-"""What changed over a period, counted so that it adds up (README: Dashboards, The report).
+"""What changed over a period, counted so that it adds up (docs/reporting.md, "The report").
 
 A target's size is the row count of a readable full snapshot. Its changes are counted between
 full snapshots only: between the period's first full snapshot S and its last E, every domain

@@ -1,4 +1,4 @@
-"""What a run reports: one line per snapshot, the credits, and the exit code (README: Command line);
+"""What a run reports: one line per snapshot, the credits, and the exit code (docs/operations.md);
 and how a snapshot whose fetch or load failed ends (`classify`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API rows to Arrow tables of the `ref_domains` contract (README: Tables): the pipeline's hot path.
+"""API rows to Arrow tables of the `ref_domains` contract (docs/data.md): the pipeline's hot path.
 
 A batch of pages (paging.CONVERT_BATCH_ROWS) is converted column by column: Arrow kernels
 lowercase, trim and validate the names, and the registrable domains come from answers shared by

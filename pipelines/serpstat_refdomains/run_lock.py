@@ -1,6 +1,7 @@
-"""One writer at a time (README: Operations, "Locking").
+"""One writer at a time (docs/operations.md, "Locking").
 
-Two locks, both held for a whole run (and for `refdomains models` and `alerts`):
+Two locks, both held for a whole run (and for `refdomains alerts` and `refdomains models`, which
+write what a run's own alerts and build write):
 - the working folder: an exclusive file lock beside this project's dlt working folder for the
   destination and dataset, so two commands never share pending load packages, schema or state;
 - the dataset, so two projects or machines never fetch, pay for and load the same snapshots:
@@ -14,7 +15,10 @@ number, renewed every few seconds on a fresh connection, and valid while its ren
 coming; time is the server's, so clocks of the machines do not matter. A run checks its lease
 before every write (`Lease.check`) and stops when it was taken over or could not be renewed for
 longer than the lease lasts: never two writers. A run killed without releasing it blocks the
-next for at most LEASE_SECONDS (at once on the same machine, whose dead process is seen).
+next for at most LEASE_SECONDS; at once only when its holder is provably this machine and PID
+namespace (`host_identity`: hostname, boot id, PID namespace) and its pid is dead. A hostname alone
+proves nothing: machines and containers share names (default hostnames, a fixed `hostname:`), and a
+pid dead here may be a live run there.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ class Lease:
         self.seconds = seconds
         self.renew_every = renew_every
         self.holder = uuid.uuid4().hex
-        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.host, self.pid = host_identity(), os.getpid()
         self.generation: int | None = None
         self._renewed = time.monotonic()
         self._lost: str | None = None
@@ -119,8 +123,9 @@ class Lease:
                 self._ensure_table(client)
             holder, generation, host, pid, age = self._read(client)
             if holder is not None and not self._expired(host, pid, age):
-                raise _busy(self.pipeline, f"lease held by {host} pid {pid}, renewed {age or 0:.0f} s ago; it "
-                                           f"expires {max(self.seconds - (age or 0), 0):.0f} s after its last renewal")
+                raise _busy(self.pipeline, f"lease held by {_hostname(host)} pid {pid}{self._elsewhere(host)}, "
+                                           f"renewed {age or 0:.0f} s ago; it expires "
+                                           f"{max(self.seconds - (age or 0), 0):.0f} s after its last renewal")
             table = client.make_qualified_table_name(LEASE_TABLE)
             client.execute_sql(f"UPDATE {table} SET holder = %s, generation = %s, host = %s, pid = %s, "
                                "renewed_at = CURRENT_TIMESTAMP WHERE name = %s AND generation = %s",
@@ -136,7 +141,14 @@ class Lease:
     def _expired(self, host: str | None, pid: int | None, age: float | None) -> bool:
         if age is None or age > self.seconds:
             return True
-        return host == self.host and pid is not None and not _alive(pid)  # a killed run on this machine
+        # a killed run of this machine and PID namespace: only there does a dead pid prove it
+        return host == self.host and pid is not None and not _alive(pid)
+
+    def _elsewhere(self, host: str | None) -> str:
+        """A note when the holder has this hostname but is not provably this machine."""
+        if host is None or host == self.host or _hostname(host) != _hostname(self.host):
+            return ""
+        return " (same hostname, another machine, boot or container: its pid cannot be checked from here)"
 
     def _keep(self) -> None:
         while not self._stop.wait(self.renew_every):
@@ -161,7 +173,7 @@ class Lease:
         if holder == self.holder and generation == self.generation:
             self._renewed = time.monotonic()
         else:
-            self._lost = f"another run took its lease ({host} pid {pid})"
+            self._lost = f"another run took its lease ({_hostname(host)} pid {pid})"
 
     def check(self) -> None:
         """Before a write: raise LockLost if this run may no longer write."""
@@ -197,6 +209,32 @@ class _NoLease:
 def _aware(moment: Any) -> dt.datetime:
     moment = moment if isinstance(moment, dt.datetime) else dt.datetime.fromisoformat(str(moment))
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def host_identity() -> str:
+    """Who this process's pids belong to: `hostname boot=<id> pidns=<inode>`, the boot id (or
+    /etc/machine-id) telling machines and boots apart and the PID namespace's inode containers on
+    one machine; the hostname alone where /proc is missing. Stored in the lease row's `host`."""
+    name = socket.gethostname()
+    boot = None
+    for path in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
+        with contextlib.suppress(OSError):
+            with open(path, encoding="ascii", errors="replace") as handle:
+                boot = handle.read().strip() or None
+        if boot:
+            break
+    try:
+        namespace: int | None = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = None
+    if boot is None or namespace is None:
+        return name
+    return f"{name} boot={boot} pidns={namespace}"
+
+
+def _hostname(host: str | None) -> str | None:
+    """The hostname of a lease row's `host` (an identity from `host_identity`, or a plain name)."""
+    return host.split(" ", 1)[0] if host else host
 
 
 def _alive(pid: int) -> bool:

@@ -1,6 +1,6 @@
 """The dlt source `serpstat`: referring-domain snapshots and their ledger.
 
-Tables (README: Tables):
+Tables (docs/data.md):
 - `ref_domains`: one row per referring domain per snapshot.
 - `snapshots`: the ledger, one row per (target_domain, search_type, snapshot_kind, snapshot_date):
   the latest outcome, which always agrees with the snapshot's rows.

@@ -1,6 +1,6 @@
 """The tail of a split partition: the names under a prefix that none of its one-character
 extensions reaches (a non-ASCII letter next, or another case), read from both ends of the
-partition and proven whole (README: Operations, "Results past the depth cap").
+partition and proven whole (docs/design.md, "Partitions over the depth cap").
 
 Sorted by code point the tail names are the partition's last, so they are read in descending
 order down to the first name an extension reaches. But Serpstat matches `startsWith` regardless

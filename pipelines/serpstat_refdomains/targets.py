@@ -1,5 +1,5 @@
 """What a configuration tracks: targets (a domain and a search type) and each tracked domain's
-competitors (README: Configuration, Competitors and link gap).
+competitors (docs/configuration.md, "Domains and competitors").
 
 A `domains` item is "example.com" or {query = "example.com", search_type = "domain"}, and may name
 competitors, snapshotted like any tracked domain (same kinds, schedule and ledger; its own series),

@@ -1,5 +1,5 @@
 """The destination: which one, the dlt pipeline on it and its working folder, and how its
-failures read (README: Warehouses, Operations).
+failures read (docs/configuration.md, "Destination and dataset"; docs/operations.md).
 
 DuckDB (`serpstat_refdomains.duckdb` in the project folder) unless configured otherwise; any dlt
 destination works, with PostgreSQL as the tested warehouse. Everything here that depends on the

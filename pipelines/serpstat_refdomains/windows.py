@@ -1,5 +1,5 @@
 """Overlapping page windows: a sorted list that may change while it is read, read with a proof at
-every seam and no request spent on the proof (README: Operations, "What complete means").
+every seam and no request spent on the proof (docs/design.md, "Fetching a snapshot").
 
 Serpstat serves a result sorted by name; a request (page p, size s) returns the rows at offsets
 [(p-1)*s, p*s) and costs a credit per row. Rows may come and go between two requests, and

@@ -34,7 +34,9 @@ changes as (
         pair_changes.registrable_domain,
         pair_changes.domain_rank,
         pair_changes.ref_pages,
-        pairs.last_full_seq
+        pairs.last_full_seq,
+        pairs.target_role,
+        pairs.competitor_of
     from pair_changes
     inner join pairs
         on pairs.pair_key = pair_changes.pair_key
@@ -69,7 +71,9 @@ final as (
         first_seq,
         case when change = 'removed' then next_change_seq end as returned_seq,
         case when change = 'removed' then next_change_date end as returned_on,
-        last_full_seq
+        last_full_seq,
+        target_role,
+        competitor_of
     from in_history
 )
 

@@ -23,7 +23,9 @@ additions as (
         pair_changes.ref_domain_unicode,
         pair_changes.registrable_domain,
         pair_changes.domain_rank,
-        pair_changes.ref_pages
+        pair_changes.ref_pages,
+        pairs.target_role,
+        pairs.competitor_of
     from pair_changes
     inner join pairs
         on pairs.pair_key = pair_changes.pair_key

@@ -32,7 +32,9 @@ pairs as (
         earlier.snapshot_date as previous_snapshot_date,
         earlier.snapshot_key as previous_snapshot_key,
         coalesce(earlier.rows_loaded, 0) + readable.rows_loaded as pair_rows,
-        readable.last_full_seq
+        readable.last_full_seq,
+        readable.target_role,
+        readable.competitor_of
     from readable
     left join earlier
         on earlier.series_key = readable.series_key

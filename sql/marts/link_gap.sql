@@ -1,6 +1,9 @@
 -- materialized: table
 -- Link-building opportunities now: donors of a tracked domain's competitors that do not link to
 -- it, from the latest complete full snapshot of each side (README: Competitors and link gap).
+-- A link gap is a tracked domain's: its target is configured as tracked (stg_target_competitors),
+-- so its role is `tracked`, without a competitor_of (stg_target_roles; a data test holds the two
+-- together).
 with milestones as (
     select * from int_link_gap_milestones
 ),
@@ -25,6 +28,8 @@ final as (
     select
         current_gap.target_domain,
         current_gap.search_type,
+        'tracked' as target_role,
+        cast(null as varchar) as competitor_of,
         current_gap.ref_domain,
         current_gap.ref_domain_unicode,
         current_gap.registrable_domain,

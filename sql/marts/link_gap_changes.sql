@@ -2,6 +2,7 @@
 -- When each donor entered (gap_opened) or left (gap_closed) a tracked domain's link gap, one row
 -- per event (README: Competitors and link gap). Like F0 for new_ref_domains, a donor found in the
 -- gap at the first observation its competitors are compared at is the baseline, not an opening.
+-- Its targets are tracked domains, as in link_gap.
 with milestones as (
     select * from int_link_gap_milestones
 ),
@@ -24,6 +25,8 @@ opened as (
         observed_on as event_date,
         target_domain,
         search_type,
+        'tracked' as target_role,
+        cast(null as varchar) as competitor_of,
         ref_domain,
         ref_domain_unicode,
         registrable_domain,
@@ -57,6 +60,8 @@ closed as (
         closing.observed_on as event_date,
         stretch_ends.target_domain,
         stretch_ends.search_type,
+        'tracked' as target_role,
+        cast(null as varchar) as competitor_of,
         stretch_ends.ref_domain,
         stretch_ends.ref_domain_unicode,
         stretch_ends.registrable_domain,

@@ -22,6 +22,8 @@ final as (
     select
         absences.target_domain,
         absences.search_type,
+        absences.target_role,
+        absences.competitor_of,
         absences.ref_domain,
         absences.ref_domain_unicode,
         absences.registrable_domain,

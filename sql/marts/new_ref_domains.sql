@@ -25,7 +25,9 @@ diff_candidates as (
         previous_snapshot_date,
         full_seq - 1 as previous_seq,
         'snapshot_diff' as detected_by,
-        first_seq
+        first_seq,
+        target_role,
+        competitor_of
     from changes
     where change = 'added'
 ),
@@ -53,7 +55,9 @@ last_week_candidates as (
         last_week_rows.previous_snapshot_date,
         last_week_rows.previous_full_seq as previous_seq,
         'last_week' as detected_by,
-        first_held.first_seq
+        first_held.first_seq,
+        last_week_rows.target_role,
+        last_week_rows.competitor_of
     from last_week_rows
     left join first_held
         on first_held.series_key = last_week_rows.series_key
@@ -83,6 +87,8 @@ final as (
     select
         episodes.target_domain,
         episodes.search_type,
+        episodes.target_role,
+        episodes.competitor_of,
         episodes.ref_domain,
         episodes.ref_domain_unicode,
         episodes.registrable_domain,

@@ -20,6 +20,8 @@ latest as (
     select
         snapshot_key,
         snapshot_date,
+        target_role,
+        competitor_of,
         row_number() over (
             partition by target_domain, search_type
             order by snapshot_date desc
@@ -29,7 +31,10 @@ latest as (
 ),
 
 current_rows as (
-    select snapshot_rows.*
+    select
+        snapshot_rows.*,
+        latest.target_role,
+        latest.competitor_of
     from snapshot_rows
     -- by date as well: DuckDB then reads only the blocks of the latest days
     inner join latest
@@ -65,6 +70,8 @@ final as (
     select
         current_rows.target_domain,
         current_rows.search_type,
+        current_rows.target_role,
+        current_rows.competitor_of,
         current_rows.snapshot_date,
         current_rows.ref_domain,
         current_rows.ref_domain_unicode,

@@ -16,9 +16,10 @@ calendar as (
     from readable
 ),
 
+-- a target's role is one for all its snapshots
 weeks as (
-    select distinct target_domain, search_type, week_start
-    from calendar
+    select distinct target_domain, search_type, week_start, target_role, competitor_of
+    from readable
 ),
 
 latest_full as (
@@ -54,6 +55,8 @@ final as (
     select
         weeks.target_domain,
         weeks.search_type,
+        weeks.target_role,
+        weeks.competitor_of,
         weeks.week_start,
         latest_full.rows_loaded as ref_domains,
         coalesce(changes_per_week.new_ref_domains, 0) as new_ref_domains,

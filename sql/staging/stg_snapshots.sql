@@ -3,13 +3,17 @@
 -- the ledger promises (a snapshot whose load was cut between its two tables would otherwise read
 -- as "everything lost"). Everything the models ask about a snapshot as a whole is answered here,
 -- once, on the small ledger: its series, its week, and its place among the series' full
--- snapshots.
+-- snapshots; and its target's role (tracked or competitor), which the marts carry from here.
 with ledger as (
     select * from snapshots
 ),
 
 loaded_rows as (
     select * from ref_domains
+),
+
+roles as (
+    select * from stg_target_roles
 ),
 
 complete as (
@@ -112,9 +116,14 @@ placed as (
         numbered.*,
         previous_full.previous_full_seq,
         previous_full.previous_full_date,
-        max(numbered.full_seq) over (partition by numbered.series_key) as last_full_seq
+        max(numbered.full_seq) over (partition by numbered.series_key) as last_full_seq,
+        roles.target_role,
+        roles.competitor_of
     from numbered
     left join previous_full on previous_full.snapshot_key = numbered.snapshot_key
+    left join roles
+        on roles.target_domain = numbered.target_domain
+        and roles.search_type = numbered.search_type
 )
 
 select * from placed

@@ -1,5 +1,5 @@
 """Local Serpstat API v4 emulator with a synthetic, evolving link graph (Serpstat's public API v4
-documentation; README: Command line, `emulator`)."""
+documentation; docs/operations.md, "Commands")."""
 
 from .api import ApiError, LogEntry, SerpstatApi
 from .faults import Fault, FaultPlan

@@ -11,8 +11,16 @@ from dlt.common.schema.utils import new_table
 
 from ..competitor_table import ensure_table
 from ..constants import DEFAULT_LOST_CONFIRMATION_SNAPSHOTS, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
+from ..errors import first_line, unwrap
 from ..warehouse import destination_dialect, has_column, table_exists
-from .catalog import RUNNER_TABLES, dlt_schema, register_in_schema, retired_models, write_comments
+from .catalog import (
+    RUNNER_TABLES,
+    dlt_schema,
+    register_in_schema,
+    retired_models,
+    write_comments,
+    write_loaded_comments,
+)
 from .checks import run_data_tests
 from .graph import SOURCE_TABLES, Model, load_models, model_params, render
 from .materialize import drop_statement, materialize
@@ -39,6 +47,7 @@ def build(pipeline: dlt.Pipeline,
             return []
     retired = retired_models(pipeline, {m.name for m in models})
     _ensure_pulled_at(pipeline)
+    _comment_loaded_tables(pipeline, dialect)
     with pipeline.sql_client() as client:
         with client.begin_transaction():
             if dialect == "postgres":
@@ -88,6 +97,20 @@ def _ensure_pulled_at(pipeline: dlt.Pipeline) -> None:
         {"name": PULLED_AT, "data_type": "timestamp", "nullable": True, "timezone": True}]))
     pipeline.schemas.save_schema(schema)
     pipeline.sync_schema()
+
+
+def _comment_loaded_tables(pipeline: dlt.Pipeline, dialect: str) -> None:
+    """The loaded tables documented like the models, in a transaction of its own: only a table's
+    owner may comment on it, and a loader role that may write but not own the tables still builds
+    the models (as warehouse.ensure_snapshot_key_index does without its index)."""
+    from dlt.destinations.exceptions import DatabaseTerminalException
+
+    try:
+        with pipeline.sql_client() as client, client.begin_transaction():
+            write_loaded_comments(client, dialect)
+    except DatabaseTerminalException as error:
+        logger.warning("could not comment on the loaded tables (%s): comment on them as their owner",
+                       first_line(unwrap(error)))
 
 
 def _tables_exist(client) -> bool:

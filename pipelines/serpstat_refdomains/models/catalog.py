@@ -18,7 +18,9 @@ from dlt.common.schema import Schema
 from dlt.common.schema.typing import TTableSchema
 from dlt.common.schema.utils import new_table
 
+from ..contract import LOADED_TABLES
 from ..errors import ModelGraphError
+from ..warehouse import stored_name
 from .dialects import literal
 from .graph import layer_files, sql_root
 from .names import NAMES_READ_TABLE, NAMES_TABLE
@@ -124,22 +126,53 @@ def write_comments(client, name: str, kind: str, dialect: str) -> None:
                            f"IS {literal(column.description)}")
 
 
-def schema_table(name: str, materialized: str) -> TTableSchema:
-    """A model as a dlt schema table.
+def write_loaded_comments(client, dialect: str) -> None:
+    """COMMENT ON each loaded table (ref_domains, snapshots, snapshot_attempts, target_competitors)
+    and each of its columns, from contract.py's meanings, where the warehouse has them: dlt keeps
+    the meanings in its schema but writes no comments. A table not loaded yet is left out, and so
+    is a column a table loaded by an earlier version lacks; dlt's own columns (_dlt_id, ...) have none."""
+    if dialect not in COMMENT_DIALECTS:
+        return
+    for table in LOADED_TABLES:
+        found = {row[0] for row in client.execute_sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            stored_name(client, client.dataset_name), stored_name(client, table.name)) or []}
+        if not found:
+            continue
+        target = client.make_qualified_table_name(table.name)
+        client.execute_sql(f"COMMENT ON TABLE {target} IS {literal(table.description)}")
+        for column in table.columns:
+            if stored_name(client, column.name) in found:
+                client.execute_sql(f"COMMENT ON COLUMN {target}.{client.escape_column_name(column.name)} "
+                                   f"IS {literal(column.description)}")
 
-    write_disposition "skip": dlt never loads into it; no `seen-data` mark: dlt's drop and refresh
-    (`dlt pipeline drop`, refresh="drop_sources") take it out of the schema but never DROP it in
-    the warehouse, where it may be a view that a DROP TABLE would fail on. A load only creates or
-    alters the tables it has data for, so it never touches a model; the next build puts it back.
+
+def schema_table(name: str, materialized: str) -> TTableSchema:
+    """A model as a dlt schema table, which dlt's tools list like a loaded one.
+
+    write_disposition "skip": dlt never loads into it; a load only creates or alters the tables it
+    has data for, so it never touches a model. A model materialized as a table is marked as holding
+    data (`seen-data`, dlt's mark of a loaded table): dlt's dashboard (`dlt pipeline ... show`)
+    lists only such tables, and `info` says it received data. dlt's drop and refresh
+    (`dlt pipeline drop`, refresh="drop_sources") DROP TABLE the tables so marked, which the next
+    build makes again; a view has no such mark, since a DROP TABLE fails on a view: they only take
+    it out of the schema, and the next build puts it back.
     """
     doc = catalog()[name]
     table = new_table(name, write_disposition="skip", resource=name,
                       columns=[{"name": c.name, "data_type": cast(TDataType, c.data_type), "nullable": True,
                                 "description": c.description} for c in doc.columns])
     table["description"] = doc.description
+    if materialized != "view":
+        mark_seen(table)
     # dlt keeps "x-" hints in a table schema, but its TypedDict has no key for them
     table[MODEL_HINT] = {"materialized": materialized}  # type: ignore[literal-required]
     return table
+
+
+def mark_seen(table: TTableSchema) -> None:
+    """dlt's own mark of a table that holds data (what its normalizer sets on a table's first rows)."""
+    table["x-normalizer"] = {"seen-data": True}
 
 
 def register_in_schema(pipeline: dlt.Pipeline, materialized: dict[str, str]) -> None:
@@ -188,4 +221,5 @@ def _described(table: TTableSchema | None) -> Any:
     if table is None:
         return None
     return (table.get("description"), table.get("write_disposition"), table.get("resource"), table.get(MODEL_HINT),
+            table.get("x-normalizer"),
             [(c["name"], c.get("data_type"), c.get("description")) for c in table["columns"].values()])

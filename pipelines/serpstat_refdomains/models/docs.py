@@ -28,7 +28,9 @@ def reference() -> str:
                        "finds a row fails and is rolled back: README, Operations). Each model is a SELECT in "
                        "`sql/<layer>/<model>.sql`, and what is said of it here is its doc file "
                        "`sql/<layer>/<model>.toml`; the meanings are also in the warehouse (`COMMENT ON`) and "
-                       "in the pipeline's dlt schema.")]
+                       "in the pipeline's dlt schema, where dlt's tools show them (`refdomains dashboard`: "
+                       "docs/inspect.md). Every mart row says whose it is: `target_role` (tracked or "
+                       "competitor) and, for a competitor, `competitor_of` (stg_target_roles).")]
     for layer in LAYERS:
         lines += ["", f"## {layer.capitalize()}"]
         for doc in _in_build_order(layer):
