@@ -262,18 +262,24 @@ def ensure_snapshot_key_index(pipeline: dlt.Pipeline) -> None:
 # information_schema keeps names as the warehouse stores them: dlt folds identifiers to lower case
 # on DuckDB and PostgreSQL and to upper case on Snowflake, so every lookup folds the same way.
 def stored_name(client: Any, name: str) -> str:
-    """`name` (a dataset, table or column) as the destination stores it."""
-    return client.capabilities.casefold_identifier(name)
+    """`name` (a dataset, table or column) as the destination stores it; as it is for a client
+    without dlt's capabilities (the models' runner also takes a plain DB-API-like client)."""
+    capabilities = getattr(client, "capabilities", None)
+    return capabilities.casefold_identifier(name) if capabilities is not None else name
 
 
 def table_type(client: Any, table: str) -> str | None:
     """"TABLE" or "VIEW" for a table or view of the client's dataset; None if there is none."""
+    schema, name = stored_name(client, client.dataset_name), stored_name(client, table)
     rows = client.execute_sql(
-        "SELECT table_type FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-        stored_name(client, client.dataset_name), stored_name(client, table))
-    if not rows:
-        return None
-    return "VIEW" if "VIEW" in str(rows[0][0]).upper() else "TABLE"
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = %s AND table_name = %s", schema, name)
+    if rows:
+        return "VIEW" if "VIEW" in str(rows[0][0]).upper() else "TABLE"
+    # information_schema.views is standard SQL too: the Snowflake emulator CI runs (fakesnow) lists
+    # views there only, where Snowflake, DuckDB and PostgreSQL list them in both
+    views = client.execute_sql(
+        "SELECT count(*) FROM information_schema.views WHERE table_schema = %s AND table_name = %s", schema, name)
+    return "VIEW" if views and views[0][0] else None
 
 
 def table_exists(client: Any, table: str) -> bool:

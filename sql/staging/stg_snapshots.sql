@@ -27,9 +27,11 @@ complete as (
         rows_loaded,
         started_at,
         -- the snapshot as loaded now: another pull of it (--force, a rerun) changes this. The
-        -- time as seconds since the epoch: as text a timestamp takes the session's time zone
+        -- time as whole microseconds since the epoch, an integer every engine computes alike
+        -- (models/dialects.py spells epoch_us out for each): as text a timestamp takes the
+        -- session's time zone, and fractional seconds take each engine's rounding
         snapshot_key
-            || '@' || coalesce(cast(epoch(finished_at) as varchar), '')
+            || '@' || coalesce(cast(epoch_us(finished_at) as varchar), '')
             || '#' || cast(rows_loaded as varchar) as snapshot_version
     from ledger
     where status = 'complete'

@@ -12,7 +12,7 @@ from dlt.common.schema.utils import new_table
 from ..competitor_table import ensure_table
 from ..constants import DEFAULT_LOST_CONFIRMATION_SNAPSHOTS, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
 from ..errors import first_line, unwrap
-from ..warehouse import destination_dialect, has_column
+from ..warehouse import destination_dialect, has_column, table_exists
 from .catalog import (
     RUNNER_TABLES,
     dlt_schema,
@@ -114,7 +114,4 @@ def _comment_loaded_tables(pipeline: dlt.Pipeline, dialect: str) -> None:
 
 
 def _tables_exist(client) -> bool:
-    rows = client.execute_sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s)",
-        client.dataset_name, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE)
-    return bool(rows) and rows[0][0] == 2
+    return all(table_exists(client, table) for table in (REF_DOMAINS_TABLE, SNAPSHOTS_TABLE))

@@ -9,7 +9,7 @@ from typing import cast
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel
+from sqlglot.errors import ErrorLevel, UnsupportedError
 
 # The dialect every model, data test and runner statement in sql/ is written in.
 SOURCE_DIALECT = "duckdb"
@@ -33,7 +33,7 @@ def rewritten(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) ->
     for table in tree.find_all(exp.Table):
         if table.name in tables and table.name not in ctes and not table.args.get("db"):
             table.set("db", exp.to_identifier(dataset))
-    tree = _inline_imports(tree).transform(lambda node: _iso_week_start(node, dialect))
+    tree = _inline_imports(tree).transform(lambda node: _epoch_micros(_iso_week_start(node, dialect), dialect))
     if dialect == "postgres":
         tree = _inline_single_use_ctes(_drop_date_beside_key(tree))
     return tree
@@ -140,3 +140,41 @@ def _iso_week_start(node: exp.Expression, dialect: str) -> exp.Expression:
         return exp.DateAdd(this=day.copy(), unit=exp.var("DAY"),
                            expression=exp.Sub(this=exp.Literal.number(1), expression=exp.DayOfWeekIso(this=day.copy())))
     return node
+
+
+# `epoch_us(t)`, DuckDB's whole microseconds since 1970-01-01 UTC of a timestamp with time zone, in
+# each dialect: a key built from a time must not depend on an engine's rounding (`epoch(t)` is
+# fractional seconds on DuckDB, whole seconds as Spark's UNIX_TIMESTAMP, and TIME_TO_UNIX, which
+# BigQuery and ClickHouse lack). Each spelling is an integer, exact to the microsecond.
+_EPOCH_MICROS = {
+    "duckdb": "EPOCH_US({t})",
+    "motherduck": "EPOCH_US({t})",
+    # EXTRACT(EPOCH ...) is numeric since PostgreSQL 14 (exact); before it, a double whose
+    # rounding to the microsecond is still exact for this century's timestamps
+    "postgres": "CAST(ROUND(EXTRACT(EPOCH FROM {t}) * 1000000) AS BIGINT)",
+    "redshift": "DATEDIFF(MICROSECOND, CAST('1970-01-01 00:00:00+00' AS TIMESTAMPTZ), {t})",
+    "spark": "UNIX_MICROS({t})",
+    "databricks": "UNIX_MICROS({t})",
+    "bigquery": "UNIX_MICROS({t})",
+    "snowflake": "DATE_PART(EPOCH_MICROSECOND, {t})",
+    "tsql": "DATEDIFF_BIG(MICROSECOND, CAST('1970-01-01 00:00:00+00:00' AS DATETIMEOFFSET), {t})",
+    "clickhouse": "toUnixTimestamp64Micro({t})",
+    # Trino's timestamps (Athena's too) have no function to whole microseconds: from seconds, rounded
+    "athena": "CAST(ROUND(TO_UNIXTIME({t}) * 1000000) AS BIGINT)",
+    "trino": "CAST(ROUND(TO_UNIXTIME({t}) * 1000000) AS BIGINT)",
+}
+
+
+def _epoch_micros(node: exp.Expression, dialect: str) -> exp.Expression:
+    """`epoch_us(t)` spelled out for `dialect` (see _EPOCH_MICROS); a dialect without a spelling
+    raises, rather than be given a function sqlglot guesses."""
+    if not (isinstance(node, exp.UnixMicros)
+            or (isinstance(node, exp.Anonymous) and node.name.upper() == "EPOCH_US")):
+        return node
+    argument = node.this if isinstance(node, exp.UnixMicros) else node.expressions[0]
+    template = _EPOCH_MICROS.get(dialect)
+    if template is None:
+        raise UnsupportedError(f"epoch_us() has no spelling for dialect {dialect!r}: add one to _EPOCH_MICROS")
+    spelled = sqlglot.parse_one(template.format(t="__t__"), read=dialect)
+    # the argument as a tree, so it is written out in the dialect with the rest
+    return spelled.transform(lambda n: argument.copy() if isinstance(n, exp.Column) and n.name == "__t__" else n)

@@ -9,6 +9,7 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import ModelGraphError
+from ..warehouse import stored_name, table_type
 from .catalog import catalog, write_comments
 from .dialects import SOURCE_DIALECT, transpile
 from .graph import Model
@@ -54,7 +55,8 @@ def materialize_incremental(client, model: Model, sql: str, dialect: str, tables
     assert model.unique_key and model.keys_from
     target = client.make_qualified_table_name(model.name)
     columns = [c.name for c in catalog()[model.name].columns]
-    if full_refresh or _table_columns(client, model.name) not in (None, columns):
+    # as the warehouse lists them (Snowflake: upper case)
+    if full_refresh or _table_columns(client, model.name) not in (None, [stored_name(client, c) for c in columns]):
         client.execute_sql(drop_statement(client, model.name))
     if _table_columns(client, model.name) is None:
         types = {c.name: _sql_type(c.data_type, dialect) for c in catalog()[model.name].columns}
@@ -117,13 +119,10 @@ def _table_columns(client, name: str) -> list[str] | None:
     """A table's columns in order; None if the dataset has no table of that name."""
     rows = client.execute_sql(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-        "ORDER BY ordinal_position", client.dataset_name, name)
+        "ORDER BY ordinal_position", stored_name(client, client.dataset_name), stored_name(client, name))
     if not rows:
         return None
-    kind = client.execute_sql(
-        "SELECT table_type FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-        client.dataset_name, name)
-    return [r[0] for r in rows] if kind and "VIEW" not in str(kind[0][0]).upper() else []
+    return [r[0] for r in rows] if table_type(client, name) == "TABLE" else []
 
 
 def _sql_type(data_type: str, dialect: str) -> str:
@@ -132,10 +131,7 @@ def _sql_type(data_type: str, dialect: str) -> str:
 
 def drop_statement(client, name: str) -> str:
     """Drop whatever the model is now (a view or a table: materialization may have changed)."""
-    rows = client.execute_sql(
-        "SELECT table_type FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-        client.dataset_name, name)
-    if not rows:
+    kind = table_type(client, name)
+    if kind is None:
         return "SELECT 1"
-    kind = "VIEW" if "VIEW" in str(rows[0][0]).upper() else "TABLE"
     return f"DROP {kind} IF EXISTS {client.make_qualified_table_name(name)} CASCADE"
