@@ -128,3 +128,27 @@ def test_a_run_while_another_holds_the_dataset_exits_2_and_fetches_nothing(tmp_p
     assert lines[0].startswith("error: another refdomains run is loading into dataset 'serpstat': nothing was "
                                "fetched; run again once it has finished")
     assert ref_requests(emulator) == []
+
+
+def test_dlt_notes_of_what_the_run_settles_stay_out_of_a_default_runs_stderr():
+    """Under terminated sessions a run that recovered printed dlt's `Transient exception in job
+    ...` and `will now load the pending load packages` lines beside its own one-line ending."""
+    import logging
+
+    from serpstat_refdomains.cli import _OneLineErrors
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("dlt", logging.ERROR, __file__, 1, message, None, None)
+
+    ours = logging.getLogger("serpstat_refdomains")
+    level = ours.level
+    only_one_line = _OneLineErrors()
+    try:
+        ours.setLevel(logging.WARNING)
+        assert not only_one_line.filter(record("Transient exception in job snapshots.1.insert_values in file x"))
+        assert not only_one_line.filter(record("The pipeline run method will now load the pending load packages."))
+        assert only_one_line.filter(record("Job for snapshots failed terminally"))  # not ours to settle
+        ours.setLevel(logging.INFO)
+        assert only_one_line.filter(record("Transient exception in job snapshots.1.insert_values in file x"))
+    finally:
+        ours.setLevel(level)

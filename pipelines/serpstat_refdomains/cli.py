@@ -218,6 +218,10 @@ class _OneLineErrors(logging.Filter):
     recovered. The tracebacks stay at DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("dlt") and any(note in record.getMessage() for note in HANDLED_BY_THE_RUN):
+            # what the run itself settles (a dropped session's job retried, its package finished):
+            # the run's own line says how it ended; RUNTIME__LOG_LEVEL=INFO shows these
+            return logging.getLogger("serpstat_refdomains").isEnabledFor(logging.INFO)
         if record.exc_info and record.exc_info[1] is not None:
             record.msg, record.args = f"{record.getMessage()} ({first_line(record.exc_info[1])})", None
             record.exc_info, record.exc_text = None, None
@@ -230,6 +234,9 @@ class _OneLineErrors(logging.Filter):
 
 
 TRACEBACK = "Traceback (most recent call last):"
+# dlt's notes of a load job retried after a dropped connection, and of the pending package the
+# next pipeline.run finishes first: both are settled by loading.py / warehouse.py
+HANDLED_BY_THE_RUN = ("Transient exception in job", "will now load the pending load packages")
 
 
 def _configure_logging() -> None:
