@@ -404,3 +404,35 @@ def test_link_gap_tiles_run(gap_duckdb):
     query(gap_duckdb[0], queries[0])  # this week's: dates of the scenario are long past
     top = query(gap_duckdb[0], queries[1])
     assert len(top) == 50 and top[0][3] >= top[-1][3]
+
+
+def test_a_filter_change_on_a_day_a_competitors_pull_fails_opens_and_closes_nothing(tmp_path, emulator):
+    """`complex_filter` changed (domain_rank >= 50) on a day the competitor's pull failed: the
+    tracked side was read under the new filter and the competitor's under the old one, so its
+    low-rank donors entered the gap (485 false gap_opened in a tryout, in the alert too) and left
+    it a week later, not won. Both sides of a gap are read under the tracked domain's filter."""
+    for domain in ("gapf-shop.com", "gapf-rival.com"):
+        emulator.graph.set_profile(domain, Profile(base_size=300))
+    domains = [{"query": "gapf-shop.com", "competitors": ["gapf-rival.com"]}]
+    rank_filter = [[{"field": "domain_rank", "compareType": "gte", "value": [50]}]]
+    weeks = [DAY + dt.timedelta(weeks=w) for w in range(5)]
+    with fast_client(emulator) as client:
+        for w, day in enumerate(weeks):
+            emulator.today = day
+            if w == 2:
+                emulator.faults.add(Fault("api_error", query="gapf-rival.com", times=-1))
+            report = run_pipeline(tmp_path, emulator, domains, day, client=client, build_models=True, kind="full",
+                                  settings_options={"page_size": 100, **({"complex_filter": rank_filter} if w >= 2
+                                                                        else {})})
+            assert report.models_error is None
+            emulator.faults.faults[:] = []
+    statuses = dict(query(tmp_path, "SELECT target_domain || ' ' || snapshot_date, status FROM serpstat.snapshots"))
+    assert statuses[f"gapf-rival.com {weeks[2]}"] == "failed" and statuses[f"gapf-shop.com {weeks[2]}"] == "complete"
+    changes = query(tmp_path, "SELECT event_date, change, count(*) FROM serpstat.link_gap_changes "
+                              "WHERE event_date >= ? GROUP BY 1, 2 ORDER BY 1, 2", [weeks[2]])
+    churn = [row for row in changes if row[0] > weeks[3]]  # the emulator's own churn, within the new series
+    assert [row for row in changes if row[0] <= weeks[3]] == [], changes
+    assert all(count < 30 for _, _, count in churn), churn
+    # what is in the gap now is the competitor's donors at rank 50 or more that the site lacks
+    ranks = [row[0] for row in query(tmp_path, "SELECT max_domain_rank FROM serpstat.link_gap")]
+    assert ranks and min(ranks) >= 50

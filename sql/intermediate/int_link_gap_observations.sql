@@ -4,14 +4,33 @@
 -- snapshot on at which it or a competitor has a complete full snapshot. At each observation every
 -- side, the tracked domain and each competitor, is read at its latest complete full snapshot on or
 -- before that date: a competitor's incomplete or failed pull changes nothing, its last complete
--- snapshot stands. A side without any is left out. Sides are (domain, search type), whatever the
--- filter, like ref_domains_current.
+-- snapshot stands. A side without any is left out. Sides are (domain, search type), and every
+-- side is read under the filter of the tracked domain's latest full snapshot: a side read under
+-- another filter lists donors the other side's filter leaves out (or keeps), so a filter change
+-- would open or close the gap for every one of them. A changed filter starts the gap anew, with
+-- the sides that have a snapshot under it, as it starts a new series of new and lost.
 with competitors as (
     select * from stg_target_competitors
 ),
 
 readable as (
     select * from stg_snapshots
+),
+
+current_filter as (
+    select target_domain, search_type, filter_hash
+    from (
+        select
+            target_domain,
+            search_type,
+            filter_hash,
+            row_number() over (
+                partition by target_domain, search_type order by snapshot_date desc
+            ) as recency
+        from readable
+        where snapshot_kind = 'full'
+    ) as latest
+    where recency = 1
 ),
 
 -- the sides of each tracked domain's gap: the domain itself and each of its competitors
@@ -42,9 +61,13 @@ side_snapshots as (
             order by snap.snapshot_date
         ) as next_snapshot_date
     from sides
+    inner join current_filter
+        on current_filter.target_domain = sides.target_domain
+        and current_filter.search_type = sides.search_type
     inner join readable as snap
         on snap.target_domain = sides.side_domain
         and snap.search_type = sides.side_search_type
+        and snap.filter_hash = current_filter.filter_hash
     where snap.snapshot_kind = 'full'
 ),
 
