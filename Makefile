@@ -81,16 +81,20 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 # The long randomized runs: fault sequences with SIGKILL, page seams at every total up to the
-# depth cap, random histories against the models' oracle. `make test` runs the same tests with a
+# depth cap, random histories against the models' oracle, churn during pulls, PostgreSQL sessions
+# terminated at random. `make test` runs the same tests with a
 # few examples each; these counts are what `make chaos` adds (CI passes smaller ones to fit).
 CHAOS_EXAMPLES ?= 200
 SEAM_EXAMPLES ?= 50000
 WINDOWS_TOTAL_STEP ?= 1
 MODEL_SEEDS ?= 24
+CHURN_EXAMPLES ?= 400
+TERMINATION_ROUNDS ?= 6
 chaos: $(STAMP)
 	CHAOS_EXAMPLES=$(CHAOS_EXAMPLES) SEAM_EXAMPLES=$(SEAM_EXAMPLES) WINDOWS_TOTAL_STEP=$(WINDOWS_TOTAL_STEP) \
-		MODEL_SEEDS=$(MODEL_SEEDS) $(BIN)/python -m pytest -q -s tests/test_chaos.py tests/test_windows.py \
-		tests/test_model_rewrite.py
+		MODEL_SEEDS=$(MODEL_SEEDS) CHURN_EXAMPLES=$(CHURN_EXAMPLES) TERMINATION_ROUNDS=$(TERMINATION_ROUNDS) \
+		$(BIN)/python -m pytest -q -s tests/test_chaos.py tests/test_windows.py tests/test_model_rewrite.py \
+		tests/test_churn.py tests/test_lease.py
 
 # Rewrites requirements.lock with a hash for every file of every pinned release. pip-compile keeps
 # the versions already in the lock (nothing upgrades by accident); to move one on purpose:

@@ -19,7 +19,7 @@ from serpstat_refdomains.models import load_models
 from tests.model_reference import COLUMNS, CONFIRM, Loaded, expected_models, readable
 
 # `make test` checks a few random histories; `make chaos` many (MODEL_SEEDS)
-SEEDS = int(os.environ.get("MODEL_SEEDS", "8"))
+SEEDS = int(os.environ.get("MODEL_SEEDS", "4"))
 START = dt.date(2026, 1, 5)
 WEEKS = range(12)
 # (target, search type, filter, weeks): two series of a.com side by side. Their snapshots share dates,
