@@ -17,8 +17,10 @@ readable as (
     select * from stg_snapshots
 ),
 
-current_filter as (
-    select target_domain, search_type, filter_hash
+-- the filter every side of a tracked domain's gap is read under (sides are other targets, so
+-- the series key, which names its target, cannot say it)
+gap_filter as (
+    select target_domain, search_type, filter_hash as gap_filter_hash
     from (
         select
             target_domain,
@@ -61,13 +63,13 @@ side_snapshots as (
             order by snap.snapshot_date
         ) as next_snapshot_date
     from sides
-    inner join current_filter
-        on current_filter.target_domain = sides.target_domain
-        and current_filter.search_type = sides.search_type
+    inner join gap_filter
+        on gap_filter.target_domain = sides.target_domain
+        and gap_filter.search_type = sides.search_type
     inner join readable as snap
         on snap.target_domain = sides.side_domain
         and snap.search_type = sides.side_search_type
-        and snap.filter_hash = current_filter.filter_hash
+        and snap.filter_hash = gap_filter.gap_filter_hash
     where snap.snapshot_kind = 'full'
 ),
 
