@@ -124,3 +124,27 @@ def test_every_format_shows_the_same_counts_and_early_detections_apart():
     assert sections.count("new") == 8 and sections.count("lost") == 4 and sections.count("step") == 3
     page = render(data, "html")
     assert "Detected early by last_week (1)" in page and "+4" in page and "<details>" in page
+
+
+def test_the_page_says_when_its_latest_full_snapshot_is_older_than_a_weekly_schedule_leaves_it():
+    """An outside reader took the demo's "Latest week: Oct 05 → Oct 12", in a page generated on
+    Dec 06, for this week's news: a schedule that stopped looks like a quiet week."""
+    from serpstat_refdomains.report_data import ReportData
+    from serpstat_refdomains.report_html import render_html
+
+    today = dt.datetime.now(dt.UTC).date()
+
+    def page(latest: dt.date, until: dt.date | None = None) -> str:
+        ledger = [{"target_domain": "a.com", "search_type": "domain", "snapshot_kind": "full", "snapshot_date": latest,
+                   "status": "complete", "rows_loaded": 1, "requests": 1, "credits_spent": 1, "credits_left": 9,
+                   "error": None},
+                  {"target_domain": "a.com", "search_type": "domain", "snapshot_kind": "full",
+                   "snapshot_date": today, "status": "failed", "rows_loaded": 0, "requests": 1, "credits_spent": 0,
+                   "credits_left": 9, "error": "down"}]
+        return render_html(ReportData(domain=None, since=None, until=until, ledger=ledger))
+
+    stale = page(today - dt.timedelta(days=55))
+    assert f"The latest full snapshot is from {today - dt.timedelta(days=55):%Y-%m-%d}, 55 days before" in stale
+    assert 'class="stale"' not in page(today - dt.timedelta(days=7))  # a weekly run, not late
+    assert 'class="stale"' not in page(today - dt.timedelta(days=55), until=today - dt.timedelta(days=50))
+    assert "<b>rank</b> is Serpstat's domain rank" in stale

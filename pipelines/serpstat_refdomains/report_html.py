@@ -68,7 +68,7 @@ figure{margin:0;min-width:0}figcaption{font-size:.85rem;color:#52606d;margin-bot
 svg.chart{width:100%;height:auto;display:block}svg text{font-size:14px;fill:#52606d}
 .kpis{display:flex;flex-wrap:wrap;gap:.2rem 1.2rem;font-size:.9rem;margin:.2rem 0 .4rem}
 .legend{font-size:.8rem;color:#52606d;display:flex;flex-wrap:wrap;gap:0 1rem}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto}.stale{background:#fef3c7;border-left:4px solid #d97706;padding:.5rem .75rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.3rem 0;width:100%}
 td,th{border-bottom:1px solid #e4e7eb;padding:.25rem .5rem;text-align:left;white-space:nowrap}
 th{background:#f5f7fa;cursor:pointer;user-select:none}th[aria-sort=ascending]::after{content:" \\25B2"}
@@ -237,6 +237,25 @@ def _alerts(preview: AlertPreview | None) -> str:
     return "".join(parts)
 
 
+STALE_AFTER_DAYS = 8  # a weekly full snapshot, and a day's grace for a late schedule
+
+
+def _stale(data: ReportData) -> str:
+    """A warning when the latest full snapshot is older than a weekly schedule leaves it: the
+    "latest week" would otherwise read as this week's news. Not for a period chosen with --until."""
+    fulls = [r["snapshot_date"] for r in data.ledger
+             if r.get("snapshot_kind") == "full" and r.get("status") == "complete"]
+    if data.until is not None or not fulls:
+        return ""
+    latest = max(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in fulls)
+    age = (dt.datetime.now(dt.UTC).date() - latest).days
+    if age <= STALE_AFTER_DAYS:
+        return ""
+    return (f'<p class="stale"><b>The latest full snapshot is from {latest:%Y-%m-%d}, {age} days before this '
+            "report</b>: runs are expected every week, so the latest week below is not this week. Check the "
+            "schedule (<code>refdomains status</code>).</p>")
+
+
 def render_html(data: ReportData) -> str:
     groups = data.groups()
     scope = html.escape(data.domain or "all tracked domains")
@@ -251,8 +270,9 @@ def render_html(data: ReportData) -> str:
 <p class="lede"><b>Period:</b> {html.escape(period_label(data.since, data.until))}. Counted between full snapshots,
 so net = new − lost = the change in size; returning domains count as new. Lost includes unconfirmed losses
 ({html.escape(unconfirmed_note(data.confirm_after))}).</p>
-<p class="lede">Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Hover a point or bar for its values; click a
-column header to sort.</p>
+<p class="lede">Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. <b>rank</b> is Serpstat's domain rank of the
+referring domain (empty when Serpstat sent none). Hover a point or bar for its values; click a column header to
+sort.</p>{_stale(data)}
 <nav>{nav}<a href="#snapshots">Snapshots and credits</a></nav></header>
 <section class="overview"><div class="cards">{"".join(_card(own, rivals) for own, rivals in groups)}</div></section>
 {"".join(_group(own, rivals, data) for own, rivals in groups) or "<p>Nothing loaded yet.</p>"}
