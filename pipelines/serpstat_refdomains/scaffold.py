@@ -158,7 +158,7 @@ def _cron_quote(path: str) -> str:
 def _files(schedule: str, folder: Path) -> list[tuple[str, str]]:
     """(path in the project, content) of every file init writes."""
     files = [(".dlt/config.toml", CONFIG_HEADER + "\n" + section(secret=False)),
-             (".dlt/secrets.toml", SECRETS_HEADER + "\n" + section(secret=True) + _template("secrets.toml")),
+             (".dlt/secrets.toml", SECRETS_HEADER + "\n" + section(secret=True) + _template("secrets.toml.template")),
              (".gitignore", _template("gitignore"))]
     chosen = SCHEDULES[schedule]
     if chosen is not None:
