@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from serpstat_refdomains.client import SerpstatClient
 from serpstat_refdomains.constants import DEFAULT_SEARCH_TYPE, DEPTH_CAP, STATUS_COMPLETE
@@ -45,17 +45,25 @@ class Verdict:
 
 
 def trial(emulator: SerpstatEmulator, client: SerpstatClient, target: str, total: int, page_size: int,
-          depth_cap: int | None, churn: list[Churn], pool: ThreadPoolExecutor | None) -> Verdict:
+          depth_cap: int | None, churn: list[Churn], pool: ThreadPoolExecutor | None,
+          from_plan: bool = False) -> Verdict:
+    """`from_plan`: the pull starts from the partition plan of a churn-free pull just before it, as
+    next week's does (its small leaves read in groups), when that pull was partitioned."""
     api = emulator.api
     api.depth_cap = depth_cap or DEPTH_CAP
     emulator.set_profile(target, total)
     emulator.faults.clear()
+    day: dt.date = emulator.today
+    spec = SnapshotSpec(Target(target, DEFAULT_SEARCH_TYPE), "full", day, None, "", page_size=page_size)
+    if from_plan:
+        before = SnapshotFetcher(client, spec, depth_cap=depth_cap or DEPTH_CAP, executor=pool)
+        for _ in before.tables():
+            pass
+        spec = replace(spec, previous_total=before.stats.expected_total, partition_plan=before.stats.partition_plan)
     emulator.faults.add(*(Fault(c.kind, query=target, page=c.page, where=c.where, pick=c.pick, count=c.count)
                           for c in churn))
-    day: dt.date = emulator.today
     state = {d.name: d for d in emulator.graph.active(target, day)}
     first_change, first_entry = len(emulator.graph.changes), len(api.log)
-    spec = SnapshotSpec(Target(target, DEFAULT_SEARCH_TYPE), "full", day, None, "", page_size=page_size)
     fetcher = SnapshotFetcher(client, spec, depth_cap=depth_cap or DEPTH_CAP, executor=pool)
     loaded: list[str] = []
     for table in fetcher.tables():

@@ -149,13 +149,17 @@ def churn_emulator():
 
 @settings(max_examples=CHURN_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(total=st.integers(0, 60), page_size=st.sampled_from([1, 2, 3, 7, 10, 25, 100, 1000]),
-       depth_cap=st.sampled_from([None, 12, 20, 35]), churn=st.lists(churns, max_size=4), threads=st.booleans())
+       depth_cap=st.sampled_from([None, 12, 20, 35]), churn=st.lists(churns, max_size=4), threads=st.booleans(),
+       from_plan=st.booleans())
 def test_a_complete_snapshot_under_churn_is_one_instant_of_the_index(churn_emulator, total, page_size, depth_cap,
-                                                                     churn, threads):
+                                                                     churn, threads, from_plan):
+    """From a plan too: its small leaves are read together, and churn in one of them (a donor
+    arriving in a leaf that was empty) changes the group's read."""
     emulator, client, pool = churn_emulator
     FINDINGS["sequences"] += 1
     target = f"churn{FINDINGS['sequences']}.com"
-    verdict = trial(emulator, client, target, total, page_size, depth_cap, churn, pool if threads else None)
+    verdict = trial(emulator, client, target, total, page_size, depth_cap, churn, pool if threads else None,
+                    from_plan)
     FINDINGS[verdict.status] += 1
     assert verdict.duplicates == 0
     if verdict.status != "complete":

@@ -21,7 +21,7 @@ from .budget import Budget
 from .client import RefDomainsPage, SerpstatClient
 from .concurrency import in_order
 from .errors import DepthCapError, RefdomainsError, SerpstatError
-from .partitions import Partition
+from .partitions import Slice
 from .spec import FetchStats, SnapshotSpec
 from .windows import MIN_WINDOW, Window, merge_pages, plan_windows, seam_holds, window_rows
 
@@ -31,10 +31,12 @@ SORT, ORDER = "domain_from", "asc"
 
 @dataclass(frozen=True)
 class Verified:
-    """A read proven consistent: the result's total and the raw rows read, in order."""
+    """A read proven consistent: the result's total and the raw rows read, in order. A tail's read
+    also says what its parent counted, every answer of it agreeing (`parent_total`)."""
 
     total: int
     rows: list[Any]
+    parent_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class PageReader:
         return min(max(self.page_size, MIN_WINDOW), self.depth_cap)
 
     # --- one request -----------------------------------------------------------------------
-    def page(self, part: Partition, number: int, size: int, total: int | None = None) -> RefDomainsPage:
+    def page(self, part: Slice, number: int, size: int, total: int | None = None) -> RefDomainsPage:
         """Page `number` of `size` rows of `part` (a tail partition in descending order: its names
         sort last). It reserves the most it can cost (a page, or what is left of a known total on
         its last page) and is charged what Serpstat billed."""
@@ -120,16 +122,16 @@ class PageReader:
             self.on_request()
         return page
 
-    def count(self, part: Partition) -> int:
+    def count(self, part: Slice) -> int:
         """The partition's size now: a 1-row page (1 credit)."""
         return self.page(part, 1, 1).total
 
-    def complex_filter(self, part: Partition) -> list | None:
-        extra = part.conditions()
-        if self.last_week:
-            extra.append({"additional_filters": "last_week"})
+    def complex_filter(self, part: Slice) -> list | None:
+        """The user's filter AND the partition's: complexFilter is an OR of AND groups, so each of
+        the user's groups is repeated for each of the partition's alternatives."""
+        quick = [{"additional_filters": "last_week"}] if self.last_week else []
         groups = self.user_filter or [[]]
-        combined = [list(group) + extra for group in groups]
+        combined = [list(group) + conditions + quick for group in groups for conditions in part.alternatives()]
         return combined if any(combined) else None
 
     # --- a proven read -----------------------------------------------------------------------
@@ -139,7 +141,7 @@ class PageReader:
         return plan_windows(total if want is None else min(want, total), self.window_size, self.depth_cap,
                             first=first, paid_to=total)
 
-    def read(self, part: Partition, total: int, plan: list[Window],
+    def read(self, part: Slice, total: int, plan: list[Window],
              first: RefDomainsPage | None = None) -> Verified | Unstable:
         """The rows `plan` covers, or why they cannot be trusted. `first` is the answer to plan[0]
         when it was fetched already. DepthCapped if Serpstat refuses a window."""
@@ -158,7 +160,7 @@ class PageReader:
             pages.append(page)
         return Verified(total, merge_pages(plan, [p.rows for p in pages]))
 
-    def _window(self, part: Partition, total: int, window: Window) -> RefDomainsPage:
+    def _window(self, part: Slice, total: int, window: Window) -> RefDomainsPage:
         page, size = window
         return self.page(part, page, size, total=total)
 

@@ -26,8 +26,8 @@ import pyarrow as pa
 from .budget import Budget, BudgetExhausted
 from .client import SerpstatClient
 from .constants import DEPTH_CAP, PULLED_AT, STATUS_COMPLETE, STATUS_INCOMPLETE, STATUS_SUSPECT_EMPTY
-from .pages import DepthCapped, PageReader, Split, Unstable, Verified
-from .partitions import Partition, plan_json, reusable_plan
+from .pages import DepthCapped, PageReader, Split, Unstable, Verified, name
+from .partitions import Group, Partition, Slice, grouped, plan_json, reusable_plan
 from .rows import SnapshotRows
 from .spec import FetchStats, SnapshotSpec
 from .tail import TailReader
@@ -43,6 +43,8 @@ CONVERT_BATCH_ROWS = 10_000
 PARTITION_ATTEMPTS = 3
 # Rounds of counting the partitions again when they no longer add up to the whole.
 COVER_ROUNDS = 2
+# A plan's leaves of up to this share of a window are read together (partitions.grouped).
+GROUP_SHARE = (3, 4)
 
 Outcome = Verified | Split | Unstable
 
@@ -78,11 +80,15 @@ class SnapshotFetcher:
         stats = self.stats
         unstable: str | None = None
         leaves: dict[Partition, int] = {}  # read partitions and their rows when read, in reading order
-        given_up: list[Partition] = []
+        given_up: list[Slice] = []
         # (partition, attempt, its rows last time if known)
-        stack: list[tuple[Partition, int, int | None]] = list(reversed(self._planned()))
+        stack: list[tuple[Slice, int, int | None]] = list(reversed(self._planned()))
+        # the whole result's size, when the last partition read was its tail: every answer of
+        # that read reported it, after every other partition was read
+        counted_last: int | None = None
         while stack:
             part, attempt, expected = stack.pop()
+            counted_last = None
             if part.tail and any(part.covers(other) for other in given_up):
                 # its count is the parent's less the leaves read: the rows of a leaf given up
                 # would count as its own, and every read of it would fail, paid from both ends
@@ -100,11 +106,21 @@ class SnapshotFetcher:
                     # the count of every tail above it, which then fails too
                     unstable = unstable or outcome.what
                     given_up.append(part)
+            elif isinstance(part, Group):
+                members = self._told_apart(part, outcome.rows)
+                if members is None:
+                    logger.info("%s: %s: a name no member's filter takes; reading them one by one", self.spec.key, part)
+                    stack.extend((member, 1, None) for member in reversed(part.split()))
+                    continue
+                leaves.update(members)
+                yield from self._convert(outcome.rows)
             else:
                 leaves[part] = outcome.total
+                if part.tail and part.prefix is None and part.ranks is None:
+                    counted_last = outcome.parent_total
                 yield from self._convert(outcome.rows)
         if unstable is None and len(leaves) > 1:
-            uncovered = yield from self._cover(leaves)
+            uncovered = yield from self._cover(leaves, counted_last)
             if uncovered:
                 unstable = uncovered
         if stats.rows_loaded == 0:
@@ -130,18 +146,34 @@ class SnapshotFetcher:
         stats.finished_at = dt.datetime.now(dt.UTC)
 
     # --- partitions ------------------------------------------------------------------------------
-    def _planned(self) -> list[tuple[Partition, int, int | None]]:
+    def _planned(self) -> list[tuple[Slice, int, int | None]]:
         """Where to start: the previous snapshot's leaves when it was over the depth cap (its root
         page would be paid for and thrown away), else the whole result. A plan is trusted even when
         the previous total seems to fit: Serpstat's window may be narrower than DEPTH_CAP (learned
-        from a refused page, never stored), and a root read would then pay for rows up to it again."""
+        from a refused page, never stored), and a root read would then pay for rows up to it again.
+        Its small leaves are read in groups of up to GROUP_SHARE of a window: each alone would
+        cost a request (an empty one a credit too), and a group one, with room for some growth."""
         leaves = reusable_plan(self.spec.partition_plan)
         if leaves:
-            return [(part, 1, total) for part, total in leaves]
+            rows = self.reader.window_size * GROUP_SHARE[0] // GROUP_SHARE[1]
+            return [(part, 1, total) for part, total in grouped(leaves, rows)]
         return [(Partition(), 1, self.spec.previous_total)]
 
-    def _fetch(self, part: Partition, expected: int | None, leaves: dict[Partition, int]) -> Outcome:
-        if part.tail:
+    @staticmethod
+    def _told_apart(group: Group, rows: list[Any]) -> dict[Partition, int] | None:
+        """Each member's rows in a group's read, by name; None if a name matches no member (then
+        Serpstat's matching is not ours, and the members are read alone)."""
+        members = dict.fromkeys(group.members, 0)
+        for row in rows:
+            text = name(row)
+            owner = group.owner(text) if isinstance(text, str) else None
+            if owner is None:
+                return None
+            members[owner] += 1
+        return members
+
+    def _fetch(self, part: Slice, expected: int | None, leaves: dict[Partition, int]) -> Outcome:
+        if isinstance(part, Partition) and part.tail:
             read = [(leaf, total) for leaf, total in leaves.items() if part.covers(leaf)]
             return TailReader(self.reader, part, read, self._learn_depth_cap).fetch()
         return self._fetch_partition(part, probe=self._needs_probe(expected))
@@ -152,7 +184,7 @@ class SnapshotFetcher:
         result over the cap would be paid for and discarded to save the 1 credit the count costs."""
         return expected is None or expected > self.depth_cap // 2
 
-    def _fetch_partition(self, part: Partition, probe: bool) -> Outcome:
+    def _fetch_partition(self, part: Slice, probe: bool) -> Outcome:
         """One read of a partition: its rows if every window agreed, else why not."""
         reader, size = self.reader, self.reader.window_size
         try:
@@ -175,7 +207,7 @@ class SnapshotFetcher:
             self._learn_depth_cap(capped, part)
             return Split("Serpstat's depth cap")
 
-    def _learn_depth_cap(self, capped: DepthCapped, part: Partition) -> bool:
+    def _learn_depth_cap(self, capped: DepthCapped, part: Slice) -> bool:
         """Serpstat's window is narrower than assumed: the page it refused starts at it. Whether
         that narrowed the cap (a refused first page teaches nothing)."""
         if not 0 < capped.offset < self.reader.depth_cap:
@@ -184,13 +216,14 @@ class SnapshotFetcher:
         logger.info("%s: depth cap is %d rows (%s)", self.spec.key, capped.offset, part)
         return True
 
-    def _cover(self, leaves: dict[Partition, int]) -> Generator[pa.Table, None, str | None]:
+    def _cover(self, leaves: dict[Partition, int], counted: int | None) -> Generator[pa.Table, None, str | None]:
         """The partitions add up to one count of the whole result, or are made to: when they do
         not, each one is counted again (1 credit each) and those whose count moved are read again,
         alone; their new names join the snapshot (a donor gone since was present when read).
-        Returns why they still do not add up, if they do not."""
-        for _ in range(COVER_ROUNDS + 1):
-            whole = self.reader.count(Partition())
+        `counted` is the whole's size as the last read reported it, after every other partition:
+        that is the first count, not a request of its own. Returns why they do not add up, if so."""
+        for round_ in range(COVER_ROUNDS + 1):
+            whole = counted if round_ == 0 and counted is not None else self.reader.count(Partition())
             if whole == sum(leaves.values()):
                 return None
             moved_parts = [part for part in leaves if not part.tail and self.reader.count(part) != leaves[part]]

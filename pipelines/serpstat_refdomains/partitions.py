@@ -4,17 +4,26 @@ partition plan the ledger keeps so the next pull of a snapshot starts from its l
 A partition is a complexFilter slice of the result: `domain_from startsWith` a prefix, extended
 one character of PREFIX_ALPHABET at a time; the names no extension reaches (the prefix's tail)
 and the name equal to the prefix itself are partitions of their own. Their union is the result.
+
+A pull from a plan reads the leaves the previous pull found empty or small together, as one
+`Group`: complexFilter groups are OR'd, one per member, so a run of leaves that would each cost a
+request (an empty one too: Serpstat charges it a credit) costs one. Its rows are told apart by
+name afterwards, so each member keeps its own total in the next plan.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .errors import DepthCapError
 
 PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_."
 MAX_PREFIX = 16  # deeper than any sane set of names that share a start
+# Members of one group: a split has 41 children at most (39 characters, the name itself, the
+# tail), so one group can hold every small child of a split, and the filter stays a few KB.
+MAX_GROUP_MEMBERS = 40
 
 
 @dataclass(frozen=True)
@@ -51,8 +60,21 @@ class Partition:
         exact = [Partition(self.ranks, self.prefix, exact=True)] if self.prefix else []
         return [*children, *exact, Partition(self.ranks, self.prefix, tail=True)]
 
-    def covers(self, other: Partition) -> bool:
-        """`other` lies inside this partition, split from it (its tail excluded)."""
+    def alternatives(self) -> list[list[dict]]:
+        """The complexFilter conditions of the partition, one list per OR'd alternative."""
+        return [self.conditions()]
+
+    def matches(self, text: str) -> bool:
+        """Whether this leaf's filter takes the name `text`: Serpstat compares names regardless of
+        case. Not for a tail, whose names are those no sibling takes."""
+        own, low = (self.prefix or "").lower(), text.lower()
+        return low == own if self.exact else low.startswith(own)
+
+    def covers(self, other: Partition | Group) -> bool:
+        """`other` lies inside this partition, split from it (its tail excluded); a group does when
+        any of its members does."""
+        if isinstance(other, Group):
+            return any(self.covers(member) for member in other.members)
         mine = self.prefix or ""
         return (other.ranks == self.ranks and other.prefix is not None
                 and (len(other.prefix) > len(mine) or other.exact) and other.prefix.startswith(mine))
@@ -83,6 +105,60 @@ class Partition:
             parts.append("that name itself")
         return ", ".join(parts) or "all"
 
+
+@dataclass(frozen=True)
+class Group:
+    """Leaves of a plan read as one partition: the OR of their filters."""
+
+    members: tuple[Partition, ...]
+    tail: ClassVar[bool] = False
+    ranks: ClassVar[None] = None
+
+    def alternatives(self) -> list[list[dict]]:
+        return [member.conditions() for member in self.members]
+
+    def split(self) -> list[Partition]:
+        """Its members, read one by one (its rows could not be told apart by name)."""
+        return list(self.members)
+
+    def covers(self, other: Partition | Group) -> bool:
+        return False
+
+    def owner(self, text: str) -> Partition | None:
+        """The member whose filter takes the name `text`, if one does."""
+        return next((member for member in self.members if member.matches(text)), None)
+
+    def __str__(self) -> str:
+        return f"{len(self.members)} small partitions read together ({', '.join(map(str, self.members))})"
+
+
+Slice = Partition | Group
+
+
+def grouped(leaves: list[tuple[Partition, int | None]], rows: int) -> list[tuple[Slice, int | None]]:
+    """The plan's leaves with those of at most `rows` rows each gathered into groups of at most
+    `rows` rows in all, so a group's read is one request when their sizes hold. A group takes the
+    place of its first member: every tail that covers a member is still read after it. A leaf
+    alone stays itself; tails and leaves of unknown size are never grouped."""
+    slots: list[tuple[Slice, int | None] | list[tuple[Partition, int]]] = []
+    current: list[tuple[Partition, int]] | None = None
+    for part, total in leaves:
+        if part.tail or total is None or total > rows:
+            slots.append((part, total))
+            continue
+        if current is None or sum(t for _, t in current) + total > rows or len(current) >= MAX_GROUP_MEMBERS:
+            current = []
+            slots.append(current)
+        current.append((part, total))
+    planned: list[tuple[Slice, int | None]] = []
+    for slot in slots:
+        if isinstance(slot, tuple):
+            planned.append(slot)
+        elif len(slot) == 1:
+            planned.append(slot[0])
+        else:
+            planned.append((Group(tuple(part for part, _ in slot)), sum(total for _, total in slot)))
+    return planned
 
 
 def plan_json(leaves: list[tuple[Partition, int]]) -> str:

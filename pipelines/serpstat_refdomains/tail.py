@@ -75,7 +75,7 @@ class TailReader:
             if rest < 0:
                 return Unstable(f"the result changed while it was paged ({self.part} lost rows)")
             if whole == 0:
-                return Verified(0, [])
+                return Verified(0, [], whole)
             ends = self._both_ends(whole, rest)
             if isinstance(ends, Unstable):
                 return ends
@@ -90,7 +90,7 @@ class TailReader:
                 return self._recounted(whole, tail)
         except DepthCapped:
             return Unstable(f"Serpstat refused the names of {self.part} beyond its extensions as beyond its depth cap")
-        return Verified(len(tail), tail)
+        return Verified(len(tail), tail, whole)
 
     def _recounted(self, whole: int, tail: list[Any]) -> Verified | Unstable:
         """A block of other names at an end: one in between could hide tail names that churn
@@ -116,7 +116,7 @@ class TailReader:
             return Unstable(f"the names under {self.scope} that no extension reaches do not add up ({whole} in all, "
                             f"then {between}, then {after}; {sum(first)} under its extensions, then {sum(again)}; "
                             f"{len(tail)} found, then {len(reread[0])}{'' if same_tail else ' others'})")
-        return Verified(len(tail), tail)
+        return Verified(len(tail), tail, whole)
 
     def _both_ends(self, whole: int, rest: int) -> tuple[list[Any], Any, Any] | Unstable:
         """The tail names read from the top and from the bottom, and the first other name at each
