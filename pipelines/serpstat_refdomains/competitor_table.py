@@ -16,7 +16,8 @@ from sqlglot import exp
 from .constants import COMPETITORS_TABLE as TABLE
 from .contract import TARGET_COMPETITORS
 from .errors import first_line
-from .warehouse import destination_dialect, reconnecting
+from .reconnect import reconnecting
+from .warehouse import destination_dialect
 
 if TYPE_CHECKING:
     import dlt

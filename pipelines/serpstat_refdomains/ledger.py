@@ -32,18 +32,17 @@ from dlt.extract.resource import DltResource
 from .constants import ATTEMPTS_TABLE, PULLED_AT, REF_DOMAINS_TABLE, SNAPSHOTS_TABLE
 from .contract import ATTEMPTS, SNAPSHOT_KEY, SNAPSHOTS, WRITE_DISPOSITION
 from .errors import ServiceUnavailable, first_line, unwrap
-from .rows import describe_nulled
-from .spec import FetchStats, SnapshotSpec
-from .warehouse import (
-    destination_type,
+from .reconnect import (
+    collapse_identical_rows,
     finish_pending_loads,
-    has_column,
     is_transient,
     load_step_failed,
-    loader_file_format,
     reconnecting,
     retried_jobs,
 )
+from .rows import describe_nulled
+from .spec import FetchStats, SnapshotSpec
+from .warehouse import destination_type, has_column, loader_file_format
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ class LedgerRow:
 def _identity(spec: SnapshotSpec) -> dict[str, Any]:
     """The columns that name a snapshot, in the ledger and in its attempts."""
     return {
-        "snapshot_key": spec.key,
+        SNAPSHOT_KEY: spec.key,
         "target_domain": spec.target.domain,
         "search_type": spec.target.search_type,
         "snapshot_kind": spec.kind,
@@ -162,7 +161,7 @@ def write_outcome(pipeline: dlt.Pipeline, rows: list[dict[str, Any]],
 
     The attempt rows are what the run paid: a dropped connection never loses or doubles them. A
     load that failed at its load step keeps its package (these rows) pending, which is finished on
-    a fresh connection (warehouse.finish_pending_loads; its completed jobs are not run again, so
+    a fresh connection (reconnect.finish_pending_loads; its completed jobs are not run again, so
     the appended attempts are not either); one that failed before it is run again. If the
     connection keeps dropping, the run stops (ServiceUnavailable) with the package kept for the
     next run: left pending, the next snapshot's `pipeline.run` would load it in place of its own
@@ -172,7 +171,7 @@ def write_outcome(pipeline: dlt.Pipeline, rows: list[dict[str, Any]],
     if not rows and not attempts:
         return
     finish_pending_loads(pipeline, may_write)  # ours must be loaded, not dropped for a pending package
-    keys = sorted({attempt["snapshot_key"] for attempt in attempts})
+    keys = sorted({attempt[SNAPSHOT_KEY] for attempt in attempts})
     retried = 1 if destination_type(pipeline) == "duckdb" else tries
     for attempt in range(1, retried + 1):
         may_write()
@@ -255,7 +254,7 @@ def repair_replayed_attempts(pipeline: dlt.Pipeline, keys: Sequence[str] | None 
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(ATTEMPTS_TABLE)
-            where = f"snapshot_key IN ({', '.join(['%s'] * len(keys))})" if keys else "1 = 1"
+            where = f"{SNAPSHOT_KEY} IN ({', '.join(['%s'] * len(keys))})" if keys else "1 = 1"
             counts = client.execute_sql(
                 f"SELECT (SELECT count(*) FROM {table} WHERE {where}), "
                 f"(SELECT count(*) FROM (SELECT DISTINCT * FROM {table} WHERE {where}) once)", *keys, *keys)
@@ -263,13 +262,8 @@ def repair_replayed_attempts(pipeline: dlt.Pipeline, keys: Sequence[str] | None 
             if total == distinct:
                 return 0
             logger.warning("attempt rows written twice by a replayed load job: collapsing %d", total - distinct)
-            scratch = client.make_qualified_table_name("_snapshot_attempts_repair")
-            with client.begin_transaction():
-                client.execute_sql(f"DROP TABLE IF EXISTS {scratch}")
-                client.execute_sql(f"CREATE TABLE {scratch} AS SELECT DISTINCT * FROM {table} WHERE {where}", *keys)
-                client.execute_sql(f"DELETE FROM {table} WHERE {where}", *keys)
-                client.execute_sql(f"INSERT INTO {table} SELECT * FROM {scratch}")
-                client.execute_sql(f"DROP TABLE {scratch}")
+            collapse_identical_rows(client, table, where, keys,
+                                    client.make_qualified_table_name("_snapshot_attempts_repair"))
             return int(total - distinct)
     except DatabaseUndefinedRelation:
         return 0

@@ -19,20 +19,13 @@ from .constants import STATUS_COMPLETE, STATUS_SUSPECT_EMPTY
 from .errors import ServiceUnavailable, SnapshotNotCommitted, first_line, unwrap
 from .planning import PlannedSnapshot
 from .prefetch import Prefetcher
+from .reconnect import finish_pending_loads, is_transient, load_step_failed, reconnecting, retried_jobs
 from .recovery import repair_replayed_snapshots
 from .results import SnapshotResult, classify
 from .rows import describe_nulled
 from .run_lock import LockLost
 from .source import SCOPED_MERGE_DESTINATIONS, ref_domains_resource
-from .warehouse import (
-    destination_type,
-    finish_pending_loads,
-    is_transient,
-    load_step_failed,
-    loader_file_format,
-    reconnecting,
-    retried_jobs,
-)
+from .warehouse import destination_type, loader_file_format
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +102,7 @@ def _finish_load(pipeline: dlt.Pipeline, key: str, raised: Exception, may_write:
 
     Failed at the load step, dlt keeps the package pending: every job that committed stays
     committed, and the package is whole (the rows with their ledger and attempt rows). It is loaded
-    again on fresh connections (warehouse.finish_pending_loads). If the connection keeps
+    again on fresh connections (reconnect.finish_pending_loads). If the connection keeps
     dropping, the run stops (ServiceUnavailable) with the package kept for the next run, which
     loads it first (recovery.finish_interrupted_load): reporting the snapshot failed would be
     false once that happens. A package that can never load (a terminal error) is aborted, so no

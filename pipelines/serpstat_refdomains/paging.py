@@ -26,6 +26,7 @@ import pyarrow as pa
 from .budget import Budget, BudgetExhausted
 from .client import SerpstatClient
 from .constants import DEPTH_CAP, PULLED_AT, STATUS_COMPLETE, STATUS_INCOMPLETE, STATUS_SUSPECT_EMPTY
+from .contract import SNAPSHOT_KEY
 from .pages import DepthCapped, PageReader, Split, Unstable, Verified, name
 from .partitions import Group, Partition, Slice, grouped, plan_json, reusable_plan
 from .rows import SnapshotRows
@@ -65,7 +66,7 @@ class SnapshotFetcher:
         self.stats = FetchStats()
         self.reader = PageReader(client, spec, self.budget, self.stats, depth_cap, executor, window,
                                  on_request=(lambda: progress(self)) if progress is not None else None)
-        self._rows = SnapshotRows({"snapshot_key": spec.key, "target_domain": spec.target.domain,
+        self._rows = SnapshotRows({SNAPSHOT_KEY: spec.key, "target_domain": spec.target.domain,
                                    "search_type": spec.target.search_type, "snapshot_date": spec.snapshot_date,
                                    "snapshot_kind": spec.kind, PULLED_AT: self.stats.started_at},
                                   self._reject, self._null)

@@ -32,6 +32,7 @@ from .paging import SnapshotFetcher
 from .planning import PlannedSnapshot, check_history, check_today, due_snapshots
 from .prefetch import Prefetcher, look_ahead
 from .progress import Progress
+from .reconnect import reconnecting
 from .recovery import finish_interrupted_load
 from .results import RunReport, already_complete
 from .run_lock import run_lock
@@ -42,7 +43,6 @@ from .warehouse import (
     ensure_snapshot_key_index,
     in_project,
     make_pipeline,
-    reconnecting,
     resolve_destination,
 )
 

@@ -11,8 +11,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import ledger
 from .constants import REF_DOMAINS_TABLE
+from .contract import SNAPSHOT_KEY
 from .errors import first_line, unwrap
-from .warehouse import reconnecting
+from .reconnect import collapse_identical_rows, reconnecting
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +61,7 @@ def repair_replayed_snapshots(pipeline: dlt.Pipeline) -> list[str]:
             scratch = client.make_qualified_table_name("_ref_domains_repair")
             for key in doubled:
                 logger.warning("%s: rows written twice by a replayed load job; collapsing them", key)
-                with client.begin_transaction():
-                    client.execute_sql(f"DROP TABLE IF EXISTS {scratch}")
-                    client.execute_sql(f"CREATE TABLE {scratch} AS SELECT DISTINCT * FROM {table} "
-                                       "WHERE snapshot_key = %s", key)
-                    client.execute_sql(f"DELETE FROM {table} WHERE snapshot_key = %s", key)
-                    client.execute_sql(f"INSERT INTO {table} SELECT * FROM {scratch}")
-                    client.execute_sql(f"DROP TABLE {scratch}")
+                collapse_identical_rows(client, table, f"{SNAPSHOT_KEY} = %s", [key], scratch)
             return doubled
     except DatabaseUndefinedRelation:
         return []
