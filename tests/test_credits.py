@@ -279,6 +279,7 @@ def test_a_group_whose_names_no_member_takes_is_read_member_by_member(tmp_path, 
     grouped_reads = [i for i, e in enumerate(requests) if prefix in _domain_filters(e) and len(_domain_filters(e)) > 1]
     alone = [i for i, e in enumerate(requests) if _domain_filters(e) == [prefix]]
     assert grouped_reads and alone and alone[0] > grouped_reads[0], "the group, then its member alone"
+    assert requests[alone[0]].size == SIZE, "its size is known from the plan: no count first"
     if row["status"] == "complete":
         assert set(loaded_domains(tmp_path, "big.com", day=later)) == truth(emulator, "big.com")
     else:

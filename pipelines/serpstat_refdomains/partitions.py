@@ -111,6 +111,8 @@ class Group:
     """Leaves of a plan read as one partition: the OR of their filters."""
 
     members: tuple[Partition, ...]
+    # each member's rows when last read, if known: read alone again, a small one needs no count
+    sizes: tuple[int | None, ...] = ()
     tail: ClassVar[bool] = False
     ranks: ClassVar[None] = None
 
@@ -118,8 +120,14 @@ class Group:
         return [member.conditions() for member in self.members]
 
     def split(self) -> list[Partition]:
-        """Its members, read one by one (its rows could not be told apart by name)."""
+        """Its members, read one by one (its rows could not be told apart by name, or it grew
+        past the window)."""
         return list(self.members)
+
+    def planned(self) -> list[tuple[Partition, int | None]]:
+        """Its members with their sizes when last read, where known."""
+        sizes = self.sizes or (None,) * len(self.members)
+        return list(zip(self.members, sizes, strict=True))
 
     def covers(self, other: Partition | Group) -> bool:
         return False
@@ -157,7 +165,8 @@ def grouped(leaves: list[tuple[Partition, int | None]], rows: int) -> list[tuple
         elif len(slot) == 1:
             planned.append(slot[0])
         else:
-            planned.append((Group(tuple(part for part, _ in slot)), sum(total for _, total in slot)))
+            planned.append((Group(tuple(part for part, _ in slot), tuple(total for _, total in slot)),
+                            sum(total for _, total in slot)))
     return planned
 
 
