@@ -28,7 +28,7 @@ from .client import SerpstatClient
 from .constants import DEPTH_CAP, PULLED_AT, STATUS_COMPLETE, STATUS_INCOMPLETE, STATUS_SUSPECT_EMPTY
 from .contract import SNAPSHOT_KEY
 from .pages import DepthCapped, PageReader, Split, Unstable, Verified, name
-from .partitions import Group, Partition, Slice, grouped, plan_json, reusable_plan
+from .partitions import MAX_GROUP_MEMBERS, Group, Partition, Slice, grouped, plan_json, reusable_plan
 from .rows import SnapshotRows
 from .spec import FetchStats, SnapshotSpec
 from .tail import TailReader
@@ -103,6 +103,10 @@ class SnapshotFetcher:
                 if attempt < PARTITION_ATTEMPTS:
                     logger.info("%s: %s (%s); reading it again", self.spec.key, outcome.what, part)
                     stack.append((part, attempt + 1, None))
+                    if isinstance(part, Partition) and part.tail:
+                        # its names are counted as its parent's less the leaves read beside it: a leaf
+                        # that changed since it was read fails every read of the tail until read again
+                        stack.extend((leaf, 1, leaves[leaf]) for leaf in reversed(self._moved_beside(part, leaves)))
                 else:
                     # the first is the cause: a tail that could not be read leaves its names in
                     # the count of every tail above it, which then fails too
@@ -173,6 +177,20 @@ class SnapshotFetcher:
                 return None
             members[owner] += 1
         return members
+
+    def _moved_beside(self, tail: Partition, leaves: dict[Partition, int]) -> list[Partition]:
+        """The leaves read under `tail`'s parent whose size changed since: counted together, up to
+        MAX_GROUP_MEMBERS a request (1 credit), and one by one only where that count moved. (The
+        tails of nested prefixes are not counted: their count is their own parent's.)"""
+        beside = [leaf for leaf in leaves if not leaf.tail and tail.covers(leaf)]
+        moved: list[Partition] = []
+        for start in range(0, len(beside), MAX_GROUP_MEMBERS):
+            chunk = beside[start:start + MAX_GROUP_MEMBERS]
+            together: Slice = chunk[0] if len(chunk) == 1 else Group(tuple(chunk))
+            if self.reader.count(together) == sum(leaves[leaf] for leaf in chunk):
+                continue
+            moved += chunk if len(chunk) == 1 else [leaf for leaf in chunk if self.reader.count(leaf) != leaves[leaf]]
+        return moved
 
     def _fetch(self, part: Slice, expected: int | None, leaves: dict[Partition, int]) -> Outcome:
         if isinstance(part, Partition) and part.tail:
