@@ -558,3 +558,9 @@ def test_a_leaf_changed_before_the_tail_is_counted_is_read_again_not_the_tail_al
     b_reads = [e for e in ref_requests(emulator, "beside.com") if e.size > 1
                and [c.get("value") for g in e.complex_filter or [] for c in g] == [["b"]]]
     assert len(b_reads) == 2, "`b` read before the arrival, and once again"
+    requests = ref_requests(emulator, "beside.com")
+    after = requests[next(i for i, e in enumerate(requests) if e.order == "desc" and not e.complex_filter):]
+    counts = [[c.get("value")[0] for g in e.complex_filter or [] for c in g] for e in after if e.size == 1
+              and e.complex_filter]
+    # the 39 leaves counted together, then halved where the count moved: `b` found in 6 halvings
+    assert len(counts) <= 1 + 2 * 6 and ["b"] in counts, counts
