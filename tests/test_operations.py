@@ -20,6 +20,7 @@ from serpstat_refdomains.emulator.api import GET_STATS
 from serpstat_refdomains.paging import PARTITION_ATTEMPTS
 from tests.helpers import (
     DAY,
+    PG_SERVER_URL,
     PG_URL,
     TOKEN,
     cli_env,
@@ -389,7 +390,7 @@ def test_a_passwordless_url_still_lets_libpq_read_pgpass(tmp_path, monkeypatch):
 
     from serpstat_refdomains.warehouse import resolve_destination
 
-    user_host = PG_URL.split("//", 1)[1]
+    user_host = PG_SERVER_URL.split("//", 1)[1]  # a .pgpass line names the database alone
     user, rest = user_host.split("@", 1)
     passfile = tmp_path / "pgpass"
     host_port, database = rest.split("/", 1)
