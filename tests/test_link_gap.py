@@ -33,6 +33,7 @@ from tests.helpers import (
     query_file,
     ref_requests,
     run_cli,
+    run_main,
     run_pipeline,
     truth,
 )
@@ -295,7 +296,8 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize("domains,message", BAD_CONFIGS)
 def test_bad_competitor_configuration_is_one_line_exit_2_and_nothing_fetched(tmp_path, emulator, domains, message):
-    done = run_cli(tmp_path, cli_env(tmp_path, emulator, domains), "run")
+    # in this process (cli.main): a process's exit code for a configuration error is tested in test_config
+    done = run_main(tmp_path, cli_env(tmp_path, emulator, domains), "run")
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
