@@ -220,7 +220,26 @@ def run_main(workdir: Path, env: dict[str, str], *args: str,
 # Its tests skip (with the reason) when no server is reachable, except under
 # REFDOMAINS_REQUIRE_POSTGRES=1 (set by .ci/run), where an unreachable server is a failure.
 # Trust auth ignores the password, but dlt's postgres credentials require one.
-PG_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
+PG_SERVER_URL = os.environ.get("REFDOMAINS_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/test")
+# Every session the tests open (dlt's included: it passes the URL's `options` on) runs without
+# PostgreSQL's JIT. The planner has no statistics for tables a build has just made, so it guesses
+# costs above jit_above_cost for tables of a few hundred rows and compiles each such statement:
+# about 1.3 s of server CPU for stg_snapshots alone, 50 s of the 55 s the golden timeline's 16
+# builds cost the server. JIT changes how a plan runs, never what it returns.
+PG_OPTIONS = "options=-c%20jit%3Doff"
+
+
+def pg_url_of(database: str | None = None, server_url: str = PG_SERVER_URL) -> str:
+    """The test server's URL (another database of it when given), with the tests' session options."""
+    base, _, query = server_url.partition("?")
+    if database is not None:
+        base = base.rsplit("/", 1)[0] + "/" + database
+    if "jit" not in query:
+        query = f"{query}&{PG_OPTIONS}" if query else PG_OPTIONS
+    return f"{base}?{query}"
+
+
+PG_URL = pg_url_of()
 
 
 def _postgres_error() -> str | None:

@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
+import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +66,23 @@ def replay_golden(workdir: Path, destination: Any = None, dataset_name: str | No
                     pulls.append((day, day_set(emulator, TARGET, day, last_week=True)))
         client.close()
     return fulls, pulls, statuses
+
+
+def golden_duckdb(tmp_path_factory) -> tuple[Path, list, list, dict]:
+    """replay_golden into DuckDB once a test session, by whichever test process (xdist worker)
+    asks first, the others waiting for it; each caller gets a copy of the folder of its own (a
+    DuckDB file is opened by one process at a time) and the truth replay_golden returned."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "golden-duckdb"
+    shared.mkdir(exist_ok=True)
+    truth = shared / "truth.pickle"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not truth.exists():
+            shutil.rmtree(shared / "replayed", ignore_errors=True)
+            replayed = replay_golden(shared / "replayed")
+            truth.write_bytes(pickle.dumps(replayed))  # last: there only once the replay finished
+    fulls, pulls, statuses = pickle.loads(truth.read_bytes())
+    workdir = tmp_path_factory.mktemp("golden")
+    shutil.copytree(shared / "replayed", workdir, dirs_exist_ok=True)
+    return workdir, fulls, pulls, statuses

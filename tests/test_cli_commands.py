@@ -119,7 +119,8 @@ def test_report_text_and_html_file(loaded, tmp_path):
 ])
 def test_report_usage_errors(loaded, flags, fragment):
     workdir, env = loaded
-    done = run_cli(workdir, env, "report", *flags)
+    # in this process (cli.main): the exit code of `report` as a process is test_report_json's
+    done = run_main(workdir, env, "report", *flags)
     assert done.returncode == 2 and fragment in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert done.stdout == ""
 
@@ -181,7 +182,7 @@ def test_models_command_builds_within_the_duckdb_memory_limit(loaded, monkeypatc
 def test_read_commands_in_an_empty_folder_say_what_to_do(tmp_path, emulator):
     env = cli_env(tmp_path, emulator, "example.com")
     for command in ("report", "status", "models"):
-        done = run_cli(tmp_path, env, command)
+        done = run_main(tmp_path, env, command)  # in this process: the exit codes are cli.main's
         assert done.returncode == 2 and "run `refdomains run` first" in done.stderr, command
     assert list(tmp_path.iterdir()) == []
 
@@ -260,7 +261,7 @@ def test_report_headline_adds_up_per_target(demo, since, until):
 
     root, env, _ = demo
     period = [f for flag, value in (("--since", since), ("--until", until)) if value for f in (flag, value)]
-    done = run_cli(root / "demo", env, "report", "--format", "json", *period)
+    done = run_main(root / "demo", env, "report", "--format", "json", *period)  # in this process, as `report`
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     targets = {t["target_domain"]: t for t in payload["targets"]}
@@ -284,7 +285,7 @@ def test_report_headline_adds_up_per_target(demo, since, until):
         ("acme-shop.com", "tracked"), ("bargain-hub.net", "competitor of acme-shop.com"),
         ("shopmart-rival.com", "competitor of acme-shop.com"), ("news-portal.org", "tracked"),
         ("travel-blog.net", "tracked")]
-    text = run_cli(root / "demo", env, "report", *period).stdout
+    text = run_main(root / "demo", env, "report", *period).stdout
     acme = targets["acme-shop.com"]["period"]
     assert (f"Period: {acme['size_start']:,} → {acme['size_end']:,} referring domains from {acme['period_start']} "
             f"to {acme['period_end']}, net {acme['net']:+,} = {acme['new']:,} new") in text

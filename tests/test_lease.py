@@ -22,7 +22,7 @@ from serpstat_refdomains.constants import PIPELINE_NAME
 from serpstat_refdomains.errors import ConcurrentRunError
 from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost, host_identity
 from serpstat_refdomains.warehouse import make_pipeline
-from tests.helpers import PG_URL, cli_env, needs_postgres, run_cli, run_pipeline
+from tests.helpers import PG_URL, cli_env, needs_postgres, pg_url_of, run_cli, run_pipeline
 
 pytestmark = needs_postgres
 
@@ -31,7 +31,7 @@ TERMINATION_ROUNDS = int(os.environ.get("TERMINATION_ROUNDS", "1"))
 
 
 def database_url(database: str) -> str:
-    return PG_URL.rsplit("/", 1)[0] + "/" + database
+    return pg_url_of(database)
 
 
 def database(name: str, *settings: str) -> str:

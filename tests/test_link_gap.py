@@ -32,7 +32,7 @@ from tests.helpers import (
     query,
     query_file,
     ref_requests,
-    run_cli,
+    run_main,
     run_pipeline,
     truth,
 )
@@ -295,7 +295,8 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize("domains,message", BAD_CONFIGS)
 def test_bad_competitor_configuration_is_one_line_exit_2_and_nothing_fetched(tmp_path, emulator, domains, message):
-    done = run_cli(tmp_path, cli_env(tmp_path, emulator, domains), "run")
+    # in this process (cli.main): a process's exit code for a configuration error is tested in test_config
+    done = run_main(tmp_path, cli_env(tmp_path, emulator, domains), "run")
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
@@ -309,23 +310,23 @@ def test_run_output_and_status_show_competitors_and_domain_keeps_them(tmp_path, 
         emulator.graph.set_profile(domain, size)
     domains = ('[{"query": "mine.com", "competitors": ["rival-a.com", {"query": "rival-b.com", "search_type": '
                '"domain"}]}, "other.com"]')
-    env = cli_env(tmp_path, emulator, domains)
-    done = run_cli(tmp_path, env, "run", "--kind", "full", day=DAY)
+    env = cli_env(tmp_path, emulator, domains)  # the commands in this process (cli.main): what they print
+    done = run_main(tmp_path, env, "run", "--kind", "full", day=DAY)
     assert done.returncode == 0, done.stderr
     rows = [line.split()[:3] for line in done.stdout.splitlines()[1:5]]
     assert rows == [["mine.com", "full", DAY.isoformat()], ["other.com", "full", DAY.isoformat()],
                     ["rival-a.com", "(competitor)", "full"], ["rival-b.com", "(domain)", "(competitor)"]]
-    status = run_cli(tmp_path, env, "status")
+    status = run_main(tmp_path, env, "status")
     assert status.returncode == 0, status.stderr
     assert {"rival-a.com", "rival-b.com"} <= {line.split()[0] for line in status.stdout.splitlines()[1:5]}
     # --domain keeps the tracked domain's competitors; a competitor can be fetched alone
     emulator.api.clear_log()
     later = DAY + dt.timedelta(days=1)
-    done = run_cli(tmp_path, env, "run", "--kind", "full", "--domain", "mine.com", day=later)
+    done = run_main(tmp_path, env, "run", "--kind", "full", "--domain", "mine.com", day=later)
     assert done.returncode == 0, done.stderr
     assert sorted({e.query for e in ref_requests(emulator)}) == ["mine.com", "rival-a.com", "rival-b.com"]
     emulator.api.clear_log()
-    done = run_cli(tmp_path, env, "run", "--kind", "full", "--domain", "rival-b.com", "--force", day=later)
+    done = run_main(tmp_path, env, "run", "--kind", "full", "--domain", "rival-b.com", "--force", day=later)
     assert done.returncode == 0, done.stderr
     assert {e.query for e in ref_requests(emulator)} == {"rival-b.com"}
     # whatever --domain fetched, the recorded configuration is the whole one

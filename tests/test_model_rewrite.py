@@ -12,6 +12,7 @@ import os
 import random
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from serpstat_refdomains import models
@@ -76,14 +77,28 @@ def _warehouse(ledger: list[tuple], rows: list[tuple], data_tests: bool = True) 
     con.execute("CREATE TABLE target_competitors (target_domain VARCHAR, search_type VARCHAR, "
                 "competitor_domain VARCHAR, competitor_search_type VARCHAR)")  # the link gap's input: none here
     if ledger:
-        con.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL)", ledger)
+        _insert(con, "snapshots", ledger, "*, 0, NULL, NULL")
     if rows:
-        con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL)", rows)
+        _insert(con, "ref_domains", rows, "*, NULL, NULL, NULL")
         con.execute("UPDATE ref_domains SET snapshot_date = snapshots.snapshot_date, snapshot_kind = "
                     "snapshots.snapshot_kind FROM snapshots WHERE snapshots.snapshot_key = ref_domains.snapshot_key")
     con.execute("INSERT INTO stg_ref_domain_names VALUES ('xn--bcher-kva.de', 'bücher.de')")
     build_in(con, data_tests=data_tests)
     return con
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple] | pa.Table, select: str = "*") -> None:
+    """`INSERT INTO table SELECT <select> FROM rows`, the rows read as one Arrow table: DuckDB's
+    executemany binds parameters row by row (a third of the incremental test's time went there)."""
+    if not isinstance(rows, pa.Table):
+        if not rows:
+            return
+        rows = pa.table({f"c{i}": list(column) for i, column in enumerate(zip(*rows, strict=True))})
+    con.register("inserted_rows", rows)
+    try:
+        con.execute(f"INSERT INTO {table} SELECT {select} FROM inserted_rows")
+    finally:
+        con.unregister("inserted_rows")
 
 
 class DuckDBClient:
@@ -197,9 +212,7 @@ def _put(con: duckdb.DuckDBPyConnection, entry: tuple, names: list[tuple], pulle
     pulled_at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=pulled)
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 [*entry[:7], len(names), pulled_at, pulled_at])
-    if names:
-        con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(*row, day, entry[4], pulled_at) for row in names])
+    _insert(con, "ref_domains", [(*row, day, entry[4], pulled_at) for row in names])
 
 
 def _state(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
@@ -210,9 +223,7 @@ def _rebuilt(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
     """Every model built from nothing over the same loaded tables, in a database of its own."""
     fresh = _empty_warehouse()
     for table in ("snapshots", "ref_domains"):
-        rows = con.execute(f"SELECT * FROM {table}").fetchall()
-        if rows:
-            fresh.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        _insert(fresh, table, con.execute(f"SELECT * FROM {table}").to_arrow_table())
     build_in(fresh)
     return _state(fresh)
 
@@ -339,9 +350,8 @@ def test_rows_of_another_pull_under_a_ledger_row_are_not_read():
     # the cut load is finished: the rows of that pull arrive under its ledger row
     stamp = con.execute("SELECT started_at FROM snapshots WHERE snapshot_key = ?", [second]).fetchone()[0]
     con.execute("DELETE FROM ref_domains WHERE snapshot_key = ?", [second])
-    con.executemany("INSERT INTO ref_domains VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(second, f"d{i}.example", "example", 1, 1, START + dt.timedelta(weeks=1), "full", stamp)
-                     for i in range(2, 12)])
+    _insert(con, "ref_domains", [(second, f"d{i}.example", "example", 1, 1, START + dt.timedelta(weeks=1), "full",
+                                  stamp) for i in range(2, 12)])
     build_in(con)
     assert _state(con) == _rebuilt(con)
     _assert_models_equal_the_reference(con)

@@ -52,14 +52,12 @@ from tests.model_reference import (
     reference,
     weekly,
 )
-from tests.scenarios import START, WEEKS, replay_golden
+from tests.scenarios import START, WEEKS, golden_duckdb
 
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("golden")
-    fulls, pulls, statuses = replay_golden(workdir)
-    return workdir, fulls, pulls, statuses
+    return golden_duckdb(tmp_path_factory)  # replayed once a session, shared with test_warehouse
 
 
 def test_scenario_has_the_cases_it_claims(golden):

@@ -20,6 +20,7 @@ from serpstat_refdomains.emulator.api import GET_STATS
 from serpstat_refdomains.paging import PARTITION_ATTEMPTS
 from tests.helpers import (
     DAY,
+    PG_SERVER_URL,
     PG_URL,
     TOKEN,
     cli_env,
@@ -31,6 +32,7 @@ from tests.helpers import (
     query,
     ref_requests,
     run_cli,
+    run_main,
     run_pipeline,
     snapshot_cost,
     truth,
@@ -137,22 +139,23 @@ def test_status_credits_equal_what_serpstat_charged_over_failed_forced_and_rerun
     emulator.set_profile("flaky.com", 2500)
     env = cli_env(tmp_path, emulator, "kept.com,flaky.com", SOURCES__SERPSTAT__PAGE_SIZE="500")
     full = ["--kind", "full", "--no-models"]
+    # the runs and status in this process (cli.main): exit codes and printed lines are main's own
     # flaky.com fails after paying for some pages
     emulator.faults.add(Fault("api_error", query="flaky.com", page=3, times=-1))
-    assert run_cli(tmp_path, env, "run", *full, day=DAY).returncode == 1
+    assert run_main(tmp_path, env, "run", *full, day=DAY).returncode == 1
     emulator.faults.clear()
-    assert run_cli(tmp_path, env, "run", *full, day=DAY).returncode == 0  # the rerun fetches flaky.com again
+    assert run_main(tmp_path, env, "run", *full, day=DAY).returncode == 0  # the rerun fetches flaky.com again
     # a forced refetch whose result moves twice (incomplete): the complete snapshot stays, it cost
     emulator.faults.add(Fault("insert_rows", query="kept.com", page=2, count=1, times=PARTITION_ATTEMPTS))
-    forced = run_cli(tmp_path, env, "run", "--force", "--domain", "kept.com", *full, day=DAY)
+    forced = run_main(tmp_path, env, "run", "--force", "--domain", "kept.com", *full, day=DAY)
     assert forced.returncode == 1 and "already loaded is kept" in forced.stdout
     emulator.faults.clear()
     # a forced refetch that fails: no ledger change, but it cost too
     emulator.faults.add(Fault("api_error", query="kept.com", page=2, times=-1))
-    assert run_cli(tmp_path, env, "run", "--force", "--domain", "kept.com", *full, day=DAY).returncode == 1
+    assert run_main(tmp_path, env, "run", "--force", "--domain", "kept.com", *full, day=DAY).returncode == 1
     charged = emulator.api.credits_charged
     assert charged > 1500 + 2500 + 1501  # every kind of attempt above paid something
-    status = run_cli(tmp_path, env, "status", day=DAY)  # this month is the runs' month
+    status = run_main(tmp_path, env, "status", day=DAY)  # this month is the runs' month
     assert status.returncode == 0, status.stderr
     assert f"Credits spent this month: {charged}\n" in status.stdout, (charged, status.stdout)
     with duckdb.connect(str(tmp_path / "serpstat_refdomains.duckdb"), read_only=True) as con:
@@ -389,7 +392,7 @@ def test_a_passwordless_url_still_lets_libpq_read_pgpass(tmp_path, monkeypatch):
 
     from serpstat_refdomains.warehouse import resolve_destination
 
-    user_host = PG_URL.split("//", 1)[1]
+    user_host = PG_SERVER_URL.split("//", 1)[1]  # a .pgpass line names the database alone
     user, rest = user_host.split("@", 1)
     passfile = tmp_path / "pgpass"
     host_port, database = rest.split("/", 1)

@@ -34,16 +34,14 @@ from tests.helpers import (
     truth,
     warehouse_of,
 )
-from tests.scenarios import replay_golden
+from tests.scenarios import golden_duckdb, replay_golden
 
 PULL_TIME_COLUMNS = {"started_at", "snapshot_version", "pair_key"}
 
 
 @pytest.fixture(scope="module")
 def duckdb_golden(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("golden_duckdb")
-    replay_golden(workdir)
-    return workdir
+    return golden_duckdb(tmp_path_factory)[0]  # replayed once a session, shared with test_models
 
 
 @needs_postgres

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
@@ -89,10 +90,16 @@ def _check(client, test: DataTest, dialect: str, tables: AbstractSet[str]) -> No
 
 
 def _failing(client, test: DataTest, dialect: str, tables: AbstractSet[str]) -> int:
-    offending = _offending(test, dialect, client.dataset_name, tables)
-    rows = client.execute_sql(generate(exp.select(exp.Count(this=exp.Star()).as_("failing")).from_(offending),
-                                       dialect))
+    rows = client.execute_sql(_count_sql(test.sql, dialect, client.dataset_name, frozenset(tables)))
     return int(rows[0][0]) if rows else 0
+
+
+@lru_cache(maxsize=1024)  # written once a process, as dialects.transpile is
+def _count_sql(sql: str, dialect: str, dataset: str, tables: frozenset[str]) -> str:
+    """The count of a data test's offending rows."""
+    offending = exp.Subquery(this=rewritten(sql, dialect, dataset, tables),
+                             alias=exp.TableAlias(this=exp.to_identifier("offending")))
+    return generate(exp.select(exp.Count(this=exp.Star()).as_("failing")).from_(offending), dialect)
 
 
 def _offending(test: DataTest, dialect: str, dataset: str, tables: AbstractSet[str]) -> exp.Subquery:

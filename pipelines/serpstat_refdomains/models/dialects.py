@@ -5,6 +5,7 @@ be planned well, written out here with their reasons."""
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
+from functools import lru_cache
 from typing import cast
 
 import sqlglot
@@ -23,6 +24,14 @@ def literal(text: str) -> str:
 def transpile(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) -> str:
     """The SELECT for `dialect`, with our tables qualified by `dataset`; raises on anything
     sqlglot cannot express in that dialect."""
+    return _transpiled(sql, dialect, dataset, frozenset(tables))
+
+
+# Parsing and writing a model's SQL is most of a small build's time on DuckDB (sqlglot, in
+# Python): a process that builds more than once (a scheduler's worker, the test suite) writes
+# each model's SQL once. The result is a string, so no caller can change what is kept.
+@lru_cache(maxsize=1024)
+def _transpiled(sql: str, dialect: str, dataset: str, tables: frozenset[str]) -> str:
     return generate(rewritten(sql, dialect, dataset, tables), dialect)
 
 

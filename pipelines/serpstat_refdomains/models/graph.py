@@ -8,6 +8,7 @@ from __future__ import annotations
 import graphlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 
@@ -90,6 +91,7 @@ def layer_files(folder: Traversable, suffix: str, layer: str = "") -> list[tuple
     return files
 
 
+@lru_cache(maxsize=256)  # parsed once a process, however many builds read the models
 def _references(name: str, sql: str) -> tuple[str, ...]:
     """The tables a model's SELECT reads, less its own CTEs: what sqlglot parses for transpile()."""
     try:
