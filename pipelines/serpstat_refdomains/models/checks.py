@@ -84,7 +84,7 @@ def run_data_tests(client, names: Iterable[str], dialect: str, params: dict[str,
 def _check(client, test: DataTest, dialect: str, tables: AbstractSet[str]) -> None:
     count = _failing(client, test, dialect, tables)
     if count:
-        offending = _offending(test, dialect, client.dataset_name, tables)
+        offending = _offending(test.sql, dialect, client.dataset_name, tables)
         example = client.execute_sql(generate(exp.select("*").from_(offending).limit(1), dialect))
         raise ModelTestFailed(test.model, test.name, count, _example(test, example[0] if example else ()))
 
@@ -97,13 +97,12 @@ def _failing(client, test: DataTest, dialect: str, tables: AbstractSet[str]) -> 
 @lru_cache(maxsize=1024)  # written once a process, as dialects.transpile is
 def _count_sql(sql: str, dialect: str, dataset: str, tables: frozenset[str]) -> str:
     """The count of a data test's offending rows."""
-    offending = exp.Subquery(this=rewritten(sql, dialect, dataset, tables),
-                             alias=exp.TableAlias(this=exp.to_identifier("offending")))
-    return generate(exp.select(exp.Count(this=exp.Star()).as_("failing")).from_(offending), dialect)
+    counted = exp.select(exp.Count(this=exp.Star()).as_("failing"))
+    return generate(counted.from_(_offending(sql, dialect, dataset, tables)), dialect)
 
 
-def _offending(test: DataTest, dialect: str, dataset: str, tables: AbstractSet[str]) -> exp.Subquery:
-    return exp.Subquery(this=rewritten(test.sql, dialect, dataset, tables),
+def _offending(sql: str, dialect: str, dataset: str, tables: AbstractSet[str]) -> exp.Subquery:
+    return exp.Subquery(this=rewritten(sql, dialect, dataset, tables),
                         alias=exp.TableAlias(this=exp.to_identifier("offending")))
 
 
