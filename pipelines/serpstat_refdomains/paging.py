@@ -97,8 +97,7 @@ class SnapshotFetcher:
                 continue
             outcome = self._fetch(part, expected, leaves)
             if isinstance(outcome, Split):
-                children = part.planned() if isinstance(part, Group) else [(child, None) for child in part.split()]
-                stack.extend((child, 1, size) for child, size in reversed(children))
+                stack.extend((child, 1, size) for child, size in reversed(part.children()))
             elif isinstance(outcome, Unstable):
                 if attempt < PARTITION_ATTEMPTS:
                     logger.info("%s: %s (%s); reading it again", self.spec.key, outcome.what, part)
@@ -116,7 +115,7 @@ class SnapshotFetcher:
                 members = self._told_apart(part, outcome.rows)
                 if members is None:
                     logger.info("%s: %s: a name no member's filter takes; reading them one by one", self.spec.key, part)
-                    stack.extend((member, 1, size) for member, size in reversed(part.planned()))
+                    stack.extend((member, 1, size) for member, size in reversed(part.children()))
                     continue
                 leaves.update(members)
                 yield from self._convert(outcome.rows)

@@ -60,6 +60,10 @@ class Partition:
         exact = [Partition(self.ranks, self.prefix, exact=True)] if self.prefix else []
         return [*children, *exact, Partition(self.ranks, self.prefix, tail=True)]
 
+    def children(self) -> list[tuple[Partition, int | None]]:
+        """What to read in its place, with sizes where known: its split, sizes unknown."""
+        return [(child, None) for child in self.split()]
+
     def alternatives(self) -> list[list[dict]]:
         """The complexFilter conditions of the partition, one list per OR'd alternative."""
         return [self.conditions()]
@@ -119,13 +123,9 @@ class Group:
     def alternatives(self) -> list[list[dict]]:
         return [member.conditions() for member in self.members]
 
-    def split(self) -> list[Partition]:
-        """Its members, read one by one (its rows could not be told apart by name, or it grew
-        past the window)."""
-        return list(self.members)
-
-    def planned(self) -> list[tuple[Partition, int | None]]:
-        """Its members with their sizes when last read, where known."""
+    def children(self) -> list[tuple[Partition, int | None]]:
+        """Its members, to read one by one (its rows could not be told apart by name, or it grew
+        past the window), with their sizes when last read where known."""
         sizes = self.sizes or (None,) * len(self.members)
         return list(zip(self.members, sizes, strict=True))
 
