@@ -19,7 +19,7 @@ import pytest
 from serpstat_refdomains.emulator import SerpstatEmulator
 from serpstat_refdomains.emulator.graph import Profile
 from serpstat_refdomains.normalize import normalize_domain
-from tests.helpers import DAY, TOKEN, needs_postgres, refdomains_on, run_pipeline
+from tests.helpers import DAY, PG_URL, TOKEN, needs_postgres, refdomains_on, run_pipeline
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -33,7 +33,7 @@ def test_weekly_runs_of_a_target_over_the_depth_cap_keep_building_models(tmp_pat
         emulator.graph.set_profile("big.example.com", Profile(base_size=61_000))
         # generate the donor universe before the first request: on a busy machine that took longer
         # than the client's retries wait, and the snapshot failed for a reason this test is not about
-        emulator.graph.donors("big.example.com")
+        emulator.graph.donors("big.example.com", through=DAY + dt.timedelta(days=14))
         for week in range(3):
             emulator.today = DAY + dt.timedelta(days=7 * week)
             report = run_pipeline(tmp_path, emulator, ["big.example.com"], emulator.today, build_models=True)
@@ -92,7 +92,7 @@ def _short_targets(history):
 
 
 @pytest.mark.parametrize("destination", ["duckdb", pytest.param("postgres", marks=needs_postgres)])
-def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path, destination):
+def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path, destination, monkeypatch):
     """bench/history.py in small: weekly `refdomains run`s (the CLI: a full snapshot each) over an
     evolving graph, one target over the emulator's depth cap. Every run exits 0, every snapshot
     is complete, and targets under the cap cost exactly the minimum (rows + 1 per empty result +
@@ -100,6 +100,7 @@ def test_a_short_history_of_weekly_runs_exits_0_at_the_minimum_credits(tmp_path,
     sys.path.insert(0, str(BENCH))
     import history
 
+    monkeypatch.setattr(history, "PG_URL", PG_URL)  # the tests' sessions: no JIT for tables this small
     weeks = history.run_history(SHORT_WEEKS, destination, _short_targets(history), depth_cap=SHORT_CAP,
                                 page_size=200, folder=tmp_path)
     assert [w.exit_code for w in weeks] == [0] * SHORT_WEEKS, [w.error for w in weeks]

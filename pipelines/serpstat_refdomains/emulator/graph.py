@@ -128,8 +128,9 @@ class LinkGraph:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self._profiles: dict[str, Profile] = {}
-        self._universes: dict[str, list[Donor]] = {}
+        self._universes: dict[str, _Universe] = {}
         self._overlays: dict[str, _Overlay] = {}
+        self._active: dict[tuple, list[Donor]] = {}
         self._lock = threading.Lock()
         self.version = 0  # bumped on every change, so caches of served result sets expire
         self.changes: list[Change] = []  # run-time changes, so a test can replay every state
@@ -207,28 +208,39 @@ class LinkGraph:
         self.version += 1
 
     # --- ground truth --------------------------------------------------------------------
-    def donors(self, target: str) -> list[Donor]:
+    def donors(self, target: str, through: dt.date | None = None) -> list[Donor]:
+        """The target's donors with the changes made at run time: all of them, or those born by
+        `through` (a churning universe is generated day by day as far as it is asked for)."""
         key = target.lower()
         with self._lock:
             universe = self._universes.get(key)
             if universe is None:
-                universe = self._generate(key, self._profiles.get(key, Profile()))
-                self._universes[key] = universe
+                universe = self._universes[key] = self._universe(key, self._profiles.get(key, Profile()))
+            generated = universe.through(self.seed, key, through)
             overlay = self._overlays.get(key)
             if not overlay:
-                return universe
+                return generated
             if not overlay.removed and not overlay.changed:
-                return universe + overlay.donors
+                return generated + overlay.donors
             removed, changed = set(overlay.removed), dict(overlay.changed)
-            donors = universe + overlay.donors
+            donors = generated + overlay.donors
         return [changed.get(d.name, d) for d in donors if d.name not in removed]
 
     def active(self, target: str, day: dt.date, search_type: str = "domain_with_subdomains") -> list[Donor]:
-        only_domain = search_type == "domain"
-        return [
-            d for d in self.donors(target)
-            if d.active_on(day) and (d.in_domain_only or not only_domain)
-        ]
+        # A partitioned pull asks for dozens of filters of one target and day: the scan of a
+        # churning universe (several donors per one alive) is done once per state of the graph.
+        key = (target.lower(), day, search_type, self.version)
+        with self._lock:
+            cached = self._active.get(key)
+        if cached is None:
+            only_domain = search_type == "domain"
+            cached = [d for d in self.donors(target, through=day)
+                      if d.active_on(day) and (d.in_domain_only or not only_domain)]
+            with self._lock:
+                if len(self._active) >= 64:
+                    self._active.clear()
+                self._active[key] = cached
+        return list(cached)
 
     def truth(self, target: str, day: dt.date, search_type: str = "domain_with_subdomains",
               last_week: bool = False) -> set[str]:
@@ -239,38 +251,58 @@ class LinkGraph:
         return {d.name for d in donors}
 
     # --- generation ----------------------------------------------------------------------
-    def _generate(self, key: str, profile: Profile) -> list[Donor]:
+    def _universe(self, key: str, profile: Profile) -> _Universe:
         rng = _rng(self.seed, key, "profile")
         if profile.size is not None:
-            static = [self._static_donor(key, i) for i in range(profile.size)]
-            return static if profile.rank is None else [replace(d, rank=profile.rank) for d in static]
+            static = [_static_donor(self.seed, key, i) for i in range(profile.size)]
+            if profile.rank is not None:
+                static = [replace(d, rank=profile.rank) for d in static]
+            return _Universe(static, births_per_day=0.0, next_offset=HORIZON_DAYS)
         base = profile.base_size if profile.base_size is not None else 100 + rng.randrange(1900)
-        births_per_day = base / MEAN_LIFETIME_DAYS
-        donors: list[Donor] = []
-        index = 0
-        born_so_far = 0.0
-        for offset in range(-HISTORY_DAYS, HORIZON_DAYS):
-            born_so_far += births_per_day
-            while index < int(born_so_far):
-                donors.append(self._churning_donor(key, index, EPOCH + dt.timedelta(days=offset)))
-                index += 1
-        return donors
+        return _Universe([], births_per_day=base / MEAN_LIFETIME_DAYS, next_offset=-HISTORY_DAYS)
 
-    def _static_donor(self, key: str, index: int) -> Donor:
-        rng = _rng(self.seed, key, index)
-        born = EPOCH - dt.timedelta(days=400 + rng.randrange(3000))
-        return Donor(name=_donor_name(rng, index), rank=_donor_rank(rng), ref_pages=_ref_pages(rng),
-                     born=born, in_domain_only=rng.random() < 0.8)
+@dataclass
+class _Universe:
+    """A target's generated donors, in order of birth, and where generation stopped: a churning
+    universe spans HISTORY_DAYS + HORIZON_DAYS (several donors for each one alive on a day), and
+    a day's truth needs only the donors born by then."""
 
-    def _churning_donor(self, key: str, index: int, born: dt.date) -> Donor:
-        rng = _rng(self.seed, key, index)
-        name = _donor_name(rng, index)
-        lost = born + dt.timedelta(days=1 + int(rng.expovariate(1 / MEAN_LIFETIME_DAYS)))
-        returned = None
-        if rng.random() < RETURN_PROBABILITY:
-            returned = lost + dt.timedelta(days=1 + int(rng.expovariate(1 / MEAN_RETURN_GAP_DAYS)))
-        return Donor(name=name, rank=_donor_rank(rng), ref_pages=_ref_pages(rng), born=born,
-                     lost=lost, returned=returned, in_domain_only=rng.random() < 0.8)
+    donors: list[Donor]
+    births_per_day: float
+    next_offset: int  # the first day (days from EPOCH) not generated yet
+    born_so_far: float = 0.0
+
+    def through(self, seed: int, key: str, day: dt.date | None) -> list[Donor]:
+        """The donors born by `day` (all of them without one), generated as far as needed."""
+        last = HORIZON_DAYS - 1 if day is None else min((day - EPOCH).days, HORIZON_DAYS - 1)
+        if self.next_offset <= last:
+            born = list(self.donors)  # a list handed out before stays as it was
+            index = len(born)
+            for offset in range(self.next_offset, last + 1):
+                self.born_so_far += self.births_per_day
+                while index < int(self.born_so_far):
+                    born.append(_churning_donor(seed, key, index, EPOCH + dt.timedelta(days=offset)))
+                    index += 1
+            self.donors, self.next_offset = born, last + 1
+        return self.donors
+
+
+def _static_donor(seed: int, key: str, index: int) -> Donor:
+    rng = _rng(seed, key, index)
+    born = EPOCH - dt.timedelta(days=400 + rng.randrange(3000))
+    return Donor(name=_donor_name(rng, index), rank=_donor_rank(rng), ref_pages=_ref_pages(rng),
+                 born=born, in_domain_only=rng.random() < 0.8)
+
+
+def _churning_donor(seed: int, key: str, index: int, born: dt.date) -> Donor:
+    rng = _rng(seed, key, index)
+    name = _donor_name(rng, index)
+    lost = born + dt.timedelta(days=1 + int(rng.expovariate(1 / MEAN_LIFETIME_DAYS)))
+    returned = None
+    if rng.random() < RETURN_PROBABILITY:
+        returned = lost + dt.timedelta(days=1 + int(rng.expovariate(1 / MEAN_RETURN_GAP_DAYS)))
+    return Donor(name=name, rank=_donor_rank(rng), ref_pages=_ref_pages(rng), born=born,
+                 lost=lost, returned=returned, in_domain_only=rng.random() < 0.8)
 
 
 def in_last_week(donor: Donor, day: dt.date) -> bool:
