@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -348,7 +349,7 @@ class SerpstatApi:
                 return key, cached
         donors = self.graph.active(query, self.today, search_type)
         if groups:
-            donors = [d for d in donors if any(self._group_matches(d, g, query) for g in groups)]
+            donors = self._matching(donors, groups, query)
         attr = SORTS[sort]
         if attr == "check":
             def sort_key(d: Donor) -> tuple:
@@ -363,15 +364,33 @@ class SerpstatApi:
                 self._results.popitem(last=False)
         return key, donors
 
-    def _group_matches(self, donor: Donor, group: list, query: str) -> bool:
-        for cond in group:
-            if "additional_filters" in cond:
-                if not self._quick_filter(donor, cond["additional_filters"], query):
-                    return False
-            elif not _compare(getattr(donor, FILTER_FIELDS[cond["field"]]), cond["compareType"],
-                              cond["value"]):
-                return False
-        return True
+    def _matching(self, donors: list[Donor], groups: list, query: str) -> list[Donor]:
+        """The donors any group of a complexFilter matches (groups are OR'd, their conditions
+        AND'd). A partitioned pull sends dozens of groups that are one `domain_from startsWith`
+        each: those are one condition with all their prefixes, tested once per donor."""
+        prefixes: list = []
+        tests = []
+        for group in groups:
+            if len(group) == 1 and group[0].get("field") == "domain_from" and group[0]["compareType"] == "startsWith":
+                prefixes.extend(group[0]["value"])
+            else:
+                tests.append([self._condition(c, query) for c in group])
+        if prefixes:
+            tests.append([self._condition({"field": "domain_from", "compareType": "startsWith", "value": prefixes},
+                                          query)])
+        if len(tests) == 1 and len(tests[0]) == 1:
+            return list(filter(tests[0][0], donors))
+        return [d for d in donors if any(all(test(d) for test in group) for group in tests)]
+
+    def _condition(self, cond: dict, query: str) -> Callable[[Donor], bool]:
+        """One condition of a complexFilter group as a test of a donor."""
+        if "additional_filters" in cond:
+            name = cond["additional_filters"]
+            return lambda donor: self._quick_filter(donor, name, query)
+        attr, compare, values = FILTER_FIELDS[cond["field"]], cond["compareType"], cond["value"]
+        if attr == "name":  # text is matched ignoring case
+            values = tuple(str(v).lower() for v in values)
+        return lambda donor: _compare(getattr(donor, attr), compare, values)
 
     def _quick_filter(self, donor: Donor, name: str, query: str) -> bool:
         labels = donor.name.lower().rstrip(".").split(".")
@@ -521,22 +540,22 @@ def _validate_filter(groups: Any) -> None:
                 raise ApiError(32117, "Not allowed params for filter")
 
 
-def _compare(actual: Any, compare: str, values: list) -> bool:
+def _compare(actual: Any, compare: str, values: Sequence) -> bool:
+    """One condition on one donor's value; text against `values` already in lower case."""
     if isinstance(actual, str):
         text = actual.lower()
-        needles = [str(v).lower() for v in values]
         if compare == "eq":
-            return text in needles
+            return text in values
         if compare == "neq":
-            return text not in needles
+            return text not in values
         if compare == "contains":
-            return any(n in text for n in needles)
+            return any(n in text for n in values)
         if compare == "notContains":
-            return not any(n in text for n in needles)
+            return not any(n in text for n in values)
         if compare == "startsWith":
-            return any(text.startswith(n) for n in needles)
+            return text.startswith(tuple(values))
         if compare == "endsWith":
-            return any(text.endswith(n) for n in needles)
+            return text.endswith(tuple(values))
         return False
     number = values[0]
     if compare == "between":
