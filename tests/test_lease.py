@@ -52,6 +52,19 @@ def database(name: str, *settings: str) -> str:
     return database_url(name)
 
 
+@pytest.fixture(autouse=True)
+def short_retry_waits():
+    """The tries on a dropped destination wait 0.5 s, 1 s, then 2 s each (a failover's length):
+    these tests count the tries and check what they leave, so they wait a hundredth of that (a
+    patch of its own, which a test's `monkeypatch.undo()` leaves in place)."""
+    from serpstat_refdomains import reconnect
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reconnect, "RETRY_WAIT_SECONDS", 0.005)
+        patch.setattr(reconnect, "RETRY_WAIT_MAX_SECONDS", 0.02)
+        yield
+
+
 @pytest.fixture(scope="module")
 def idle_database():
     """A database whose sessions the server closes after 2 idle seconds, as managed services do."""

@@ -17,7 +17,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from .reconnect import (
     finish_pending_loads,
     is_transient,
     load_step_failed,
+    pause_before_try,
     reconnecting,
     retried_jobs,
 )
@@ -156,7 +156,7 @@ def snapshots_resource(rows: Sequence[dict[str, Any]], attempts: Sequence[dict[s
 
 def write_outcome(pipeline: dlt.Pipeline, rows: list[dict[str, Any]],
                   attempts: Sequence[dict[str, Any]] = (), *, may_write: Callable[[], None] = lambda: None,
-                  tries: int = 3, wait: float = 0.5) -> None:
+                  tries: int = 3) -> None:
     """Load ledger and attempt rows of snapshots that load no rows of their own.
 
     The attempt rows are what the run paid: a dropped connection never loses or doubles them. A
@@ -189,7 +189,7 @@ def write_outcome(pipeline: dlt.Pipeline, rows: list[dict[str, Any]],
                 logger.error("could not record the snapshot outcome in the ledger: %s", first_line(error))
                 return
             logger.info("the destination connection dropped (%s): recording the outcome again", first_line(error))
-            time.sleep(wait * attempt)
+            pause_before_try(attempt)
 
 
 def _finish_outcome(pipeline: dlt.Pipeline, failed: Exception, may_write: Callable[[], None]) -> None:

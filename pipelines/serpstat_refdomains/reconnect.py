@@ -22,8 +22,18 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The first wait before trying a dropped destination again; each later try waits longer, up to
+# RETRY_WAIT_MAX_SECONDS (a restart's or failover's length is seconds, not minutes).
+RETRY_WAIT_SECONDS = 0.5
+RETRY_WAIT_MAX_SECONDS = 2.0
 
-def reconnecting(pipeline: dlt.Pipeline, work: Callable[[], T], attempts: int = 3, wait: float = 0.5) -> T:
+
+def pause_before_try(attempt: int) -> None:
+    """The wait after `attempt` failed on a dropped connection, before the next try."""
+    time.sleep(min(RETRY_WAIT_SECONDS * attempt, RETRY_WAIT_MAX_SECONDS))
+
+
+def reconnecting(pipeline: dlt.Pipeline, work: Callable[[], T], attempts: int = 3) -> T:
     """`work` (idempotent, or one transaction) done again on a fresh connection when the one it
     used dropped: a database server closes sessions, restarts and fails over, and a run whose loads
     all succeeded must not fail on one of its own statements for it. DuckDB, in this process, has
@@ -37,7 +47,7 @@ def reconnecting(pipeline: dlt.Pipeline, work: Callable[[], T], attempts: int = 
             if attempt == attempts or not is_transient(error):
                 raise
             logger.info("the destination connection dropped (%s): trying again", first_line(error))
-            time.sleep(wait * attempt)
+            pause_before_try(attempt)
     raise AssertionError("unreachable")
 
 
@@ -65,7 +75,7 @@ def retried_jobs(info: Any) -> bool:
 
 
 def finish_pending_loads(pipeline: dlt.Pipeline, may_write: Callable[[], None] = lambda: None,
-                         attempts: int = 8, wait: float = 0.5) -> bool:
+                         attempts: int = 8) -> bool:
     """Load the packages a failed load step left pending, on fresh connections, trying again while
     the connection keeps dropping; True when there were any (they are loaded now).
 
@@ -92,11 +102,11 @@ def finish_pending_loads(pipeline: dlt.Pipeline, may_write: Callable[[], None] =
                 raise
             logger.info("the destination connection dropped while loading (%s): trying again",
                         first_line(unwrap(error)))
-            time.sleep(min(wait * attempt, 2.0))
+            pause_before_try(attempt)
             continue
         if not pipeline.has_pending_data:
             return True
-        time.sleep(min(wait * attempt, 2.0))  # dlt left jobs to retry without raising: load them again
+        pause_before_try(attempt)  # dlt left jobs to retry without raising: load them again
     raise ServiceUnavailable(f"destination {pipeline.destination.destination_name!r} did not finish loading a "
                              f"package after {tries} tries: it is kept, and the next run loads it")
 
