@@ -2,8 +2,9 @@
 documented in the warehouse, and with exactly the columns and types each model's doc file declares
 (sql/<layer>/<model>.toml, beside its SQL).
 
-Each test builds the models, then runs another load (a `last_week` pull a week later, no model
-build) before reading: a later load must neither break nor hide the models.
+Each test reads models built, then followed by another load (a `last_week` pull a week later, no
+model build): a later load must neither break nor hide the models. The tests that only read share
+one such history per warehouse (built once a module; DuckDB's copied into each test's folder).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import dlt
@@ -24,12 +26,13 @@ from dlt.common.schema.utils import new_table
 
 from serpstat_refdomains import constants, models
 from serpstat_refdomains.contract import LOADED_TABLES, TARGET_COMPETITORS
-from serpstat_refdomains.emulator import Profile
+from serpstat_refdomains.emulator import Profile, SerpstatEmulator
 from serpstat_refdomains.models import NAMES_READ_TABLE, NAMES_TABLE, catalog, docs, model_names
 from serpstat_refdomains.warehouse import destination_dialect, make_pipeline
 from tests.helpers import (
     DAY,
     PG_URL,
+    TOKEN,
     fast_client,
     needs_postgres,
     pg_rows,
@@ -62,6 +65,36 @@ def _build_then_load_again(tmp_path, emulator, **destination):
     assert [r.status for r in later.results] == ["complete"]
 
 
+@pytest.fixture(scope="module")
+def built_in_duckdb(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("catalog-duckdb")
+    with SerpstatEmulator(token=TOKEN, today=DAY, seed=7) as emulator:
+        _build_then_load_again(folder, emulator, destination=dlt.destinations.duckdb(str(folder / "refdomains.duckdb")))
+    return folder
+
+
+@pytest.fixture
+def duckdb_history(built_in_duckdb, tmp_path) -> Path:
+    """A folder of this test's own holding `_build_then_load_again`'s DuckDB file and pipelines."""
+    shutil.copytree(built_in_duckdb, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def postgres_history(tmp_path_factory):
+    """(folder with the pipelines, dataset) of `_build_then_load_again` on PostgreSQL, read only."""
+    folder, dataset = tmp_path_factory.mktemp("catalog-postgres"), f"rd_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with SerpstatEmulator(token=TOKEN, today=DAY, seed=7) as emulator:
+            _build_then_load_again(folder, emulator, destination=postgres(), dataset_name=dataset)
+        yield folder, dataset
+    finally:
+        with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
+            for schema in (dataset, f"{dataset}_staging"):
+                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        con.close()
+
+
 def _read_every_model(dataset: dlt.Dataset, counts: dict[str, int]) -> None:
     assert set(MODELS) <= set(dataset.tables)
     for name in MODELS:
@@ -77,9 +110,9 @@ def _read_every_model(dataset: dlt.Dataset, counts: dict[str, int]) -> None:
     assert counts["new_ref_domains"] and counts["lost_ref_domains"], "empty models prove nothing"
 
 
-def test_every_model_is_read_through_dlt_dataset_after_another_load(tmp_path, emulator):
+def test_every_model_is_read_through_dlt_dataset_after_another_load(duckdb_history):
+    tmp_path = duckdb_history
     database = str(tmp_path / "refdomains.duckdb")
-    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
     counts = {name: query(tmp_path, f"SELECT count(*) FROM serpstat.{name}")[0][0] for name in MODELS}
 
     attached = dlt.attach(constants.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
@@ -100,8 +133,8 @@ def test_every_model_is_read_through_dlt_dataset_after_another_load(tmp_path, em
 
 
 @needs_postgres
-def test_every_model_is_read_through_dlt_dataset_on_postgres(tmp_path, emulator, pg_dataset):
-    _build_then_load_again(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
+def test_every_model_is_read_through_dlt_dataset_on_postgres(postgres_history):
+    tmp_path, pg_dataset = postgres_history
     counts = {name: pg_rows(pg_dataset, f"SELECT count(*) FROM {{ds}}.{name}")[0][0] for name in MODELS}
     attached = dlt.attach(constants.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
                           destination=postgres())
@@ -110,8 +143,8 @@ def test_every_model_is_read_through_dlt_dataset_on_postgres(tmp_path, emulator,
     assert attached.sync_schema() == {}
 
 
-def test_models_have_their_declared_columns_and_comments_in_duckdb(tmp_path, emulator):
-    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")))
+def test_models_have_their_declared_columns_and_comments_in_duckdb(duckdb_history):
+    tmp_path = duckdb_history
     for name in MODELS:
         doc = catalog()[name]
         columns = query(tmp_path, "SELECT column_name, data_type, comment FROM duckdb_columns() "
@@ -125,8 +158,8 @@ def test_models_have_their_declared_columns_and_comments_in_duckdb(tmp_path, emu
 
 
 @needs_postgres
-def test_models_have_their_declared_columns_and_comments_in_postgres(tmp_path, emulator, pg_dataset):
-    _build_then_load_again(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
+def test_models_have_their_declared_columns_and_comments_in_postgres(postgres_history):
+    _, pg_dataset = postgres_history
     for name in MODELS:
         doc = catalog()[name]
         columns = pg_rows(pg_dataset, "SELECT column_name, data_type, col_description("
@@ -140,10 +173,10 @@ def test_models_have_their_declared_columns_and_comments_in_postgres(tmp_path, e
         assert comment == [(doc.description,)], name
 
 
-def test_loaded_tables_have_their_comments_in_duckdb(tmp_path, emulator):
+def test_loaded_tables_have_their_comments_in_duckdb(duckdb_history):
     """Every column contract.py describes carries its meaning in the warehouse, as the models' do,
-    also after a later load (the test's last load builds no models)."""
-    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(str(tmp_path / "refdomains.duckdb")))
+    also after a later load (the history's last load builds no models)."""
+    tmp_path = duckdb_history
     for table in LOADED_TABLES:
         columns = dict(query(tmp_path, "SELECT column_name, comment FROM duckdb_columns() "
                                        "WHERE schema_name = 'serpstat' AND table_name = ?", [table.name]))
@@ -153,8 +186,8 @@ def test_loaded_tables_have_their_comments_in_duckdb(tmp_path, emulator):
 
 
 @needs_postgres
-def test_loaded_tables_have_their_comments_in_postgres(tmp_path, emulator, pg_dataset):
-    _build_then_load_again(tmp_path, emulator, destination=postgres(), dataset_name=pg_dataset)
+def test_loaded_tables_have_their_comments_in_postgres(postgres_history):
+    _, pg_dataset = postgres_history
     for table in LOADED_TABLES:
         columns = dict(pg_rows(pg_dataset, "SELECT column_name, col_description(format('%%I.%%I', table_schema, "
                                            "table_name)::regclass, ordinal_position) FROM information_schema.columns "
@@ -273,13 +306,13 @@ def _dlt_cli(pipelines_dir: Path, *command: str, cwd: Path | None = None) -> str
     return done.stdout
 
 
-def test_dlt_dashboard_and_info_list_the_models_with_their_descriptions(tmp_path, emulator):
+def test_dlt_dashboard_and_info_list_the_models_with_their_descriptions(duckdb_history):
     """dlt's dashboard (`dlt pipeline ... show`) lists the tables of the pipeline's schema that
     hold data and are complete (Schema.data_tables(seen_data_only=True)); `info -v` says whether
     each received data. Every mart, every model that is a table and target_competitors are listed
     there with the loaded tables, each with its meaning; the internal views are not."""
+    tmp_path = duckdb_history
     database = str(tmp_path / "refdomains.duckdb")
-    _build_then_load_again(tmp_path, emulator, destination=dlt.destinations.duckdb(database))
     attached = dlt.attach(constants.PIPELINE_NAME, pipelines_dir=str(tmp_path / "pipelines"),
                           destination=dlt.destinations.duckdb(database))
     listed = {t["name"]: t for t in attached.default_schema.data_tables(seen_data_only=True, include_incomplete=False)}
