@@ -8,7 +8,7 @@ import socket
 import pytest
 import requests
 
-from serpstat_refdomains.emulator import EPOCH, Fault, LinkGraph, SerpstatEmulator, in_last_week
+from serpstat_refdomains.emulator import EPOCH, Fault, LinkGraph, Profile, SerpstatEmulator, in_last_week
 from tests.helpers import DAY, TOKEN
 
 RD = "SerpstatBacklinksProcedure.getRefDomains"
@@ -264,6 +264,30 @@ def test_graph_is_deterministic_and_evolves():
     assert a.truth("site.com", day, "domain") < a.truth("site.com", day)
     recent = a.truth("site.com", day, last_week=True)
     assert recent and all(in_last_week(d, day) for d in a.active("site.com", day) if d.name in recent)
+
+
+def test_a_days_truth_does_not_depend_on_which_days_were_asked_before():
+    """A churning universe is generated only as far as the days asked for: the truth of a day is
+    the same whether later days were asked first or not, also after run-time changes, among them
+    a change to an added donor whose name a donor born later has too (a change is kept by name)."""
+    day = EPOCH + dt.timedelta(days=10)
+
+    def truth_of_day(ask_later_first: bool) -> list[tuple]:
+        graph = LinkGraph(seed=0)
+        graph.set_profile("t.com", Profile(base_size=50))
+        if ask_later_first:
+            graph.active("t.com", day + dt.timedelta(days=400))
+        universe = LinkGraph(seed=0)
+        universe.set_profile("t.com", Profile(base_size=50))
+        future = next(d for d in universe.donors("t.com") if d.born > day + dt.timedelta(days=30))
+        (named,) = graph.add_named("t.com", [future.name], day - dt.timedelta(days=5))
+        graph.change_metrics("t.com", named, 7, 3)
+        graph.insert_donors("t.com", 2, day)
+        return sorted((d.name, d.born, d.rank) for d in graph.active("t.com", day))
+
+    asked_first = truth_of_day(ask_later_first=False)
+    assert asked_first == truth_of_day(ask_later_first=True)
+    assert len(asked_first) > 10
 
 
 def test_fixed_profile_size_and_wrong_path():

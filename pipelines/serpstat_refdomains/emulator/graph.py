@@ -209,15 +209,20 @@ class LinkGraph:
 
     # --- ground truth --------------------------------------------------------------------
     def donors(self, target: str, through: dt.date | None = None) -> list[Donor]:
-        """The target's donors with the changes made at run time: all of them, or those born by
-        `through` (a churning universe is generated day by day as far as it is asked for)."""
+        """The target's donors with the changes made at run time: all of them, or at least every
+        one born by `through` (a churning universe is generated day by day as far as it is asked
+        for; what was generated before is returned too)."""
         key = target.lower()
         with self._lock:
             universe = self._universes.get(key)
             if universe is None:
                 universe = self._universes[key] = self._universe(key, self._profiles.get(key, Profile()))
-            generated = universe.through(self.seed, key, through)
             overlay = self._overlays.get(key)
+            if overlay and overlay.changed:
+                # a change is kept by name and given to every donor of that name, also one born
+                # later that an added donor shares its name with: those must exist to be changed
+                through = None
+            generated = universe.through(self.seed, key, through)
             if not overlay:
                 return generated
             if not overlay.removed and not overlay.changed:
