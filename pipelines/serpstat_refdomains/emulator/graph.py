@@ -266,6 +266,7 @@ class LinkGraph:
         base = profile.base_size if profile.base_size is not None else 100 + rng.randrange(1900)
         return _Universe([], births_per_day=base / MEAN_LIFETIME_DAYS, next_offset=-HISTORY_DAYS)
 
+
 @dataclass
 class _Universe:
     """A target's generated donors, in order of birth, and where generation stopped: a churning
@@ -278,7 +279,8 @@ class _Universe:
     born_so_far: float = 0.0
 
     def through(self, seed: int, key: str, day: dt.date | None) -> list[Donor]:
-        """The donors born by `day` (all of them without one), generated as far as needed."""
+        """Every donor born by `day` (all of them without one), generated as far as needed;
+        those generated before for a later day are in the list too."""
         last = HORIZON_DAYS - 1 if day is None else min((day - EPOCH).days, HORIZON_DAYS - 1)
         if self.next_offset <= last:
             born = list(self.donors)  # a list handed out before stays as it was
