@@ -23,10 +23,11 @@ install: $(STAMP)
 
 # Two processes (pytest-xdist), each taking whole test files, so a module's fixtures (a loaded
 # history, the demo) are built once: most tests wait on HTTP, subprocesses or PostgreSQL, so two
-# keep both cores busy. TEST_WORKERS=0 runs serially.
+# keep both cores busy. Files are handed out in tests/conftest.py's order, longest first
+# (--no-loadscope-reorder keeps it). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # A new user's install from the built wheel, in fresh venvs (tests/test_e2e_install.py): minutes,
 # so `make test` leaves it out. Needs PyPI; PostgreSQL for the workflow and Airflow parts.
