@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import uuid
 
-import psycopg2
 import pytest
 
 # No telemetry calls from test runs (there is no network here anyway); set before dlt is imported.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 from serpstat_refdomains.emulator import SerpstatEmulator
-from tests.helpers import DAY, PG_URL, TODAY, TOKEN, fast_client
+from tests.helpers import DAY, TODAY, TOKEN, drop_dataset, fast_client
 
 __all__ = ["DAY", "TOKEN"]  # re-exported for the test modules that still import them from here
 
@@ -57,6 +56,4 @@ def pg_dataset():
     """A fresh dataset name on the test server; the dataset and dlt's staging beside it are dropped."""
     name = f"rd_test_{uuid.uuid4().hex[:10]}"
     yield name
-    with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
-        for schema in (name, f"{name}_staging"):
-            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    drop_dataset(name)

@@ -264,6 +264,17 @@ def pg_rows(dataset: str, sql: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall()
 
 
+def drop_dataset(dataset: str, url: str = PG_URL) -> None:
+    """A dataset of the test server and dlt's staging dataset beside it, dropped if there."""
+    con = psycopg2.connect(url)
+    try:
+        with con, con.cursor() as cur:
+            for schema in (dataset, f"{dataset}_staging"):
+                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        con.close()
+
+
 def postgres():
     return dlt.destinations.postgres(PG_URL)
 

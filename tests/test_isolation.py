@@ -16,6 +16,7 @@ from serpstat_refdomains.constants import PIPELINE_NAME
 from tests.helpers import (
     PG_URL,
     cli_env,
+    drop_dataset,
     needs_postgres,
     pg_rows,
     run_cli,
@@ -152,9 +153,7 @@ def test_two_postgres_datasets_loaded_at_once_keep_their_own_snapshots(tmp_path,
             cur.execute(f'SELECT target_domain, count(*) FROM "{other}".ref_domains GROUP BY 1')
             assert cur.fetchall() == [("client-b.com", 1200)]
     finally:
-        with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
-            for schema in (other, f"{other}_staging"):
-                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        drop_dataset(other)
 
 
 @needs_postgres

@@ -22,7 +22,7 @@ from serpstat_refdomains.constants import PIPELINE_NAME
 from serpstat_refdomains.errors import ConcurrentRunError
 from serpstat_refdomains.run_lock import LEASE_TABLE, Lease, LockLost, host_identity
 from serpstat_refdomains.warehouse import make_pipeline
-from tests.helpers import PG_URL, cli_env, needs_postgres, pg_url_of, run_cli, run_pipeline
+from tests.helpers import PG_URL, cli_env, drop_dataset, needs_postgres, pg_url_of, run_cli, run_pipeline
 
 pytestmark = needs_postgres
 
@@ -78,12 +78,6 @@ def cut_database():
     return database(os.environ.get("TERMINATION_DATABASE", "refdomains_cut"))
 
 
-def drop_dataset(url: str, dataset: str) -> None:
-    with psycopg2.connect(url) as con, con.cursor() as cur:
-        for schema in (dataset, f"{dataset}_staging"):
-            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
 def consistent(url: str, dataset: str) -> None:
     """The ledger agrees with the rows: a complete snapshot holds exactly its pull's rows, once
     (nothing loaded yet agrees too)."""
@@ -118,7 +112,7 @@ def test_a_run_longer_than_the_servers_idle_timeout_exits_0(tmp_path, today_emul
         assert time.monotonic() - started > 5, "the run outlasted the idle timeout"
         consistent(url, dataset)
     finally:
-        drop_dataset(url, dataset)
+        drop_dataset(dataset, url)
 
 
 def test_a_second_run_is_refused_while_the_lease_is_held_and_not_after(tmp_path, today_emulator, pg_dataset):
@@ -276,7 +270,7 @@ def test_sessions_terminated_at_random_never_corrupt_and_a_rerun_completes(tmp_p
             consistent(url, dataset)
             assert _attempt_credits(url, dataset) <= emulator.api.credits_charged
     finally:
-        drop_dataset(url, dataset)
+        drop_dataset(dataset, url)
 
 
 def _ledger_rows(url: str, dataset: str) -> dict[str, tuple]:
@@ -412,7 +406,7 @@ def test_a_session_dropped_while_a_package_completes_is_reported_as_committed(
         _ledger_agrees_with_report(hook_database, dataset, report, emulator)
         consistent(hook_database, dataset)
     finally:
-        drop_dataset(hook_database, dataset)
+        drop_dataset(dataset, hook_database)
 
 
 def test_an_attempt_whose_commit_lost_its_answer_is_recorded_once(tmp_path, emulator, hook_database, monkeypatch):
@@ -446,7 +440,7 @@ def test_an_attempt_whose_commit_lost_its_answer_is_recorded_once(tmp_path, emul
         con.close()
         _ledger_agrees_with_report(hook_database, dataset, report, emulator)
     finally:
-        drop_dataset(hook_database, dataset)
+        drop_dataset(dataset, hook_database)
 
 
 def test_a_load_the_connection_keeps_failing_stops_the_run_and_the_next_one_finishes_it(
@@ -476,7 +470,7 @@ def test_a_load_the_connection_keeps_failing_stops_the_run_and_the_next_one_fini
         assert _attempt_credits(hook_database, dataset) == charged
         consistent(hook_database, dataset)
     finally:
-        drop_dataset(hook_database, dataset)
+        drop_dataset(dataset, hook_database)
 
 
 def test_a_dropped_load_is_not_finished_once_the_lease_is_lost(tmp_path, emulator, hook_database, monkeypatch):
@@ -506,4 +500,4 @@ def test_a_dropped_load_is_not_finished_once_the_lease_is_lost(tmp_path, emulato
                 hook_database), dataset_name=dataset, settings_options={"page_size": 100})
         assert dropped and loads_after_the_drop == []
     finally:
-        drop_dataset(hook_database, dataset)
+        drop_dataset(dataset, hook_database)

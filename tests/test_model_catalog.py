@@ -33,6 +33,7 @@ from tests.helpers import (
     DAY,
     PG_URL,
     TOKEN,
+    drop_dataset,
     fast_client,
     needs_postgres,
     pg_rows,
@@ -89,10 +90,7 @@ def postgres_history(tmp_path_factory):
             _build_then_load_again(folder, emulator, destination=postgres(), dataset_name=dataset)
         yield folder, dataset
     finally:
-        with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
-            for schema in (dataset, f"{dataset}_staging"):
-                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        con.close()
+        drop_dataset(dataset)
 
 
 def _read_every_model(dataset: dlt.Dataset, counts: dict[str, int]) -> None:

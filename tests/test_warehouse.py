@@ -22,6 +22,7 @@ from tests.helpers import (
     _PG_ERROR,
     DAY,
     PG_URL,
+    drop_dataset,
     fast_client,
     model_rows,
     needs_postgres,
@@ -97,9 +98,7 @@ def test_datasets_are_separate_schemas(tmp_path, emulator, pg_dataset):
         assert pg_rows(other, "SELECT DISTINCT target_domain FROM {ds}.ref_domains") == [("two.com",)]
         assert pg_rows(pg_dataset, "SELECT count(*) FROM {ds}.ref_domains") == [(30,)]
     finally:
-        with psycopg2.connect(PG_URL) as con, con.cursor() as cur:
-            cur.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
-            cur.execute(f'DROP SCHEMA IF EXISTS "{other}_staging" CASCADE')
+        drop_dataset(other)
 
 
 def _two_runs_at_once(tmp_path, emulator, **destination_options):
